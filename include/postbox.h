@@ -1,0 +1,256 @@
+/*
+ * postbox.h — the public interface of postbox, and the only header a program needs.
+ *
+ * postbox moves typed, variable-size messages between processes and threads on one Linux
+ * host through named mailboxes. A mailbox lives in shared memory (a file in /dev/shm, or in
+ * the directory named by the environment variable POSTBOX_DIR); the kernel is involved only
+ * to create it and to put waiting callers to sleep and wake them. The selection rules are
+ * those of System V message queues (msgrcv(2)): by arrival, by type, by "lowest type up to",
+ * and by "any type but" — except that postbox indexes them, so no receive walks the queue.
+ *
+ * Conventions, for every function below:
+ *   - The return value is 0 (or a non-negative count) on success and a negative errno value
+ *     (-EINVAL, -EAGAIN, ...) on failure. The global errno is never the only carrier of an
+ *     error, and its value after a call is unspecified. pbx_strerror() describes any return.
+ *   - A pbx_t handle may be used by several threads at once, except that pbx_close() must not
+ *     race with any other call on the same handle. After fork(), the child may go on using the
+ *     handles it inherited; after exec(), they are gone (every descriptor is close-on-exec).
+ *   - No function is async-signal-safe unless its comment says so.
+ *
+ * Compiles as C (C99 and later) and as C++.
+ */
+#ifndef POSTBOX_H
+#define POSTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(PBX_STATIC)
+#define PBX_API __attribute__((visibility("default")))
+#else
+#define PBX_API
+#endif
+
+#define PBX_VERSION_MAJOR 0
+#define PBX_VERSION_MINOR 1
+#define PBX_VERSION_PATCH 0
+
+/* The longest mailbox name, in bytes. Names are 1 to PBX_NAME_MAX characters from
+ * [A-Za-z0-9._-], and neither "." nor "..". */
+#define PBX_NAME_MAX 200
+
+/* An open mailbox. Opaque; obtained from pbx_open() or pbx_open_private(). */
+typedef struct pbx pbx_t;
+
+/* What pbx_send() does when a message would exceed the mailbox's capacity (the lecture's
+ * three answers to "the queue is full"). */
+enum pbx_overflow {
+    PBX_BLOCK = 0,       /* wait for room (or fail with -EAGAIN under PBX_NOWAIT) */
+    PBX_DROP_NEWEST = 1, /* discard the message being sent; pbx_send() returns -ENOBUFS */
+    PBX_DROP_OLDEST = 2  /* discard the oldest queued messages until the new one fits */
+};
+
+/* Flags for pbx_open(). */
+#define PBX_CREATE 0x0001 /* create the mailbox if it does not exist (like IPC_CREAT) */
+#define PBX_EXCL   0x0002 /* with PBX_CREATE: fail with -EEXIST if it exists (IPC_EXCL) */
+
+/* Flags for sending and receiving. */
+#define PBX_NOWAIT  0x0100 /* never sleep: -EAGAIN (full) on send, -ENOMSG (nothing) on recv */
+#define PBX_SYNC    0x0200 /* send: reserved for synchronous send; -EOPNOTSUPP in this version */
+#define PBX_EXCEPT  0x0400 /* recv with type > 0: take the oldest message of any OTHER type */
+#define PBX_NOERROR 0x0800 /* recv: truncate a message longer than the buffer, no -E2BIG */
+#define PBX_PEEK    0x1000 /* recv: copy the selected message but leave it queued */
+
+/*
+ * Creation parameters. Always start from pbx_options_init(), then change what you need, so
+ * that fields added by later versions get their defaults.
+ */
+struct pbx_options {
+    uint32_t mode;              /* permission bits of a new mailbox; default 0600 */
+    uint64_t max_bytes;         /* capacity in payload bytes; default 1 MiB */
+    uint32_t max_msgs;          /* capacity in messages; default 4096, at most 16777216 */
+    uint32_t max_msg_size;      /* largest payload; default 8192; at most max_bytes */
+    enum pbx_overflow overflow; /* what a send into a full mailbox does; default PBX_BLOCK */
+    uint64_t reserved[6];       /* must be zero (pbx_options_init() does it) */
+};
+
+/* What pbx_stat() reports. Counters are read without stopping senders and receivers, so
+ * under traffic they are a consistent-enough snapshot, not an atomic one. */
+struct pbx_stat {
+    uint64_t msgs;              /* messages held: queued, plus any being written or read now */
+    uint64_t bytes;             /* payload bytes of those messages */
+    uint64_t max_bytes;         /* capacity in bytes */
+    uint32_t max_msgs;          /* capacity in messages */
+    uint32_t max_msg_size;      /* largest payload */
+    enum pbx_overflow overflow; /* overflow policy */
+    uint32_t mode;              /* permission bits */
+    uid_t uid;                  /* owner of the mailbox */
+    gid_t gid;                  /* group of the mailbox */
+    pid_t last_send_pid;        /* process that last sent; 0 if none */
+    pid_t last_recv_pid;        /* process that last received; 0 if none */
+    int64_t last_send_time;     /* CLOCK_REALTIME of the last send, ns since the Epoch; 0 */
+    int64_t last_recv_time;     /* CLOCK_REALTIME of the last receive, ns; 0 if none */
+    uint64_t sent;              /* messages ever queued */
+    uint64_t received;          /* messages ever taken by a receiver (PBX_PEEK not counted) */
+    uint64_t dropped;           /* messages ever discarded by PBX_DROP_NEWEST/_OLDEST */
+    uint64_t repairs;           /* times a crashed participant's state was repaired */
+    uint32_t send_waiters;      /* senders asleep waiting for room now */
+    uint32_t recv_waiters;      /* receivers asleep waiting for a message now */
+    uint64_t region_size;       /* bytes of shared memory the mailbox occupies */
+    uint64_t reserved[8];
+};
+
+/*
+ * pbx_options_init — fill *opts with the defaults listed in struct pbx_options.
+ * Never fails. Thread-safe and async-signal-safe.
+ */
+PBX_API void pbx_options_init(struct pbx_options *opts);
+
+/*
+ * pbx_strerror — a short English description of a postbox return value.
+ * err may be any value a postbox function returned: 0 or positive gives "success", a negative
+ * errno value gives the postbox meaning of that error (e.g. -EIDRM: "mailbox was removed").
+ * The string is static; never NULL. Thread-safe and async-signal-safe.
+ */
+PBX_API const char *pbx_strerror(int err);
+
+/*
+ * pbx_version — the library's version as "MAJOR.MINOR.PATCH". Static string; never fails.
+ */
+PBX_API const char *pbx_version(void);
+
+/*
+ * pbx_open — open the mailbox called name, or create it.
+ *
+ * A bare name ("jobs") is a shared-memory mailbox in /dev/shm, or in $POSTBOX_DIR if that
+ * variable is set. flags is 0 or PBX_CREATE, optionally with PBX_EXCL. opts (may be NULL for
+ * the defaults) applies only when this call creates the mailbox; an existing mailbox keeps
+ * its own limits (check them with pbx_stat()). A new mailbox gets exactly opts->mode as its
+ * permission bits (the umask does not apply, as with msgget(2)).
+ * On success *out receives a handle the caller owns and must release with pbx_close().
+ *
+ * Returns 0, or:
+ *   -EINVAL    bad name, unknown flag, PBX_EXCL without PBX_CREATE, invalid options,
+ *              out == NULL
+ *   -ENOENT    no such mailbox and no PBX_CREATE (or POSTBOX_DIR does not exist)
+ *   -EEXIST    PBX_CREATE | PBX_EXCL and the mailbox exists
+ *   -EACCES    the mailbox's mode does not let the caller read and write it
+ *   -EBADMSG   the file exists but is not a postbox mailbox, or its header is damaged
+ *   -EPROTO    the mailbox was made by an incompatible version of postbox
+ *   -ENOSPC, -ENOMEM, -EMFILE, ...  as the OS reports while creating or mapping
+ * Blocks only briefly (file system calls). Thread-safe.
+ */
+PBX_API int pbx_open(const char *name, int flags, const struct pbx_options *opts, pbx_t **out);
+
+/*
+ * pbx_open_private — create an anonymous mailbox (the lecture's IPC_PRIVATE). It has no name;
+ * it is shared with the children the caller fork()s after this call, which inherit the handle.
+ * opts may be NULL. Returns 0 or -EINVAL, -ENOMEM, -EMFILE, ... Thread-safe.
+ */
+PBX_API int pbx_open_private(const struct pbx_options *opts, pbx_t **out);
+
+/*
+ * pbx_close — release the handle: unmap the mailbox from this process and free the handle.
+ * The mailbox itself and its messages stay (until pbx_remove()/pbx_unlink()). q may be NULL
+ * (then it does nothing). Returns 0. Must not race with other calls on the same handle.
+ */
+PBX_API int pbx_close(pbx_t *q);
+
+/*
+ * pbx_remove — remove the mailbox q refers to, like msgctl(IPC_RMID): its name disappears at
+ * once (a new mailbox may be created under it), every sender and receiver blocked on it in any
+ * process returns -EIDRM, and every later operation on any handle to it returns -EIDRM. Queued
+ * messages are discarded. The memory is freed when the last process closes its handle.
+ * The handle q itself stays valid and must still be released with pbx_close().
+ * Returns 0, -EIDRM if it was already removed, or -EPERM/-EACCES if the OS refuses to unlink
+ * the name. Thread-safe.
+ */
+PBX_API int pbx_remove(pbx_t *q);
+
+/*
+ * pbx_unlink — remove the mailbox called name, with the effects of pbx_remove(). A file that
+ * is not a valid mailbox is unlinked as well (this is how damaged mailboxes are cleaned up).
+ * Returns 0, -EINVAL (bad name), -ENOENT, -EACCES/-EPERM (no permission). Thread-safe.
+ */
+PBX_API int pbx_unlink(const char *name);
+
+/*
+ * pbx_send — queue a message of the given type (>= 1) with len bytes from data.
+ *
+ * data may be NULL only when len is 0. The bytes are copied; the caller keeps its buffer.
+ * flags: 0 or PBX_NOWAIT. When the mailbox is full, what happens depends on its overflow
+ * policy:
+ *   PBX_BLOCK        sleep until there is room (PBX_NOWAIT: return -EAGAIN at once);
+ *   PBX_DROP_NEWEST  discard this message, count it in pbx_stat().dropped, return -ENOBUFS;
+ *   PBX_DROP_OLDEST  discard the oldest queued messages (counted in dropped) until this one
+ *                    fits, queue it, and return the number of messages discarded (> 0).
+ * Returns 0 (queued, nothing dropped), a positive drop count (PBX_DROP_OLDEST only), or:
+ *   -EINVAL     q is NULL, type < 1, data is NULL with len > 0, unknown flag
+ *   -EMSGSIZE   len > max_msg_size (System V says EINVAL here)
+ *   -EAGAIN     full and PBX_NOWAIT
+ *   -ENOBUFS    full under PBX_DROP_NEWEST: this message was discarded
+ *   -EIDRM      the mailbox was removed (also when removed while this call slept)
+ *   -EINTR      a signal handler ran while this call slept (even with SA_RESTART)
+ *   -EOPNOTSUPP PBX_SYNC (not yet implemented)
+ *   -EBADMSG    the mailbox's shared state is damaged
+ * Blocks only under PBX_BLOCK without PBX_NOWAIT. Thread-safe.
+ */
+PBX_API int pbx_send(pbx_t *q, long type, const void *data, size_t len, int flags);
+
+/*
+ * pbx_timedsend — pbx_send() that gives up after *timeout (relative, measured on
+ * CLOCK_MONOTONIC) with -ETIMEDOUT. timeout NULL waits forever; a timeout with a negative
+ * field or tv_nsec >= 1e9 gives -EINVAL.
+ */
+PBX_API int pbx_timedsend(pbx_t *q, long type, const void *data, size_t len, int flags,
+                          const struct timespec *timeout);
+
+/*
+ * pbx_recv — take a message and copy its payload into buf (cap bytes).
+ *
+ * Which message, by type (the rules of msgrcv(2)):
+ *   type == 0   the oldest message in the mailbox;
+ *   type > 0    the oldest message of exactly that type; with PBX_EXCEPT, the oldest message
+ *               of any other type;
+ *   type < 0    the oldest message of the lowest type that is <= -type.
+ * flags: any of PBX_NOWAIT, PBX_EXCEPT (type > 0 only), PBX_NOERROR, PBX_PEEK.
+ * If the selected message is longer than cap it stays queued and the call returns -E2BIG,
+ * unless PBX_NOERROR is given: then the first cap bytes are copied and the rest is lost.
+ * PBX_PEEK copies the message without removing it. If type_out is not NULL it receives the
+ * message's type. buf may be NULL only when cap is 0.
+ * Returns the number of bytes copied into buf (the payload length, or cap when truncated), or:
+ *   -EINVAL   q NULL, buf NULL with cap > 0, PBX_EXCEPT with type <= 0, unknown flag
+ *   -ENOMSG   nothing matches and PBX_NOWAIT
+ *   -E2BIG    the message is longer than cap (without PBX_NOERROR); it stays queued
+ *   -EIDRM    the mailbox was removed
+ *   -EINTR    a signal handler ran while this call slept (even with SA_RESTART)
+ *   -EBADMSG  the mailbox's shared state is damaged
+ * Blocks until a message matches, unless PBX_NOWAIT. Thread-safe.
+ */
+PBX_API ssize_t pbx_recv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out);
+
+/*
+ * pbx_timedrecv — pbx_recv() that gives up after *timeout (relative, CLOCK_MONOTONIC) with
+ * -ETIMEDOUT. timeout NULL waits forever; an invalid timeout gives -EINVAL.
+ */
+PBX_API ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int flags,
+                              long *type_out, const struct timespec *timeout);
+
+/*
+ * pbx_stat — fill *st with the mailbox's limits, contents and counters.
+ * Returns 0, -EINVAL (NULL argument) or -EIDRM (removed; *st is still filled). Does not
+ * block. Thread-safe.
+ */
+PBX_API int pbx_stat(pbx_t *q, struct pbx_stat *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POSTBOX_H */

@@ -1,0 +1,219 @@
+/*
+ * mailbox.c — the public API: argument checks, then dispatch to a transport.
+ *
+ * Every check a caller can fail lives here, once, so that each transport receives only
+ * well-formed requests (transport.h) and every transport rejects bad input the same way.
+ * Timeouts become absolute CLOCK_MONOTONIC deadlines here, so a call that sleeps several
+ * times still gives up on time.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "internal.h"
+#include "os/os.h"
+#include "transport.h"
+
+struct pbx {
+    const struct pbx_transport *t;
+    void *state;
+};
+
+#define PBX_OPEN_FLAGS (PBX_CREATE | PBX_EXCL)
+#define PBX_SEND_FLAGS (PBX_NOWAIT | PBX_SYNC)
+#define PBX_RECV_FLAGS (PBX_NOWAIT | PBX_EXCEPT | PBX_NOERROR | PBX_PEEK)
+
+#define PBX_STR2(x) #x
+#define PBX_STR(x)  PBX_STR2(x)
+
+const char *pbx_version(void)
+{
+    return PBX_STR(PBX_VERSION_MAJOR) "." PBX_STR(PBX_VERSION_MINOR) "." PBX_STR(
+        PBX_VERSION_PATCH);
+}
+
+void pbx_options_init(struct pbx_options *opts)
+{
+    if (!opts)
+        return;
+    memset(opts, 0, sizeof(*opts));
+    opts->mode = 0600;
+    opts->max_bytes = 1u << 20;
+    opts->max_msgs = 4096;
+    opts->max_msg_size = 8192;
+    opts->overflow = PBX_BLOCK;
+}
+
+int pbx__name_valid(const char *name)
+{
+    size_t n = 0;
+    for (const char *p = name; *p; p++, n++) {
+        char c = *p;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        if (!ok || n >= PBX_NAME_MAX)
+            return 0;
+    }
+    return n > 0 && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* Which transport a name belongs to, and the name that transport sees. */
+static int pick_transport(const char *name, const struct pbx_transport **t)
+{
+    if (!name)
+        return -EINVAL;
+    if (strncmp(name, "spool:", 6) == 0)
+        return -EOPNOTSUPP; /* the spool transport arrives with its own issue */
+    if (!pbx__name_valid(name))
+        return -EINVAL;
+    *t = &pbx__shm_transport;
+    return 0;
+}
+
+static int options_valid(const struct pbx_options *o)
+{
+    if (!o)
+        return 1;
+    for (size_t i = 0; i < PBX_ARRAY_LEN(o->reserved); i++)
+        if (o->reserved[i])
+            return 0;
+    return (o->mode & ~0777u) == 0 && (unsigned) o->overflow <= PBX_DROP_OLDEST &&
+           o->max_msgs >= 1 && o->max_bytes >= 1 && o->max_msg_size <= o->max_bytes;
+}
+
+static pbx_t *handle_new(const struct pbx_transport *t, void *state)
+{
+    pbx_t *q = malloc(sizeof(*q));
+    if (q) {
+        q->t = t;
+        q->state = state;
+    }
+    return q;
+}
+
+int pbx_open(const char *name, int flags, const struct pbx_options *opts, pbx_t **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    const struct pbx_transport *t;
+    int err = pick_transport(name, &t);
+    if (err)
+        return err;
+    if ((flags & ~PBX_OPEN_FLAGS) || ((flags & PBX_EXCL) && !(flags & PBX_CREATE)))
+        return -EINVAL;
+    if (!options_valid(opts))
+        return -EINVAL;
+    void *state;
+    if ((err = t->open(name, flags, opts, &state)))
+        return err;
+    if (!(*out = handle_new(t, state))) {
+        t->close(state);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int pbx_open_private(const struct pbx_options *opts, pbx_t **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!options_valid(opts))
+        return -EINVAL;
+    const struct pbx_transport *t = &pbx__shm_transport;
+    void *state;
+    int err = t->open_private(opts, &state);
+    if (err)
+        return err;
+    if (!(*out = handle_new(t, state))) {
+        t->close(state);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int pbx_close(pbx_t *q)
+{
+    if (!q)
+        return 0;
+    int err = q->t->close(q->state);
+    free(q);
+    return err;
+}
+
+int pbx_remove(pbx_t *q)
+{
+    return q ? q->t->remove(q->state) : -EINVAL;
+}
+
+int pbx_unlink(const char *name)
+{
+    const struct pbx_transport *t;
+    int err = pick_transport(name, &t);
+    return err ? err : t->unlink(name);
+}
+
+/* Turn a relative timeout into an absolute CLOCK_MONOTONIC deadline (0: none). */
+static int deadline_of(const struct timespec *timeout, uint64_t *deadline)
+{
+    *deadline = 0;
+    if (!timeout)
+        return 0;
+    if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L)
+        return -EINVAL;
+    uint64_t ns = (uint64_t) timeout->tv_nsec;
+    uint64_t now = pbx__os_mono_ns();
+    uint64_t max_sec = (UINT64_MAX - now - ns) / 1000000000u;
+    uint64_t sec = (uint64_t) timeout->tv_sec;
+    *deadline = sec > max_sec ? UINT64_MAX : now + sec * 1000000000u + ns;
+    return 0;
+}
+
+int pbx_timedsend(pbx_t *q, long type, const void *data, size_t len, int flags,
+                  const struct timespec *timeout)
+{
+    if (!q || type < 1 || (!data && len) || (flags & ~PBX_SEND_FLAGS))
+        return -EINVAL;
+    if (flags & PBX_SYNC)
+        return -EOPNOTSUPP;
+    if (len > UINT32_MAX)
+        return -EMSGSIZE;
+    uint64_t deadline;
+    int err = deadline_of(timeout, &deadline);
+    return err ? err : q->t->send(q->state, type, data, (uint32_t) len, flags, deadline);
+}
+
+int pbx_send(pbx_t *q, long type, const void *data, size_t len, int flags)
+{
+    return pbx_timedsend(q, type, data, len, flags, NULL);
+}
+
+ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
+                      const struct timespec *timeout)
+{
+    if (!q || (!buf && cap) || (flags & ~PBX_RECV_FLAGS))
+        return -EINVAL;
+    if ((flags & PBX_EXCEPT) && type <= 0)
+        return -EINVAL;
+    uint64_t deadline;
+    int err = deadline_of(timeout, &deadline);
+    if (err)
+        return err;
+    uint32_t cap32 = cap > UINT32_MAX ? UINT32_MAX : (uint32_t) cap;
+    return q->t->recv(q->state, type, buf, cap32, flags, type_out, deadline);
+}
+
+ssize_t pbx_recv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out)
+{
+    return pbx_timedrecv(q, type, buf, cap, flags, type_out, NULL);
+}
+
+int pbx_stat(pbx_t *q, struct pbx_stat *st)
+{
+    if (!q || !st)
+        return -EINVAL;
+    return q->t->stat(q->state, st);
+}

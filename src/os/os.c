@@ -1,0 +1,331 @@
+/*
+ * os.c — system calls behind the conventions of os.h: -errno returns, a replaceable table for
+ * the file and memory calls, futexes on shared words, clocks, and thread identity that
+ * survives PID reuse.
+ */
+#define _GNU_SOURCE
+#include "os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../common.h"
+
+/* ---- the replaceable table ------------------------------------------------------------- */
+
+static int real_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+    int fd = openat(dirfd, path, flags, mode);
+    return fd < 0 ? -errno : fd;
+}
+
+static int real_close(int fd)
+{
+    /* Linux always releases the descriptor, even when close reports EINTR. */
+    return close(fd) < 0 && errno != EINTR ? -errno : 0;
+}
+
+static int real_fstat(int fd, struct stat *st)
+{
+    return fstat(fd, st) < 0 ? -errno : 0;
+}
+
+static int real_fchmod(int fd, mode_t mode)
+{
+    return fchmod(fd, mode) < 0 ? -errno : 0;
+}
+
+static int real_ftruncate(int fd, off_t len)
+{
+    return ftruncate(fd, len) < 0 ? -errno : 0;
+}
+
+/* Reserve the pages of a new region now, so that a full tmpfs shows up as -ENOSPC here rather
+ * than as SIGBUS later when a sender first touches a page. File systems without fallocate
+ * (some FUSE mounts) are accepted: the region then works, without that guarantee. */
+static int real_fallocate(int fd, off_t len)
+{
+    int err = posix_fallocate(fd, 0, len);
+    if (err == EOPNOTSUPP || err == EINVAL)
+        return 0;
+    return -err;
+}
+
+static int real_memfd_create(const char *name, unsigned int flags)
+{
+    int fd = (int) syscall(SYS_memfd_create, name, flags);
+    return fd < 0 ? -errno : fd;
+}
+
+/* Give a file opened with O_TMPFILE a name in dirfd. AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH;
+ * the /proc/self/fd link works for everyone where /proc is mounted. */
+static int real_linkat(int fd, int dirfd, const char *name)
+{
+    if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
+        return 0;
+    if (errno != ENOENT && errno != EPERM)
+        return -errno;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+}
+
+static int real_unlinkat(int dirfd, const char *name)
+{
+    return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+}
+
+static int real_mmap(int fd, size_t len, void **out)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    *out = p;
+    return 0;
+}
+
+static int real_munmap(void *addr, size_t len)
+{
+    return munmap(addr, len) < 0 ? -errno : 0;
+}
+
+static const struct pbx_os_calls real_calls = {
+    .openat = real_openat,
+    .close = real_close,
+    .fstat = real_fstat,
+    .fchmod = real_fchmod,
+    .ftruncate = real_ftruncate,
+    .fallocate = real_fallocate,
+    .memfd_create = real_memfd_create,
+    .linkat = real_linkat,
+    .unlinkat = real_unlinkat,
+    .mmap = real_mmap,
+    .munmap = real_munmap,
+};
+
+static struct pbx_os_calls calls = real_calls;
+
+struct pbx_os_calls *pbx__os_table(void)
+{
+    return &calls;
+}
+
+void pbx__os_table_reset(void)
+{
+    calls = real_calls;
+}
+
+/* ---- futexes --------------------------------------------------------------------------- */
+
+/*
+ * The wait always carries a deadline (callers pass one even when their user gave none, to
+ * re-check liveness at intervals). That also decides how signals behave: a FUTEX_WAIT with a
+ * timeout that is interrupted by a handler fails with EINTR whether or not the handler was
+ * installed with SA_RESTART, which is exactly msgrcv(2)'s behaviour, which postbox promises.
+ * FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so spurious returns do not
+ * stretch the total wait.
+ */
+int pbx__os_futex_wait(uint32_t *addr, uint32_t expected, uint64_t deadline_ns)
+{
+    struct timespec ts, *tsp = NULL;
+    if (deadline_ns) {
+        ts.tv_sec = (time_t) (deadline_ns / 1000000000u);
+        ts.tv_nsec = (long) (deadline_ns % 1000000000u);
+        tsp = &ts;
+    }
+    long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, tsp, NULL,
+                     FUTEX_BITSET_MATCH_ANY);
+    if (r == 0 || errno == EAGAIN)
+        return 0;
+    return -errno;
+}
+
+int pbx__os_futex_wake(uint32_t *addr, int n)
+{
+    long r = syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
+    return r < 0 ? -errno : (int) r;
+}
+
+/* ---- clocks ---------------------------------------------------------------------------- */
+
+uint64_t pbx__os_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+int64_t pbx__os_real_coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- identity -------------------------------------------------------------------------- */
+
+/* Read the state letter and start time of thread tid from /proc/<tid>/stat. The command name
+ * in field 2 may hold spaces and parentheses, so parsing starts after the last ')'. */
+static int read_proc_stat(int32_t tid, char *state, uint64_t *start)
+{
+    char path[64], buf[1024];
+    if (tid > 0)
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) tid);
+    else
+        snprintf(path, sizeof(path), "/proc/thread-self/stat");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    int err = n < 0 ? -errno : 0;
+    close(fd);
+    if (err)
+        return err;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -EIO;
+    p++;
+    /* After ')' come field 3 (state) ... field 22 (starttime). */
+    char st = 0;
+    unsigned long long v = 0;
+    int field = 2;
+    char *save = NULL;
+    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        field++;
+        if (field == 3)
+            st = tok[0];
+        if (field == 22) {
+            v = strtoull(tok, NULL, 10);
+            break;
+        }
+    }
+    if (field != 22)
+        return -EIO;
+    *state = st;
+    *start = v;
+    return 0;
+}
+
+static __thread struct pbx_self tls_self;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* In a fork()ed child the only thread is the one that forked; its cached identity is its
+ * parent's, so forget it. */
+static void forget_self_in_child(void)
+{
+    tls_self.ident = 0;
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(NULL, NULL, forget_self_in_child);
+}
+
+const struct pbx_self *pbx__os_self(void)
+{
+    if (PBX_LIKELY(tls_self.ident != 0))
+        return &tls_self;
+    pthread_once(&atfork_once, install_atfork);
+    int32_t tid = (int32_t) syscall(SYS_gettid);
+    char st;
+    uint64_t start = 0;
+    if (read_proc_stat(0, &st, &start) < 0 && read_proc_stat(tid, &st, &start) < 0)
+        start = 0; /* no /proc: identity falls back to the thread id alone */
+    tls_self.pid = (int32_t) getpid();
+    tls_self.tid = tid;
+    tls_self.ident = ((uint64_t) (uint32_t) start << 32) | ((uint64_t) tid & 0x3fffffffu);
+    return &tls_self;
+}
+
+int pbx__os_ident_alive(uint64_t ident)
+{
+    int32_t tid = PBX_IDENT_TID(ident);
+    if (tid <= 0)
+        return 0;
+    char st;
+    uint64_t start;
+    int err = read_proc_stat(tid, &st, &start);
+    if (err == -ENOENT || err == -ESRCH)
+        return 0;
+    if (err < 0) {
+        /* /proc unusable: the existence of the id is all that can be known. */
+        return syscall(SYS_tgkill, -1, tid, 0) == 0 || errno != ESRCH ? 1 : 0;
+    }
+    if (st == 'Z' || st == 'X')
+        return 0; /* killed but not yet reaped: holds nothing any more */
+    return (uint32_t) start == (uint32_t) (ident >> 32);
+}
+
+int pbx__os_ident_stopped(uint64_t ident)
+{
+    char st;
+    uint64_t start;
+    if (read_proc_stat(PBX_IDENT_TID(ident), &st, &start) < 0)
+        return 0;
+    return st == 'T' || st == 't';
+}
+
+int pbx__os_maps_file(int32_t tid, dev_t dev, ino_t ino)
+{
+    char path[64], line[4096];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int) tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    int found = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned int maj, min;
+        unsigned long long inode;
+        if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &inode) == 3 &&
+            inode == (unsigned long long) ino && maj == major(dev) && min == minor(dev)) {
+            found = 1;
+            break;
+        }
+        /* A line longer than the buffer: skip its remainder. */
+        while (!strchr(line, '\n') && fgets(line, sizeof(line), f))
+            ;
+    }
+    int err = ferror(f) ? -EIO : 0;
+    fclose(f);
+    return err ? err : found;
+}
+
+uint64_t pbx__os_random64(void)
+{
+    uint64_t v = 0;
+    if (syscall(SYS_getrandom, &v, sizeof(v), 0) != (long) sizeof(v))
+        v = pbx__os_mono_ns() * 0x9e3779b97f4a7c15ull ^ (uint64_t) getpid();
+    return v;
+}
+
+static __thread struct {
+    uint64_t checked_ns;
+    int cpus;
+} tls_cpus;
+
+int pbx__os_usable_cpus(void)
+{
+    uint64_t now = pbx__os_mono_ns();
+    if (tls_cpus.cpus == 0 || now - tls_cpus.checked_ns > 1000000000u) {
+        cpu_set_t set;
+        int n = 1;
+        if (sched_getaffinity(0, sizeof(set), &set) == 0)
+            n = CPU_COUNT(&set);
+        tls_cpus.cpus = n > 0 ? n : 1;
+        tls_cpus.checked_ns = now;
+    }
+    return tls_cpus.cpus;
+}

@@ -1,0 +1,101 @@
+/*
+ * os.h — the only door from postbox to Linux.
+ *
+ * Every system call the library makes goes through this layer, for two reasons. First, the
+ * rest of the code speaks one error convention (return -errno, never rely on errno). Second,
+ * the calls that can fail in interesting ways (creating, sizing and mapping files) go through
+ * a replaceable table, as SQLite's os_unix.c does, so that tests can make them fail on demand
+ * and check that every failure path releases what it took.
+ *
+ * Process identity also lives here. The lecture warns that PIDs are only relatively unique: a
+ * PID is recycled once its process is reaped. postbox therefore names a thread by its thread
+ * id *and* the low 32 bits of the thread's start time (in clock ticks since boot, from
+ * /proc/<tid>/stat). Two threads that share both were started in the same clock tick with the
+ * same recycled id, which does not happen. See pbx__os_self() and pbx__os_ident_alive().
+ */
+#ifndef PBX_OS_H
+#define PBX_OS_H
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* The replaceable table. Each entry returns what its namesake returns on success and -errno
+ * on failure (never -1 with errno). Tests swap entries through pbx__os_table(). */
+struct pbx_os_calls {
+    int (*openat)(int dirfd, const char *path, int flags, mode_t mode);
+    int (*close)(int fd);
+    int (*fstat)(int fd, struct stat *st);
+    int (*fchmod)(int fd, mode_t mode);
+    int (*ftruncate)(int fd, off_t len);
+    int (*fallocate)(int fd, off_t len);
+    int (*memfd_create)(const char *name, unsigned int flags);
+    int (*linkat)(int fd, int dirfd, const char *name); /* give an O_TMPFILE file a name */
+    int (*unlinkat)(int dirfd, const char *name);
+    int (*mmap)(int fd, size_t len, void **out);
+    int (*munmap)(void *addr, size_t len);
+};
+
+/* The table in use. Tests may change entries; the library reads it on every call. */
+struct pbx_os_calls *pbx__os_table(void);
+/* Put every entry back to the real system call. */
+void pbx__os_table_reset(void);
+
+/* Wait while *addr == expected, at most until deadline_ns on CLOCK_MONOTONIC (0: no
+ * deadline). The word may be shared between processes. Returns 0 (woken, or the value had
+ * already changed), -ETIMEDOUT, or -EINTR (a signal handler ran). */
+int pbx__os_futex_wait(uint32_t *addr, uint32_t expected, uint64_t deadline_ns);
+/* Wake up to n waiters on addr. Returns the number woken or -errno. */
+int pbx__os_futex_wake(uint32_t *addr, int n);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t pbx__os_mono_ns(void);
+/* CLOCK_REALTIME in nanoseconds since the Epoch, at the coarse (tick) resolution that the
+ * vDSO serves without a system call. */
+int64_t pbx__os_real_coarse_ns(void);
+
+/* Identity of the calling thread, computed once per thread and refreshed in a fork()ed child.
+ * ident packs the thread id (low 30 bits) and the low 32 bits of the thread's start time (high
+ * 32 bits); it is never 0. pid is the process id, cached so the fast path makes no system
+ * call for it. */
+struct pbx_self {
+    uint64_t ident;
+    int32_t pid;
+    int32_t tid;
+};
+const struct pbx_self *pbx__os_self(void);
+
+#define PBX_IDENT_TID(ident) ((int32_t) ((ident) & 0x3fffffffu))
+
+/* Is the thread named by ident still running? 1 yes, 0 no (it exited, or its id now belongs to
+ * a thread with another start time). When /proc is unavailable the start time cannot be
+ * checked and only the existence of the id is tested. */
+int pbx__os_ident_alive(uint64_t ident);
+
+/* Does the process of thread tid map the file (dev, ino)? 1 yes, 0 no, -errno when that cannot
+ * be told (typically -EACCES for another user's process). */
+int pbx__os_maps_file(int32_t tid, dev_t dev, ino_t ino);
+
+/* Is the thread in a stopped or traced state (SIGSTOP, a debugger)? 1 yes, 0 no or unknown. */
+int pbx__os_ident_stopped(uint64_t ident);
+
+/* 64 random bits from the kernel (getrandom), or a time-based value if that fails. */
+uint64_t pbx__os_random64(void);
+
+/* How many CPUs this thread may run on (its affinity mask), at least 1. */
+int pbx__os_usable_cpus(void);
+
+/* One spin-wait hint to the CPU (pause on x86, yield on ARM). */
+static inline void pbx__os_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+#endif

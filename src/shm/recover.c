@@ -1,0 +1,216 @@
+/*
+ * recover.c — putting a mailbox right after a participant died in the middle of something.
+ *
+ * There are two kinds of leftovers (see RECOVERY in queue.c):
+ *
+ *   1. A step cut short inside a critical section. The lock passes to a waiter, which finds
+ *      the step's undo log on the lock's line and either completes it (the commit point was
+ *      reached: the inbox entry is there, or recvd_msgs moved) or undoes it. Then the receive
+ *      side rebuilds its index from the slots, since the dead holder may have been half-way
+ *      through changing it. Every repair here is idempotent, so a second crash during a
+ *      repair is repaired the same way by the next taker.
+ *
+ *   2. A slot held outside the locks by a process that died there: WRITING (a sender copying a
+ *      large payload: its send had not returned, so the slot is given back and nothing becomes
+ *      visible) or READING (a receiver copying one out: its receive had not returned, so the
+ *      message goes back where it was — it is still the oldest of its type, and the rebuilt
+ *      index orders by arrival number). These are found by a search over the slots, which
+ *      holds both locks so that no step is half-done while it looks, and which judges each
+ *      owner by its identity (thread id and start time), so a recycled PID is not mistaken
+ *      for the owner. The search runs when a lock was taken over, and when a waiter has slept
+ *      a whole slice while something is in flight, at most every 100 ms per mailbox.
+ */
+#include <errno.h>
+
+#include "../os/os.h"
+#include "shm.h"
+#include "wait.h"
+
+#define SCAN_INTERVAL_NS 100000000ull
+
+/* Make sure the next look for orphans happens: used after a repair, when the in-flight counts
+ * may be off by one. Too high is harmless (the search recounts); too low could hide an orphan. */
+static void bump_hint(uint64_t *inflight)
+{
+    PBX_STORE(inflight, PBX_LOAD(inflight) + 1);
+}
+
+void pbx__recover_send(struct pbx_shm *m)
+{
+    struct pbx_send_side *s = &m->h->send;
+    uint32_t op = PBX_ACQUIRE(&s->log_op);
+    if (op == PBX_LOG_NONE)
+        return;
+
+    /* Undo first; then, if the step had committed, redo its effect. */
+    s->free_head = s->log_free_head;
+    s->chunk_head = s->log_chunk_head;
+    PBX_STORE(&s->inbox_tail, s->log_inbox_tail);
+    PBX_STORE(&s->sent_msgs, s->log_sent_msgs);
+    PBX_STORE(&s->sent_bytes, s->log_sent_bytes);
+
+    uint32_t slot = s->log_slot;
+    if (slot < m->geo.nslots && op >= PBX_LOG_ALLOC && op <= PBX_LOG_PUBLISH) {
+        struct pbx_slot *sl = &m->slots[slot];
+        uint64_t tail = s->log_inbox_tail;
+        int committed = op != PBX_LOG_ALLOC &&
+                        PBX_ACQUIRE(&m->inbox[tail & m->geo.inbox_mask]) ==
+                            pbx__inbox_entry(m, tail, slot);
+        if (committed) {
+            if (op == PBX_LOG_ALLOC_PUBLISH) {
+                s->free_head++;
+                PBX_STORE(&s->sent_msgs, s->sent_msgs + 1);
+                PBX_STORE(&s->sent_bytes, s->sent_bytes + s->log_len);
+            }
+            PBX_STORE(&s->inbox_tail, tail + 1);
+            PBX_STORE(&sl->state, (uint32_t) PBX_SLOT_QUEUED);
+        } else {
+            /* A publication that did not happen leaves the slot to its (dead) writer, which the
+             * orphan search gives back; an allocation that did not finish is simply undone. */
+            PBX_STORE(&sl->state, (uint32_t) (op == PBX_LOG_PUBLISH ? PBX_SLOT_WRITING
+                                                                    : PBX_SLOT_FREE));
+        }
+    }
+    bump_hint(&s->inflight);
+    PBX_RELEASE(&s->log_op, (uint32_t) PBX_LOG_NONE);
+}
+
+/* Liveness answers for one search, so each owner costs one look in /proc. */
+struct alive_cache {
+    uint64_t ident[16];
+    int alive[16];
+    unsigned n;
+};
+
+static int owner_alive(struct alive_cache *c, uint64_t ident)
+{
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->ident[i] == ident)
+            return c->alive[i];
+    int alive = pbx__os_ident_alive(ident);
+    if (c->n < PBX_ARRAY_LEN(c->ident)) {
+        c->ident[c->n] = ident;
+        c->alive[c->n] = alive;
+        c->n++;
+    }
+    return alive;
+}
+
+/* READING slots whose receiver died go back to QUEUED; the caller rebuilds the index. */
+static int requeue_dead_readers(struct pbx_shm *m, struct alive_cache *cache)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < m->geo.nslots; i++) {
+        struct pbx_slot *sl = &m->slots[i];
+        if (PBX_LOAD(&sl->state) == PBX_SLOT_READING && !owner_alive(cache, sl->owner)) {
+            PBX_STORE(&sl->state, (uint32_t) PBX_SLOT_QUEUED);
+            n++;
+        }
+    }
+    return n;
+}
+
+int pbx__recover_recv(struct pbx_shm *m)
+{
+    struct pbx_recv_side *r = &m->h->recv;
+    uint32_t op = PBX_ACQUIRE(&r->log_op);
+    uint32_t slot = r->log_slot;
+    if (op == PBX_LOG_FREE && slot < m->geo.nslots) {
+        struct pbx_slot *sl = &m->slots[slot];
+        uint32_t why = r->log_why <= PBX_FREE_ORPHAN ? r->log_why : PBX_FREE_ORPHAN;
+        uint64_t *count = why == PBX_FREE_RECEIVED ? &r->received
+                          : why == PBX_FREE_DROPPED ? &r->dropped
+                                                    : &r->orphans;
+        r->free_tail = r->log_free_tail;
+        r->chunk_tail = r->log_chunk_tail;
+        PBX_STORE(&r->recvd_bytes, r->log_recvd_bytes);
+        PBX_STORE(count, r->log_count);
+        if (PBX_LOAD(&r->recvd_msgs) != r->log_recvd_msgs) {
+            /* Committed: senders may already use the ring entries; finish the free. */
+            uint32_t len = sl->len <= m->geo.max_msg_size ? sl->len : 0;
+            r->chunk_tail += pbx__chunks_for(len, m->geo.chunk_size);
+            r->free_tail++;
+            PBX_STORE(count, *count + 1);
+            PBX_RELEASE(&r->recvd_bytes, r->recvd_bytes + len);
+            PBX_STORE(&sl->state, (uint32_t) PBX_SLOT_FREE);
+        } else {
+            /* Not committed: the receive never returned, so its message is still queued; a
+             * dead sender's slot stays its orphan. */
+            uint32_t prev = r->log_prev_state;
+            PBX_STORE(&sl->state,
+                      (uint32_t) (prev == PBX_SLOT_WRITING ? PBX_SLOT_WRITING : PBX_SLOT_QUEUED));
+        }
+    }
+    PBX_RELEASE(&r->log_op, (uint32_t) PBX_LOG_NONE);
+
+    struct alive_cache cache = {.n = 0};
+    requeue_dead_readers(m, &cache);
+    bump_hint(&r->inflight);
+    PBX_STORE(&r->needs_rebuild, 1u);
+    return pbx__index_rebuild(m);
+}
+
+int pbx__recover_orphans(struct pbx_shm *m)
+{
+    struct alive_cache cache = {.n = 0};
+    uint64_t writing = 0, reading = 0;
+    int repaired = 0, requeued = 0;
+    for (uint32_t i = 0; i < m->geo.nslots; i++) {
+        struct pbx_slot *sl = &m->slots[i];
+        uint32_t st = PBX_LOAD(&sl->state);
+        if (st != PBX_SLOT_WRITING && st != PBX_SLOT_READING)
+            continue;
+        if (owner_alive(&cache, sl->owner)) {
+            *(st == PBX_SLOT_WRITING ? &writing : &reading) += 1;
+        } else if (st == PBX_SLOT_WRITING) {
+            if (pbx__slot_free(m, i, PBX_FREE_ORPHAN) == 0)
+                repaired++;
+        } else {
+            PBX_STORE(&sl->state, (uint32_t) PBX_SLOT_QUEUED);
+            requeued++;
+        }
+    }
+    PBX_STORE(&m->h->send.inflight, writing);
+    PBX_STORE(&m->h->recv.inflight, reading);
+    if (requeued) {
+        int err = pbx__index_rebuild(m);
+        if (err < 0)
+            return err;
+    }
+    return repaired + requeued;
+}
+
+int pbx__look_after_orphans(struct pbx_shm *m, int force)
+{
+    struct pbx_header *h = m->h;
+    if (!PBX_LOAD(&h->send.inflight) && !PBX_LOAD(&h->recv.inflight))
+        return 0;
+    uint64_t now = pbx__os_mono_ns();
+    uint64_t last = PBX_LOAD(&h->last_scan_ns);
+    if (!force && now - last < SCAN_INTERVAL_NS)
+        return 0;
+    if (!__atomic_compare_exchange_n(&h->last_scan_ns, &last, now, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED) &&
+        !force)
+        return 0; /* another process is searching right now */
+
+    int n = pbx__send_lock(m);
+    if (n < 0)
+        return n;
+    n = pbx__recv_lock(m);
+    if (n < 0) {
+        pbx__send_unlock(m);
+        return n;
+    }
+    n = pbx__index_ready(m);
+    if (n == 0)
+        n = pbx__recover_orphans(m);
+    pbx__recv_unlock(m);
+    pbx__send_unlock(m);
+    if (n > 0) {
+        __atomic_add_fetch(&h->repairs, (uint64_t) n, __ATOMIC_RELAXED);
+        pbx__event_signal(&h->msg_ev);
+        pbx__event_signal(&h->space_ev);
+    }
+    return n;
+}

@@ -1,0 +1,571 @@
+/*
+ * shm.c — the shared-memory transport: files, mapping, and the send and receive loops that
+ * wait when they must.
+ *
+ * Creating a mailbox never shows a half-made one: the file is made nameless (O_TMPFILE, or a
+ * temporary name that no mailbox can have), given its mode and size, its memory reserved
+ * (fallocate, so a full tmpfs is an error now rather than SIGBUS later), formatted, and only
+ * then linked under its name — which fails with EEXIST if someone else got there first, the
+ * atomic equivalent of IPC_CREAT | IPC_EXCL. Opening never follows a symbolic link, never
+ * blocks on a FIFO, and refuses anything that pbx__region_check() does not accept.
+ *
+ * The loops (shm_send, shm_recv) take a side's lock, try, and if they must wait, release the
+ * lock, spin briefly, then sleep on the side's event (wait.h) in slices of SLICE_NS; after a
+ * slice with nothing to show they look for orphans left by dead peers (recover.c).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../os/os.h"
+#include "../transport.h"
+#include "shm.h"
+#include "wait.h"
+
+#define SLICE_NS   100000000ull /* a sleeper looks after dead peers at least this often */
+#define FILE_PREFIX "pbx."
+
+static const char *mailbox_dir(void)
+{
+    const char *d = getenv("POSTBOX_DIR");
+    return d && *d ? d : "/dev/shm";
+}
+
+static int open_dir(const char *dir)
+{
+    struct pbx_os_calls *os = pbx__os_table();
+    return os->openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+}
+
+static void point_arrays(struct pbx_shm *m)
+{
+    uint8_t *b = (uint8_t *) m->h;
+    const struct pbx_geometry *g = &m->geo;
+    m->slots = (struct pbx_slot *) (b + g->off_slots);
+    m->chunk_next = (uint32_t *) (b + g->off_chunk_next);
+    m->chunk_data = b + g->off_chunk_data;
+    m->inbox = (uint64_t *) (b + g->off_inbox);
+    m->slot_ring = (uint32_t *) (b + g->off_slot_ring);
+    m->chunk_ring = (uint32_t *) (b + g->off_chunk_ring);
+    m->types = (struct pbx_type_entry *) (b + g->off_types);
+    m->hash = (uint32_t *) (b + g->off_hash);
+    m->age_heap = (uint32_t *) (b + g->off_age_heap);
+    m->value_heap = (uint32_t *) (b + g->off_value_heap);
+}
+
+static void shm_free(struct pbx_shm *m)
+{
+    struct pbx_os_calls *os = pbx__os_table();
+    if (m->h)
+        os->munmap(m->h, m->map_size);
+    if (m->fd >= 0)
+        os->close(m->fd);
+    free(m->dir);
+    free(m->file);
+    free(m);
+}
+
+static struct pbx_shm *shm_new(void)
+{
+    struct pbx_shm *m = calloc(1, sizeof(*m));
+    if (m)
+        m->fd = -1;
+    return m;
+}
+
+/* Map the region in m->fd and check it. */
+static int map_existing(struct pbx_shm *m)
+{
+    struct pbx_os_calls *os = pbx__os_table();
+    struct stat st;
+    int err = os->fstat(m->fd, &st);
+    if (err)
+        return err;
+    if (!S_ISREG(st.st_mode) || st.st_size < (off_t) sizeof(struct pbx_header))
+        return -EBADMSG;
+    void *base;
+    err = os->mmap(m->fd, (size_t) st.st_size, &base);
+    if (err)
+        return err;
+    m->h = base;
+    m->map_size = (size_t) st.st_size;
+    err = pbx__region_check(base, (uint64_t) st.st_size, &m->geo);
+    if (err)
+        return err;
+    m->lock_ctx.dev = st.st_dev;
+    m->lock_ctx.ino = st.st_ino;
+    point_arrays(m);
+    return 0;
+}
+
+static int config_from(const struct pbx_options *opts, struct pbx_config *cfg)
+{
+    struct pbx_options def;
+    if (!opts) {
+        pbx_options_init(&def);
+        opts = &def;
+    }
+    cfg->max_bytes = opts->max_bytes;
+    cfg->max_msgs = opts->max_msgs;
+    cfg->max_msg_size = opts->max_msg_size;
+    cfg->overflow = (uint32_t) opts->overflow;
+    cfg->hash_seed = pbx__os_random64();
+    return (int) (opts->mode & 0777);
+}
+
+/* Size, reserve, map and format the fresh file in m->fd. */
+static int format_new(struct pbx_shm *m, const struct pbx_options *opts)
+{
+    struct pbx_os_calls *os = pbx__os_table();
+    struct pbx_config cfg;
+    mode_t mode = (mode_t) config_from(opts, &cfg);
+    struct pbx_geometry geo;
+    int err = pbx__layout(&cfg, &geo);
+    if (err)
+        return err;
+    /* The mode is exactly what was asked (no umask), as msgget(2) does. */
+    if ((err = os->fchmod(m->fd, mode)) || (err = os->ftruncate(m->fd, (off_t) geo.region_size)) ||
+        (err = os->fallocate(m->fd, (off_t) geo.region_size)))
+        return err;
+    void *base;
+    if ((err = os->mmap(m->fd, geo.region_size, &base)))
+        return err;
+    m->h = base;
+    m->map_size = geo.region_size;
+    pbx__region_format(base, &geo, pbx__os_real_coarse_ns());
+    m->geo = geo;
+    point_arrays(m);
+    struct stat st;
+    if ((err = os->fstat(m->fd, &st)))
+        return err;
+    m->lock_ctx.dev = st.st_dev;
+    m->lock_ctx.ino = st.st_ino;
+    return 0;
+}
+
+/* Create the mailbox file in dirfd under file; -EEXIST if the name is taken. */
+static int create_named(struct pbx_shm *m, int dirfd, const char *file,
+                        const struct pbx_options *opts)
+{
+    struct pbx_os_calls *os = pbx__os_table();
+    char tmp[64] = "";
+    m->fd = os->openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (m->fd == -EOPNOTSUPP || m->fd == -EISDIR || m->fd == -EINVAL) {
+        /* No O_TMPFILE here: a temporary name with '~', which no mailbox name can contain. */
+        snprintf(tmp, sizeof(tmp), "pbx~%d.%016llx", (int) getpid(),
+                 (unsigned long long) pbx__os_random64());
+        m->fd = os->openat(dirfd, tmp, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+    }
+    if (m->fd < 0)
+        return m->fd;
+    int err = format_new(m, opts);
+    if (!err) {
+        if (tmp[0])
+            err = renameat2(dirfd, tmp, dirfd, file, RENAME_NOREPLACE) < 0 ? -errno : 0;
+        else
+            err = os->linkat(m->fd, dirfd, file);
+    }
+    if (tmp[0] && err)
+        os->unlinkat(dirfd, tmp);
+    return err;
+}
+
+static int open_named(struct pbx_shm *m, int dirfd, const char *file)
+{
+    struct pbx_os_calls *os = pbx__os_table();
+    m->fd = os->openat(dirfd, file, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
+    if (m->fd < 0)
+        return m->fd;
+    return map_existing(m);
+}
+
+/* Undo a failed attempt so that the next one starts clean. */
+static void reset_attempt(struct pbx_shm *m)
+{
+    struct pbx_os_calls *os = pbx__os_table();
+    if (m->h)
+        os->munmap(m->h, m->map_size);
+    if (m->fd >= 0)
+        os->close(m->fd);
+    m->h = NULL;
+    m->fd = -1;
+}
+
+static int shm_open_named(const char *name, int flags, const struct pbx_options *opts,
+                          void **state)
+{
+    char file[PBX_NAME_MAX + sizeof(FILE_PREFIX)];
+    snprintf(file, sizeof(file), FILE_PREFIX "%s", name);
+    struct pbx_shm *m = shm_new();
+    if (!m)
+        return -ENOMEM;
+    int err = -ENOMEM;
+    m->dir = strdup(mailbox_dir());
+    m->file = strdup(file);
+    if (!m->dir || !m->file)
+        goto fail;
+    int dirfd = open_dir(m->dir);
+    if (dirfd < 0) {
+        err = dirfd;
+        goto fail;
+    }
+    if (!(flags & PBX_CREATE)) {
+        err = open_named(m, dirfd, file);
+    } else if (flags & PBX_EXCL) {
+        err = create_named(m, dirfd, file, opts);
+    } else {
+        /* Open, else create, else (someone created it meanwhile) open. */
+        err = open_named(m, dirfd, file);
+        for (int tries = 0; err == -ENOENT && tries < 3; tries++) {
+            reset_attempt(m);
+            err = create_named(m, dirfd, file, opts);
+            if (err == -EEXIST) {
+                reset_attempt(m);
+                err = open_named(m, dirfd, file);
+            }
+        }
+    }
+    pbx__os_table()->close(dirfd);
+    if (err)
+        goto fail;
+    pbx__look_after_orphans(m, 0);
+    *state = m;
+    return 0;
+fail:
+    shm_free(m);
+    return err;
+}
+
+static int shm_open_private(const struct pbx_options *opts, void **state)
+{
+    struct pbx_os_calls *os = pbx__os_table();
+    struct pbx_shm *m = shm_new();
+    if (!m)
+        return -ENOMEM;
+    m->fd = os->memfd_create("postbox-private", MFD_CLOEXEC);
+    int err = m->fd < 0 ? m->fd : format_new(m, opts);
+    if (err) {
+        shm_free(m);
+        return err;
+    }
+    *state = m;
+    return 0;
+}
+
+static int shm_close(void *state)
+{
+    shm_free(state);
+    return 0;
+}
+
+/* Mark the region removed and wake everyone asleep on it; -EIDRM if it already was. */
+static int mark_removed(struct pbx_header *h)
+{
+    if (__atomic_exchange_n(&h->removed, 1u, __ATOMIC_SEQ_CST))
+        return -EIDRM;
+    pbx__event_signal(&h->msg_ev);
+    pbx__event_signal(&h->space_ev);
+    return 0;
+}
+
+static int shm_remove(void *state)
+{
+    struct pbx_shm *m = state;
+    if (PBX_LOAD(&m->h->removed))
+        return -EIDRM;
+    if (m->dir) {
+        struct pbx_os_calls *os = pbx__os_table();
+        int dirfd = open_dir(m->dir);
+        if (dirfd < 0)
+            return dirfd;
+        /* Unlink the name only if it is still ours: it may already name a newer mailbox. */
+        int fd = os->openat(dirfd, m->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
+        int err = 0;
+        if (fd >= 0) {
+            struct stat st;
+            if (os->fstat(fd, &st) == 0 && st.st_dev == m->lock_ctx.dev &&
+                st.st_ino == m->lock_ctx.ino)
+                err = os->unlinkat(dirfd, m->file);
+            os->close(fd);
+        }
+        os->close(dirfd);
+        if (err)
+            return err;
+    }
+    return mark_removed(m->h);
+}
+
+static int shm_unlink_named(const char *name)
+{
+    struct pbx_os_calls *os = pbx__os_table();
+    char file[PBX_NAME_MAX + sizeof(FILE_PREFIX)];
+    snprintf(file, sizeof(file), FILE_PREFIX "%s", name);
+    int dirfd = open_dir(mailbox_dir());
+    if (dirfd < 0)
+        return dirfd;
+    struct pbx_shm *m = shm_new();
+    if (!m) {
+        os->close(dirfd);
+        return -ENOMEM;
+    }
+    int err = open_named(m, dirfd, file);
+    int valid = err == 0;
+    /* Anything that is not a mailbox (damaged, a symbolic link, another version) is removed
+     * all the same; a permission problem or a missing name is reported. */
+    if (err == -ENOENT || err == -EACCES || err == -EPERM || err == -EISDIR) {
+        shm_free(m);
+        os->close(dirfd);
+        return err;
+    }
+    err = os->unlinkat(dirfd, file);
+    os->close(dirfd);
+    if (!err && valid)
+        mark_removed(m->h);
+    shm_free(m);
+    return err;
+}
+
+static int removed(const struct pbx_shm *m)
+{
+    return PBX_LOAD(&m->h->removed) != 0;
+}
+
+/* After a slice of sleep with nothing to show, see whether a dead peer holds things up. */
+static void after_slice(struct pbx_shm *m)
+{
+    pbx__look_after_orphans(m, 0);
+}
+
+static int shm_send(void *state, long type, const void *data, uint32_t len, int flags,
+                    uint64_t deadline_ns)
+{
+    struct pbx_shm *m = state;
+    struct pbx_header *h = m->h;
+    if (len > m->geo.max_msg_size)
+        return -EMSGSIZE;
+    int dropped = 0, spun = 0;
+    for (;;) {
+        int err = pbx__send_lock(m);
+        if (err)
+            return err;
+        if (removed(m)) {
+            pbx__send_unlock(m);
+            return -EIDRM;
+        }
+        int room = pbx__send_has_room(m, len);
+        if (!room && m->geo.overflow == PBX_DROP_NEWEST) {
+            PBX_STORE(&h->send.dropped, h->send.dropped + 1);
+            pbx__send_unlock(m);
+            return -ENOBUFS;
+        }
+        if (!room && m->geo.overflow == PBX_DROP_OLDEST) {
+            int n = pbx__drop_oldest(m, len);
+            if (n < 0) {
+                pbx__send_unlock(m);
+                return n;
+            }
+            dropped += n;
+            room = pbx__send_has_room(m, len);
+        }
+        if (room) {
+            uint32_t slot;
+            err = pbx__send_alloc(m, type, data, len, &slot);
+            if (err == PBX_PENDING) {
+                pbx__send_unlock(m);
+                pbx__send_copy_in(m, slot, data, len);
+                if ((err = pbx__send_lock(m)))
+                    return err;
+                pbx__send_publish(m, slot);
+            }
+            pbx__send_unlock(m);
+            if (err < 0)
+                return err;
+            pbx__event_signal(&h->msg_ev);
+            return dropped;
+        }
+
+        /* Full. What is held in flight by a dead peer may be what fills it. */
+        uint64_t freed = PBX_LOAD(&h->recv.recvd_msgs);
+        pbx__send_unlock(m);
+        if (flags & PBX_NOWAIT) {
+            if (pbx__look_after_orphans(m, 0) > 0)
+                continue;
+            return -EAGAIN;
+        }
+        if (!spun) {
+            spun = 1;
+            if (pbx__spin_until_change(&h->recv.recvd_msgs, freed))
+                continue;
+        }
+        uint32_t seq = pbx__event_prepare(&h->space_ev);
+        if (PBX_ACQUIRE(&h->recv.recvd_msgs) != freed || removed(m)) {
+            pbx__event_cancel(&h->space_ev);
+            continue;
+        }
+        err = pbx__event_wait(&h->space_ev, seq, deadline_ns, SLICE_NS);
+        if (removed(m))
+            return -EIDRM;
+        if (err)
+            return err;
+        spun = 0;
+        if (PBX_LOAD(&h->recv.recvd_msgs) == freed)
+            after_slice(m);
+    }
+}
+
+static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int flags,
+                        long *type_out, uint64_t deadline_ns)
+{
+    struct pbx_shm *m = state;
+    struct pbx_header *h = m->h;
+    const int except = (flags & PBX_EXCEPT) != 0;
+    int spun = 0;
+    for (;;) {
+        int err = pbx__recv_lock(m);
+        if (err)
+            return err;
+        if (removed(m)) {
+            pbx__recv_unlock(m);
+            return -EIDRM;
+        }
+        uint32_t e = 0;
+        err = pbx__index_ready(m);
+        if (!err)
+            err = pbx__recv_drain(m);
+        if (!err)
+            err = pbx__index_select(m, type, except, &e);
+        if (err == -EBADMSG && PBX_LOAD(&h->recv.needs_rebuild)) {
+            /* The index was found damaged: rebuild it from the slots and try once more. */
+            err = pbx__index_rebuild(m);
+            if (!err)
+                err = pbx__recv_drain(m);
+            if (!err)
+                err = pbx__index_select(m, type, except, &e);
+        }
+        if (err == 0) {
+            uint32_t s = m->types[e].head;
+            if (s >= m->geo.nslots || m->slots[s].len > m->geo.max_msg_size) {
+                PBX_STORE(&h->recv.needs_rebuild, 1u);
+                pbx__recv_unlock(m);
+                return -EBADMSG;
+            }
+            uint32_t len = m->slots[s].len;
+            long mtype = (long) m->slots[s].type;
+            if (len > cap && !(flags & PBX_NOERROR)) {
+                pbx__recv_unlock(m);
+                return -E2BIG;
+            }
+            uint32_t n = len < cap ? len : cap;
+            if (flags & PBX_PEEK) {
+                pbx__copy_out(m, s, buf, n);
+                pbx__recv_unlock(m);
+            } else {
+                err = pbx__recv_take(m, e, buf, n, &s);
+                pbx__recv_unlock(m);
+                if (err == PBX_PENDING) {
+                    pbx__copy_out(m, s, buf, n);
+                    /* The slot is ours (READING): giving it back needs the lock, not the
+                     * index. */
+                    if ((err = pbx__recv_lock(m)))
+                        return err;
+                    err = pbx__recv_finish(m, s);
+                    pbx__recv_unlock(m);
+                }
+                if (err < 0)
+                    return err;
+                pbx__event_signal(&h->space_ev);
+            }
+            if (type_out)
+                *type_out = mtype;
+            return (ssize_t) n;
+        }
+        if (err != -ENOMSG) {
+            pbx__recv_unlock(m);
+            return err;
+        }
+
+        /* Nothing matches. The next publication lands at inbox_head: watch that entry. */
+        uint64_t *watch = &m->inbox[h->recv.inbox_head & m->geo.inbox_mask];
+        uint64_t old = PBX_LOAD(watch);
+        if (flags & PBX_NOWAIT) {
+            pbx__recv_unlock(m);
+            if (pbx__look_after_orphans(m, 0) > 0)
+                continue;
+            return -ENOMSG;
+        }
+        if (!spun) {
+            pbx__recv_unlock(m);
+            spun = 1;
+            pbx__spin_until_change(watch, old);
+            continue;
+        }
+        /* Register while still holding the lock: a message put back by a repair needs this
+         * lock, so it cannot slip between our look and our registration. */
+        uint32_t seq = pbx__event_prepare(&h->msg_ev);
+        pbx__recv_unlock(m);
+        if (PBX_ACQUIRE(watch) != old || removed(m)) {
+            pbx__event_cancel(&h->msg_ev);
+            continue;
+        }
+        err = pbx__event_wait(&h->msg_ev, seq, deadline_ns, SLICE_NS);
+        if (removed(m))
+            return -EIDRM;
+        if (err)
+            return (ssize_t) err;
+        spun = 0;
+        if (PBX_LOAD(watch) == old)
+            after_slice(m);
+    }
+}
+
+static int shm_stat(void *state, struct pbx_stat *st)
+{
+    struct pbx_shm *m = state;
+    struct pbx_header *h = m->h;
+    memset(st, 0, sizeof(*st));
+    /* Freed counts first: they never exceed what was sent, read later. */
+    uint64_t freed_msgs = PBX_ACQUIRE(&h->recv.recvd_msgs);
+    uint64_t freed_bytes = PBX_ACQUIRE(&h->recv.recvd_bytes);
+    st->msgs = PBX_LOAD(&h->send.sent_msgs) - freed_msgs;
+    st->bytes = PBX_LOAD(&h->send.sent_bytes) - freed_bytes;
+    st->max_bytes = m->geo.max_bytes;
+    st->max_msgs = m->geo.max_msgs;
+    st->max_msg_size = m->geo.max_msg_size;
+    st->overflow = (enum pbx_overflow) m->geo.overflow;
+    st->last_send_pid = PBX_LOAD(&h->send.last_pid);
+    st->last_recv_pid = PBX_LOAD(&h->recv.last_pid);
+    st->last_send_time = PBX_LOAD(&h->send.last_time);
+    st->last_recv_time = PBX_LOAD(&h->recv.last_time);
+    st->sent = PBX_LOAD(&h->send.inbox_tail);
+    st->received = PBX_LOAD(&h->recv.received);
+    st->dropped = PBX_LOAD(&h->send.dropped) + PBX_LOAD(&h->recv.dropped);
+    st->repairs = PBX_LOAD(&h->repairs);
+    st->send_waiters = PBX_LOAD(&h->space_ev.waiters);
+    st->recv_waiters = PBX_LOAD(&h->msg_ev.waiters);
+    st->region_size = m->geo.region_size;
+    struct stat fst;
+    if (pbx__os_table()->fstat(m->fd, &fst) == 0) {
+        st->mode = fst.st_mode & 0777;
+        st->uid = fst.st_uid;
+        st->gid = fst.st_gid;
+    }
+    return removed(m) ? -EIDRM : 0;
+}
+
+const struct pbx_transport pbx__shm_transport = {
+    .name = "shm",
+    .open = shm_open_named,
+    .open_private = shm_open_private,
+    .close = shm_close,
+    .remove = shm_remove,
+    .unlink = shm_unlink_named,
+    .send = shm_send,
+    .recv = shm_recv,
+    .stat = shm_stat,
+};

@@ -1,0 +1,51 @@
+/*
+ * wait.h — sleeping until something changes in a mailbox, without a system call for those who
+ * do not sleep.
+ *
+ * EVENTS. A mailbox has two events: msg_ev ("a message was published or put back") and
+ * space_ev ("room was freed"). An event is a sequence word plus a count of sleepers. A waiter
+ *   1. registers (waiters += 1, sequentially consistent) and reads the sequence word,
+ *   2. re-checks its condition (a message to take, room to send),
+ *   3. if still unmet, sleeps on the sequence word with the value it read (futex),
+ *   4. deregisters.
+ * A signaller first makes the condition true (its stores), then issues a full fence, then
+ * reads the sleeper count, and only if it is non-zero bumps the sequence word and wakes all
+ * sleepers. This is the store-buffer (Dekker) pattern: with a full fence on each side, either
+ * the signaller sees the registration, or the waiter's re-check sees the new state; a wake-up
+ * cannot be lost, and a signaller that finds no sleepers makes no system call.
+ *
+ * Waking all sleepers rather than one is deliberate: receivers wait for different types, and
+ * senders for different amounts of room, so the one woken might not be the one that can
+ * proceed. Every sleeper re-checks and goes back to sleep if the change was not for it.
+ *
+ * Before registering, a waiter may spin for a short, bounded time re-reading the one word that
+ * would show progress (pbx__spin_until); it never spins when this thread can only run on one
+ * CPU, because then the party it waits for cannot run while it spins.
+ */
+#ifndef PBX_SHM_WAIT_H
+#define PBX_SHM_WAIT_H
+
+#include <stdint.h>
+
+#include "region.h"
+
+/* Step 1: register as a sleeper; returns the sequence value to sleep on. */
+uint32_t pbx__event_prepare(struct pbx_event *ev);
+
+/* Steps 3 and 4: sleep until the sequence moves from seq or until deadline_ns (CLOCK_MONOTONIC,
+ * 0: none), then deregister. The sleep is also cut into slices of at most slice_ns so that the
+ * caller can look after dead peers. Returns 0 (woken or slice over: re-check), -ETIMEDOUT
+ * (deadline passed) or -EINTR (a signal handler ran). */
+int pbx__event_wait(struct pbx_event *ev, uint32_t seq, uint64_t deadline_ns, uint64_t slice_ns);
+
+/* Deregister without sleeping (the re-check succeeded). */
+void pbx__event_cancel(struct pbx_event *ev);
+
+/* Wake every sleeper if there is any. The caller's own stores that make the condition true must
+ * precede this call; the full fence is done here. */
+void pbx__event_signal(struct pbx_event *ev);
+
+/* Spin while *word == old, for a bounded time. Returns 1 if it changed. */
+int pbx__spin_until_change(const uint64_t *word, uint64_t old);
+
+#endif

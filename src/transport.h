@@ -1,0 +1,38 @@
+/*
+ * transport.h — what a kind of mailbox must provide.
+ *
+ * The API layer (mailbox.c) checks arguments, turns timeouts into deadlines and hands each
+ * call to the transport the mailbox's name chose; it never looks inside a transport's state.
+ * A transport is this table of functions, one per operation (the pattern of nng's
+ * transports). Shared memory is the only one so far; the spool transport ("spool:PATH") will
+ * be a second table.
+ *
+ * Arguments reach a transport already checked: names are valid, flags known, types in range,
+ * buffers non-NULL where a length says they are used. deadline_ns is an absolute
+ * CLOCK_MONOTONIC time, or 0 for "no deadline".
+ */
+#ifndef PBX_TRANSPORT_H
+#define PBX_TRANSPORT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "postbox.h"
+
+struct pbx_transport {
+    const char *name;
+    int (*open)(const char *name, int flags, const struct pbx_options *opts, void **state);
+    int (*open_private)(const struct pbx_options *opts, void **state);
+    int (*close)(void *state);
+    int (*remove)(void *state);
+    int (*unlink)(const char *name);
+    int (*send)(void *state, long type, const void *data, uint32_t len, int flags,
+                uint64_t deadline_ns);
+    ssize_t (*recv)(void *state, long type, void *buf, uint32_t cap, int flags, long *type_out,
+                    uint64_t deadline_ns);
+    int (*stat)(void *state, struct pbx_stat *st);
+};
+
+extern const struct pbx_transport pbx__shm_transport;
+
+#endif
