@@ -45,6 +45,8 @@ extern "C" {
  * [A-Za-z0-9._-], and neither "." nor "..". */
 #define PBX_NAME_MAX 200
 
+struct timespec; /* from <time.h>; declared here too for strict C99, where it may be absent */
+
 /* An open mailbox. Opaque; obtained from pbx_open() or pbx_open_private(). */
 typedef struct pbx pbx_t;
 
@@ -247,7 +249,16 @@ PBX_API ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int fl
  * Returns 0, -EINVAL (NULL argument) or -EIDRM (removed; *st is still filled). Does not
  * block. Thread-safe.
  */
+#if defined(__cplusplus) && defined(__GNUC__)
+/* Like stat(2) and struct stat, the function shares its name with its struct; C++ -Wshadow
+ * would call that hiding a constructor. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#endif
 PBX_API int pbx_stat(pbx_t *q, struct pbx_stat *st);
+#if defined(__cplusplus) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -87,9 +87,10 @@ static int real_unlinkat(int dirfd, const char *name)
     return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
 }
 
-static int real_mmap(int fd, size_t len, void **out)
+static int real_mmap(int fd, size_t len, int populate, void **out)
 {
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0);
     if (p == MAP_FAILED)
         return -errno;
     *out = p;
@@ -311,21 +312,20 @@ uint64_t pbx__os_random64(void)
     return v;
 }
 
-static __thread struct {
-    uint64_t checked_ns;
-    int cpus;
-} tls_cpus;
-
-int pbx__os_usable_cpus(void)
+int pbx__os_online_cpus(void)
 {
-    uint64_t now = pbx__os_mono_ns();
-    if (tls_cpus.cpus == 0 || now - tls_cpus.checked_ns > 1000000000u) {
-        cpu_set_t set;
-        int n = 1;
-        if (sched_getaffinity(0, sizeof(set), &set) == 0)
-            n = CPU_COUNT(&set);
-        tls_cpus.cpus = n > 0 ? n : 1;
-        tls_cpus.checked_ns = now;
+    static int cpus;
+    int n = __atomic_load_n(&cpus, __ATOMIC_RELAXED);
+    if (n == 0) {
+        long v = sysconf(_SC_NPROCESSORS_ONLN);
+        n = v > 0 ? (int) v : 1;
+        __atomic_store_n(&cpus, n, __ATOMIC_RELAXED);
     }
-    return tls_cpus.cpus;
+    return n;
+}
+
+uint32_t pbx__os_cpu_tag(void)
+{
+    int c = sched_getcpu();
+    return c < 0 ? 0 : (uint32_t) c + 1;
 }

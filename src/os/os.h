@@ -33,7 +33,7 @@ struct pbx_os_calls {
     int (*memfd_create)(const char *name, unsigned int flags);
     int (*linkat)(int fd, int dirfd, const char *name); /* give an O_TMPFILE file a name */
     int (*unlinkat)(int dirfd, const char *name);
-    int (*mmap)(int fd, size_t len, void **out);
+    int (*mmap)(int fd, size_t len, int populate, void **out);
     int (*munmap)(void *addr, size_t len);
 };
 
@@ -83,8 +83,12 @@ int pbx__os_ident_stopped(uint64_t ident);
 /* 64 random bits from the kernel (getrandom), or a time-based value if that fails. */
 uint64_t pbx__os_random64(void);
 
-/* How many CPUs this thread may run on (its affinity mask), at least 1. */
-int pbx__os_usable_cpus(void);
+/* How many CPUs are online, at least 1 (read once per process). */
+int pbx__os_online_cpus(void);
+
+/* The CPU this thread runs on now, plus one; 0 if unknown. Served by the kernel's rseq area or
+ * the vDSO, not a system call. */
+uint32_t pbx__os_cpu_tag(void);
 
 /* One spin-wait hint to the CPU (pause on x86, yield on ARM). */
 static inline void pbx__os_cpu_relax(void)

@@ -53,7 +53,7 @@ int pbx__lock_acquire(uint64_t *word, const struct pbx_lock_ctx *ctx)
     if (PBX_LIKELY(try_take(word, 0, me)))
         return 0;
 
-    if (pbx__os_usable_cpus() > 1) {
+    if (pbx__os_online_cpus() > 1) {
         for (int i = 0; i < LOCK_SPINS; i++) {
             pbx__os_cpu_relax();
             if (PBX_LOAD(word) == 0 && try_take(word, 0, me))

@@ -162,6 +162,7 @@ static void note_sender(struct pbx_shm *m)
     struct pbx_send_side *s = &m->h->send;
     PBX_STORE(&s->last_pid, pbx__os_self()->pid);
     PBX_STORE(&s->last_time, pbx__os_real_coarse_ns());
+    PBX_STORE(&s->cpu, pbx__os_cpu_tag());
 }
 
 int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len,
@@ -294,6 +295,7 @@ static void note_receiver(struct pbx_shm *m)
     struct pbx_recv_side *r = &m->h->recv;
     PBX_STORE(&r->last_pid, pbx__os_self()->pid);
     PBX_STORE(&r->last_time, pbx__os_real_coarse_ns());
+    PBX_STORE(&r->cpu, pbx__os_cpu_tag());
 }
 
 int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_t *slot_out)

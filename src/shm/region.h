@@ -153,7 +153,7 @@ struct pbx_send_side {
     uint64_t dropped __attribute__((aligned(PBX_CACHELINE))); /* PBX_DROP_NEWEST discards */
     int64_t last_time;
     int32_t last_pid;
-    uint32_t pad1;
+    uint32_t cpu; /* CPU the last sender ran on, plus one (0: unknown); see wait.h */
 };
 
 struct pbx_recv_side {
@@ -185,7 +185,7 @@ struct pbx_recv_side {
     uint64_t inflight;   /* slots in READING state */
     int64_t last_time;
     int32_t last_pid;
-    uint32_t pad1;
+    uint32_t cpu; /* CPU the last receiver ran on, plus one (0: unknown) */
 };
 
 struct pbx_header {

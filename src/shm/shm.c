@@ -29,6 +29,9 @@
 #include "wait.h"
 
 #define SLICE_NS   100000000ull /* a sleeper looks after dead peers at least this often */
+/* Regions up to this size are mapped with their page tables filled in, so that no message
+ * takes a page fault on the way; larger ones fault in as they are used. */
+#define POPULATE_MAX (64u << 20)
 #define FILE_PREFIX "pbx."
 
 static const char *mailbox_dir(void)
@@ -90,7 +93,7 @@ static int map_existing(struct pbx_shm *m)
     if (!S_ISREG(st.st_mode) || st.st_size < (off_t) sizeof(struct pbx_header))
         return -EBADMSG;
     void *base;
-    err = os->mmap(m->fd, (size_t) st.st_size, &base);
+    err = os->mmap(m->fd, (size_t) st.st_size, st.st_size <= POPULATE_MAX, &base);
     if (err)
         return err;
     m->h = base;
@@ -134,7 +137,7 @@ static int format_new(struct pbx_shm *m, const struct pbx_options *opts)
         (err = os->fallocate(m->fd, (off_t) geo.region_size)))
         return err;
     void *base;
-    if ((err = os->mmap(m->fd, geo.region_size, &base)))
+    if ((err = os->mmap(m->fd, geo.region_size, geo.region_size <= POPULATE_MAX, &base)))
         return err;
     m->h = base;
     m->map_size = geo.region_size;
@@ -400,7 +403,7 @@ static int shm_send(void *state, long type, const void *data, uint32_t len, int 
         }
         if (!spun) {
             spun = 1;
-            if (pbx__spin_until_change(&h->recv.recvd_msgs, freed))
+            if (pbx__spin_until_change(&h->recv.recvd_msgs, freed, &h->recv.cpu))
                 continue;
         }
         uint32_t seq = pbx__event_prepare(&h->space_ev);
@@ -502,7 +505,7 @@ static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int fla
         if (!spun) {
             pbx__recv_unlock(m);
             spun = 1;
-            pbx__spin_until_change(watch, old);
+            pbx__spin_until_change(watch, old, &h->send.cpu);
             continue;
         }
         /* Register while still holding the lock: a message put back by a repair needs this

@@ -51,9 +51,10 @@ void pbx__event_signal(struct pbx_event *ev)
     }
 }
 
-int pbx__spin_until_change(const uint64_t *word, uint64_t old)
+int pbx__spin_until_change(const uint64_t *word, uint64_t old, const uint32_t *peer_cpu)
 {
-    if (pbx__os_usable_cpus() < 2)
+    uint32_t peer = PBX_LOAD(peer_cpu);
+    if (pbx__os_online_cpus() < 2 || (peer != 0 && peer == pbx__os_cpu_tag()))
         return 0;
     uint64_t start = pbx__os_mono_ns();
     for (;;) {

@@ -19,8 +19,10 @@
  * proceed. Every sleeper re-checks and goes back to sleep if the change was not for it.
  *
  * Before registering, a waiter may spin for a short, bounded time re-reading the one word that
- * would show progress (pbx__spin_until); it never spins when this thread can only run on one
- * CPU, because then the party it waits for cannot run while it spins.
+ * would show progress (pbx__spin_until_change). It does not spin when the party it waits for
+ * last ran on the CPU the waiter is on now (each side records its CPU with every operation),
+ * nor on a one-CPU machine: there, the other party cannot run while the waiter spins, so
+ * spinning would only burn the time slice the other party needs.
  */
 #ifndef PBX_SHM_WAIT_H
 #define PBX_SHM_WAIT_H
@@ -45,7 +47,8 @@ void pbx__event_cancel(struct pbx_event *ev);
  * precede this call; the full fence is done here. */
 void pbx__event_signal(struct pbx_event *ev);
 
-/* Spin while *word == old, for a bounded time. Returns 1 if it changed. */
-int pbx__spin_until_change(const uint64_t *word, uint64_t old);
+/* Spin while *word == old, for a bounded time, unless the other party (whose CPU tag is at
+ * peer_cpu, see os.h) cannot run beside us. Returns 1 if it changed. */
+int pbx__spin_until_change(const uint64_t *word, uint64_t old, const uint32_t *peer_cpu);
 
 #endif
