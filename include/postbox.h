@@ -140,7 +140,8 @@ PBX_API const char *pbx_version(void);
  * Returns 0, or:
  *   -EINVAL    bad name, unknown flag, PBX_EXCL without PBX_CREATE, invalid options,
  *              out == NULL
- *   -ENOENT    no such mailbox and no PBX_CREATE (or POSTBOX_DIR does not exist)
+ *   -ENOENT    no such mailbox and no PBX_CREATE
+ *   -ENOTDIR   the mailbox directory ($POSTBOX_DIR or /dev/shm) is missing or not a directory
  *   -EEXIST    PBX_CREATE | PBX_EXCL and the mailbox exists
  *   -EACCES    the mailbox's mode does not let the caller read and write it
  *   -EBADMSG   the file exists but is not a postbox mailbox, or its header is damaged
@@ -178,7 +179,8 @@ PBX_API int pbx_remove(pbx_t *q);
 /*
  * pbx_unlink — remove the mailbox called name, with the effects of pbx_remove(). A file that
  * is not a valid mailbox is unlinked as well (this is how damaged mailboxes are cleaned up).
- * Returns 0, -EINVAL (bad name), -ENOENT, -EACCES/-EPERM (no permission). Thread-safe.
+ * Returns 0, -EINVAL (bad name), -ENOENT, -ENOTDIR (no mailbox directory), -EACCES/-EPERM
+ * (no permission). Thread-safe.
  */
 PBX_API int pbx_unlink(const char *name);
 
@@ -241,8 +243,8 @@ PBX_API ssize_t pbx_recv(pbx_t *q, long type, void *buf, size_t cap, int flags, 
  * pbx_timedrecv — pbx_recv() that gives up after *timeout (relative, CLOCK_MONOTONIC) with
  * -ETIMEDOUT. timeout NULL waits forever; an invalid timeout gives -EINVAL.
  */
-PBX_API ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int flags,
-                              long *type_out, const struct timespec *timeout);
+PBX_API ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
+                              const struct timespec *timeout);
 
 /*
  * pbx_stat — fill *st with the mailbox's limits, contents and counters.

@@ -21,14 +21,14 @@
  * ARM64 parts; a wrong guess costs speed, never correctness). */
 #define PBX_CACHELINE 64
 
-#define PBX_ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((uint64_t) (a) - 1))
+#define PBX_ALIGN_UP(x, a) (((x) + ((a) -1)) & ~((uint64_t) (a) -1))
 #define PBX_ARRAY_LEN(a)   (sizeof(a) / sizeof((a)[0]))
 
 /* Relaxed atomic load/store for fields that another process may read or write at any time
  * but whose ordering is supplied by some other access (see ORDERING in shm/shm.c). */
-#define PBX_LOAD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
-#define PBX_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define PBX_ACQUIRE(p)  __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define PBX_LOAD(p)       __atomic_load_n((p), __ATOMIC_RELAXED)
+#define PBX_STORE(p, v)   __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define PBX_ACQUIRE(p)    __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define PBX_RELEASE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 #endif

@@ -18,8 +18,8 @@ const char *pbx_strerror(int err)
     if (err >= 0)
         return "success";
     switch (-err) {
-#define PBX_ERROR_TEXT(name, text)                                                             \
-    case name:                                                                                 \
+#define PBX_ERROR_TEXT(name, text)                                                                 \
+    case name:                                                                                     \
         return text;
         PBX_ERROR_TABLE(PBX_ERROR_TEXT)
 #undef PBX_ERROR_TEXT
@@ -35,8 +35,8 @@ const char *pbx__errname(int err)
     if (err >= 0)
         return "OK";
     switch (-err) {
-#define PBX_ERROR_NAME(name, text)                                                             \
-    case name:                                                                                 \
+#define PBX_ERROR_NAME(name, text)                                                                 \
+    case name:                                                                                     \
         return #name;
         PBX_ERROR_TABLE(PBX_ERROR_NAME)
 #undef PBX_ERROR_NAME

@@ -8,31 +8,31 @@
 #ifndef PBX_ERRORS_H
 #define PBX_ERRORS_H
 
-#define PBX_ERROR_TABLE(X)                                                                      \
-    X(EINVAL, "invalid argument (name, flag, type, size, timeout or option)")                  \
-    X(ENOENT, "no such mailbox")                                                               \
-    X(EEXIST, "mailbox already exists")                                                        \
-    X(EACCES, "permission denied by the mailbox's mode")                                       \
-    X(EPERM, "operation not permitted")                                                        \
-    X(EIDRM, "mailbox was removed")                                                            \
-    X(EAGAIN, "mailbox is full")                                                               \
-    X(ENOMSG, "no message of the requested type")                                              \
-    X(E2BIG, "message is longer than the receive buffer (it stays queued)")                   \
-    X(EMSGSIZE, "message is larger than the mailbox's max_msg_size")                           \
-    X(ENOBUFS, "mailbox is full: the message was dropped (PBX_DROP_NEWEST)")                   \
-    X(ETIMEDOUT, "timed out")                                                                  \
-    X(EINTR, "interrupted by a signal handler")                                                \
-    X(EBADMSG, "not a postbox mailbox, or its shared state is damaged")                        \
-    X(EPROTO, "mailbox was made by an incompatible version of postbox")                        \
-    X(EOPNOTSUPP, "not supported by this version of postbox")                                  \
-    X(EDEADLK, "re-entered from a signal handler while this thread held the mailbox")          \
-    X(ENOSPC, "no space left to create the mailbox (is /dev/shm or the disk full?)")          \
-    X(ENOMEM, "out of memory")                                                                 \
-    X(ELOOP, "the mailbox's path is a symbolic link (postbox does not follow them)")          \
-    X(ENOTDIR, "POSTBOX_DIR is not a directory")                                               \
-    X(EMFILE, "too many open files in this process")                                           \
-    X(ENFILE, "too many open files in the system")                                             \
-    X(EISDIR, "the mailbox's path is a directory")                                             \
+#define PBX_ERROR_TABLE(X)                                                                         \
+    X(EINVAL, "invalid argument (name, flag, type, size, timeout or option)")                      \
+    X(ENOENT, "no such mailbox")                                                                   \
+    X(EEXIST, "mailbox already exists")                                                            \
+    X(EACCES, "permission denied by the mailbox's mode")                                           \
+    X(EPERM, "operation not permitted")                                                            \
+    X(EIDRM, "mailbox was removed")                                                                \
+    X(EAGAIN, "mailbox is full")                                                                   \
+    X(ENOMSG, "no message of the requested type")                                                  \
+    X(E2BIG, "message is longer than the receive buffer (it stays queued)")                        \
+    X(EMSGSIZE, "message is larger than the mailbox's max_msg_size")                               \
+    X(ENOBUFS, "mailbox is full: the message was dropped (PBX_DROP_NEWEST)")                       \
+    X(ETIMEDOUT, "timed out")                                                                      \
+    X(EINTR, "interrupted by a signal handler")                                                    \
+    X(EBADMSG, "not a postbox mailbox, or its shared state is damaged")                            \
+    X(EPROTO, "mailbox was made by an incompatible version of postbox")                            \
+    X(EOPNOTSUPP, "not supported by this version of postbox")                                      \
+    X(EDEADLK, "re-entered from a signal handler while this thread held the mailbox")              \
+    X(ENOSPC, "no space left to create the mailbox (is /dev/shm or the disk full?)")               \
+    X(ENOMEM, "out of memory")                                                                     \
+    X(ELOOP, "the mailbox's path is a symbolic link (postbox does not follow them)")               \
+    X(ENOTDIR, "the mailbox directory ($POSTBOX_DIR or /dev/shm) is missing or not a directory")   \
+    X(EMFILE, "too many open files in this process")                                               \
+    X(ENFILE, "too many open files in the system")                                                 \
+    X(EISDIR, "the mailbox's path is a directory")                                                 \
     X(EROFS, "the mailbox directory is on a read-only file system")
 
 #endif

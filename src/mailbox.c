@@ -30,8 +30,7 @@ struct pbx {
 
 const char *pbx_version(void)
 {
-    return PBX_STR(PBX_VERSION_MAJOR) "." PBX_STR(PBX_VERSION_MINOR) "." PBX_STR(
-        PBX_VERSION_PATCH);
+    return PBX_STR(PBX_VERSION_MAJOR) "." PBX_STR(PBX_VERSION_MINOR) "." PBX_STR(PBX_VERSION_PATCH);
 }
 
 void pbx_options_init(struct pbx_options *opts)

@@ -84,8 +84,8 @@ double pbx_test_now_ms(void)
     return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec / 1e6;
 }
 
-struct pbx_options pbx_test_options(uint32_t max_msgs, uint64_t max_bytes,
-                                    uint32_t max_msg_size, enum pbx_overflow overflow)
+struct pbx_options pbx_test_options(uint32_t max_msgs, uint64_t max_bytes, uint32_t max_msg_size,
+                                    enum pbx_overflow overflow)
 {
     struct pbx_options o;
     pbx_options_init(&o);

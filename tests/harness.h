@@ -34,13 +34,13 @@ struct pbx_test {
 
 void pbx_test_register(struct pbx_test *t);
 
-#define PBX_TEST_DEFINE(name)                                                                  \
-    static void test_##name(void);                                                             \
-    static struct pbx_test pbx_test_rec_##name = {#name, test_##name, NULL};                   \
-    __attribute__((constructor)) static void pbx_test_reg_##name(void)                         \
-    {                                                                                          \
-        pbx_test_register(&pbx_test_rec_##name);                                               \
-    }                                                                                          \
+#define PBX_TEST_DEFINE(name)                                                                      \
+    static void test_##name(void);                                                                 \
+    static struct pbx_test pbx_test_rec_##name = {#name, test_##name, NULL};                       \
+    __attribute__((constructor)) static void pbx_test_reg_##name(void)                             \
+    {                                                                                              \
+        pbx_test_register(&pbx_test_rec_##name);                                                   \
+    }                                                                                              \
     static void test_##name(void)
 
 #define TEST(name)         PBX_TEST_DEFINE(name)
@@ -50,12 +50,12 @@ void pbx_test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 
 /* Integers of any width compare as long long (both sides printed). */
-#define ASSERT_CMP(a, op, b)                                                                   \
-    do {                                                                                       \
-        long long pbx_a_ = (long long) (a), pbx_b_ = (long long) (b);                          \
-        if (!(pbx_a_ op pbx_b_))                                                               \
-            pbx_test_fail(__FILE__, __LINE__, "ASSERT %s %s %s: %lld vs %lld", #a, #op, #b,    \
-                          pbx_a_, pbx_b_);                                                     \
+#define ASSERT_CMP(a, op, b)                                                                       \
+    do {                                                                                           \
+        long long pbx_a_ = (long long) (a), pbx_b_ = (long long) (b);                              \
+        if (!(pbx_a_ op pbx_b_))                                                                   \
+            pbx_test_fail(__FILE__, __LINE__, "ASSERT %s %s %s: %lld vs %lld", #a, #op, #b,        \
+                          pbx_a_, pbx_b_);                                                         \
     } while (0)
 #define ASSERT_EQ(a, b) ASSERT_CMP(a, ==, b)
 #define ASSERT_NE(a, b) ASSERT_CMP(a, !=, b)
@@ -64,45 +64,45 @@ void pbx_test_fail(const char *file, int line, const char *fmt, ...)
 #define ASSERT_GT(a, b) ASSERT_CMP(a, >, b)
 #define ASSERT_GE(a, b) ASSERT_CMP(a, >=, b)
 
-#define ASSERT_TRUE(x)                                                                         \
-    do {                                                                                       \
-        if (!(x))                                                                              \
-            pbx_test_fail(__FILE__, __LINE__, "ASSERT %s: false", #x);                         \
+#define ASSERT_TRUE(x)                                                                             \
+    do {                                                                                           \
+        if (!(x))                                                                                  \
+            pbx_test_fail(__FILE__, __LINE__, "ASSERT %s: false", #x);                             \
     } while (0)
 
 /* A postbox call that must succeed (return >= 0); prints the error's name and text if not. */
-#define ASSERT_OK(expr)                                                                        \
-    do {                                                                                       \
-        long long pbx_r_ = (long long) (expr);                                                 \
-        if (pbx_r_ < 0)                                                                        \
-            pbx_test_fail(__FILE__, __LINE__, "%s failed: %s (%s)", #expr,                     \
-                          pbx_test_errname((int) pbx_r_), pbx_strerror((int) pbx_r_));         \
+#define ASSERT_OK(expr)                                                                            \
+    do {                                                                                           \
+        long long pbx_r_ = (long long) (expr);                                                     \
+        if (pbx_r_ < 0)                                                                            \
+            pbx_test_fail(__FILE__, __LINE__, "%s failed: %s (%s)", #expr,                         \
+                          pbx_test_errname((int) pbx_r_), pbx_strerror((int) pbx_r_));             \
     } while (0)
 
 /* A postbox call that must fail with exactly err (a negative errno, e.g. -EINVAL). */
-#define ASSERT_ERR(expr, err)                                                                  \
-    do {                                                                                       \
-        long long pbx_r_ = (long long) (expr);                                                 \
-        if (pbx_r_ != (long long) (err))                                                       \
-            pbx_test_fail(__FILE__, __LINE__, "%s returned %lld (%s), expected %s", #expr,     \
-                          pbx_r_, pbx_test_errname((int) pbx_r_), pbx_test_errname(err));      \
+#define ASSERT_ERR(expr, err)                                                                      \
+    do {                                                                                           \
+        long long pbx_r_ = (long long) (expr);                                                     \
+        if (pbx_r_ != (long long) (err))                                                           \
+            pbx_test_fail(__FILE__, __LINE__, "%s returned %lld (%s), expected %s", #expr, pbx_r_, \
+                          pbx_test_errname((int) pbx_r_), pbx_test_errname(err));                  \
     } while (0)
 
-#define ASSERT_MEM_EQ(a, b, n)                                                                 \
-    do {                                                                                       \
-        if (memcmp((a), (b), (n)) != 0)                                                        \
-            pbx_test_fail(__FILE__, __LINE__, "ASSERT memory %s == %s (%zu bytes) differs",    \
-                          #a, #b, (size_t) (n));                                               \
+#define ASSERT_MEM_EQ(a, b, n)                                                                     \
+    do {                                                                                           \
+        if (memcmp((a), (b), (n)) != 0)                                                            \
+            pbx_test_fail(__FILE__, __LINE__, "ASSERT memory %s == %s (%zu bytes) differs", #a,    \
+                          #b, (size_t) (n));                                                       \
     } while (0)
 
 /* Skip the test (exit 77) with a reason. */
-#define SKIP(...)                                                                              \
-    do {                                                                                       \
-        printf("SKIP: ");                                                                      \
-        printf(__VA_ARGS__);                                                                   \
-        printf("\n");                                                                          \
-        fflush(stdout);                                                                        \
-        exit(77);                                                                              \
+#define SKIP(...)                                                                                  \
+    do {                                                                                           \
+        printf("SKIP: ");                                                                          \
+        printf(__VA_ARGS__);                                                                       \
+        printf("\n");                                                                              \
+        fflush(stdout);                                                                            \
+        exit(77);                                                                                  \
     } while (0)
 
 const char *pbx_test_errname(int err);
@@ -121,7 +121,7 @@ void pbx_test_sleep_ms(long ms);
 double pbx_test_now_ms(void);
 
 /* Options with small, explicit limits for tests. */
-struct pbx_options pbx_test_options(uint32_t max_msgs, uint64_t max_bytes,
-                                    uint32_t max_msg_size, enum pbx_overflow overflow);
+struct pbx_options pbx_test_options(uint32_t max_msgs, uint64_t max_bytes, uint32_t max_msg_size,
+                                    enum pbx_overflow overflow);
 
 #endif

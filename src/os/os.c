@@ -146,8 +146,8 @@ int pbx__os_futex_wait(uint32_t *addr, uint32_t expected, uint64_t deadline_ns)
         ts.tv_nsec = (long) (deadline_ns % 1000000000u);
         tsp = &ts;
     }
-    long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, tsp, NULL,
-                     FUTEX_BITSET_MATCH_ANY);
+    long r =
+        syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
     if (r == 0 || errno == EAGAIN)
         return 0;
     return -errno;

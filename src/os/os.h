@@ -66,7 +66,7 @@ struct pbx_self {
 };
 const struct pbx_self *pbx__os_self(void);
 
-#define PBX_IDENT_TID(ident) ((int32_t) ((ident) & 0x3fffffffu))
+#define PBX_IDENT_TID(ident) ((int32_t) ((ident) &0x3fffffffu))
 
 /* Is the thread named by ident still running? 1 yes, 0 no (it exited, or its id now belongs to
  * a thread with another start time). When /proc is unavailable the start time cannot be

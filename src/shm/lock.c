@@ -9,10 +9,10 @@
 #include "../common.h"
 #include "../os/os.h"
 
-#define LOCK_SPINS          200           /* brief spin before sleeping */
-#define LOCK_CHECK_NS       10000000ull   /* sleep slice: re-check the holder every 10 ms */
-#define LOCK_BOGUS_NS       1000000000ull /* unchanged this long: ask whether the holder maps us */
-#define LOCK_UNREADABLE_NS  10000000000ull /* unchanged this long and unverifiable: take over */
+#define LOCK_SPINS         200            /* brief spin before sleeping */
+#define LOCK_CHECK_NS      10000000ull    /* sleep slice: re-check the holder every 10 ms */
+#define LOCK_BOGUS_NS      1000000000ull  /* unchanged this long: ask whether the holder maps us */
+#define LOCK_UNREADABLE_NS 10000000000ull /* unchanged this long and unverifiable: take over */
 
 /* The futex is the word's low 32 bits, which hold the thread id and the waiters bit. */
 static uint32_t *futex_word(uint64_t *word)
@@ -26,8 +26,7 @@ static uint32_t *futex_word(uint64_t *word)
 
 static int try_take(uint64_t *word, uint64_t expect, uint64_t mine)
 {
-    return __atomic_compare_exchange_n(word, &expect, mine, 0, __ATOMIC_ACQUIRE,
-                                       __ATOMIC_RELAXED);
+    return __atomic_compare_exchange_n(word, &expect, mine, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
 /* Decide whether the holder named by v (unchanged since since_ns) may be displaced. */

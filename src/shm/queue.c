@@ -340,7 +340,7 @@ int pbx__recv_finish(struct pbx_shm *m, uint32_t s)
 
 static uint64_t *free_counter(struct pbx_recv_side *r, uint32_t why)
 {
-    return why == PBX_FREE_RECEIVED ? &r->received
+    return why == PBX_FREE_RECEIVED  ? &r->received
            : why == PBX_FREE_DROPPED ? &r->dropped
                                      : &r->orphans;
 }

@@ -53,9 +53,8 @@ void pbx__recover_send(struct pbx_shm *m)
     if (slot < m->geo.nslots && op >= PBX_LOG_ALLOC && op <= PBX_LOG_PUBLISH) {
         struct pbx_slot *sl = &m->slots[slot];
         uint64_t tail = s->log_inbox_tail;
-        int committed = op != PBX_LOG_ALLOC &&
-                        PBX_ACQUIRE(&m->inbox[tail & m->geo.inbox_mask]) ==
-                            pbx__inbox_entry(m, tail, slot);
+        int committed = op != PBX_LOG_ALLOC && PBX_ACQUIRE(&m->inbox[tail & m->geo.inbox_mask]) ==
+                                                   pbx__inbox_entry(m, tail, slot);
         if (committed) {
             if (op == PBX_LOG_ALLOC_PUBLISH) {
                 s->free_head++;
@@ -67,8 +66,8 @@ void pbx__recover_send(struct pbx_shm *m)
         } else {
             /* A publication that did not happen leaves the slot to its (dead) writer, which the
              * orphan search gives back; an allocation that did not finish is simply undone. */
-            PBX_STORE(&sl->state, (uint32_t) (op == PBX_LOG_PUBLISH ? PBX_SLOT_WRITING
-                                                                    : PBX_SLOT_FREE));
+            PBX_STORE(&sl->state,
+                      (uint32_t) (op == PBX_LOG_PUBLISH ? PBX_SLOT_WRITING : PBX_SLOT_FREE));
         }
     }
     bump_hint(&s->inflight);
@@ -118,7 +117,7 @@ int pbx__recover_recv(struct pbx_shm *m)
     if (op == PBX_LOG_FREE && slot < m->geo.nslots) {
         struct pbx_slot *sl = &m->slots[slot];
         uint32_t why = r->log_why <= PBX_FREE_ORPHAN ? r->log_why : PBX_FREE_ORPHAN;
-        uint64_t *count = why == PBX_FREE_RECEIVED ? &r->received
+        uint64_t *count = why == PBX_FREE_RECEIVED  ? &r->received
                           : why == PBX_FREE_DROPPED ? &r->dropped
                                                     : &r->orphans;
         r->free_tail = r->log_free_tail;

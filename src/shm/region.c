@@ -68,10 +68,10 @@ int pbx__layout(const struct pbx_config *cfg, struct pbx_geometry *geo)
     geo->hash_mask = (uint32_t) (hash - 1);
 
     uint64_t off = PBX_ALIGN_UP(sizeof(struct pbx_header), PBX_CACHELINE);
-#define PBX_PLACE(field, bytes)                                                                  \
-    do {                                                                                       \
-        geo->field = off;                                                                      \
-        off = PBX_ALIGN_UP(off + (uint64_t) (bytes), PBX_CACHELINE);                           \
+#define PBX_PLACE(field, bytes)                                                                    \
+    do {                                                                                           \
+        geo->field = off;                                                                          \
+        off = PBX_ALIGN_UP(off + (uint64_t) (bytes), PBX_CACHELINE);                               \
     } while (0)
     PBX_PLACE(off_slots, (uint64_t) geo->nslots * sizeof(struct pbx_slot));
     PBX_PLACE(off_chunk_next, nchunks * sizeof(uint32_t));

@@ -57,13 +57,13 @@ enum pbx_slot_state {
 };
 
 struct pbx_slot {
-    uint32_t state;  /* enum pbx_slot_state */
-    uint32_t len;    /* payload length */
-    int64_t type;    /* message type, >= 1 */
-    uint64_t seq;    /* inbox position at publication: the arrival order */
-    uint64_t owner;  /* identity (os.h) of the sender/receiver in WRITING/READING */
-    uint32_t next;   /* next slot of the same type in the index, or PBX_NONE */
-    uint32_t chunk;  /* first chunk of the payload beyond the inline bytes, or PBX_NONE */
+    uint32_t state; /* enum pbx_slot_state */
+    uint32_t len;   /* payload length */
+    int64_t type;   /* message type, >= 1 */
+    uint64_t seq;   /* inbox position at publication: the arrival order */
+    uint64_t owner; /* identity (os.h) of the sender/receiver in WRITING/READING */
+    uint32_t next;  /* next slot of the same type in the index, or PBX_NONE */
+    uint32_t chunk; /* first chunk of the payload beyond the inline bytes, or PBX_NONE */
     uint8_t data[PBX_SLOT_INLINE];
 };
 _Static_assert(sizeof(struct pbx_slot) == 64, "a slot is one cache line");
@@ -142,13 +142,13 @@ struct pbx_send_side {
     uint64_t log_sent_bytes;
     /* Line 2: state guarded by the send lock. */
     uint64_t free_head __attribute__((aligned(PBX_CACHELINE))); /* next slot_ring position */
-    uint64_t chunk_head;  /* next chunk_ring position */
-    uint64_t inbox_tail;  /* next inbox position = messages ever published */
-    uint64_t sent_msgs;   /* messages ever admitted (reserved) */
-    uint64_t sent_bytes;  /* payload bytes ever admitted */
-    uint64_t seen_msgs;   /* last recv.recvd_msgs this side read */
-    uint64_t seen_bytes;  /* last recv.recvd_bytes this side read */
-    uint64_t inflight;    /* slots in WRITING state */
+    uint64_t chunk_head;                                        /* next chunk_ring position */
+    uint64_t inbox_tail; /* next inbox position = messages ever published */
+    uint64_t sent_msgs;  /* messages ever admitted (reserved) */
+    uint64_t sent_bytes; /* payload bytes ever admitted */
+    uint64_t seen_msgs;  /* last recv.recvd_msgs this side read */
+    uint64_t seen_bytes; /* last recv.recvd_bytes this side read */
+    uint64_t inflight;   /* slots in WRITING state */
     /* Line 3: statistics written by senders. */
     uint64_t dropped __attribute__((aligned(PBX_CACHELINE))); /* PBX_DROP_NEWEST discards */
     int64_t last_time;
@@ -179,10 +179,10 @@ struct pbx_recv_side {
     uint64_t orphans;     /* slots of dead senders given back */
     /* Line 3: the index's bookkeeping and statistics. */
     uint32_t needs_rebuild __attribute__((aligned(PBX_CACHELINE)));
-    uint32_t type_free;  /* head of the free list of type entries */
-    uint32_t heap_len;   /* number of types with queued messages */
+    uint32_t type_free; /* head of the free list of type entries */
+    uint32_t heap_len;  /* number of types with queued messages */
     uint32_t pad0;
-    uint64_t inflight;   /* slots in READING state */
+    uint64_t inflight; /* slots in READING state */
     int64_t last_time;
     int32_t last_pid;
     uint32_t cpu; /* CPU the last receiver ran on, plus one (0: unknown) */

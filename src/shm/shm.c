@@ -28,11 +28,11 @@
 #include "shm.h"
 #include "wait.h"
 
-#define SLICE_NS   100000000ull /* a sleeper looks after dead peers at least this often */
+#define SLICE_NS 100000000ull /* a sleeper looks after dead peers at least this often */
 /* Regions up to this size are mapped with their page tables filled in, so that no message
  * takes a page fault on the way; larger ones fault in as they are used. */
 #define POPULATE_MAX (64u << 20)
-#define FILE_PREFIX "pbx."
+#define FILE_PREFIX  "pbx."
 
 static const char *mailbox_dir(void)
 {
@@ -40,10 +40,13 @@ static const char *mailbox_dir(void)
     return d && *d ? d : "/dev/shm";
 }
 
+/* A missing directory is -ENOTDIR, not -ENOENT: "no such mailbox" would send the user looking
+ * for the wrong thing. */
 static int open_dir(const char *dir)
 {
     struct pbx_os_calls *os = pbx__os_table();
-    return os->openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    int fd = os->openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    return fd == -ENOENT ? -ENOTDIR : fd;
 }
 
 static void point_arrays(struct pbx_shm *m)
@@ -200,8 +203,7 @@ static void reset_attempt(struct pbx_shm *m)
     m->fd = -1;
 }
 
-static int shm_open_named(const char *name, int flags, const struct pbx_options *opts,
-                          void **state)
+static int shm_open_named(const char *name, int flags, const struct pbx_options *opts, void **state)
 {
     char file[PBX_NAME_MAX + sizeof(FILE_PREFIX)];
     snprintf(file, sizeof(file), FILE_PREFIX "%s", name);
@@ -422,8 +424,8 @@ static int shm_send(void *state, long type, const void *data, uint32_t len, int 
     }
 }
 
-static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int flags,
-                        long *type_out, uint64_t deadline_ns)
+static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int flags, long *type_out,
+                        uint64_t deadline_ns)
 {
     struct pbx_shm *m = state;
     struct pbx_header *h = m->h;
