@@ -102,21 +102,16 @@ static int real_munmap(void *addr, size_t len)
     return munmap(addr, len) < 0 ? -errno : 0;
 }
 
-static const struct pbx_os_calls real_calls = {
-    .openat = real_openat,
-    .close = real_close,
-    .fstat = real_fstat,
-    .fchmod = real_fchmod,
-    .ftruncate = real_ftruncate,
-    .fallocate = real_fallocate,
-    .memfd_create = real_memfd_create,
-    .linkat = real_linkat,
-    .unlinkat = real_unlinkat,
-    .mmap = real_mmap,
-    .munmap = real_munmap,
-};
+#define PBX_REAL_CALLS                                                                             \
+    {                                                                                              \
+        .openat = real_openat, .close = real_close, .fstat = real_fstat, .fchmod = real_fchmod,    \
+        .ftruncate = real_ftruncate, .fallocate = real_fallocate,                                  \
+        .memfd_create = real_memfd_create, .linkat = real_linkat, .unlinkat = real_unlinkat,       \
+        .mmap = real_mmap, .munmap = real_munmap,                                                  \
+    }
 
-static struct pbx_os_calls calls = real_calls;
+static const struct pbx_os_calls real_calls = PBX_REAL_CALLS;
+static struct pbx_os_calls calls = PBX_REAL_CALLS;
 
 struct pbx_os_calls *pbx__os_table(void)
 {
