@@ -17,7 +17,7 @@ const char *pbx_strerror(int err)
 {
     if (err >= 0)
         return "success";
-    switch (-err) {
+    switch (0u - (unsigned) err) { /* INT_MIN has no negation as an int */
 #define PBX_ERROR_TEXT(name, text)                                                                 \
     case name:                                                                                     \
         return text;
@@ -26,7 +26,7 @@ const char *pbx_strerror(int err)
     default:
         break;
     }
-    const char *d = strerrordesc_np(-err);
+    const char *d = err > -4096 ? strerrordesc_np(-err) : NULL;
     return d ? d : "unknown error";
 }
 
@@ -34,7 +34,7 @@ const char *pbx__errname(int err)
 {
     if (err >= 0)
         return "OK";
-    switch (-err) {
+    switch (0u - (unsigned) err) {
 #define PBX_ERROR_NAME(name, text)                                                                 \
     case name:                                                                                     \
         return #name;
@@ -43,6 +43,6 @@ const char *pbx__errname(int err)
     default:
         break;
     }
-    const char *n = strerrorname_np(-err);
+    const char *n = err > -4096 ? strerrorname_np(-err) : NULL;
     return n ? n : "E?";
 }
