@@ -148,6 +148,51 @@ int pbx__os_futex_wait(uint32_t *addr, uint32_t expected, uint64_t deadline_ns)
     return -errno;
 }
 
+void pbx__os_sig_block(struct pbx_sigguard *g)
+{
+    if (g->blocked)
+        return;
+    sigset_t all;
+    sigfillset(&all);
+    g->blocked = pthread_sigmask(SIG_BLOCK, &all, &g->old) == 0;
+}
+
+void pbx__os_sig_restore(struct pbx_sigguard *g)
+{
+    if (!g->blocked)
+        return;
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+    g->blocked = 0;
+}
+
+int pbx__os_sig_caught_pending(const struct pbx_sigguard *g)
+{
+    sigset_t pending;
+    if (!g->blocked || sigpending(&pending) != 0)
+        return 0;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sigismember(&pending, sig) != 1 || sigismember(&g->old, sig) == 1)
+            continue;
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN)
+            return 1;
+    }
+    return 0;
+}
+
+int pbx__os_futex_wait_unblocked(uint32_t *addr, uint32_t expected, uint64_t deadline_ns,
+                                 struct pbx_sigguard *g)
+{
+    if (!g->blocked)
+        return pbx__os_futex_wait(addr, expected, deadline_ns);
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+    int r = pbx__os_futex_wait(addr, expected, deadline_ns);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    return r;
+}
+
 int pbx__os_futex_wake(uint32_t *addr, int n)
 {
     long r = syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);

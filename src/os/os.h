@@ -16,6 +16,7 @@
 #ifndef PBX_OS_H
 #define PBX_OS_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -46,6 +47,33 @@ void pbx__os_table_reset(void);
  * deadline). The word may be shared between processes. Returns 0 (woken, or the value had
  * already changed), -ETIMEDOUT, or -EINTR (a signal handler ran). */
 int pbx__os_futex_wait(uint32_t *addr, uint32_t expected, uint64_t deadline_ns);
+
+/*
+ * SIGNALS. A blocked pbx_send/pbx_recv must fail with -EINTR when a signal handler runs, as
+ * msgrcv(2) does. The kernel reports that only for a handler that runs while the thread is
+ * inside the futex wait; a handler that ran while the waiting loop was in user space (between
+ * two sleeps, or while spinning) would go unnoticed. So a call that starts to wait blocks
+ * every signal in its thread (pbx__os_sig_block), keeps them blocked while it spins and
+ * re-checks, and lets them through only for the futex wait itself
+ * (pbx__os_futex_wait_unblocked). Before each sleep it asks whether a signal with a handler
+ * arrived meanwhile (pbx__os_sig_caught_pending) and if so fails with -EINTR; restoring the
+ * mask then runs the handler. What remains is the instant between unblocking and entering
+ * the kernel. Signals that are ignored, or whose default action is to ignore, stop or
+ * continue, do not interrupt (as with msgrcv). The fast path never touches the mask.
+ */
+struct pbx_sigguard {
+    sigset_t old;
+    int blocked;
+};
+/* Block all signals in this thread, saving the mask in g (once; later calls do nothing). */
+void pbx__os_sig_block(struct pbx_sigguard *g);
+/* Put back the mask saved by pbx__os_sig_block (pending signals are delivered now). */
+void pbx__os_sig_restore(struct pbx_sigguard *g);
+/* Is a signal that the saved mask lets through, and that has a handler, pending? */
+int pbx__os_sig_caught_pending(const struct pbx_sigguard *g);
+/* pbx__os_futex_wait with the saved mask in force during the wait only. */
+int pbx__os_futex_wait_unblocked(uint32_t *addr, uint32_t expected, uint64_t deadline_ns,
+                                 struct pbx_sigguard *g);
 /* Wake up to n waiters on addr. Returns the number woken or -errno. */
 int pbx__os_futex_wake(uint32_t *addr, int n);
 

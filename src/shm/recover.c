@@ -179,10 +179,12 @@ int pbx__recover_orphans(struct pbx_shm *m)
     return repaired + requeued;
 }
 
-int pbx__look_after_orphans(struct pbx_shm *m, int force)
+int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
 {
     struct pbx_header *h = m->h;
-    if (!PBX_LOAD(&h->send.inflight) && !PBX_LOAD(&h->recv.inflight))
+    int inflight = PBX_LOAD(&h->send.inflight) || PBX_LOAD(&h->recv.inflight);
+    int sleepers = PBX_LOAD(&h->msg_ev.waiters) || PBX_LOAD(&h->space_ev.waiters);
+    if (!inflight && !sleepers)
         return 0;
     uint64_t now = pbx__os_mono_ns();
     uint64_t last = PBX_LOAD(&h->last_scan_ns);
@@ -191,25 +193,32 @@ int pbx__look_after_orphans(struct pbx_shm *m, int force)
     if (!__atomic_compare_exchange_n(&h->last_scan_ns, &last, now, 0, __ATOMIC_RELAXED,
                                      __ATOMIC_RELAXED) &&
         !force)
-        return 0; /* another process is searching right now */
+        return 0; /* another process is looking right now */
 
-    int n = pbx__send_lock(m);
-    if (n < 0)
-        return n;
-    n = pbx__recv_lock(m);
-    if (n < 0) {
+    int n = 0;
+    if (sleepers)
+        n = pbx__event_sweep(&h->msg_ev) + pbx__event_sweep(&h->space_ev);
+    if (inflight) {
+        int err = pbx__send_lock(m);
+        if (err)
+            return err;
+        if ((err = pbx__recv_lock(m))) {
+            pbx__send_unlock(m);
+            return err;
+        }
+        err = pbx__index_ready(m);
+        if (!err)
+            err = pbx__recover_orphans(m);
+        pbx__recv_unlock(m);
         pbx__send_unlock(m);
-        return n;
-    }
-    n = pbx__index_ready(m);
-    if (n == 0)
-        n = pbx__recover_orphans(m);
-    pbx__recv_unlock(m);
-    pbx__send_unlock(m);
-    if (n > 0) {
-        __atomic_add_fetch(&h->repairs, (uint64_t) n, __ATOMIC_RELAXED);
-        pbx__event_signal(&h->msg_ev);
-        pbx__event_signal(&h->space_ev);
+        if (err < 0)
+            return err;
+        if (err > 0) {
+            __atomic_add_fetch(&h->repairs, (uint64_t) err, __ATOMIC_RELAXED);
+            pbx__event_signal(&h->msg_ev);
+            pbx__event_signal(&h->space_ev);
+        }
+        n += err;
     }
     return n;
 }

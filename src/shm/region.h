@@ -110,11 +110,17 @@ struct pbx_geometry {
 };
 _Static_assert(sizeof(struct pbx_geometry) == 152, "geometry layout");
 
-/* A wait event (see wait.h): a counter that is bumped, and a count of sleepers. */
+/* A wait event (see wait.h): a counter that is bumped, a count of sleepers, and who they are,
+ * so that a sleeper killed in its sleep can be struck off. */
+#define PBX_SLEEPERS 62
 struct pbx_event {
     uint32_t seq;
     uint32_t waiters;
+    uint64_t sleeper[PBX_SLEEPERS]; /* identity | PBX_SLEEPER_COUNTED, or 0 */
+    uint64_t pad;
 };
+#define PBX_SLEEPER_COUNTED 0x40000000ull
+_Static_assert(sizeof(struct pbx_event) == 512, "an event is eight cache lines");
 
 /* Kinds of operation an undo log can describe (see RECOVERY in shm.c). */
 enum pbx_log_op {
@@ -215,8 +221,8 @@ _Static_assert(offsetof(struct pbx_header, recv) == 448, "receive side");
 _Static_assert(offsetof(struct pbx_recv_side, inbox_head) == 64, "receive state line");
 _Static_assert(offsetof(struct pbx_recv_side, needs_rebuild) == 128, "receive index line");
 _Static_assert(offsetof(struct pbx_header, msg_ev) == 640, "message event line");
-_Static_assert(offsetof(struct pbx_header, space_ev) == 704, "space event line");
-_Static_assert(sizeof(struct pbx_header) == 768, "header size");
+_Static_assert(offsetof(struct pbx_header, space_ev) == 1152, "space event lines");
+_Static_assert(sizeof(struct pbx_header) == 1664, "header size");
 
 /* The numbers a region is made from. */
 struct pbx_config {

@@ -239,7 +239,7 @@ static int shm_open_named(const char *name, int flags, const struct pbx_options 
     pbx__os_table()->close(dirfd);
     if (err)
         goto fail;
-    pbx__look_after_orphans(m, 0);
+    pbx__look_after_dead_peers(m, 0);
     *state = m;
     return 0;
 fail:
@@ -341,19 +341,38 @@ static int removed(const struct pbx_shm *m)
     return PBX_LOAD(&m->h->removed) != 0;
 }
 
-/* After a slice of sleep with nothing to show, see whether a dead peer holds things up. */
-static void after_slice(struct pbx_shm *m)
+/*
+ * Sleep on ev (the caller registered as s with pbx__event_prepare) until *word moves
+ * from old, the event fires, the mailbox is removed, the deadline passes or a signal arrives.
+ * Between slices it looks after orphans: what a dead peer holds may be what we wait for.
+ * Deregisters before returning 0 (re-check), -ETIMEDOUT, -EINTR or -EIDRM.
+ */
+static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const struct pbx_sleeper *s,
+                              const uint64_t *word, uint64_t old, uint64_t deadline_ns,
+                              struct pbx_sigguard *g)
 {
-    pbx__look_after_orphans(m, 0);
+    int err = 0;
+    for (;;) {
+        if (removed(m)) {
+            err = -EIDRM;
+            break;
+        }
+        if (PBX_ACQUIRE(word) != old || PBX_ACQUIRE(&ev->seq) != s->seq)
+            break;
+        err = pbx__event_sleep(ev, s, deadline_ns, SLICE_NS, g);
+        if (err)
+            break;
+        if (PBX_ACQUIRE(&ev->seq) == s->seq && PBX_ACQUIRE(word) == old)
+            pbx__look_after_dead_peers(m, 0);
+    }
+    pbx__event_cancel(ev, s);
+    return err == -EINTR || err == -ETIMEDOUT ? (removed(m) ? -EIDRM : err) : err;
 }
 
-static int shm_send(void *state, long type, const void *data, uint32_t len, int flags,
-                    uint64_t deadline_ns)
+static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t len, int flags,
+                     uint64_t deadline_ns, struct pbx_sigguard *g)
 {
-    struct pbx_shm *m = state;
     struct pbx_header *h = m->h;
-    if (len > m->geo.max_msg_size)
-        return -EMSGSIZE;
     int dropped = 0, spun = 0;
     for (;;) {
         int err = pbx__send_lock(m);
@@ -391,45 +410,110 @@ static int shm_send(void *state, long type, const void *data, uint32_t len, int 
             pbx__send_unlock(m);
             if (err < 0)
                 return err;
-            pbx__event_signal(&h->msg_ev);
+            if (pbx__event_signal(&h->msg_ev))
+                pbx__look_after_dead_peers(m, 0); /* counted sleepers, none woken */
             return dropped;
         }
 
-        /* Full. What is held in flight by a dead peer may be what fills it. */
+        /* Full. What a dead peer holds in flight may be what fills it. */
         uint64_t freed = PBX_LOAD(&h->recv.recvd_msgs);
         pbx__send_unlock(m);
         if (flags & PBX_NOWAIT) {
-            if (pbx__look_after_orphans(m, 0) > 0)
+            if (pbx__look_after_dead_peers(m, 0) > 0)
                 continue;
             return -EAGAIN;
         }
+        pbx__os_sig_block(g);
         if (!spun) {
             spun = 1;
             if (pbx__spin_until_change(&h->recv.recvd_msgs, freed, &h->recv.cpu))
                 continue;
         }
-        uint32_t seq = pbx__event_prepare(&h->space_ev);
-        if (PBX_ACQUIRE(&h->recv.recvd_msgs) != freed || removed(m)) {
-            pbx__event_cancel(&h->space_ev);
-            continue;
-        }
-        err = pbx__event_wait(&h->space_ev, seq, deadline_ns, SLICE_NS);
-        if (removed(m))
-            return -EIDRM;
+        struct pbx_sleeper sl;
+        pbx__event_prepare(&h->space_ev, &sl);
+        err = sleep_until_change(m, &h->space_ev, &sl, &h->recv.recvd_msgs, freed, deadline_ns, g);
         if (err)
             return err;
         spun = 0;
-        if (PBX_LOAD(&h->recv.recvd_msgs) == freed)
-            after_slice(m);
     }
 }
 
-static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int flags, long *type_out,
-                        uint64_t deadline_ns)
+static int shm_send(void *state, long type, const void *data, uint32_t len, int flags,
+                    uint64_t deadline_ns)
 {
     struct pbx_shm *m = state;
+    if (len > m->geo.max_msg_size)
+        return -EMSGSIZE;
+    struct pbx_sigguard g = {.blocked = 0};
+    int r = send_loop(m, type, data, len, flags, deadline_ns, &g);
+    pbx__os_sig_restore(&g);
+    return r;
+}
+
+/* Under the receive lock, with entry e selected: hand its head message to the caller. */
+static ssize_t deliver(struct pbx_shm *m, uint32_t e, void *buf, uint32_t cap, int flags,
+                       long *type_out)
+{
+    uint32_t s = m->types[e].head;
+    if (s >= m->geo.nslots || m->slots[s].len > m->geo.max_msg_size) {
+        PBX_STORE(&m->h->recv.needs_rebuild, 1u);
+        pbx__recv_unlock(m);
+        return -EBADMSG;
+    }
+    uint32_t len = m->slots[s].len;
+    long mtype = (long) m->slots[s].type;
+    if (len > cap && !(flags & PBX_NOERROR)) {
+        pbx__recv_unlock(m);
+        return -E2BIG;
+    }
+    uint32_t n = len < cap ? len : cap;
+    if (flags & PBX_PEEK) {
+        pbx__copy_out(m, s, buf, n);
+        pbx__recv_unlock(m);
+    } else {
+        int err = pbx__recv_take(m, e, buf, n, &s);
+        pbx__recv_unlock(m);
+        if (err == PBX_PENDING) {
+            pbx__copy_out(m, s, buf, n);
+            /* The slot is ours (READING): giving it back needs the lock, not the index. */
+            if ((err = pbx__recv_lock(m)))
+                return err;
+            err = pbx__recv_finish(m, s);
+            pbx__recv_unlock(m);
+        }
+        if (err < 0)
+            return err;
+        if (pbx__event_signal(&m->h->space_ev))
+            pbx__look_after_dead_peers(m, 0); /* counted sleepers, none woken */
+    }
+    if (type_out)
+        *type_out = mtype;
+    return (ssize_t) n;
+}
+
+/* Under the receive lock: bring the index up to date and select. 0, -ENOMSG or -errno. */
+static int select_locked(struct pbx_shm *m, long type, int except, uint32_t *e)
+{
+    int err = pbx__index_ready(m);
+    if (!err)
+        err = pbx__recv_drain(m);
+    if (!err)
+        err = pbx__index_select(m, type, except, e);
+    if (err == -EBADMSG && PBX_LOAD(&m->h->recv.needs_rebuild)) {
+        /* The index was found damaged: rebuild it from the slots and try once more. */
+        err = pbx__index_rebuild(m);
+        if (!err)
+            err = pbx__recv_drain(m);
+        if (!err)
+            err = pbx__index_select(m, type, except, e);
+    }
+    return err;
+}
+
+static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, int flags,
+                         long *type_out, uint64_t deadline_ns, struct pbx_sigguard *g)
+{
     struct pbx_header *h = m->h;
-    const int except = (flags & PBX_EXCEPT) != 0;
     int spun = 0;
     for (;;) {
         int err = pbx__recv_lock(m);
@@ -440,56 +524,9 @@ static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int fla
             return -EIDRM;
         }
         uint32_t e = 0;
-        err = pbx__index_ready(m);
-        if (!err)
-            err = pbx__recv_drain(m);
-        if (!err)
-            err = pbx__index_select(m, type, except, &e);
-        if (err == -EBADMSG && PBX_LOAD(&h->recv.needs_rebuild)) {
-            /* The index was found damaged: rebuild it from the slots and try once more. */
-            err = pbx__index_rebuild(m);
-            if (!err)
-                err = pbx__recv_drain(m);
-            if (!err)
-                err = pbx__index_select(m, type, except, &e);
-        }
-        if (err == 0) {
-            uint32_t s = m->types[e].head;
-            if (s >= m->geo.nslots || m->slots[s].len > m->geo.max_msg_size) {
-                PBX_STORE(&h->recv.needs_rebuild, 1u);
-                pbx__recv_unlock(m);
-                return -EBADMSG;
-            }
-            uint32_t len = m->slots[s].len;
-            long mtype = (long) m->slots[s].type;
-            if (len > cap && !(flags & PBX_NOERROR)) {
-                pbx__recv_unlock(m);
-                return -E2BIG;
-            }
-            uint32_t n = len < cap ? len : cap;
-            if (flags & PBX_PEEK) {
-                pbx__copy_out(m, s, buf, n);
-                pbx__recv_unlock(m);
-            } else {
-                err = pbx__recv_take(m, e, buf, n, &s);
-                pbx__recv_unlock(m);
-                if (err == PBX_PENDING) {
-                    pbx__copy_out(m, s, buf, n);
-                    /* The slot is ours (READING): giving it back needs the lock, not the
-                     * index. */
-                    if ((err = pbx__recv_lock(m)))
-                        return err;
-                    err = pbx__recv_finish(m, s);
-                    pbx__recv_unlock(m);
-                }
-                if (err < 0)
-                    return err;
-                pbx__event_signal(&h->space_ev);
-            }
-            if (type_out)
-                *type_out = mtype;
-            return (ssize_t) n;
-        }
+        err = select_locked(m, type, (flags & PBX_EXCEPT) != 0, &e);
+        if (err == 0)
+            return deliver(m, e, buf, cap, flags, type_out);
         if (err != -ENOMSG) {
             pbx__recv_unlock(m);
             return err;
@@ -500,10 +537,11 @@ static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int fla
         uint64_t old = PBX_LOAD(watch);
         if (flags & PBX_NOWAIT) {
             pbx__recv_unlock(m);
-            if (pbx__look_after_orphans(m, 0) > 0)
+            if (pbx__look_after_dead_peers(m, 0) > 0)
                 continue;
             return -ENOMSG;
         }
+        pbx__os_sig_block(g);
         if (!spun) {
             pbx__recv_unlock(m);
             spun = 1;
@@ -512,21 +550,23 @@ static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int fla
         }
         /* Register while still holding the lock: a message put back by a repair needs this
          * lock, so it cannot slip between our look and our registration. */
-        uint32_t seq = pbx__event_prepare(&h->msg_ev);
+        struct pbx_sleeper sl;
+        pbx__event_prepare(&h->msg_ev, &sl);
         pbx__recv_unlock(m);
-        if (PBX_ACQUIRE(watch) != old || removed(m)) {
-            pbx__event_cancel(&h->msg_ev);
-            continue;
-        }
-        err = pbx__event_wait(&h->msg_ev, seq, deadline_ns, SLICE_NS);
-        if (removed(m))
-            return -EIDRM;
+        err = sleep_until_change(m, &h->msg_ev, &sl, watch, old, deadline_ns, g);
         if (err)
-            return (ssize_t) err;
+            return err;
         spun = 0;
-        if (PBX_LOAD(watch) == old)
-            after_slice(m);
     }
+}
+
+static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int flags, long *type_out,
+                        uint64_t deadline_ns)
+{
+    struct pbx_sigguard g = {.blocked = 0};
+    ssize_t r = recv_loop(state, type, buf, cap, flags, type_out, deadline_ns, &g);
+    pbx__os_sig_restore(&g);
+    return r;
 }
 
 static int shm_stat(void *state, struct pbx_stat *st)

@@ -108,9 +108,10 @@ int pbx__recover_recv(struct pbx_shm *m);
 /* With both locks held: give back slots that dead senders were filling, requeue slots that
  * dead receivers were reading, and recount what is in flight. Returns the number repaired. */
 int pbx__recover_orphans(struct pbx_shm *m);
-/* If slots are held outside the locks (the hint that orphans may exist) and no search ran in
- * the last 100 ms (or force), take both locks and run pbx__recover_orphans(), waking waiters
- * if anything came back. Returns the number repaired or -errno. Call with no lock held. */
-int pbx__look_after_orphans(struct pbx_shm *m, int force);
+/* Unless a look ran in the last 100 ms (or force): strike off sleepers that died asleep, and if
+ * slots are held outside the locks (the hint that orphans may exist), take both locks and run
+ * pbx__recover_orphans(); wake waiters if anything came back. Returns the number repaired or
+ * -errno. Cheap when nobody sleeps and nothing is in flight. Call with no lock held. */
+int pbx__look_after_dead_peers(struct pbx_shm *m, int force);
 
 #endif

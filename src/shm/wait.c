@@ -14,41 +14,88 @@
  * act without wasting much when it is not. */
 #define SPIN_NS 20000u
 
-uint32_t pbx__event_prepare(struct pbx_event *ev)
+/*
+ * The sleeper table. An entry holds the sleeper's identity while it is registered, with
+ * PBX_SLEEPER_COUNTED set once its registration is included in ev->waiters. Registration
+ * claims an entry, counts itself, then marks the entry; deregistration unmarks, uncounts, then
+ * frees the entry. A sweeper that finds an entry of a dead sleeper frees it and uncounts it if
+ * it was marked. A sleeper killed between counting and marking (a few instructions) leaves the
+ * count one too high: that only costs a futex wake that finds nobody, never a lost wake-up.
+ */
+void pbx__event_prepare(struct pbx_event *ev, struct pbx_sleeper *s)
 {
-    __atomic_add_fetch(&ev->waiters, 1, __ATOMIC_SEQ_CST);
-    return __atomic_load_n(&ev->seq, __ATOMIC_SEQ_CST);
-}
-
-void pbx__event_cancel(struct pbx_event *ev)
-{
-    __atomic_sub_fetch(&ev->waiters, 1, __ATOMIC_RELAXED);
-}
-
-int pbx__event_wait(struct pbx_event *ev, uint32_t seq, uint64_t deadline_ns, uint64_t slice_ns)
-{
-    uint64_t now = pbx__os_mono_ns();
-    int r;
-    if (deadline_ns && now >= deadline_ns) {
-        r = -ETIMEDOUT;
-    } else {
-        uint64_t until = now + slice_ns;
-        int capped = deadline_ns && deadline_ns < until;
-        r = pbx__os_futex_wait(&ev->seq, seq, capped ? deadline_ns : until);
-        if (r == -ETIMEDOUT)
-            r = capped ? -ETIMEDOUT : 0;
+    const struct pbx_self *self = pbx__os_self();
+    s->slot = -1;
+    for (unsigned i = 0; i < PBX_SLEEPERS; i++) {
+        unsigned k = ((unsigned) self->tid + i) % PBX_SLEEPERS;
+        uint64_t zero = 0;
+        if (PBX_LOAD(&ev->sleeper[k]) == 0 &&
+            __atomic_compare_exchange_n(&ev->sleeper[k], &zero, self->ident, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            s->slot = (int) k;
+            break;
+        }
     }
+    __atomic_add_fetch(&ev->waiters, 1, __ATOMIC_SEQ_CST);
+    if (s->slot >= 0)
+        PBX_STORE(&ev->sleeper[s->slot], self->ident | PBX_SLEEPER_COUNTED);
+    s->seq = __atomic_load_n(&ev->seq, __ATOMIC_SEQ_CST);
+}
+
+void pbx__event_cancel(struct pbx_event *ev, const struct pbx_sleeper *s)
+{
+    if (s->slot >= 0)
+        PBX_STORE(&ev->sleeper[s->slot], pbx__os_self()->ident);
     __atomic_sub_fetch(&ev->waiters, 1, __ATOMIC_RELAXED);
+    if (s->slot >= 0)
+        PBX_STORE(&ev->sleeper[s->slot], 0);
+}
+
+int pbx__event_sweep(struct pbx_event *ev)
+{
+    int n = 0;
+    for (unsigned i = 0; i < PBX_SLEEPERS; i++) {
+        uint64_t v = PBX_LOAD(&ev->sleeper[i]);
+        if (v == 0 || pbx__os_ident_alive(v & ~PBX_SLEEPER_COUNTED))
+            continue;
+        if (!__atomic_compare_exchange_n(&ev->sleeper[i], &v, 0, 0, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED))
+            continue;
+        if (v & PBX_SLEEPER_COUNTED) {
+            /* Never below zero, whatever a damaged count says. */
+            uint32_t w = PBX_LOAD(&ev->waiters);
+            while (w && !__atomic_compare_exchange_n(&ev->waiters, &w, w - 1, 0, __ATOMIC_RELAXED,
+                                                     __ATOMIC_RELAXED))
+                ;
+        }
+        n++;
+    }
+    return n;
+}
+
+int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t deadline_ns,
+                     uint64_t slice_ns, struct pbx_sigguard *g)
+{
+    if (pbx__os_sig_caught_pending(g))
+        return -EINTR;
+    uint64_t now = pbx__os_mono_ns();
+    if (deadline_ns && now >= deadline_ns)
+        return -ETIMEDOUT;
+    uint64_t until = now + slice_ns;
+    int capped = deadline_ns && deadline_ns < until;
+    int r = pbx__os_futex_wait_unblocked(&ev->seq, s->seq, capped ? deadline_ns : until, g);
+    if (r == -ETIMEDOUT && !capped)
+        r = 0;
     return r;
 }
 
-void pbx__event_signal(struct pbx_event *ev)
+int pbx__event_signal(struct pbx_event *ev)
 {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (PBX_UNLIKELY(__atomic_load_n(&ev->waiters, __ATOMIC_SEQ_CST) != 0)) {
-        __atomic_add_fetch(&ev->seq, 1, __ATOMIC_SEQ_CST);
-        pbx__os_futex_wake(&ev->seq, INT_MAX);
-    }
+    if (PBX_LIKELY(__atomic_load_n(&ev->waiters, __ATOMIC_SEQ_CST) == 0))
+        return 0;
+    __atomic_add_fetch(&ev->seq, 1, __ATOMIC_SEQ_CST);
+    return pbx__os_futex_wake(&ev->seq, INT_MAX) == 0;
 }
 
 int pbx__spin_until_change(const uint64_t *word, uint64_t old, const uint32_t *peer_cpu)

@@ -29,23 +29,37 @@
 
 #include <stdint.h>
 
+#include "../os/os.h"
 #include "region.h"
 
-/* Step 1: register as a sleeper; returns the sequence value to sleep on. */
-uint32_t pbx__event_prepare(struct pbx_event *ev);
+/* A registration on an event. */
+struct pbx_sleeper {
+    uint32_t seq; /* the sequence value seen at registration: sleep while it holds */
+    int slot;     /* our entry in ev->sleeper[], or -1 if the table was full */
+};
 
-/* Steps 3 and 4: sleep until the sequence moves from seq or until deadline_ns (CLOCK_MONOTONIC,
- * 0: none), then deregister. The sleep is also cut into slices of at most slice_ns so that the
- * caller can look after dead peers. Returns 0 (woken or slice over: re-check), -ETIMEDOUT
- * (deadline passed) or -EINTR (a signal handler ran). */
-int pbx__event_wait(struct pbx_event *ev, uint32_t seq, uint64_t deadline_ns, uint64_t slice_ns);
+/* Step 1: register as a sleeper (counted, and named in the table so that the registration can
+ * be struck off if we die asleep); reads the sequence value to sleep on. */
+void pbx__event_prepare(struct pbx_event *ev, struct pbx_sleeper *s);
 
-/* Deregister without sleeping (the re-check succeeded). */
-void pbx__event_cancel(struct pbx_event *ev);
+/* Step 3: sleep until the sequence moves from s->seq, or until deadline_ns (CLOCK_MONOTONIC,
+ * 0: none), or for at most slice_ns so that the caller can look after dead peers. Signals are
+ * let through only during the sleep itself (see SIGNALS in os.h). Returns 0 (woken, or the
+ * slice is over: re-check), -ETIMEDOUT (deadline passed) or -EINTR (a signal handler ran, now
+ * or since the caller blocked signals). Stays registered. */
+int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t deadline_ns,
+                     uint64_t slice_ns, struct pbx_sigguard *g);
+
+/* Step 4: deregister. */
+void pbx__event_cancel(struct pbx_event *ev, const struct pbx_sleeper *s);
 
 /* Wake every sleeper if there is any. The caller's own stores that make the condition true must
- * precede this call; the full fence is done here. */
-void pbx__event_signal(struct pbx_event *ev);
+ * precede this call; the full fence is done here. Returns 1 if sleepers were counted but the
+ * kernel woke none: a hint that one died asleep (see pbx__event_sweep), or is about to sleep. */
+int pbx__event_signal(struct pbx_event *ev);
+
+/* Strike off registrations whose sleeper died. Returns how many. Lock-free. */
+int pbx__event_sweep(struct pbx_event *ev);
 
 /* Spin while *word == old, for a bounded time, unless the other party (whose CPU tag is at
  * peer_cpu, see os.h) cannot run beside us. Returns 1 if it changed. */
