@@ -57,9 +57,13 @@ int pbx__os_futex_wait(uint32_t *addr, uint32_t expected, uint64_t deadline_ns);
  * re-checks, and lets them through only for the futex wait itself
  * (pbx__os_futex_wait_unblocked). Before each sleep it asks whether a signal with a handler
  * arrived meanwhile (pbx__os_sig_caught_pending) and if so fails with -EINTR; restoring the
- * mask then runs the handler. What remains is the instant between unblocking and entering
- * the kernel. Signals that are ignored, or whose default action is to ignore, stop or
- * continue, do not interrupt (as with msgrcv). The fast path never touches the mask.
+ * mask then runs the handler. What remains are the instants at which the futex wait returns
+ * for another reason (its time slice ended, or a wake-up meant for another sleeper came): a
+ * handler that runs on that return path leaves no trace the call could see, and the call goes
+ * on waiting. Only a wait primitive that restores the mask inside the kernel (as ppoll does)
+ * could close that, and futexes have none. Signals that are ignored, or whose default action
+ * is to ignore, stop or continue, do not interrupt (as with msgrcv). The fast path never
+ * touches the mask.
  */
 struct pbx_sigguard {
     sigset_t old;

@@ -10,7 +10,7 @@
  * blocks on a FIFO, and refuses anything that pbx__region_check() does not accept.
  *
  * The loops (shm_send, shm_recv) take a side's lock, try, and if they must wait, release the
- * lock, spin briefly, then sleep on the side's event (wait.h) in slices of SLICE_NS; after a
+ * lock, spin briefly, then sleep on the side's event (wait.h) in slices (SLICE_NS); after a
  * slice with nothing to show they look for orphans left by dead peers (recover.c).
  */
 #define _GNU_SOURCE
@@ -28,7 +28,12 @@
 #include "shm.h"
 #include "wait.h"
 
-#define SLICE_NS 100000000ull /* a sleeper looks after dead peers at least this often */
+/* A sleeper wakes at least this often to look after dead peers while slots are in flight (a
+ * dead peer's slot may be what it waits for), and at least every IDLE_SLICE_NS otherwise. Each
+ * slice end is also the one instant at which a signal can slip past a sleeper (SIGNALS in
+ * os.h), so slices are long when nothing calls for them. */
+#define SLICE_NS      100000000ull
+#define IDLE_SLICE_NS 1000000000ull
 /* Regions up to this size are mapped with their page tables filled in, so that no message
  * takes a page fault on the way; larger ones fault in as they are used. */
 #define POPULATE_MAX (64u << 20)
@@ -359,7 +364,8 @@ static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const str
         }
         if (PBX_ACQUIRE(word) != old || PBX_ACQUIRE(&ev->seq) != s->seq)
             break;
-        err = pbx__event_sleep(ev, s, deadline_ns, SLICE_NS, g);
+        int busy = PBX_LOAD(&m->h->send.inflight) || PBX_LOAD(&m->h->recv.inflight);
+        err = pbx__event_sleep(ev, s, deadline_ns, busy ? SLICE_NS : IDLE_SLICE_NS, g);
         if (err)
             break;
         if (PBX_ACQUIRE(&ev->seq) == s->seq && PBX_ACQUIRE(word) == old)
