@@ -61,6 +61,11 @@ uint64_t pbx__inbox_entry(const struct pbx_shm *m, uint64_t pos, uint32_t slot)
     return ((uint64_t) lap_tag(m, pos) << 32) | slot;
 }
 
+int pbx__inbox_published(const struct pbx_shm *m, uint64_t pos, uint64_t entry)
+{
+    return (uint32_t) (entry >> 32) == lap_tag(m, pos);
+}
+
 /* ---- locks ----------------------------------------------------------------------------- */
 
 int pbx__send_lock(struct pbx_shm *m)
@@ -257,7 +262,7 @@ int pbx__recv_drain(struct pbx_shm *m)
     for (uint64_t n = 0; n <= m->geo.inbox_mask; n++) {
         uint64_t pos = r->inbox_head;
         uint64_t e = PBX_ACQUIRE(&m->inbox[pos & m->geo.inbox_mask]);
-        if ((uint32_t) (e >> 32) != lap_tag(m, pos))
+        if (!pbx__inbox_published(m, pos, e))
             return 0;
         uint32_t s = (uint32_t) e;
         if (s >= m->geo.nslots || PBX_LOAD(&m->slots[s].state) != PBX_SLOT_QUEUED ||

@@ -421,8 +421,11 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
             return dropped;
         }
 
-        /* Full. What a dead peer holds in flight may be what fills it. */
-        uint64_t freed = PBX_LOAD(&h->recv.recvd_msgs);
+        /* Full, judged by the count of freed messages last read (seen_msgs): any change to that
+         * count is room. (Reading the count afresh here could see a free that came after the
+         * judgement, and then wait for another one.) What a dead peer holds in flight may be
+         * what fills it. */
+        uint64_t freed = h->send.seen_msgs;
         pbx__send_unlock(m);
         if (flags & PBX_NOWAIT) {
             if (pbx__look_after_dead_peers(m, 0) > 0)
@@ -538,9 +541,16 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
             return err;
         }
 
-        /* Nothing matches. The next publication lands at inbox_head: watch that entry. */
-        uint64_t *watch = &m->inbox[h->recv.inbox_head & m->geo.inbox_mask];
-        uint64_t old = PBX_LOAD(watch);
+        /* Nothing matches. The next publication lands at inbox_head: watch that entry. It may
+         * have been published since the drain looked; then the wait is over before it began.
+         * Otherwise it holds last lap's value, and any change to it is the publication. */
+        uint64_t head = h->recv.inbox_head;
+        uint64_t *watch = &m->inbox[head & m->geo.inbox_mask];
+        uint64_t old = PBX_ACQUIRE(watch);
+        if (pbx__inbox_published(m, head, old)) {
+            pbx__recv_unlock(m);
+            continue;
+        }
         if (flags & PBX_NOWAIT) {
             pbx__recv_unlock(m);
             if (pbx__look_after_dead_peers(m, 0) > 0)

@@ -44,6 +44,8 @@ struct pbx_shm {
 
 /* The inbox entry that publishes slot at position pos (its lap in the high half). */
 uint64_t pbx__inbox_entry(const struct pbx_shm *m, uint64_t pos, uint32_t slot);
+/* Does entry (read from position pos) publish a message at pos, rather than last lap's? */
+int pbx__inbox_published(const struct pbx_shm *m, uint64_t pos, uint64_t entry);
 
 /* Lock the send side (repairing after a dead holder). 0 or -errno. */
 int pbx__send_lock(struct pbx_shm *m);
