@@ -48,6 +48,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../crash.h"
 #include "../os/os.h"
 #include "shm.h"
 
@@ -142,6 +143,7 @@ static void log_send(struct pbx_shm *m, enum pbx_log_op op, uint32_t slot, uint3
     PBX_RELEASE(&s->log_op, (uint32_t) op);
     /* RECOVERY: the log must be visible before any change it describes. */
     __atomic_thread_fence(__ATOMIC_RELEASE);
+    PBX_CRASH_POINT("send.logged");
 }
 
 static void log_clear_send(struct pbx_shm *m)
@@ -159,6 +161,7 @@ static void publish_locked(struct pbx_shm *m, uint32_t s)
     slot->seq = tail;
     PBX_STORE(&slot->state, (uint32_t) PBX_SLOT_QUEUED);
     PBX_RELEASE(&m->inbox[tail & m->geo.inbox_mask], pbx__inbox_entry(m, tail, s));
+    PBX_CRASH_POINT("send.published");
     PBX_STORE(&side->inbox_tail, tail + 1);
 }
 
@@ -228,6 +231,7 @@ int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len
 
 void pbx__send_copy_in(struct pbx_shm *m, uint32_t s, const void *data, uint32_t len)
 {
+    PBX_CRASH_POINT("send.copying");
     struct pbx_slot *slot = &m->slots[s];
     const uint8_t *src = data;
     uint32_t n = len < PBX_SLOT_INLINE ? len : PBX_SLOT_INLINE;
@@ -314,6 +318,7 @@ int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_
     int err = pbx__index_pop(m, e);
     if (err)
         return err;
+    PBX_CRASH_POINT("recv.popped");
     if (pbx__chunks_for(len, m->geo.chunk_size) == 0) {
         if (n)
             memcpy(buf, slot->data, n);
@@ -367,15 +372,17 @@ int pbx__slot_free(struct pbx_shm *m, uint32_t s, enum pbx_free_why why)
 
     uint64_t *count = free_counter(r, why);
     r->log_slot = s;
-    r->log_prev_state = PBX_LOAD(&slot->state);
-    r->log_why = why;
+    r->log_prev_state = (uint8_t) PBX_LOAD(&slot->state);
+    r->log_why = (uint8_t) why;
+    r->log_len = len;
     r->log_free_tail = r->free_tail;
     r->log_chunk_tail = r->chunk_tail;
     r->log_recvd_msgs = r->recvd_msgs;
     r->log_recvd_bytes = r->recvd_bytes;
     r->log_count = *count;
-    PBX_RELEASE(&r->log_op, (uint32_t) PBX_LOG_FREE);
+    PBX_RELEASE(&r->log_op, (uint8_t) PBX_LOG_FREE);
     __atomic_thread_fence(__ATOMIC_RELEASE); /* RECOVERY: log before changes */
+    PBX_CRASH_POINT("recv.logged");
 
     uint64_t ct = r->chunk_tail;
     c = slot->chunk;
@@ -390,8 +397,9 @@ int pbx__slot_free(struct pbx_shm *m, uint32_t s, enum pbx_free_why why)
     PBX_STORE(count, *count + 1);
     /* The commit point, then the bytes (ORDERING). */
     PBX_RELEASE(&r->recvd_msgs, r->recvd_msgs + 1);
+    PBX_CRASH_POINT("recv.committed");
     PBX_RELEASE(&r->recvd_bytes, r->recvd_bytes + len);
-    PBX_RELEASE(&r->log_op, (uint32_t) PBX_LOG_NONE);
+    PBX_RELEASE(&r->log_op, (uint8_t) PBX_LOG_NONE);
     return 0;
 }
 

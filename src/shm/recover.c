@@ -56,13 +56,15 @@ void pbx__recover_send(struct pbx_shm *m)
         int committed = op != PBX_LOG_ALLOC && PBX_ACQUIRE(&m->inbox[tail & m->geo.inbox_mask]) ==
                                                    pbx__inbox_entry(m, tail, slot);
         if (committed) {
+            /* Only the send side's own counters are completed. The slot was marked QUEUED
+             * before the entry was written, and since then it belongs to the receivers: one
+             * may already have taken it, freed it, and a sender reused it. */
             if (op == PBX_LOG_ALLOC_PUBLISH) {
                 s->free_head++;
                 PBX_STORE(&s->sent_msgs, s->sent_msgs + 1);
                 PBX_STORE(&s->sent_bytes, s->sent_bytes + s->log_len);
             }
             PBX_STORE(&s->inbox_tail, tail + 1);
-            PBX_STORE(&sl->state, (uint32_t) PBX_SLOT_QUEUED);
         } else {
             /* A publication that did not happen leaves the slot to its (dead) writer, which the
              * orphan search gives back; an allocation that did not finish is simply undone. */
@@ -125,13 +127,14 @@ int pbx__recover_recv(struct pbx_shm *m)
         PBX_STORE(&r->recvd_bytes, r->log_recvd_bytes);
         PBX_STORE(count, r->log_count);
         if (PBX_LOAD(&r->recvd_msgs) != r->log_recvd_msgs) {
-            /* Committed: senders may already use the ring entries; finish the free. */
-            uint32_t len = sl->len <= m->geo.max_msg_size ? sl->len : 0;
+            /* Committed: finish the receive side's own counters. The slot and the ring entries
+             * were written before the commit, and senders may already be reusing them: they
+             * are not touched. The length comes from the log, not the slot, for that reason. */
+            uint32_t len = r->log_len;
             r->chunk_tail += pbx__chunks_for(len, m->geo.chunk_size);
             r->free_tail++;
             PBX_STORE(count, *count + 1);
             PBX_RELEASE(&r->recvd_bytes, r->recvd_bytes + len);
-            PBX_STORE(&sl->state, (uint32_t) PBX_SLOT_FREE);
         } else {
             /* Not committed: the receive never returned, so its message is still queued; a
              * dead sender's slot stays its orphan. */
@@ -140,7 +143,7 @@ int pbx__recover_recv(struct pbx_shm *m)
                       (uint32_t) (prev == PBX_SLOT_WRITING ? PBX_SLOT_WRITING : PBX_SLOT_QUEUED));
         }
     }
-    PBX_RELEASE(&r->log_op, (uint32_t) PBX_LOG_NONE);
+    PBX_RELEASE(&r->log_op, (uint8_t) PBX_LOG_NONE);
 
     struct alive_cache cache = {.n = 0};
     requeue_dead_readers(m, &cache);

@@ -165,10 +165,13 @@ struct pbx_send_side {
 struct pbx_recv_side {
     /* Line 1: the receive lock and its undo log. */
     uint64_t lock;
-    uint32_t log_op;
+    uint8_t log_op;
+    uint8_t log_prev_state;
+    uint8_t log_why;
+    uint8_t pad2;
     uint32_t log_slot;
-    uint32_t log_prev_state;
-    uint32_t log_why;
+    uint32_t log_len; /* the freed message's length */
+    uint32_t pad3;
     uint64_t log_free_tail;
     uint64_t log_chunk_tail;
     uint64_t log_recvd_msgs;
@@ -218,6 +221,7 @@ _Static_assert(offsetof(struct pbx_header, send) == 256, "send side");
 _Static_assert(offsetof(struct pbx_send_side, free_head) == 64, "send state line");
 _Static_assert(offsetof(struct pbx_send_side, dropped) == 128, "send stats line");
 _Static_assert(offsetof(struct pbx_header, recv) == 448, "receive side");
+_Static_assert(offsetof(struct pbx_recv_side, log_free_tail) == 24, "receive log");
 _Static_assert(offsetof(struct pbx_recv_side, inbox_head) == 64, "receive state line");
 _Static_assert(offsetof(struct pbx_recv_side, needs_rebuild) == 128, "receive index line");
 _Static_assert(offsetof(struct pbx_header, msg_ev) == 640, "message event line");

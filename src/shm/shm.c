@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../crash.h"
 #include "../os/os.h"
 #include "../transport.h"
 #include "shm.h"
@@ -483,6 +484,7 @@ static ssize_t deliver(struct pbx_shm *m, uint32_t e, void *buf, uint32_t cap, i
         int err = pbx__recv_take(m, e, buf, n, &s);
         pbx__recv_unlock(m);
         if (err == PBX_PENDING) {
+            PBX_CRASH_POINT("recv.copying");
             pbx__copy_out(m, s, buf, n);
             /* The slot is ours (READING): giving it back needs the lock, not the index. */
             if ((err = pbx__recv_lock(m)))
@@ -524,6 +526,11 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
 {
     struct pbx_header *h = m->h;
     int spun = 0;
+    /* A message that a receiver was copying out when it died is put back by whoever next looks
+     * after dead peers; receivers look at most every 100 ms, and only while some slot is being
+     * read outside the lock, so the usual cost is one load. */
+    if (PBX_UNLIKELY(PBX_LOAD(&h->recv.inflight)))
+        pbx__look_after_dead_peers(m, 0);
     for (;;) {
         int err = pbx__recv_lock(m);
         if (err)
