@@ -52,9 +52,9 @@ int pbx__os_futex_wait(uint32_t *addr, uint32_t expected, uint64_t deadline_ns);
  * SIGNALS. A blocked pbx_send/pbx_recv must fail with -EINTR when a signal handler runs, as
  * msgrcv(2) does. The kernel reports that only for a handler that runs while the thread is
  * inside the futex wait; a handler that ran while the waiting loop was in user space (between
- * two sleeps, or while spinning) would go unnoticed. So a call that starts to wait blocks
- * every signal in its thread (pbx__os_sig_block), keeps them blocked while it spins and
- * re-checks, and lets them through only for the futex wait itself
+ * two sleeps) would go unnoticed. So a call that is about to sleep (it has spun briefly, which
+ * does not count as blocking) blocks every signal in its thread (pbx__os_sig_block), keeps
+ * them blocked while it re-checks, and lets them through only for the futex wait itself
  * (pbx__os_futex_wait_unblocked). Before each sleep it asks whether a signal with a handler
  * arrived meanwhile (pbx__os_sig_caught_pending) and if so fails with -EINTR; restoring the
  * mask then runs the handler. What remains are the instants at which the futex wait returns

@@ -433,12 +433,17 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
                 continue;
             return -EAGAIN;
         }
-        pbx__os_sig_block(g);
         if (!spun) {
             spun = 1;
             if (pbx__spin_until_change(&h->recv.recvd_msgs, freed, &h->recv.cpu))
                 continue;
         }
+        /* From here on the call is blocked: signals must interrupt it (SIGNALS in os.h). A
+         * spin of a few microseconds before is not blocking yet, and leaves the mask alone,
+         * since changing it costs two system calls. */
+        pbx__os_sig_block(g);
+        if (PBX_ACQUIRE(&h->recv.recvd_msgs) != freed)
+            continue;
         struct pbx_sleeper sl;
         pbx__event_prepare(&h->space_ev, &sl);
         err = sleep_until_change(m, &h->space_ev, &sl, &h->recv.recvd_msgs, freed, deadline_ns, g);
@@ -564,13 +569,14 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
                 continue;
             return -ENOMSG;
         }
-        pbx__os_sig_block(g);
         if (!spun) {
             pbx__recv_unlock(m);
             spun = 1;
-            pbx__spin_until_change(watch, old, &h->send.cpu);
-            continue;
+            if (!pbx__spin_until_change(watch, old, &h->send.cpu))
+                pbx__os_sig_block(g); /* blocked from here on (see send_loop) */
+            continue;                 /* look again, under the lock */
         }
+        pbx__os_sig_block(g);
         /* Register while still holding the lock: a message put back by a repair needs this
          * lock, so it cannot slip between our look and our registration. */
         struct pbx_sleeper sl;
