@@ -71,13 +71,22 @@ static void point_arrays(struct pbx_shm *m)
     m->value_heap = (uint32_t *) (b + g->off_value_heap);
 }
 
-static void shm_free(struct pbx_shm *m)
+
+/* Unmap and close; also undoes a failed attempt to open, so that the next starts clean. */
+static void reset_attempt(struct pbx_shm *m)
 {
     struct pbx_os_calls *os = pbx__os_table();
     if (m->h)
         os->munmap(m->h, m->map_size);
     if (m->fd >= 0)
         os->close(m->fd);
+    m->h = NULL;
+    m->fd = -1;
+}
+
+static void shm_free(struct pbx_shm *m)
+{
+    reset_attempt(m);
     free(m->dir);
     free(m->file);
     free(m);
@@ -197,17 +206,6 @@ static int open_named(struct pbx_shm *m, int dirfd, const char *file)
     return map_existing(m);
 }
 
-/* Undo a failed attempt so that the next one starts clean. */
-static void reset_attempt(struct pbx_shm *m)
-{
-    struct pbx_os_calls *os = pbx__os_table();
-    if (m->h)
-        os->munmap(m->h, m->map_size);
-    if (m->fd >= 0)
-        os->close(m->fd);
-    m->h = NULL;
-    m->fd = -1;
-}
 
 static int shm_open_named(const char *name, int flags, const struct pbx_options *opts, void **state)
 {
