@@ -5,6 +5,8 @@
 #   make demo     build, then run the examples (postbox at work)
 #   make asan     build with address + undefined-behaviour sanitizers and run every test
 #   make tsan     build with the thread sanitizer and run the threaded tests
+#   make bench    build, then run the benchmark suite against the kernel's queues (< 3 min)
+#   make bench-quick  the same, shortened (< 30 s; CI runs it as a smoke test)
 #   make format   reformat the C sources with clang-format
 #   make clean    remove the build directories
 
@@ -14,7 +16,7 @@ CMAKE    ?= cmake
 CTEST    ?= ctest
 GENERATOR_FLAGS ?=
 
-.PHONY: all build check demo asan tsan format clean tools-check
+.PHONY: all build check demo bench bench-quick asan tsan format clean tools-check
 
 all: build
 
@@ -33,6 +35,12 @@ check: build
 
 demo: build
 	@sh examples/demo.sh $(BUILD)
+
+bench: build
+	sh bench/run.sh $(BUILD) full
+
+bench-quick: build
+	sh bench/run.sh $(BUILD) quick
 
 asan:
 	$(MAKE) check BUILD=build-asan CMAKE_FLAGS="-DPBX_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"

@@ -14,7 +14,7 @@
  * both ways of sending and receiving are cut short.
  */
 #define _GNU_SOURCE
-#include "harness.h"
+#include "testmsg.h"
 
 #include <signal.h>
 #include <sys/mman.h>
@@ -23,123 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- test messages --------------------------------------------------------------------------- */
+/* ---- test messages (testmsg.h) --------------------------------------------------------------- */
 
-struct msg_head {
-    uint16_t producer;
-    uint16_t type;
-    uint32_t seq;
-    uint32_t sum;
-};
-_Static_assert(sizeof(struct msg_head) == 12, "the head must stay small: tiny messages exist");
-
-#define MSG_MAX    8192
-#define MAX_PRODS  8
-#define STALL_SECS 20
-
-static uint32_t mix32(uint32_t x)
-{
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
-
-/* Half tiny (12..23 bytes: inline), a quarter a few chunks, a quarter 2..7 KB. */
-static uint32_t msg_size(unsigned producer, uint32_t seq)
-{
-    uint32_t h = mix32(seq * 16u + producer + 0x2545f491u);
-    uint32_t r = h >> 8;
-    switch (h & 3) {
-    case 0:
-    case 1:
-        return (uint32_t) sizeof(struct msg_head) + r % 12;
-    case 2:
-        return 24 + r % 600;
-    default:
-        return 2000 + r % 5001;
-    }
-}
-
-/* Bodies are slices of one fixed pseudo-random pattern, at an offset given by the head. */
-static uint8_t pattern[2 * MSG_MAX];
-
-__attribute__((constructor)) static void pattern_init(void)
-{
-    uint32_t x = 12345;
-    for (size_t i = 0; i < sizeof(pattern); i++) {
-        x = x * 1103515245u + 12345u;
-        pattern[i] = (uint8_t) (x >> 16);
-    }
-}
-
-static const uint8_t *msg_pattern(unsigned producer, uint32_t seq)
-{
-    return pattern + (seq * 131u + producer * 71u) % MSG_MAX;
-}
-
-/* A checksum over the head's fields and the body, eight bytes at a time. */
-static uint32_t msg_sum(const struct msg_head *h, const uint8_t *body, size_t n)
-{
-    uint64_t s =
-        0xcbf29ce484222325ull ^ ((uint64_t) h->producer << 48 | (uint64_t) h->type << 32 | h->seq);
-    for (; n >= 8; body += 8, n -= 8) {
-        uint64_t w;
-        memcpy(&w, body, 8);
-        s = (s ^ w) * 0x100000001b3ull;
-        s ^= s >> 29;
-    }
-    for (; n; body++, n--)
-        s = (s ^ *body) * 0x100000001b3ull;
-    return (uint32_t) (s ^ (s >> 32));
-}
-
-static size_t msg_build(uint8_t *buf, unsigned producer, unsigned type, uint32_t seq)
-{
-    uint32_t len = msg_size(producer, seq);
-    struct msg_head h = {(uint16_t) producer, (uint16_t) type, seq, 0};
-    uint8_t *body = buf + sizeof(h);
-    size_t n = len - sizeof(h);
-    memcpy(body, msg_pattern(producer, seq), n);
-    h.sum = msg_sum(&h, body, n);
-    memcpy(buf, &h, sizeof(h));
-    return len;
-}
-
-static struct msg_head msg_head_of(const uint8_t *buf, ssize_t n)
-{
-    struct msg_head h;
-    ASSERT_GE(n, (long long) sizeof(h));
-    memcpy(&h, buf, sizeof(h));
-    return h;
-}
-
-static void msg_verify(const uint8_t *buf, ssize_t n, long type)
-{
-    struct msg_head h = msg_head_of(buf, n);
-    ASSERT_LT(h.producer, MAX_PRODS);
-    ASSERT_EQ(n, msg_size(h.producer, h.seq));
-    ASSERT_EQ(type, h.type);
-    ASSERT_EQ(msg_sum(&h, buf + sizeof(h), (size_t) n - sizeof(h)), h.sum);
-    ASSERT_MEM_EQ(buf + sizeof(h), msg_pattern(h.producer, h.seq), (size_t) n - sizeof(h));
-}
+#define MSG_MAX     MSG_MAX_8K
+#define MSG_SIZES   MSG_SIZES_8K
+#define STALL_SECS  20
+#define ASLEEP_SECS 10 /* a helper that is not asleep in postbox after this long fails */
 
 /* ---- helpers --------------------------------------------------------------------------------- */
-
-static void *shared_alloc(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    ASSERT_TRUE(p != MAP_FAILED);
-    return p;
-}
-
-static struct timespec ms_timeout(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    return ts;
-}
 
 static void sleep_us(long us)
 {
@@ -164,18 +55,6 @@ static void kill_leave_zombie(pid_t pid)
         ASSERT_EQ(errno, EINTR);
     ASSERT_EQ(info.si_pid, pid);
     ASSERT_EQ(info.si_status, SIGKILL);
-}
-
-static void wait_for_sleepers(pbx_t *q, int recv, unsigned n)
-{
-    for (int i = 0; i < 10000; i++) {
-        struct pbx_stat st;
-        ASSERT_OK(pbx_stat(q, &st));
-        if ((recv ? st.recv_waiters : st.send_waiters) >= n)
-            return;
-        pbx_test_sleep_ms(1);
-    }
-    pbx_test_fail(__FILE__, __LINE__, "no %s asleep after 10 s", recv ? "receiver" : "sender");
 }
 
 /*
@@ -237,7 +116,7 @@ static void storm_record(const uint8_t *buf, ssize_t n, long type)
     ASSERT_LT(h.producer, MAX_PRODS);
     ASSERT_LE(h.seq, STORM_MAX_SEQ);
     __atomic_fetch_add(&ss->seen[h.producer][h.seq], 1, __ATOMIC_SEQ_CST);
-    msg_verify(buf, n, type);
+    msg_verify(MSG_SIZES, buf, n, type);
 }
 
 static int storm_producer(void *arg)
@@ -249,7 +128,7 @@ static int storm_producer(void *arg)
         if (__atomic_load_n(&ss->stop, __ATOMIC_SEQ_CST))
             break;
         unsigned type = 1 + seq % 5;
-        size_t n = msg_build(buf, p, type, seq);
+        size_t n = msg_build(MSG_SIZES, buf, p, type, seq);
         int r = pbx_timedsend(storm_q, type, buf, n, 0, &stall);
         if (r == -ETIMEDOUT)
             pbx_test_fail(__FILE__, __LINE__, "producer %u: no room for %d s", p, STALL_SECS);
@@ -431,7 +310,7 @@ TEST(killing_a_process_blocked_in_recv_leaves_the_mailbox_working_for_others)
     struct pbx_options o = pbx_test_options(8, 8 * MSG_MAX, MSG_MAX, PBX_BLOCK);
     ASSERT_OK(pbx_open("crash-recv", PBX_CREATE | PBX_EXCL, &o, &shared_q));
     pid_t pid = pbx_test_fork(sleep_in_recv, NULL);
-    wait_for_sleepers(shared_q, 1, 1);
+    wait_for_sleepers(shared_q, 1, 1, ASLEEP_SECS);
     pbx_test_sleep_ms(50);
     kill_and_reap(pid);
 
@@ -444,12 +323,12 @@ TEST(killing_a_process_blocked_in_recv_leaves_the_mailbox_working_for_others)
     /* Sends and receives of every size still go through, here and in another process. */
     static uint8_t buf[MSG_MAX], in[MSG_MAX];
     for (uint32_t seq = 1; seq <= 64; seq++) {
-        size_t n = msg_build(buf, 0, 1, seq);
+        size_t n = msg_build(MSG_SIZES, buf, 0, 1, seq);
         ASSERT_OK(pbx_send(shared_q, 1, buf, n, 0));
         long type = 0;
         ssize_t got = pbx_recv(shared_q, 0, in, sizeof(in), PBX_NOWAIT, &type);
         ASSERT_EQ(got, (long long) n);
-        msg_verify(in, got, type);
+        msg_verify(MSG_SIZES, in, got, type);
     }
     pid = pbx_test_fork(send_one, "third");
     pbx_test_wait_ok(pid);
@@ -469,7 +348,7 @@ TEST(killing_a_process_blocked_in_send_on_full_mailbox_leaves_it_working_without
     for (int i = 0; i < 4; i++)
         ASSERT_OK(pbx_send(shared_q, 1, "fill", 4, 0));
     pid_t pid = pbx_test_fork(sleep_in_send, NULL);
-    wait_for_sleepers(shared_q, 0, 1);
+    wait_for_sleepers(shared_q, 0, 1, ASLEEP_SECS);
     pbx_test_sleep_ms(50);
     kill_and_reap(pid);
 
@@ -506,7 +385,7 @@ TEST(killed_blocked_receiver_is_no_longer_counted_as_asleep)
 {
     ASSERT_OK(pbx_open("crash-waiters", PBX_CREATE | PBX_EXCL, NULL, &shared_q));
     pid_t pid = pbx_test_fork(sleep_in_recv, NULL);
-    wait_for_sleepers(shared_q, 1, 1);
+    wait_for_sleepers(shared_q, 1, 1, ASLEEP_SECS);
     pbx_test_sleep_ms(50);
     kill_and_reap(pid);
     struct pbx_stat st;
@@ -539,7 +418,7 @@ TEST(killed_blocked_sender_is_no_longer_counted_as_asleep)
     ASSERT_OK(pbx_open("crash-swaiters", PBX_CREATE | PBX_EXCL, &o, &shared_q));
     ASSERT_OK(pbx_send(shared_q, 1, "x", 1, 0));
     pid_t pid = pbx_test_fork(sleep_in_full_send, NULL);
-    wait_for_sleepers(shared_q, 0, 1);
+    wait_for_sleepers(shared_q, 0, 1, ASLEEP_SECS);
     pbx_test_sleep_ms(50);
     kill_and_reap(pid);
     struct pbx_stat st;
@@ -773,7 +652,7 @@ static int looper(void *arg)
                 break;
             __atomic_store_n(&ls->next_seq, seq, __ATOMIC_SEQ_CST);
             unsigned type = 1 + seq % 3;
-            size_t n = msg_build(buf, 0, type, seq);
+            size_t n = msg_build(MSG_SIZES, buf, 0, type, seq);
             int r = pbx_send(loop_q, type, buf, n, PBX_NOWAIT);
             if (r == -EAGAIN)
                 continue;
@@ -791,7 +670,7 @@ static int looper(void *arg)
             ASSERT_OK(n);
             loop_count(buf, n);
             __atomic_add_fetch(&ls->recvs_returned, 1, __ATOMIC_SEQ_CST);
-            msg_verify(buf, n, type);
+            msg_verify(MSG_SIZES, buf, n, type);
         }
     }
     return 0;
@@ -808,7 +687,7 @@ static void loop_drain_take(const uint8_t *buf, ssize_t n, long type)
         return;
     }
     loop_count(buf, n);
-    msg_verify(buf, n, type);
+    msg_verify(MSG_SIZES, buf, n, type);
 }
 
 TEST(fifty_random_kills_during_tight_send_recv_loops_keep_the_mailbox_consistent)

@@ -12,7 +12,7 @@
  * test prints its slowest round trip for that reason; speed itself is never asserted.)
  */
 #define _GNU_SOURCE
-#include "harness.h"
+#include "testmsg.h"
 
 #include <signal.h>
 #include <sys/mman.h>
@@ -20,141 +20,13 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- test messages --------------------------------------------------------------------------- */
+/* ---- test messages (testmsg.h) --------------------------------------------------------------- */
 
-/* The head of every storm message; the rest of the payload is a pattern, covered by sum. */
-struct msg_head {
-    uint16_t producer;
-    uint16_t type;
-    uint32_t seq;
-    uint32_t sum;
-};
-_Static_assert(sizeof(struct msg_head) == 12, "the head must stay small: tiny messages exist");
-
-#define MSG_MAX    4096 /* max_msg_size of the storm mailboxes */
-#define MAX_PRODS  8
-#define STALL_SECS 20 /* a consumer that waits this long for a message that must come fails */
-#define STOP_TYPE  999
-
-static uint32_t mix32(uint32_t x)
-{
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
-
-/* The payload length of message seq of producer: half tiny (12..24 bytes, inline in the slot),
- * the rest spread over one to several chunks. */
-static uint32_t msg_size(unsigned producer, uint32_t seq)
-{
-    uint32_t h = mix32(seq * 16u + producer + 0x5bd1e995u);
-    uint32_t r = h >> 8;
-    switch (h & 7) {
-    case 0:
-    case 1:
-    case 2:
-    case 3:
-        return (uint32_t) sizeof(struct msg_head) + r % 13;
-    case 4:
-    case 5:
-    case 6:
-        return 25 + r % 600;
-    default:
-        return 1000 + r % (MSG_MAX - 1000 + 1);
-    }
-}
-
-/* Bodies are slices of one fixed pseudo-random pattern, at an offset given by the head. */
-static uint8_t pattern[2 * MSG_MAX];
-
-__attribute__((constructor)) static void pattern_init(void)
-{
-    uint32_t x = 12345;
-    for (size_t i = 0; i < sizeof(pattern); i++) {
-        x = x * 1103515245u + 12345u;
-        pattern[i] = (uint8_t) (x >> 16);
-    }
-}
-
-static const uint8_t *msg_pattern(unsigned producer, uint32_t seq)
-{
-    return pattern + (seq * 131u + producer * 71u) % MSG_MAX;
-}
-
-/* A checksum over the head's fields and the body, eight bytes at a time. */
-static uint32_t msg_sum(const struct msg_head *h, const uint8_t *body, size_t n)
-{
-    uint64_t s =
-        0xcbf29ce484222325ull ^ ((uint64_t) h->producer << 48 | (uint64_t) h->type << 32 | h->seq);
-    for (; n >= 8; body += 8, n -= 8) {
-        uint64_t w;
-        memcpy(&w, body, 8);
-        s = (s ^ w) * 0x100000001b3ull;
-        s ^= s >> 29;
-    }
-    for (; n; body++, n--)
-        s = (s ^ *body) * 0x100000001b3ull;
-    return (uint32_t) (s ^ (s >> 32));
-}
-
-/* Build message seq of producer, of the given type, into buf; returns its length. */
-static size_t msg_build(uint8_t *buf, unsigned producer, unsigned type, uint32_t seq)
-{
-    uint32_t len = msg_size(producer, seq);
-    struct msg_head h = {(uint16_t) producer, (uint16_t) type, seq, 0};
-    uint8_t *body = buf + sizeof(h);
-    size_t n = len - sizeof(h);
-    memcpy(body, msg_pattern(producer, seq), n);
-    h.sum = msg_sum(&h, body, n);
-    memcpy(buf, &h, sizeof(h));
-    return len;
-}
-
-/* Check a received message: length, type and checksum; returns its head. */
-static struct msg_head msg_verify(const uint8_t *buf, ssize_t n, long type)
-{
-    struct msg_head h;
-    ASSERT_GE(n, (long long) sizeof(h));
-    memcpy(&h, buf, sizeof(h));
-    ASSERT_LT(h.producer, MAX_PRODS);
-    ASSERT_EQ(n, msg_size(h.producer, h.seq));
-    ASSERT_EQ(type, h.type);
-    ASSERT_EQ(msg_sum(&h, buf + sizeof(h), (size_t) n - sizeof(h)), h.sum);
-    ASSERT_MEM_EQ(buf + sizeof(h), msg_pattern(h.producer, h.seq), (size_t) n - sizeof(h));
-    return h;
-}
-
-/* ---- helpers --------------------------------------------------------------------------------- */
-
-static void *shared_alloc(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    ASSERT_TRUE(p != MAP_FAILED);
-    return p;
-}
-
-static struct timespec ms_timeout(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    return ts;
-}
-
-/* Wait (bounded) until pbx_stat shows at least n receivers (recv != 0) or senders asleep:
- * then the helper is really blocked, not about to block. */
-static void wait_for_sleepers(pbx_t *q, int recv, unsigned n)
-{
-    for (int i = 0; i < 10000; i++) {
-        struct pbx_stat st;
-        ASSERT_OK(pbx_stat(q, &st));
-        if ((recv ? st.recv_waiters : st.send_waiters) >= n)
-            return;
-        pbx_test_sleep_ms(1);
-    }
-    pbx_test_fail(__FILE__, __LINE__, "no %s asleep after 10 s", recv ? "receiver" : "sender");
-}
+#define MSG_MAX     MSG_MAX_4K /* max_msg_size of the storm mailboxes */
+#define MSG_SIZES   MSG_SIZES_4K
+#define STALL_SECS  20 /* a consumer that waits this long for a message that must come fails */
+#define ASLEEP_SECS 10 /* a helper that is not asleep in postbox after this long fails */
+#define STOP_TYPE   999
 
 /* ---- storms: producers and consumers of type-0 receives -------------------------------------- */
 
@@ -199,7 +71,7 @@ static int storm_producer(void *arg)
     static uint8_t buf[MSG_MAX];
     uint32_t rng = p + 1;
     for (uint32_t seq = 1; seq <= storm.per_producer; seq++) {
-        size_t n = msg_build(buf, p, 1 + p, seq);
+        size_t n = msg_build(MSG_SIZES, buf, p, 1 + p, seq);
         /* Try first without waiting, only to count how often the mailbox was full. */
         int r = pbx_send(q, 1 + p, buf, n, PBX_NOWAIT);
         if (r == -EAGAIN) {
@@ -236,7 +108,7 @@ static int storm_consumer(void *arg)
         ASSERT_OK(n);
         if (type == STOP_TYPE)
             break;
-        struct msg_head h = msg_verify(buf, n, type);
+        struct msg_head h = msg_verify(MSG_SIZES, buf, n, type);
         ASSERT_LT(h.producer, storm.producers);
         ASSERT_GE(h.seq, 1);
         ASSERT_LE(h.seq, storm.per_producer);
@@ -362,7 +234,7 @@ static int typed_producer(void *arg)
     static uint8_t buf[MSG_MAX];
     for (uint32_t seq = 1; seq <= typed.per_producer; seq++) {
         unsigned type = typed_type_of(p, seq);
-        size_t n = msg_build(buf, p, type, seq);
+        size_t n = msg_build(MSG_SIZES, buf, p, type, seq);
         ASSERT_OK(pbx_send(q, type, buf, n, 0));
     }
     pbx_close(q);
@@ -428,7 +300,7 @@ static int typed_consumer(void *arg)
             open[type] = 0;
             continue;
         }
-        struct msg_head h = msg_verify(buf, n, type);
+        struct msg_head h = msg_verify(MSG_SIZES, buf, n, type);
         ASSERT_LT(h.producer, typed.producers);
         ASSERT_LE(h.seq, typed.per_producer);
         ASSERT_EQ(typed_type_of(h.producer, h.seq), type);
@@ -519,7 +391,7 @@ static int except_consumer(void *arg)
         ASSERT_EQ(type, want);
         if (n == 4 && memcmp(buf, "STOP", 4) == 0)
             break;
-        struct msg_head h = msg_verify(buf, n, type);
+        struct msg_head h = msg_verify(MSG_SIZES, buf, n, type);
         ASSERT_LT(h.producer, typed.producers);
         ASSERT_GT(h.seq, last[h.producer]);
         last[h.producer] = h.seq;
@@ -540,7 +412,7 @@ static int except_producer(void *arg)
     static uint8_t buf[MSG_MAX];
     for (uint32_t seq = 1; seq <= typed.per_producer; seq++) {
         unsigned type = 1 + (mix32(seq + 77u * p) & 1);
-        size_t n = msg_build(buf, p, type, seq);
+        size_t n = msg_build(MSG_SIZES, buf, p, type, seq);
         ASSERT_OK(pbx_send(q, type, buf, n, 0));
     }
     pbx_close(q);
@@ -634,7 +506,7 @@ TEST(remove_wakes_receiver_blocked_in_other_process_with_eidrm)
 {
     ASSERT_OK(pbx_open("rm-recv", PBX_CREATE | PBX_EXCL, NULL, &shared_q));
     pid_t pid = pbx_test_fork(recv_expect_eidrm, NULL);
-    wait_for_sleepers(shared_q, 1, 1);
+    wait_for_sleepers(shared_q, 1, 1, ASLEEP_SECS);
     pbx_test_sleep_ms(100);
     ASSERT_OK(pbx_remove(shared_q));
     pbx_test_wait_ok(pid);
@@ -656,7 +528,7 @@ TEST(remove_wakes_sender_blocked_on_full_mailbox_in_other_process_with_eidrm)
         ASSERT_OK(pbx_send(shared_q, 1, "fill", 4, PBX_NOWAIT));
     ASSERT_ERR(pbx_send(shared_q, 1, "full", 4, PBX_NOWAIT), -EAGAIN);
     pid_t pid = pbx_test_fork(send_expect_eidrm, NULL);
-    wait_for_sleepers(shared_q, 0, 1);
+    wait_for_sleepers(shared_q, 0, 1, ASLEEP_SECS);
     pbx_test_sleep_ms(100);
     ASSERT_OK(pbx_remove(shared_q));
     pbx_test_wait_ok(pid);
@@ -670,7 +542,7 @@ TEST(unlink_by_name_wakes_receivers_blocked_in_other_processes_with_eidrm)
     pid_t pids[3];
     for (int i = 0; i < 3; i++)
         pids[i] = pbx_test_fork(open_and_recv_expect_eidrm, "rm-unlink");
-    wait_for_sleepers(q, 1, 3);
+    wait_for_sleepers(q, 1, 3, ASLEEP_SECS);
     pbx_test_sleep_ms(100);
     ASSERT_OK(pbx_unlink("rm-unlink"));
     for (int i = 0; i < 3; i++)
@@ -757,7 +629,7 @@ static void run_intr(enum intr_case how, const char *name)
         ASSERT_OK(pbx_send(shared_q, 1, "fill", 4, 0));
     }
     pid_t pid = pbx_test_fork(sleep_until_signal, (void *) (uintptr_t) how);
-    wait_for_sleepers(shared_q, !sender, 1);
+    wait_for_sleepers(shared_q, !sender, 1, ASLEEP_SECS);
     pbx_test_sleep_ms(100);
     ASSERT_EQ(kill(pid, SIGUSR1), 0);
     /* Only once the interrupted call has returned do we give it what it waited for, so that
@@ -919,10 +791,10 @@ static int ponger(void *arg)
         ssize_t n = pbx_timedrecv(ping_q, 0, buf, sizeof(buf), 0, &type, &stall);
         if (n == -ETIMEDOUT)
             pbx_test_fail(__FILE__, __LINE__, "ping %u never arrived", i);
-        struct msg_head h = msg_verify(buf, n, type);
+        struct msg_head h = msg_verify(MSG_SIZES, buf, n, type);
         ASSERT_EQ(h.producer, 0);
         ASSERT_EQ(h.seq, i);
-        n = (ssize_t) msg_build(buf, 1, 2, i);
+        n = (ssize_t) msg_build(MSG_SIZES, buf, 1, 2, i);
         ASSERT_OK(pbx_send(pong_q, 2, buf, (size_t) n, 0));
     }
     return 0;
@@ -940,13 +812,13 @@ TEST(ping_pong_between_two_processes_completes_every_round_trip_in_order)
     unsigned slow = 0;
     for (uint32_t i = 1; i <= PING_ROUNDS; i++) {
         double r0 = pbx_test_now_ms();
-        size_t len = msg_build(buf, 0, 1, i);
+        size_t len = msg_build(MSG_SIZES, buf, 0, 1, i);
         ASSERT_OK(pbx_send(ping_q, 1, buf, len, 0));
         long type = 0;
         ssize_t n = pbx_timedrecv(pong_q, 0, buf, sizeof(buf), 0, &type, &stall);
         if (n == -ETIMEDOUT)
             pbx_test_fail(__FILE__, __LINE__, "pong %u never arrived", i);
-        struct msg_head h = msg_verify(buf, n, type);
+        struct msg_head h = msg_verify(MSG_SIZES, buf, n, type);
         ASSERT_EQ(h.producer, 1);
         ASSERT_EQ(h.seq, i);
         double rt = pbx_test_now_ms() - r0;
@@ -992,7 +864,7 @@ TEST(receivers_blocked_on_different_types_each_wake_for_their_own)
     pid_t pids[4];
     for (long t = 1; t <= 4; t++)
         pids[t - 1] = pbx_test_fork(recv_own_type, (void *) (uintptr_t) t);
-    wait_for_sleepers(shared_q, 1, 4);
+    wait_for_sleepers(shared_q, 1, 4, ASLEEP_SECS);
     for (long t = 4; t >= 1; t--) {
         long v = t * 1000;
         ASSERT_OK(pbx_send(shared_q, t, &v, sizeof(v), 0));
@@ -1033,7 +905,7 @@ TEST(timed_recv_in_other_process_times_out_and_gets_a_message_sent_in_time)
     ASSERT_OK(pbx_open("timed-recv", PBX_CREATE | PBX_EXCL, NULL, &shared_q));
     pid_t pid = pbx_test_fork(timed_recv_times_out_then_receives, NULL);
     step_wait(1);
-    wait_for_sleepers(shared_q, 1, 1);
+    wait_for_sleepers(shared_q, 1, 1, ASLEEP_SECS);
     pbx_test_sleep_ms(100);
     ASSERT_OK(pbx_send(shared_q, 1, "in time", 7, 0));
     pbx_test_wait_ok(pid);
@@ -1066,7 +938,7 @@ TEST(timed_send_in_other_process_times_out_on_full_mailbox_and_sends_when_room_c
     ASSERT_OK(pbx_send(shared_q, 1, "fill", 4, 0));
     pid_t pid = pbx_test_fork(timed_send_times_out_then_sends, NULL);
     step_wait(1);
-    wait_for_sleepers(shared_q, 0, 1);
+    wait_for_sleepers(shared_q, 0, 1, ASLEEP_SECS);
     pbx_test_sleep_ms(100);
     char buf[64];
     long type = 0;
@@ -1152,7 +1024,7 @@ static int overflow_producer(void *arg)
     uint64_t dropped = 0;
     uint32_t rng = p + 7;
     for (uint32_t seq = 1; seq <= ov.per_producer; seq++) {
-        size_t n = msg_build(buf, p, 1 + p, seq);
+        size_t n = msg_build(MSG_SIZES, buf, p, 1 + p, seq);
         int r = pbx_send(q, 1 + p, buf, n, 0);
         if (ov.policy == PBX_DROP_NEWEST && r == -ENOBUFS) {
             ov.refused[(size_t) p * (ov.per_producer + 1) + seq] = 1;
@@ -1186,7 +1058,7 @@ static int overflow_consumer(void *arg)
         ASSERT_OK(n);
         if (type == STOP_TYPE)
             break;
-        struct msg_head h = msg_verify(buf, n, type);
+        struct msg_head h = msg_verify(MSG_SIZES, buf, n, type);
         ASSERT_LT(h.producer, ov.producers);
         ASSERT_LE(h.seq, ov.per_producer);
         ASSERT_GT(h.seq, last[h.producer]);

@@ -3,136 +3,24 @@
  * each holding its own, and threads asleep in postbox woken by another thread's pbx_remove().
  *
  * These tests are TEST_THREADS, so CI runs them again under the thread sanitizer. Messages are
- * built and checked as in test_procs.c: producer, type, sequence number and a checksum of the
- * payload, with lengths from tiny (inline in the slot) to a few KB (several chunks). Every wait is
- * bounded.
+ * built and checked by testmsg.c, with the same sizes as in test_procs.c: producer, type,
+ * sequence number and a checksum of the payload, with lengths from tiny (inline in the slot) to a
+ * few KB (several chunks). Every wait is bounded.
  */
 #define _GNU_SOURCE
-#include "harness.h"
+#include "testmsg.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
 
-/* ---- test messages --------------------------------------------------------------------------- */
+/* ---- test messages (testmsg.h) --------------------------------------------------------------- */
 
-struct msg_head {
-    uint16_t producer;
-    uint16_t type;
-    uint32_t seq;
-    uint32_t sum;
-};
-_Static_assert(sizeof(struct msg_head) == 12, "the head must stay small: tiny messages exist");
-
-#define MSG_MAX    4096
-#define MAX_PRODS  8
-#define STALL_SECS 30 /* a consumer that waits this long for a message that must come fails */
-#define STOP_TYPE  999
-
-static uint32_t mix32(uint32_t x)
-{
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
-
-static uint32_t msg_size(unsigned producer, uint32_t seq)
-{
-    uint32_t h = mix32(seq * 16u + producer + 0x5bd1e995u);
-    uint32_t r = h >> 8;
-    switch (h & 7) {
-    case 0:
-    case 1:
-    case 2:
-    case 3:
-        return (uint32_t) sizeof(struct msg_head) + r % 13;
-    case 4:
-    case 5:
-    case 6:
-        return 25 + r % 600;
-    default:
-        return 1000 + r % (MSG_MAX - 1000 + 1);
-    }
-}
-
-/* Bodies are slices of one fixed pseudo-random pattern, at an offset given by the head. */
-static uint8_t pattern[2 * MSG_MAX];
-
-__attribute__((constructor)) static void pattern_init(void)
-{
-    uint32_t x = 12345;
-    for (size_t i = 0; i < sizeof(pattern); i++) {
-        x = x * 1103515245u + 12345u;
-        pattern[i] = (uint8_t) (x >> 16);
-    }
-}
-
-static const uint8_t *msg_pattern(unsigned producer, uint32_t seq)
-{
-    return pattern + (seq * 131u + producer * 71u) % MSG_MAX;
-}
-
-/* A checksum over the head's fields and the body, eight bytes at a time. */
-static uint32_t msg_sum(const struct msg_head *h, const uint8_t *body, size_t n)
-{
-    uint64_t s =
-        0xcbf29ce484222325ull ^ ((uint64_t) h->producer << 48 | (uint64_t) h->type << 32 | h->seq);
-    for (; n >= 8; body += 8, n -= 8) {
-        uint64_t w;
-        memcpy(&w, body, 8);
-        s = (s ^ w) * 0x100000001b3ull;
-        s ^= s >> 29;
-    }
-    for (; n; body++, n--)
-        s = (s ^ *body) * 0x100000001b3ull;
-    return (uint32_t) (s ^ (s >> 32));
-}
-
-static size_t msg_build(uint8_t *buf, unsigned producer, unsigned type, uint32_t seq)
-{
-    uint32_t len = msg_size(producer, seq);
-    struct msg_head h = {(uint16_t) producer, (uint16_t) type, seq, 0};
-    uint8_t *body = buf + sizeof(h);
-    size_t n = len - sizeof(h);
-    memcpy(body, msg_pattern(producer, seq), n);
-    h.sum = msg_sum(&h, body, n);
-    memcpy(buf, &h, sizeof(h));
-    return len;
-}
-
-static struct msg_head msg_verify(const uint8_t *buf, ssize_t n, long type)
-{
-    struct msg_head h;
-    ASSERT_GE(n, (long long) sizeof(h));
-    memcpy(&h, buf, sizeof(h));
-    ASSERT_LT(h.producer, MAX_PRODS);
-    ASSERT_EQ(n, msg_size(h.producer, h.seq));
-    ASSERT_EQ(type, h.type);
-    ASSERT_EQ(msg_sum(&h, buf + sizeof(h), (size_t) n - sizeof(h)), h.sum);
-    ASSERT_MEM_EQ(buf + sizeof(h), msg_pattern(h.producer, h.seq), (size_t) n - sizeof(h));
-    return h;
-}
-
-static struct timespec ms_timeout(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    return ts;
-}
-
-static void wait_for_sleepers(pbx_t *q, int recv, unsigned n)
-{
-    for (int i = 0; i < 20000; i++) {
-        struct pbx_stat st;
-        ASSERT_OK(pbx_stat(q, &st));
-        if ((recv ? st.recv_waiters : st.send_waiters) >= n)
-            return;
-        pbx_test_sleep_ms(1);
-    }
-    pbx_test_fail(__FILE__, __LINE__, "no %s asleep after 20 s", recv ? "receiver" : "sender");
-}
+#define MSG_MAX     MSG_MAX_4K
+#define MSG_SIZES   MSG_SIZES_4K
+#define STALL_SECS  30 /* a consumer that waits this long for a message that must come fails */
+#define ASLEEP_SECS 20 /* a thread that is not asleep in postbox after this long fails */
+#define STOP_TYPE   999
 
 /* ---- storms of threads ----------------------------------------------------------------------- */
 
@@ -167,7 +55,7 @@ static void *producer_main(void *arg)
     uint8_t *buf = malloc(MSG_MAX);
     ASSERT_TRUE(buf != NULL);
     for (uint32_t seq = 1; seq <= storm.per_producer; seq++) {
-        size_t n = msg_build(buf, p, 1 + p, seq);
+        size_t n = msg_build(MSG_SIZES, buf, p, 1 + p, seq);
         ASSERT_OK(pbx_send(q, 1 + p, buf, n, 0));
     }
     free(buf);
@@ -195,7 +83,7 @@ static void *consumer_main(void *arg)
         ASSERT_OK(n);
         if (type == STOP_TYPE)
             break;
-        struct msg_head h = msg_verify(buf, n, type);
+        struct msg_head h = msg_verify(MSG_SIZES, buf, n, type);
         ASSERT_LT(h.producer, storm.producers);
         ASSERT_GE(h.seq, 1);
         ASSERT_LE(h.seq, storm.per_producer);
@@ -317,7 +205,7 @@ TEST_THREADS(threads_blocked_in_recv_get_eidrm_when_another_thread_removes)
     pthread_t t[3];
     for (int i = 0; i < 3; i++)
         ASSERT_EQ(pthread_create(&t[i], NULL, sleeper_main, &s[i]), 0);
-    wait_for_sleepers(q, 1, 3);
+    wait_for_sleepers(q, 1, 3, ASLEEP_SECS);
     pbx_test_sleep_ms(100);
     ASSERT_OK(pbx_remove(q));
     for (int i = 0; i < 3; i++) {
@@ -339,7 +227,7 @@ TEST_THREADS(thread_blocked_in_send_on_full_mailbox_gets_eidrm_when_another_thre
     struct sleeper s = {q, 1, 0, 0};
     pthread_t t;
     ASSERT_EQ(pthread_create(&t, NULL, sleeper_main, &s), 0);
-    wait_for_sleepers(q, 0, 1);
+    wait_for_sleepers(q, 0, 1, ASLEEP_SECS);
     pbx_test_sleep_ms(100);
     ASSERT_OK(pbx_remove(q));
     ASSERT_EQ(pthread_join(t, NULL), 0);
@@ -425,7 +313,7 @@ TEST_THREADS(thread_blocked_in_recv_gets_eintr_when_signalled_with_pthread_kill)
     struct sleeper s = {q, 0, 0, 0};
     pthread_t t;
     ASSERT_EQ(pthread_create(&t, NULL, sleeper_main, &s), 0);
-    wait_for_sleepers(q, 1, 1);
+    wait_for_sleepers(q, 1, 1, ASLEEP_SECS);
     pbx_test_sleep_ms(100);
     ASSERT_EQ(pthread_kill(t, SIGUSR1), 0);
     ASSERT_EQ(pthread_join(t, NULL), 0);
@@ -459,7 +347,7 @@ static void *drop_producer(void *arg)
     ASSERT_TRUE(buf != NULL);
     uint64_t dropped = 0;
     for (uint32_t seq = 1; seq <= dr.per_producer; seq++) {
-        size_t n = msg_build(buf, p, 1 + p, seq);
+        size_t n = msg_build(MSG_SIZES, buf, p, 1 + p, seq);
         int r = pbx_send(dr.q, 1 + p, buf, n, 0);
         ASSERT_OK(r);
         dropped += (uint64_t) r;
@@ -486,7 +374,7 @@ static void *drop_consumer(void *arg)
         ASSERT_OK(n);
         if (type == STOP_TYPE)
             break;
-        struct msg_head h = msg_verify(buf, n, type);
+        struct msg_head h = msg_verify(MSG_SIZES, buf, n, type);
         ASSERT_LT(h.producer, 3);
         ASSERT_LE(h.seq, dr.per_producer);
         ASSERT_GT(h.seq, last[h.producer]);
