@@ -260,14 +260,29 @@ void pbx__send_publish(struct pbx_shm *m, uint32_t s)
 
 /* ---- receiving ------------------------------------------------------------------------- */
 
+/* Ask for the slot that the entry at pos publishes, for writing: the receiver reads it and
+ * then writes its link and state, and a line fetched for reading would have to be fetched
+ * again for the write. Only a hint: nothing is read through an index checked here. */
+static void prefetch_published(const struct pbx_shm *m, uint64_t pos)
+{
+    uint64_t e = PBX_ACQUIRE(&m->inbox[pos & m->geo.inbox_mask]);
+    if (pbx__inbox_published(m, pos, e) && (uint32_t) e < m->geo.nslots)
+        __builtin_prefetch(&m->slots[(uint32_t) e], 1);
+}
+
+#define DRAIN_AHEAD 4 /* entries whose slots are requested before they are reached */
+
 int pbx__recv_drain(struct pbx_shm *m)
 {
     struct pbx_recv_side *r = &m->h->recv;
+    for (uint64_t i = 1; i <= DRAIN_AHEAD; i++)
+        prefetch_published(m, r->inbox_head + i);
     for (uint64_t n = 0; n <= m->geo.inbox_mask; n++) {
         uint64_t pos = r->inbox_head;
         uint64_t e = PBX_ACQUIRE(&m->inbox[pos & m->geo.inbox_mask]);
         if (!pbx__inbox_published(m, pos, e))
             return 0;
+        prefetch_published(m, pos + DRAIN_AHEAD + 1);
         uint32_t s = (uint32_t) e;
         if (s >= m->geo.nslots || PBX_LOAD(&m->slots[s].state) != PBX_SLOT_QUEUED ||
             m->slots[s].seq != pos) {

@@ -69,8 +69,8 @@ static void point_arrays(struct pbx_shm *m)
     m->hash = (uint32_t *) (b + g->off_hash);
     m->age_heap = (uint32_t *) (b + g->off_age_heap);
     m->value_heap = (uint32_t *) (b + g->off_value_heap);
+    m->send_batch = g->max_msgs / 4 < 1 ? 1 : g->max_msgs / 4 > 256 ? 256 : g->max_msgs / 4;
 }
-
 
 /* Unmap and close; also undoes a failed attempt to open, so that the next starts clean. */
 static void reset_attempt(struct pbx_shm *m)
@@ -205,7 +205,6 @@ static int open_named(struct pbx_shm *m, int dirfd, const char *file)
         return m->fd;
     return map_existing(m);
 }
-
 
 static int shm_open_named(const char *name, int flags, const struct pbx_options *opts, void **state)
 {
@@ -432,8 +431,11 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
             return -EAGAIN;
         }
         if (!spun) {
+            /* Wait for a batch of room rather than one slot: a sender that takes each slot the
+             * moment a receiver frees it works in lockstep with it, and both pay for passing
+             * the same cache lines back and forth on every message. */
             spun = 1;
-            if (pbx__spin_until_change(&h->recv.recvd_msgs, freed, &h->recv.cpu))
+            if (pbx__spin_until_change(&h->recv.recvd_msgs, freed, m->send_batch, &h->recv.cpu))
                 continue;
         }
         /* From here on the call is blocked: signals must interrupt it (SIGNALS in os.h). A
@@ -505,23 +507,41 @@ static ssize_t deliver(struct pbx_shm *m, uint32_t e, void *buf, uint32_t cap, i
     return (ssize_t) n;
 }
 
-/* Under the receive lock: bring the index up to date and select. 0, -ENOMSG or -errno. */
-static int select_locked(struct pbx_shm *m, long type, int except, uint32_t *e)
+/* The index was found damaged (or a damaged inbox entry was stepped over): rebuild it from the
+ * slots if it is flagged, and select once more. */
+static int select_after_rebuild(struct pbx_shm *m, long type, int except, uint32_t *e)
 {
-    int err = pbx__index_ready(m);
+    if (!PBX_LOAD(&m->h->recv.needs_rebuild))
+        return -EBADMSG;
+    int err = pbx__index_rebuild(m);
     if (!err)
         err = pbx__recv_drain(m);
     if (!err)
         err = pbx__index_select(m, type, except, e);
-    if (err == -EBADMSG && PBX_LOAD(&m->h->recv.needs_rebuild)) {
-        /* The index was found damaged: rebuild it from the slots and try once more. */
-        err = pbx__index_rebuild(m);
-        if (!err)
-            err = pbx__recv_drain(m);
+    return err;
+}
+
+/*
+ * Under the receive lock: select, bringing the index up to date from the inbox when needed.
+ * 0, -ENOMSG or -errno.
+ *
+ * Messages still in the inbox arrived after every message in the index. So for type >= 0 (with
+ * or without PBX_EXCEPT), a match found in the index is older than any match in the inbox, and
+ * the inbox is drained only when the index has none. That keeps a receiver that is behind off
+ * the inbox line the sender is writing, and lets it drain in batches. A receive with type < 0
+ * wants the lowest type, which could be in the inbox: it always drains first.
+ */
+static int select_locked(struct pbx_shm *m, long type, int except, uint32_t *e)
+{
+    int err = pbx__index_ready(m);
+    if (!err && type >= 0)
+        err = pbx__index_select(m, type, except, e);
+    if (err == -ENOMSG || (!err && type < 0)) {
+        err = pbx__recv_drain(m);
         if (!err)
             err = pbx__index_select(m, type, except, e);
     }
-    return err;
+    return err == -EBADMSG ? select_after_rebuild(m, type, except, e) : err;
 }
 
 static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, int flags,
@@ -570,7 +590,7 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
         if (!spun) {
             pbx__recv_unlock(m);
             spun = 1;
-            if (!pbx__spin_until_change(watch, old, &h->send.cpu))
+            if (!pbx__spin_until_change(watch, old, 1, &h->send.cpu))
                 pbx__os_sig_block(g); /* blocked from here on (see send_loop) */
             continue;                 /* look again, under the lock */
         }

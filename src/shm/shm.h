@@ -32,6 +32,7 @@ struct pbx_shm {
     size_t map_size;
     int fd;
     struct pbx_lock_ctx lock_ctx;
+    uint32_t send_batch; /* room a full sender spins for before it goes on (see send_loop) */
     char *dir;  /* directory of a named mailbox; NULL for a private one */
     char *file; /* its file name in dir */
 };

@@ -12,7 +12,8 @@
 /* How long a waiter spins before it sleeps. A wake-up through the kernel costs a few
  * microseconds on each side, so spinning for a similar time catches a peer that is about to
  * act without wasting much when it is not. */
-#define SPIN_NS 20000u
+#define SPIN_NS        20000u
+#define SPIN_MAX_PAUSE 64u /* pause instructions between two reads, at most */
 
 /*
  * The sleeper table. An entry holds the sleeper's identity while it is registered, with
@@ -91,26 +92,42 @@ int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t
 
 int pbx__event_signal(struct pbx_event *ev)
 {
+#if defined(__x86_64__) || defined(__i386__)
+    /* The callers release a lock with an atomic exchange just before, and on x86 a locked
+     * instruction is a full barrier: the fence would only cost a second drain of the store
+     * buffer. Elsewhere the fence is needed. */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+#else
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
     if (PBX_LIKELY(__atomic_load_n(&ev->waiters, __ATOMIC_SEQ_CST) == 0))
         return 0;
     __atomic_add_fetch(&ev->seq, 1, __ATOMIC_SEQ_CST);
     return pbx__os_futex_wake(&ev->seq, INT_MAX) == 0;
 }
 
-int pbx__spin_until_change(const uint64_t *word, uint64_t old, const uint32_t *peer_cpu)
+int pbx__spin_until_change(const uint64_t *word, uint64_t old, uint64_t enough,
+                           const uint32_t *peer_cpu)
 {
     uint32_t peer = PBX_LOAD(peer_cpu);
     if (pbx__os_online_cpus() < 2 || (peer != 0 && peer == pbx__os_cpu_tag()))
         return 0;
+    /* Every read of the word pulls its cache line away from the party that writes it, which
+     * must then win it back before its next write: a waiter that reads in a tight loop slows
+     * down the very party it waits for. So the pause between reads doubles, up to a few
+     * hundred cycles. */
     uint64_t start = pbx__os_mono_ns();
+    unsigned pause = 1;
     for (;;) {
-        for (int i = 0; i < 64; i++) {
-            if (PBX_ACQUIRE(word) != old)
+        for (int i = 0; i < 16; i++) {
+            if (PBX_ACQUIRE(word) - old >= enough)
                 return 1;
-            pbx__os_cpu_relax();
+            for (unsigned k = 0; k < pause; k++)
+                pbx__os_cpu_relax();
+            if (pause < SPIN_MAX_PAUSE)
+                pause *= 2;
         }
         if (pbx__os_mono_ns() - start > SPIN_NS)
-            return 0;
+            return PBX_ACQUIRE(word) != old;
     }
 }

@@ -54,15 +54,20 @@ int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t
 void pbx__event_cancel(struct pbx_event *ev, const struct pbx_sleeper *s);
 
 /* Wake every sleeper if there is any. The caller's own stores that make the condition true must
- * precede this call; the full fence is done here. Returns 1 if sleepers were counted but the
- * kernel woke none: a hint that one died asleep (see pbx__event_sweep), or is about to sleep. */
+ * precede this call, followed by an atomic read-modify-write (every caller releases a lock, or
+ * sets the removed flag, with an exchange): on x86 that is the full fence EVENTS needs, and
+ * elsewhere the fence is issued here. Returns 1 if sleepers were counted but the kernel woke
+ * none: a hint that one died asleep (see pbx__event_sweep), or is about to sleep. */
 int pbx__event_signal(struct pbx_event *ev);
 
 /* Strike off registrations whose sleeper died. Returns how many. Lock-free. */
 int pbx__event_sweep(struct pbx_event *ev);
 
-/* Spin while *word == old, for a bounded time, unless the other party (whose CPU tag is at
- * peer_cpu, see os.h) cannot run beside us. Returns 1 if it changed. */
-int pbx__spin_until_change(const uint64_t *word, uint64_t old, const uint32_t *peer_cpu);
+/* Spin, for a bounded time, until *word has moved on from old by at least enough (unsigned
+ * difference; 1 means "changed"), unless the other party (whose CPU tag is at peer_cpu, see
+ * os.h) cannot run beside us. Returns 1 if it moved by enough, or by anything at all by the
+ * time the spin ends; 0 if it did not move. */
+int pbx__spin_until_change(const uint64_t *word, uint64_t old, uint64_t enough,
+                           const uint32_t *peer_cpu);
 
 #endif
