@@ -114,17 +114,18 @@ int pbx__spin_until_change(const uint64_t *word, uint64_t old, uint64_t enough,
         return 0;
     /* Every read of the word pulls its cache line away from the party that writes it, which
      * must then win it back before its next write: a waiter that reads in a tight loop slows
-     * down the very party it waits for. So the pause between reads doubles, up to a few
-     * hundred cycles. */
+     * down the very party it waits for. A sender waiting for a batch of room (enough > 1) has
+     * no hurry, so the pause between its reads doubles up to SPIN_MAX_PAUSE; a receiver waiting
+     * for the next message reads at once, since every pause adds to its latency. */
     uint64_t start = pbx__os_mono_ns();
-    unsigned pause = 1;
+    unsigned pause = 1, max_pause = enough > 1 ? SPIN_MAX_PAUSE : 1;
     for (;;) {
         for (int i = 0; i < 16; i++) {
             if (PBX_ACQUIRE(word) - old >= enough)
                 return 1;
             for (unsigned k = 0; k < pause; k++)
                 pbx__os_cpu_relax();
-            if (pause < SPIN_MAX_PAUSE)
+            if (pause < max_pause)
                 pause *= 2;
         }
         if (pbx__os_mono_ns() - start > SPIN_NS)
