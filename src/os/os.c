@@ -185,12 +185,12 @@ int pbx__os_futex_wait_unblocked(uint32_t *addr, uint32_t expected, uint64_t dea
 {
     if (!g->blocked)
         return pbx__os_futex_wait(addr, expected, deadline_ns);
-    sigset_t all;
-    sigfillset(&all);
+    /* The mask stays restored afterwards: most sleeps end the call, and one that goes on
+     * waiting blocks again (pbx__os_sig_block) before it looks. One system call saved per sleep
+     * and one per call. */
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-    int r = pbx__os_futex_wait(addr, expected, deadline_ns);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    return r;
+    g->blocked = 0;
+    return pbx__os_futex_wait(addr, expected, deadline_ns);
 }
 
 int pbx__os_futex_wake(uint32_t *addr, int n)

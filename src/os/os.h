@@ -75,7 +75,8 @@ void pbx__os_sig_block(struct pbx_sigguard *g);
 void pbx__os_sig_restore(struct pbx_sigguard *g);
 /* Is a signal that the saved mask lets through, and that has a handler, pending? */
 int pbx__os_sig_caught_pending(const struct pbx_sigguard *g);
-/* pbx__os_futex_wait with the saved mask in force during the wait only. */
+/* pbx__os_futex_wait with the saved mask put back for the wait, and left in force after it
+ * (g no longer counts as blocked): call pbx__os_sig_block again before looking again. */
 int pbx__os_futex_wait_unblocked(uint32_t *addr, uint32_t expected, uint64_t deadline_ns,
                                  struct pbx_sigguard *g);
 /* Wake up to n waiters on addr. Returns the number woken or -errno. */

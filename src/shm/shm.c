@@ -356,6 +356,7 @@ static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const str
 {
     int err = 0;
     for (;;) {
+        pbx__os_sig_block(g); /* again, after a sleep put the caller's mask back */
         if (removed(m)) {
             err = -EIDRM;
             break;

@@ -22,8 +22,7 @@
  * would show progress (pbx__spin_until_change). It does not spin when the party it waits for
  * last ran on the CPU the waiter is on now (each side records its CPU with every operation),
  * nor on a one-CPU machine: there, the other party cannot run while the waiter spins, so
- * spinning would only burn the time slice the other party needs. It yields the CPU a few times
- * instead, which lets that party run at once.
+ * spinning would only burn the time slice the other party needs.
  */
 #ifndef PBX_SHM_WAIT_H
 #define PBX_SHM_WAIT_H
