@@ -260,7 +260,9 @@ static int read_proc_stat(int32_t tid, char *state, uint64_t *start)
     return 0;
 }
 
-static __thread struct pbx_self tls_self;
+/* initial-exec: read at a fixed offset from the thread pointer, without the call through
+ * __tls_get_addr that the default model for shared libraries costs on every operation. */
+static __thread struct pbx_self tls_self __attribute__((tls_model("initial-exec")));
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* In a fork()ed child the only thread is the one that forked; its cached identity is its

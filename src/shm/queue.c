@@ -173,18 +173,22 @@ static void note_sender(struct pbx_shm *m)
     PBX_STORE(&s->cpu, pbx__os_cpu_tag());
 }
 
-/* Ask for the line of the slot the next send will take, for writing, while this sender has
- * other work to do: it was last written by a receiver on another CPU, and the next send would
- * otherwise stall on it. Only when the room already seen covers that send is its ring entry
- * known to be written; otherwise the slot may still be in a receiver's hands. A hint only. */
+/* Ask for the lines of the slots the next send and the one SEND_AHEAD - 1 after it will take,
+ * for writing, so that they have arrived by then: it was last written by a receiver on another CPU,
+ * and the send would otherwise stall on it. Only when the room already seen covers that send is its
+ * ring entry known to be written; otherwise the slot may still be in a receiver's hands. A
+ * hint only. */
+#define SEND_AHEAD 4
 static void prefetch_next_slot(const struct pbx_shm *m)
 {
     const struct pbx_send_side *side = &m->h->send;
-    if (side->sent_msgs - side->seen_msgs + 1 >= m->geo.max_msgs)
-        return;
-    uint32_t next = PBX_LOAD(&m->slot_ring[side->free_head & m->geo.slot_ring_mask]);
-    if (next < m->geo.nslots)
-        __builtin_prefetch(&m->slots[next], 1);
+    uint64_t room = m->geo.max_msgs - (side->sent_msgs - side->seen_msgs);
+    for (uint64_t ahead = 0; ahead < SEND_AHEAD && ahead < room; ahead += SEND_AHEAD - 1) {
+        uint64_t pos = side->free_head + ahead;
+        uint32_t next = PBX_LOAD(&m->slot_ring[pos & m->geo.slot_ring_mask]);
+        if (next < m->geo.nslots)
+            __builtin_prefetch(&m->slots[next], 1);
+    }
 }
 
 int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len,
