@@ -396,3 +396,15 @@ double bench_quantile_sorted(const double *v, size_t n, double q)
     size_t i = r < 1 ? 0 : (size_t) r - 1;
     return v[i < n ? i : n - 1];
 }
+
+long bench_read_long(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}

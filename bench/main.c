@@ -411,18 +411,6 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 
 /* ---- the IPC namespace and the kernel's limits ----------------------------------------- */
 
-static long read_long(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    long v = -1;
-    if (f) {
-        if (fscanf(f, "%ld", &v) != 1)
-            v = -1;
-        fclose(f);
-    }
-    return v;
-}
-
 static int write_long(const char *path, long v)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -449,9 +437,11 @@ static void describe_limits(char *out, size_t cap)
              "kernel.msgmnb %ld, kernel.msgmax %ld, fs.mqueue.msg_max %ld, "
              "fs.mqueue.msgsize_max %ld, fs.pipe-max-size %ld, net.core.wmem_max %ld, "
              "RLIMIT_MSGQUEUE %s",
-             read_long("/proc/sys/kernel/msgmnb"), read_long("/proc/sys/kernel/msgmax"),
-             read_long("/proc/sys/fs/mqueue/msg_max"), read_long("/proc/sys/fs/mqueue/msgsize_max"),
-             read_long("/proc/sys/fs/pipe-max-size"), read_long("/proc/sys/net/core/wmem_max"), mq);
+             bench_read_long("/proc/sys/kernel/msgmnb"), bench_read_long("/proc/sys/kernel/msgmax"),
+             bench_read_long("/proc/sys/fs/mqueue/msg_max"),
+             bench_read_long("/proc/sys/fs/mqueue/msgsize_max"),
+             bench_read_long("/proc/sys/fs/pipe-max-size"),
+             bench_read_long("/proc/sys/net/core/wmem_max"), mq);
 }
 
 static void setup_ipc(const struct bench_opts *o, struct bench_env *env)

@@ -22,18 +22,6 @@ struct tr_chan {
     char how[96];
 };
 
-static long read_sysctl(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    long v = -1;
-    if (f) {
-        if (fscanf(f, "%ld", &v) != 1)
-            v = -1;
-        fclose(f);
-    }
-    return v;
-}
-
 static int mq_open_sized(const char *name, long maxmsg, long msgsize)
 {
     struct mq_attr a = {0};
@@ -54,12 +42,12 @@ static int mq_tr_open(const struct tr_params *p, struct tr_chan **out, const cha
     const char *note = "";
     long maxmsg = (long) p->depth;
     if (q == -EINVAL) {
-        long lim = read_sysctl("/proc/sys/fs/mqueue/msgsize_max");
+        long lim = bench_read_long("/proc/sys/fs/mqueue/msgsize_max");
         if (lim > 0 && (long) p->msg_size > lim) {
             *why = "message larger than fs.mqueue.msgsize_max";
             return -ENOTSUP;
         }
-        lim = read_sysctl("/proc/sys/fs/mqueue/msg_max");
+        lim = bench_read_long("/proc/sys/fs/mqueue/msg_max");
         if (lim > 0 && lim < maxmsg) {
             maxmsg = lim;
             note = " (fs.mqueue.msg_max)";

@@ -24,21 +24,9 @@ struct tr_chan {
     char how[96];
 };
 
-static long read_sysctl(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    long v = -1;
-    if (f) {
-        if (fscanf(f, "%ld", &v) != 1)
-            v = -1;
-        fclose(f);
-    }
-    return v;
-}
-
 static int sv_open(const struct tr_params *p, struct tr_chan **out, const char **why)
 {
-    long msgmax = read_sysctl("/proc/sys/kernel/msgmax");
+    long msgmax = bench_read_long("/proc/sys/kernel/msgmax");
     if (msgmax > 0 && (long) p->msg_size > msgmax) {
         *why = "message larger than kernel.msgmax";
         return -ENOTSUP;

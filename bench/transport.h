@@ -82,4 +82,7 @@ extern const struct tr_ops tr_pipe_ops;
 extern const struct tr_ops tr_seqpacket_ops;
 extern const struct tr_ops tr_ring_ops;
 
+/* The number in a file such as /proc/sys/kernel/msgmax, or -1 if it cannot be read (common.c). */
+long bench_read_long(const char *path);
+
 #endif

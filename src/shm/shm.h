@@ -33,8 +33,8 @@ struct pbx_shm {
     int fd;
     struct pbx_lock_ctx lock_ctx;
     uint32_t send_batch; /* room a full sender spins for before it goes on (see send_loop) */
-    char *dir;  /* directory of a named mailbox; NULL for a private one */
-    char *file; /* its file name in dir */
+    char *dir;           /* directory of a named mailbox; NULL for a private one */
+    char *file;          /* its file name in dir */
 };
 
 /* ---- queue.c: the steps of sending and receiving ---------------------------------------- */
