@@ -382,7 +382,7 @@ int pbx__recv_finish(struct pbx_shm *m, uint32_t s)
     return err;
 }
 
-static uint64_t *free_counter(struct pbx_recv_side *r, uint32_t why)
+uint64_t *pbx__free_counter(struct pbx_recv_side *r, uint32_t why)
 {
     return why == PBX_FREE_RECEIVED  ? &r->received
            : why == PBX_FREE_DROPPED ? &r->dropped
@@ -404,7 +404,7 @@ int pbx__slot_free(struct pbx_shm *m, uint32_t s, enum pbx_free_why why)
         c = m->chunk_next[c];
     }
 
-    uint64_t *count = free_counter(r, why);
+    uint64_t *count = pbx__free_counter(r, why);
     r->log_slot = s;
     r->log_prev_state = (uint8_t) PBX_LOAD(&slot->state);
     r->log_why = (uint8_t) why;

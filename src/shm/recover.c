@@ -118,10 +118,7 @@ int pbx__recover_recv(struct pbx_shm *m)
     uint32_t slot = r->log_slot;
     if (op == PBX_LOG_FREE && slot < m->geo.nslots) {
         struct pbx_slot *sl = &m->slots[slot];
-        uint32_t why = r->log_why <= PBX_FREE_ORPHAN ? r->log_why : PBX_FREE_ORPHAN;
-        uint64_t *count = why == PBX_FREE_RECEIVED  ? &r->received
-                          : why == PBX_FREE_DROPPED ? &r->dropped
-                                                    : &r->orphans;
+        uint64_t *count = pbx__free_counter(r, r->log_why);
         r->free_tail = r->log_free_tail;
         r->chunk_tail = r->log_chunk_tail;
         PBX_STORE(&r->recvd_bytes, r->log_recvd_bytes);

@@ -87,6 +87,9 @@ int pbx__recv_finish(struct pbx_shm *m, uint32_t slot);
 /* Under the receive lock: give a slot and its chunks back, logged so a crash midway is undone
  * or completed (RECOVERY). why picks the counter it bumps. 0 or -EBADMSG. */
 int pbx__slot_free(struct pbx_shm *m, uint32_t slot, enum pbx_free_why why);
+/* The receive-side counter a free for reason why bumps (received, dropped or orphans; any
+ * other value, as from a damaged log, counts as an orphan). */
+uint64_t *pbx__free_counter(struct pbx_recv_side *r, uint32_t why);
 /* Under both locks (send, then receive): discard oldest messages until len more bytes fit.
  * Returns how many were discarded. */
 int pbx__drop_oldest(struct pbx_shm *m, uint32_t len);
