@@ -158,17 +158,8 @@ static void run_storm(const char *label, unsigned producers, unsigned consumers,
         pbx_test_wait_ok(cons[c]);
     double ms = pbx_test_now_ms() - t0;
 
-    uint64_t total = (uint64_t) producers * per_producer, got = 0;
-    for (unsigned c = 0; c < consumers; c++)
-        got += storm.received[c];
-    for (unsigned p = 0; p < producers; p++) {
-        for (uint32_t s = 1; s <= per_producer; s++) {
-            uint8_t n = *seen_at(p, s);
-            if (n != 1)
-                pbx_test_fail(__FILE__, __LINE__, "producer %u seq %u received %u times", p, s, n);
-        }
-    }
-    ASSERT_EQ(got, total);
+    uint64_t total = (uint64_t) producers * per_producer;
+    expect_each_once(storm.seen, producers, per_producer, storm.received, consumers);
     struct pbx_stat st;
     ASSERT_OK(pbx_stat(q, &st));
     ASSERT_EQ(st.msgs, 0);
@@ -342,16 +333,8 @@ TEST(typed_consumers_get_only_their_types_exactly_once_in_order)
         pbx_test_wait_ok(cons[c]);
     double ms = pbx_test_now_ms() - t0;
 
-    uint64_t got = 0;
-    for (unsigned c = 0; c < consumers; c++)
-        got += typed.received[c];
-    for (unsigned p = 0; p < producers; p++)
-        for (uint32_t s = 1; s <= typed.per_producer; s++) {
-            uint8_t n = typed.seen[(size_t) p * (typed.per_producer + 1) + s];
-            if (n != 1)
-                pbx_test_fail(__FILE__, __LINE__, "producer %u seq %u received %u times", p, s, n);
-        }
-    ASSERT_EQ(got, (uint64_t) producers * typed.per_producer);
+    expect_each_once(typed.seen, producers, typed.per_producer, typed.received, consumers);
+    uint64_t got = (uint64_t) producers * typed.per_producer;
     struct pbx_stat st;
     ASSERT_OK(pbx_stat(q, &st));
     ASSERT_EQ(st.msgs, 0);
@@ -442,14 +425,7 @@ TEST(exact_lowest_and_except_receivers_split_two_types_exactly_once)
     ASSERT_OK(pbx_send(q, 2, "STOP", 4, 0));
     for (int m = 0; m < 3; m++)
         pbx_test_wait_ok(cons[m]);
-    for (unsigned p = 0; p < typed.producers; p++)
-        for (uint32_t s = 1; s <= typed.per_producer; s++) {
-            uint8_t n = typed.seen[(size_t) p * (typed.per_producer + 1) + s];
-            if (n != 1)
-                pbx_test_fail(__FILE__, __LINE__, "producer %u seq %u received %u times", p, s, n);
-        }
-    ASSERT_EQ(typed.received[0] + typed.received[1] + typed.received[2],
-              (uint64_t) typed.producers * typed.per_producer);
+    expect_each_once(typed.seen, typed.producers, typed.per_producer, typed.received, 3);
     struct pbx_stat st;
     ASSERT_OK(pbx_stat(q, &st));
     ASSERT_EQ(st.msgs, 0);

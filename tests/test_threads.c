@@ -136,16 +136,8 @@ static void run_thread_storm(const char *label, int one_handle, uint32_t per_pro
         ASSERT_EQ(pthread_join(cons[c], NULL), 0);
     double ms = pbx_test_now_ms() - t0;
 
-    uint64_t total = (uint64_t) producers * per_producer, got = 0;
-    for (unsigned c = 0; c < consumers; c++)
-        got += storm.received[c];
-    for (unsigned p = 0; p < producers; p++)
-        for (uint32_t s = 1; s <= per_producer; s++) {
-            uint8_t n = storm.seen[(size_t) p * (per_producer + 1) + s];
-            if (n != 1)
-                pbx_test_fail(__FILE__, __LINE__, "producer %u seq %u received %u times", p, s, n);
-        }
-    ASSERT_EQ(got, total);
+    uint64_t total = (uint64_t) producers * per_producer;
+    expect_each_once(storm.seen, producers, per_producer, storm.received, consumers);
     struct pbx_stat st;
     ASSERT_OK(pbx_stat(q, &st));
     ASSERT_EQ(st.msgs, 0);

@@ -159,3 +159,19 @@ void wait_for_sleepers(pbx_t *q, int recv, unsigned n, int limit_secs)
     pbx_test_fail(__FILE__, __LINE__, "no %s asleep after %d s", recv ? "receiver" : "sender",
                   limit_secs);
 }
+
+void expect_each_once(const uint8_t *seen, unsigned producers, uint32_t per_producer,
+                      const uint64_t *received, unsigned receivers)
+{
+    for (unsigned p = 0; p < producers; p++)
+        for (uint32_t s = 1; s <= per_producer; s++) {
+            uint8_t n =
+                __atomic_load_n(&seen[(size_t) p * (per_producer + 1) + s], __ATOMIC_RELAXED);
+            if (n != 1)
+                pbx_test_fail(__FILE__, __LINE__, "producer %u seq %u received %u times", p, s, n);
+        }
+    uint64_t got = 0;
+    for (unsigned r = 0; r < receivers; r++)
+        got += received[r];
+    ASSERT_EQ(got, (uint64_t) producers * per_producer);
+}

@@ -67,6 +67,12 @@ struct msg_head msg_verify(enum msg_sizes sizes, const uint8_t *buf, ssize_t n, 
 /* Returns n zeroed bytes of MAP_SHARED memory, shared with forked helpers; the caller unmaps. */
 void *shared_alloc(size_t n);
 
+/* Fail unless every message of producers x per_producer was received exactly once — seen holds
+ * the count of (producer, seq) at seen[producer * (per_producer + 1) + seq], seq from 1 — and
+ * the receivers' own counts (received[0..receivers-1]) add up to that total. */
+void expect_each_once(const uint8_t *seen, unsigned producers, uint32_t per_producer,
+                      const uint64_t *received, unsigned receivers);
+
 /* Returns ms milliseconds as a relative timeout for pbx_timedsend() and pbx_timedrecv(). */
 struct timespec ms_timeout(long ms);
 
