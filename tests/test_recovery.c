@@ -69,6 +69,16 @@ static void expect_empty(void)
     ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT | PBX_NOERROR, NULL), -ENOMSG);
 }
 
+/* Queue a large message (type 4, BIG bytes of 4: copied outside the locks) and behind it a
+ * small one (type 5, one byte 5). */
+static void queue_large_then_small(void)
+{
+    static unsigned char big[BIG];
+    memset(big, 4, sizeof(big));
+    ASSERT_OK(pbx_send(q, 4, big, sizeof(big), 0));
+    ASSERT_OK(pbx_send(q, 5, "\5", 1, 0));
+}
+
 /* Every slot of the mailbox can be filled and emptied again: nothing leaked, nothing
  * shared by two messages. Orphans are given back by a later call within ~100 ms, so a full
  * mailbox is retried for up to 2 s before the test fails. */
@@ -187,10 +197,7 @@ TEST(receiver_killed_after_the_free_committed_consumed_the_message_once)
 TEST(large_receiver_killed_while_copying_puts_the_message_back_in_its_place)
 {
     q = open_small(4);
-    unsigned char big[BIG];
-    memset(big, 4, sizeof(big));
-    ASSERT_OK(pbx_send(q, 4, big, sizeof(big), 0));
-    ASSERT_OK(pbx_send(q, 5, "\5", 1, 0));
+    queue_large_then_small();
     kill_helper_at("recv.copying", 1, 0, 0);
     pbx_test_sleep_ms(150);
     expect_message(4, BIG); /* back, and still the oldest */
@@ -204,15 +211,13 @@ TEST(large_receiver_killed_while_copying_puts_the_message_back_in_its_place)
 TEST(large_message_of_a_receiver_killed_while_copying_comes_back_to_a_waiting_receiver)
 {
     q = open_small(4);
-    unsigned char big[BIG];
-    memset(big, 4, sizeof(big));
-    ASSERT_OK(pbx_send(q, 4, big, sizeof(big), 0));
-    ASSERT_OK(pbx_send(q, 5, "\5", 1, 0));
+    queue_large_then_small();
     kill_helper_at("recv.copying", 1, 0, 0);
     static unsigned char buf[BIG];
     struct timespec t = {2, 0};
     ASSERT_EQ(pbx_timedrecv(q, 4, buf, sizeof(buf), 0, NULL, &t), BIG);
-    ASSERT_MEM_EQ(buf, big, BIG);
+    for (size_t i = 0; i < BIG; i++)
+        ASSERT_EQ(buf[i], 4);
     expect_message(5, 1);
     expect_empty();
     pbx_close(q);
@@ -221,10 +226,7 @@ TEST(large_message_of_a_receiver_killed_while_copying_comes_back_to_a_waiting_re
 TEST(large_receiver_killed_after_the_free_committed_consumed_the_message_once)
 {
     q = open_small(4);
-    unsigned char big[BIG];
-    memset(big, 4, sizeof(big));
-    ASSERT_OK(pbx_send(q, 4, big, sizeof(big), 0));
-    ASSERT_OK(pbx_send(q, 5, "\5", 1, 0));
+    queue_large_then_small();
     kill_helper_at("recv.committed", 1, 0, 0);
     expect_message(5, 1);
     expect_empty();
