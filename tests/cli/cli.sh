@@ -71,6 +71,11 @@ wait_for() {
     done
 }
 
+# has_lines FILE N: FILE has N lines.
+has_lines() {
+    [ "$(wc -l <"$1")" -eq "$2" ]
+}
+
 # Every byte value, 0 to 255, in a file.
 all_bytes() {
     i=0
@@ -247,7 +252,7 @@ case_pipeline_between_two_processes() {
     follower=$!
     pids="$pids $follower"
     "$pb" send q first && "$pb" send -t 2 q second || fail "send"
-    wait_for test "$(wc -l <"$T/follow")" -eq 2
+    wait_for has_lines "$T/follow" 2
     kill -TERM $follower
     wait $follower
     rc=$?
