@@ -414,6 +414,9 @@ int cmd_recv(int argc, char **argv)
                 status = cli_failf(name, "writing standard output: %s", strerror(errno));
             } else if (a.follow && (n == -EINTR || ((n == -ENOMSG || n == -ETIMEDOUT) && got))) {
                 status = EXIT_DONE; /* interrupted, or drained: the end of a follow */
+            } else if (n == -ENOMSG && a.type == 0) {
+                fprintf(stderr, "postbox: %s: mailbox is empty\n", name);
+                status = EXIT_NOMSG;
             } else {
                 status = cli_fail(name, (int) n);
             }

@@ -176,6 +176,8 @@ case_send_recv_by_type() {
     expect 0
     out_is plain
     run "$pb" recv --nowait q
+    expect 1 "postbox: q: mailbox is empty"
+    run "$pb" recv --nowait -t 9 q
     expect 1 "postbox: q: no message of the requested type"
     run "$pb" recv --timeout 0.2 q
     expect 1 "postbox: q: timed out"
@@ -264,7 +266,7 @@ case_pipeline_between_two_processes() {
     expect 0
     out_is "$(seq 5)"
     run "$pb" recv --follow --nowait q
-    expect 1 "postbox: q: no message of the requested type"
+    expect 1 "postbox: q: mailbox is empty"
 }
 
 case_ls_and_stat() {
