@@ -210,6 +210,11 @@ int cmd_send(int argc, char **argv)
     }
     int status = EXIT_DONE;
     if (lines) {
+        if (isatty(0))
+            fprintf(stderr,
+                    "postbox: %s: sending each line typed as a message; end with "
+                    "Ctrl-D\n",
+                    name);
         status = send_lines(name, q, type, flags, timeout);
     } else if (npos == 2) {
         const char *data = argv[optind + 1];
@@ -219,6 +224,11 @@ int cmd_send(int argc, char **argv)
     } else {
         char *buf = NULL;
         size_t n = 0;
+        if (isatty(0))
+            fprintf(stderr,
+                    "postbox: %s: reading the message from the terminal; end it with "
+                    "Ctrl-D\n",
+                    name);
         status = read_input(name, st.max_msg_size, &buf, &n);
         if (status == EXIT_DONE) {
             if (n > st.max_msg_size)

@@ -295,6 +295,19 @@ static void print_path(const struct node *nd, const char *path)
     }
 }
 
+static void free_node(struct node *nd)
+{
+    for (size_t i = 0; i < nd->n; i++) {
+        free_node(nd->kids[i]);
+        free(nd->keys[i]);
+    }
+    if (nd->kind == J_STR || nd->kind == J_NUM)
+        free(nd->text);
+    free(nd->kids);
+    free(nd->keys);
+    free(nd);
+}
+
 int main(int argc, char **argv)
 {
     size_t cap = 1 << 16, n = 0;
@@ -326,12 +339,14 @@ int main(int argc, char **argv)
             fail("out of memory");
         all[docs++] = parse_value(0);
     }
-    if (count_only) {
+    if (count_only)
         printf("%zu\n", docs);
-        return 0;
-    }
-    for (size_t d = 0; d < docs; d++)
-        for (int i = 1; i < argc; i++)
+    for (size_t d = 0; d < docs; d++) {
+        for (int i = 1; i < argc && !count_only; i++)
             print_path(all[d], argv[i]);
+        free_node(all[d]);
+    }
+    free(all);
+    free(buf);
     return 0;
 }
