@@ -359,6 +359,18 @@ case_watch_prints_rates() {
     wait $watcher
     rc=$?
     [ $rc = 0 ] || fail "watch exited $rc after SIGINT"
+    # A mailbox removed while watched is shown as removed.
+    "$pb" watch --interval 0.05 q >"$T/w2" 2>&1 &
+    watcher=$!
+    pids="$pids $watcher"
+    wait_for test -s "$T/w2"
+    "$pb" rm q
+    wait_for grep -q ' q removed$' "$T/w2"
+    kill -TERM $watcher
+    wait $watcher
+    rc=$?
+    [ $rc = 0 ] || fail "watch exited $rc after SIGTERM"
+    "$pb" create q
     run "$pb" watch q nosuch
     expect 3 "postbox: nosuch: no such mailbox"
     run "$pb" watch --interval 0 q
