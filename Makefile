@@ -8,6 +8,7 @@
 #   make bench    build, then run the benchmark suite against the kernel's queues (< 3 min)
 #   make bench-quick  the same, shortened (< 30 s; CI runs it as a smoke test)
 #   make format   reformat the C sources with clang-format
+#   make install  build, then install into PREFIX (default /usr/local; DESTDIR honoured)
 #   make clean    remove the build directories
 
 BUILD    ?= build
@@ -17,6 +18,17 @@ CTEST    ?= ctest
 GENERATOR_FLAGS ?=
 
 .PHONY: all build check demo bench bench-quick asan tsan format clean tools-check
+
+# ---- make install (the postbox command's issue) ---------------------------------------------
+# The prefix is configured into the build (for the pkg-config file and the CMake package) and
+# given to cmake --install; DESTDIR, if set, is prepended to every installed path.
+PREFIX ?= /usr/local
+.PHONY: install
+install: $(BUILD)/CMakeCache.txt
+	$(CMAKE) -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	$(CMAKE) --build $(BUILD) -j $(JOBS)
+	DESTDIR="$(DESTDIR)" $(CMAKE) --install $(BUILD) --prefix "$(PREFIX)"
+# ---- end of make install --------------------------------------------------------------------
 
 all: build
 

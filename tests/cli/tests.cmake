@@ -1,0 +1,30 @@
+# End-to-end tests of the postbox command (tests/cli/cli.sh): each case a CTest test named
+# cli.CASE that runs the built binary in a private POSTBOX_DIR.
+foreach(case help_and_version create_options_and_sizes send_recv_by_type
+             binary_payload_round_trip json_escapes_round_trip pipeline_between_two_processes
+             ls_and_stat rm_wakes_blocked_receiver watch_prints_rates bad_input_errors
+             full_mailbox_send)
+  add_test(NAME cli.${case}
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/cli.sh $<TARGET_FILE:postbox_cli>
+                   $<TARGET_FILE:pbx_jsoncheck> ${case})
+  set_tests_properties(cli.${case} PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77)
+endforeach()
+
+# Installation into a temporary prefix, and programs built against the installed copy.
+foreach(case files_and_command pkg_config_c pkg_config_cxx cmake_package_c cmake_package_cxx)
+  add_test(NAME install.${case}
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/install.sh ${CMAKE_BINARY_DIR}
+                   ${CMAKE_CURRENT_SOURCE_DIR} "${PBX_SANITIZE}" ${case})
+  set_tests_properties(install.${case} PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
+                       ENVIRONMENT "CC=${CMAKE_C_COMPILER}")
+endforeach()
+
+# The man pages render without warnings, and the bash completion completes.
+add_test(NAME cli.man_pages_render
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/man.sh ${CMAKE_CURRENT_SOURCE_DIR}/man)
+add_test(NAME cli.bash_completion
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/completion.sh
+                 ${CMAKE_CURRENT_SOURCE_DIR}/tools/postbox.bash-completion
+                 $<TARGET_FILE:postbox_cli>)
+set_tests_properties(cli.man_pages_render cli.bash_completion PROPERTIES TIMEOUT 120
+                     SKIP_RETURN_CODE 77)

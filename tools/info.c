@@ -1,0 +1,717 @@
+/*
+ * info.c — the mailbox management subcommands: create, ls, stat, rm and watch.
+ *
+ * ls lists shared-memory mailboxes by reading the mailbox directory ($POSTBOX_DIR or
+ * /dev/shm) for files named pbx.NAME and opening each one through the public API, exactly as
+ * any other process would. A file that does not open as a mailbox (damaged, another version,
+ * not readable by this user) is reported on one line of standard error and skipped, so one
+ * bad file never hides the others. Every other subcommand passes the name to pbx_open()
+ * unchanged, so it works for every transport the library knows (spool:PATH included).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char create_help[] =
+    "Usage: postbox create NAME [OPTIONS]\n"
+    "\n"
+    "Create the mailbox NAME (1-200 characters of A-Z a-z 0-9 . _ -). If it exists already,\n"
+    "succeed if its limits are those asked for, and fail (exit 3) if they differ.\n"
+    "\n"
+    "      --max-bytes N      capacity in payload bytes (default 1M)\n"
+    "      --max-msgs N       capacity in messages (default 4096)\n"
+    "      --max-msg-size N   largest message (default 8K, at most --max-bytes)\n"
+    "      --overflow POLICY  what a send into a full mailbox does: block (default; wait\n"
+    "                         for room), drop-newest (discard the new message) or\n"
+    "                         drop-oldest (discard the oldest until it fits)\n"
+    "      --mode MODE        permission bits in octal (default 0600); the umask does\n"
+    "                         not apply\n"
+    "      --exclusive        fail (exit 3) if the mailbox exists\n"
+    "  -h, --help             show this help\n"
+    "\n"
+    "Sizes and counts take a suffix K, M or G (powers of 1024): 64K, 1M.\n"
+    "\n"
+    "Example:\n"
+    "  postbox create jobs --max-bytes 64M --max-msg-size 1M --mode 0660\n";
+
+static const char ls_help[] =
+    "Usage: postbox ls [--json | --names]\n"
+    "\n"
+    "List the shared-memory mailboxes in $POSTBOX_DIR (default /dev/shm), like ipcs -q:\n"
+    "NAME, KEY (the System V key of a queue made by the System V drop-in, or -), OWNER,\n"
+    "MODE, MSGS and BYTES held, CAPACITY (messages/bytes), FULL (the fuller of the two, in\n"
+    "per cent), OVERFLOW policy, DROPPED messages, and the last SENDER and RECEIVER: process\n"
+    "id and how long ago.\n"
+    "\n"
+    "      --json    a JSON array with one object per mailbox (the fields of stat --json)\n"
+    "      --names   only the names, one a line\n"
+    "  -h, --help    show this help\n"
+    "\n"
+    "A file that does not open as a mailbox is reported on standard error and skipped.\n";
+
+static const char stat_help[] =
+    "Usage: postbox stat NAME [--json]\n"
+    "\n"
+    "Show the limits, contents and counters of the mailbox NAME.\n"
+    "\n"
+    "      --json    one JSON object; times are nanoseconds since the Epoch (0: never)\n"
+    "  -h, --help    show this help\n";
+
+static const char rm_help[] =
+    "Usage: postbox rm [-f] NAME...\n"
+    "\n"
+    "Remove mailboxes, like ipcrm: each name disappears at once, queued messages are\n"
+    "discarded, and every process blocked on it gets 'mailbox was removed'. A damaged file\n"
+    "that is not a valid mailbox is removed too.\n"
+    "\n"
+    "  -f, --force   say nothing about mailboxes that do not exist\n"
+    "  -h, --help    show this help\n";
+
+static const char watch_help[] =
+    "Usage: postbox watch NAME... [OPTIONS]\n"
+    "\n"
+    "Show the depth and traffic of mailboxes, refreshed until interrupted (Ctrl-C): messages\n"
+    "and bytes held, how full, messages sent, received and dropped per second since the\n"
+    "last refresh, and processes waiting. On a terminal the screen is redrawn; otherwise\n"
+    "one line is printed per mailbox and refresh.\n"
+    "\n"
+    "      --interval SEC   seconds between refreshes (default 1)\n"
+    "      --count N        stop after N refreshes\n"
+    "  -h, --help           show this help\n";
+
+/* ---- create ------------------------------------------------------------------------------ */
+
+static int parse_overflow(const char *s, enum pbx_overflow *o)
+{
+    if (!strcmp(s, "block"))
+        *o = PBX_BLOCK;
+    else if (!strcmp(s, "drop-newest"))
+        *o = PBX_DROP_NEWEST;
+    else if (!strcmp(s, "drop-oldest"))
+        *o = PBX_DROP_OLDEST;
+    else
+        return cli_usage("bad value '%s' for --overflow: expected block, drop-newest or "
+                         "drop-oldest",
+                         s);
+    return 0;
+}
+
+static int parse_mode(const char *s, uint32_t *mode)
+{
+    char *end;
+    errno = 0;
+    unsigned long m = strtoul(s, &end, 8);
+    if (*s < '0' || *s > '7' || *end != '\0' || errno || m > 0777)
+        return cli_usage("bad value '%s' for --mode: expected octal permission bits like 0640", s);
+    *mode = (uint32_t) m;
+    return 0;
+}
+
+enum { GIVEN_BYTES = 1, GIVEN_MSGS = 2, GIVEN_SIZE = 4, GIVEN_OVERFLOW = 8, GIVEN_MODE = 16 };
+
+/* An existing mailbox satisfies create if every limit the user gave matches. */
+static int check_existing(const char *name, const struct pbx_options *o, int given)
+{
+    pbx_t *q;
+    struct pbx_stat st;
+    int r = pbx_open(name, 0, NULL, &q);
+    if (r < 0)
+        return cli_fail(name, r);
+    r = pbx_stat(q, &st);
+    pbx_close(q);
+    if (r < 0)
+        return cli_fail(name, r);
+    if ((given & GIVEN_BYTES) && st.max_bytes != o->max_bytes)
+        return cli_failf(name, "exists already with max-bytes %llu, not %llu",
+                         (unsigned long long) st.max_bytes, (unsigned long long) o->max_bytes);
+    if ((given & GIVEN_MSGS) && st.max_msgs != o->max_msgs)
+        return cli_failf(name, "exists already with max-msgs %u, not %u", st.max_msgs, o->max_msgs);
+    if ((given & GIVEN_SIZE) && st.max_msg_size != o->max_msg_size)
+        return cli_failf(name, "exists already with max-msg-size %u, not %u", st.max_msg_size,
+                         o->max_msg_size);
+    if ((given & GIVEN_OVERFLOW) && st.overflow != o->overflow)
+        return cli_failf(name, "exists already with overflow %s, not %s",
+                         cli_overflow_name(st.overflow), cli_overflow_name(o->overflow));
+    if ((given & GIVEN_MODE) && st.mode != o->mode)
+        return cli_failf(name, "exists already with mode %04o, not %04o", st.mode, o->mode);
+    return EXIT_DONE;
+}
+
+int cmd_create(int argc, char **argv)
+{
+    static const struct option opts[] = {{"max-bytes", required_argument, NULL, 'B'},
+                                         {"max-msgs", required_argument, NULL, 'M'},
+                                         {"max-msg-size", required_argument, NULL, 'S'},
+                                         {"overflow", required_argument, NULL, 'O'},
+                                         {"mode", required_argument, NULL, 'm'},
+                                         {"exclusive", no_argument, NULL, 'x'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct pbx_options o;
+    pbx_options_init(&o);
+    int c, r, given = 0, flags = PBX_CREATE;
+    uint64_t v;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'B':
+            if ((r = cli_parse_size("--max-bytes", optarg, UINT64_MAX >> 1, &v)))
+                return r;
+            o.max_bytes = v;
+            given |= GIVEN_BYTES;
+            break;
+        case 'M':
+            if ((r = cli_parse_size("--max-msgs", optarg, UINT32_MAX, &v)))
+                return r;
+            o.max_msgs = (uint32_t) v;
+            given |= GIVEN_MSGS;
+            break;
+        case 'S':
+            if ((r = cli_parse_size("--max-msg-size", optarg, UINT32_MAX, &v)))
+                return r;
+            o.max_msg_size = (uint32_t) v;
+            given |= GIVEN_SIZE;
+            break;
+        case 'O':
+            if ((r = parse_overflow(optarg, &o.overflow)))
+                return r;
+            given |= GIVEN_OVERFLOW;
+            break;
+        case 'm':
+            if ((r = parse_mode(optarg, &o.mode)))
+                return r;
+            given |= GIVEN_MODE;
+            break;
+        case 'x':
+            flags |= PBX_EXCL;
+            break;
+        case 'h':
+            fputs(create_help, stdout);
+            return EXIT_DONE;
+        default:
+            return cli_bad_option(c, argv);
+        }
+    }
+    if (argc - optind < 1)
+        return cli_usage("no mailbox named");
+    if (argc - optind > 1)
+        return cli_usage("too many arguments (one mailbox at a time)");
+    const char *name = argv[optind];
+    /* A small mailbox gets a matching largest message rather than an error. */
+    if ((given & (GIVEN_BYTES | GIVEN_SIZE)) == GIVEN_BYTES && o.max_msg_size > o.max_bytes)
+        o.max_msg_size = (uint32_t) o.max_bytes;
+    if (o.max_msg_size > o.max_bytes)
+        return cli_usage("--max-msg-size %u is larger than --max-bytes %llu", o.max_msg_size,
+                         (unsigned long long) o.max_bytes);
+
+    pbx_t *q;
+    r = pbx_open(name, flags | PBX_EXCL, &o, &q);
+    if (r == -EEXIST && !(flags & PBX_EXCL))
+        return check_existing(name, &o, given);
+    if (r < 0) {
+        if (r == -EINVAL && strncmp(name, "spool:", 6) != 0)
+            return cli_failf(name, "invalid mailbox name or limits (names are 1-200 "
+                                   "characters of A-Z a-z 0-9 . _ -; max-msgs at most 16M)");
+        return cli_fail(name, r);
+    }
+    pbx_close(q);
+    return EXIT_DONE;
+}
+
+/* ---- ls and stat --------------------------------------------------------------------------- */
+
+static const char *mailbox_dir(void)
+{
+    const char *d = getenv("POSTBOX_DIR");
+    return d && *d ? d : "/dev/shm";
+}
+
+static unsigned percent_full(const struct pbx_stat *st)
+{
+    double m = st->max_msgs ? (double) st->msgs / st->max_msgs : 0;
+    double b = st->max_bytes ? (double) st->bytes / st->max_bytes : 0;
+    double f = (m > b ? m : b) * 100;
+    return f > 0 && f < 1 ? 1 : (unsigned) (f + 0.5);
+}
+
+static void stat_json(FILE *f, const char *name, const struct pbx_stat *st)
+{
+    char key[32], user[64];
+    cli_sysv_key(name, key, sizeof key);
+    cli_user_name(st->uid, user, sizeof user);
+    fputs("{\"name\":", f);
+    cli_json_string(f, name, strlen(name));
+    fputs(",\"key\":", f);
+    cli_json_string(f, key, strlen(key));
+    fputs(",\"owner\":", f);
+    cli_json_string(f, user, strlen(user));
+    fprintf(f,
+            ",\"uid\":%u,\"gid\":%u,\"mode\":\"%04o\",\"msgs\":%llu,\"bytes\":%llu,"
+            "\"max_msgs\":%u,\"max_bytes\":%llu,\"max_msg_size\":%u,\"full_percent\":%u,"
+            "\"overflow\":\"%s\",\"sent\":%llu,\"received\":%llu,\"dropped\":%llu,"
+            "\"last_send_pid\":%d,\"last_send_time\":%lld,\"last_recv_pid\":%d,"
+            "\"last_recv_time\":%lld,\"send_waiters\":%u,\"recv_waiters\":%u,"
+            "\"repairs\":%llu,\"region_size\":%llu}",
+            (unsigned) st->uid, (unsigned) st->gid, st->mode, (unsigned long long) st->msgs,
+            (unsigned long long) st->bytes, st->max_msgs, (unsigned long long) st->max_bytes,
+            st->max_msg_size, percent_full(st), cli_overflow_name(st->overflow),
+            (unsigned long long) st->sent, (unsigned long long) st->received,
+            (unsigned long long) st->dropped, (int) st->last_send_pid,
+            (long long) st->last_send_time, (int) st->last_recv_pid, (long long) st->last_recv_time,
+            st->send_waiters, st->recv_waiters, (unsigned long long) st->repairs,
+            (unsigned long long) st->region_size);
+}
+
+static int stat_named(const char *name, struct pbx_stat *st)
+{
+    pbx_t *q;
+    int r = pbx_open(name, 0, NULL, &q);
+    if (r < 0)
+        return r;
+    r = pbx_stat(q, st);
+    pbx_close(q);
+    return r;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* The names of the files pbx.NAME in the mailbox directory, sorted. */
+static int list_names(char ***out, size_t *count)
+{
+    const char *dir = mailbox_dir();
+    DIR *d = opendir(dir);
+    if (!d)
+        return cli_failf(dir, "cannot read the mailbox directory: %s", strerror(errno));
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "pbx.", 4) != 0 || e->d_name[4] == '\0')
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **more = realloc(names, cap * sizeof *names);
+            if (!more)
+                break;
+            names = more;
+        }
+        if ((names[n] = strdup(e->d_name + 4)) != NULL)
+            n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(names, n, sizeof *names, by_name);
+    *out = names;
+    *count = n;
+    return 0;
+}
+
+struct row {
+    char name[PBX_NAME_MAX + 1], key[32], owner[64], mode[8], msgs[24], bytes[16], cap[40], full[8],
+        overflow[16], dropped[24], sender[40], receiver[40];
+};
+
+static void fill_row(struct row *w, const char *name, const struct pbx_stat *st)
+{
+    char a[16], b[16];
+    snprintf(w->name, sizeof w->name, "%s", name);
+    cli_sysv_key(name, w->key, sizeof w->key);
+    cli_user_name(st->uid, w->owner, sizeof w->owner);
+    snprintf(w->mode, sizeof w->mode, "%04o", st->mode);
+    snprintf(w->msgs, sizeof w->msgs, "%llu", (unsigned long long) st->msgs);
+    cli_human_size(st->bytes, w->bytes, sizeof w->bytes);
+    cli_human_size(st->max_msgs, a, sizeof a);
+    cli_human_size(st->max_bytes, b, sizeof b);
+    snprintf(w->cap, sizeof w->cap, "%s/%s", a, b);
+    snprintf(w->full, sizeof w->full, "%u%%", percent_full(st));
+    snprintf(w->overflow, sizeof w->overflow, "%s", cli_overflow_name(st->overflow));
+    snprintf(w->dropped, sizeof w->dropped, "%llu", (unsigned long long) st->dropped);
+    if (st->last_send_pid) {
+        cli_human_age(st->last_send_time, a, sizeof a);
+        snprintf(w->sender, sizeof w->sender, "%d %s ago", (int) st->last_send_pid, a);
+    } else {
+        snprintf(w->sender, sizeof w->sender, "-");
+    }
+    if (st->last_recv_pid) {
+        cli_human_age(st->last_recv_time, a, sizeof a);
+        snprintf(w->receiver, sizeof w->receiver, "%d %s ago", (int) st->last_recv_pid, a);
+    } else {
+        snprintf(w->receiver, sizeof w->receiver, "-");
+    }
+}
+
+#define ROW_FIELDS(X)                                                                              \
+    X(name, "NAME", 0)                                                                             \
+    X(key, "KEY", 0)                                                                               \
+    X(owner, "OWNER", 0)                                                                           \
+    X(mode, "MODE", 0)                                                                             \
+    X(msgs, "MSGS", 1)                                                                             \
+    X(bytes, "BYTES", 1)                                                                           \
+    X(cap, "CAPACITY", 1)                                                                          \
+    X(full, "FULL", 1)                                                                             \
+    X(overflow, "OVERFLOW", 0)                                                                     \
+    X(dropped, "DROPPED", 1)                                                                       \
+    X(sender, "SENDER", 0)                                                                         \
+    X(receiver, "RECEIVER", 0)
+
+/* Append s to line at *pos, padded to width w (right-aligned if right). */
+static void cell(char *line, size_t cap, size_t *pos, int w, const char *s, int right)
+{
+    int k = snprintf(line + *pos, cap - *pos, right ? "%*s  " : "%-*s  ", w, s);
+    if (k > 0)
+        *pos = *pos + (size_t) k < cap ? *pos + (size_t) k : cap - 1;
+}
+
+/* Print the line without the padding of its last column. */
+static void put_line(char *line, size_t pos)
+{
+    while (pos > 0 && line[pos - 1] == ' ')
+        pos--;
+    line[pos] = '\0';
+    puts(line);
+}
+
+static void print_table(const struct row *rows, size_t n)
+{
+    char line[1024];
+    size_t pos = 0;
+#define WIDTH(f, title, right) int w_##f = (int) strlen(title);
+    ROW_FIELDS(WIDTH)
+#undef WIDTH
+    for (size_t i = 0; i < n; i++) {
+#define GROW(f, title, right)                                                                      \
+    if ((int) strlen(rows[i].f) > w_##f)                                                           \
+        w_##f = (int) strlen(rows[i].f);
+        ROW_FIELDS(GROW)
+#undef GROW
+    }
+#define HEAD(f, title, right) cell(line, sizeof line, &pos, w_##f, title, right);
+    ROW_FIELDS(HEAD)
+#undef HEAD
+    put_line(line, pos);
+    for (size_t i = 0; i < n; i++) {
+        pos = 0;
+#define CELL(f, title, right) cell(line, sizeof line, &pos, w_##f, rows[i].f, right);
+        ROW_FIELDS(CELL)
+#undef CELL
+        put_line(line, pos);
+    }
+}
+
+int cmd_ls(int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, 'J'},
+                                         {"names", no_argument, NULL, 'N'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c, json = 0, only_names = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'J':
+            json = 1;
+            break;
+        case 'N':
+            only_names = 1;
+            break;
+        case 'h':
+            fputs(ls_help, stdout);
+            return EXIT_DONE;
+        default:
+            return cli_bad_option(c, argv);
+        }
+    }
+    if (optind < argc)
+        return cli_usage("unexpected argument '%s' (ls takes no names; see stat)", argv[optind]);
+    if (json && only_names)
+        return cli_usage("give either --json or --names");
+
+    char **names = NULL;
+    size_t n = 0;
+    int r = list_names(&names, &n);
+    if (r)
+        return r;
+    struct row *rows = calloc(n ? n : 1, sizeof *rows);
+    size_t shown = 0;
+    if (json)
+        printf("[");
+    for (size_t i = 0; i < n; i++) {
+        struct pbx_stat st;
+        if (only_names) {
+            printf("%s\n", names[i]);
+            continue;
+        }
+        r = stat_named(names[i], &st);
+        if (r < 0) {
+            fprintf(stderr, "postbox: %s: %s (skipped)\n", names[i], pbx_strerror(r));
+            continue;
+        }
+        if (json) {
+            printf(shown ? ",\n " : "\n ");
+            stat_json(stdout, names[i], &st);
+        } else if (rows) {
+            fill_row(&rows[shown], names[i], &st);
+        }
+        shown++;
+    }
+    if (json)
+        printf(shown ? "\n]\n" : "]\n");
+    else if (!only_names && rows)
+        print_table(rows, shown);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    free(rows);
+    if (fflush(stdout))
+        return cli_failf("ls", "writing standard output: %s", strerror(errno));
+    return EXIT_DONE;
+}
+
+static void print_when(const char *what, pid_t pid, int64_t t)
+{
+    if (!pid) {
+        printf("%-14s never\n", what);
+        return;
+    }
+    char age[16], date[32];
+    cli_human_age(t, age, sizeof age);
+    time_t s = (time_t) (t / 1000000000);
+    struct tm tm;
+    localtime_r(&s, &tm);
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &tm);
+    printf("%-14s pid %d, %s ago (%s)\n", what, (int) pid, age, date);
+}
+
+int cmd_stat(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'J'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c, json = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'J':
+            json = 1;
+            break;
+        case 'h':
+            fputs(stat_help, stdout);
+            return EXIT_DONE;
+        default:
+            return cli_bad_option(c, argv);
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage(argc == optind ? "no mailbox named" : "too many arguments");
+    const char *name = argv[optind];
+    struct pbx_stat st;
+    int r = stat_named(name, &st);
+    if (r < 0)
+        return cli_fail(name, r);
+    if (json) {
+        stat_json(stdout, name, &st);
+        printf("\n");
+    } else {
+        char key[32], user[64], group[64], size[16];
+        struct group *g = getgrgid(st.gid);
+        cli_sysv_key(name, key, sizeof key);
+        cli_user_name(st.uid, user, sizeof user);
+        snprintf(group, sizeof group, "%s", g ? g->gr_name : "?");
+        cli_human_size(st.region_size, size, sizeof size);
+        printf("%-14s %s\n", "name:", name);
+        printf("%-14s %s\n", "key:", key);
+        printf("%-14s %s (uid %u), group %s (gid %u)\n", "owner:", user, (unsigned) st.uid, group,
+               (unsigned) st.gid);
+        printf("%-14s %04o\n", "mode:", st.mode);
+        printf("%-14s %llu of %u\n", "messages:", (unsigned long long) st.msgs, st.max_msgs);
+        printf("%-14s %llu of %llu\n", "bytes:", (unsigned long long) st.bytes,
+               (unsigned long long) st.max_bytes);
+        printf("%-14s %u%%\n", "full:", percent_full(&st));
+        printf("%-14s %u bytes\n", "max msg size:", st.max_msg_size);
+        printf("%-14s %s\n", "overflow:", cli_overflow_name(st.overflow));
+        printf("%-14s %llu sent, %llu received, %llu dropped\n",
+               "messages ever:", (unsigned long long) st.sent, (unsigned long long) st.received,
+               (unsigned long long) st.dropped);
+        print_when("last send:", st.last_send_pid, st.last_send_time);
+        print_when("last receive:", st.last_recv_pid, st.last_recv_time);
+        printf("%-14s %u senders, %u receivers\n", "waiting now:", st.send_waiters,
+               st.recv_waiters);
+        printf("%-14s %llu\n", "repairs:", (unsigned long long) st.repairs);
+        printf("%-14s %s\n", "memory:", size);
+    }
+    if (fflush(stdout))
+        return cli_failf(name, "writing standard output: %s", strerror(errno));
+    return EXIT_DONE;
+}
+
+/* ---- rm ------------------------------------------------------------------------------------ */
+
+int cmd_rm(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"force", no_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c, force = 0, status = EXIT_DONE;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":fh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            force = 1;
+            break;
+        case 'h':
+            fputs(rm_help, stdout);
+            return EXIT_DONE;
+        default:
+            return cli_bad_option(c, argv);
+        }
+    }
+    if (optind == argc)
+        return cli_usage("no mailbox named");
+    for (int i = optind; i < argc; i++) {
+        int r = pbx_unlink(argv[i]);
+        if (r < 0 && !(force && r == -ENOENT))
+            status = cli_fail(argv[i], r);
+    }
+    return status;
+}
+
+/* ---- watch --------------------------------------------------------------------------------- */
+
+struct watched {
+    const char *name;
+    pbx_t *q;
+    struct pbx_stat st, prev;
+    int err, have_prev;
+};
+
+static void rate(char *buf, size_t cap, uint64_t now, uint64_t before, double secs, int have)
+{
+    if (!have || secs <= 0)
+        snprintf(buf, cap, "-");
+    else
+        snprintf(buf, cap, "%.1f", (double) (now - before) / secs);
+}
+
+static void watch_refresh(struct watched *w, size_t n, double secs, int tty, double interval)
+{
+    char stamp[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(stamp, sizeof stamp, tty ? "%H:%M:%S" : "%Y-%m-%dT%H:%M:%S", &tm);
+    if (tty) {
+        printf("\033[H\033[2J");
+        printf("postbox watch: every %.1f s, Ctrl-C to stop                    %s\n\n", interval,
+               stamp);
+        printf("%-24s %8s %8s %5s %10s %10s %10s %7s %7s\n", "NAME", "MSGS", "BYTES", "FULL",
+               "SENT/s", "RECV/s", "DROP/s", "SEND-W", "RECV-W");
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct watched *m = &w[i];
+        if (m->err == -EIDRM) {
+            if (tty)
+                printf("%-24s (removed)\n", m->name);
+            else
+                printf("%s %s removed\n", stamp, m->name);
+            continue;
+        }
+        char bytes[16], in[24], out[24], drop[24];
+        cli_human_size(m->st.bytes, bytes, sizeof bytes);
+        rate(in, sizeof in, m->st.sent, m->prev.sent, secs, m->have_prev);
+        rate(out, sizeof out, m->st.received, m->prev.received, secs, m->have_prev);
+        rate(drop, sizeof drop, m->st.dropped, m->prev.dropped, secs, m->have_prev);
+        if (tty)
+            printf("%-24s %8llu %8s %4u%% %10s %10s %10s %7u %7u\n", m->name,
+                   (unsigned long long) m->st.msgs, bytes, percent_full(&m->st), in, out, drop,
+                   m->st.send_waiters, m->st.recv_waiters);
+        else
+            printf("%s %s msgs=%llu bytes=%llu full=%u%% sent/s=%s recv/s=%s dropped/s=%s "
+                   "send_waiters=%u recv_waiters=%u\n",
+                   stamp, m->name, (unsigned long long) m->st.msgs,
+                   (unsigned long long) m->st.bytes, percent_full(&m->st), in, out, drop,
+                   m->st.send_waiters, m->st.recv_waiters);
+    }
+    fflush(stdout);
+}
+
+int cmd_watch(int argc, char **argv)
+{
+    static const struct option opts[] = {{"interval", required_argument, NULL, 'i'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct timespec interval = {1, 0};
+    uint64_t count = 0;
+    int c, r;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i':
+            if ((r = cli_parse_seconds("--interval", optarg, &interval)))
+                return r;
+            if (interval.tv_sec == 0 && interval.tv_nsec < 10000000)
+                return cli_usage("bad value '%s' for --interval: at least 0.01 seconds", optarg);
+            break;
+        case 'n':
+            if ((r = cli_parse_size("--count", optarg, UINT64_MAX, &count)))
+                return r;
+            if (!count)
+                return cli_usage("bad value '0' for --count: at least 1 refresh");
+            break;
+        case 'h':
+            fputs(watch_help, stdout);
+            return EXIT_DONE;
+        default:
+            return cli_bad_option(c, argv);
+        }
+    }
+    if (optind == argc)
+        return cli_usage("no mailbox named");
+    size_t n = (size_t) (argc - optind);
+    struct watched *w = calloc(n, sizeof *w);
+    if (!w)
+        return cli_fail("watch", -ENOMEM);
+    int status = EXIT_DONE;
+    for (size_t i = 0; i < n && status == EXIT_DONE; i++) {
+        w[i].name = argv[optind + (int) i];
+        status = cli_open(w[i].name, &w[i].q);
+    }
+    if (status == EXIT_DONE) {
+        int tty = isatty(1);
+        cli_catch_stop_signals();
+        int64_t step = (int64_t) interval.tv_sec * 1000000000 + interval.tv_nsec;
+        int64_t last = cli_now_mono(), next = last;
+        for (uint64_t k = 0; !cli_stop && (!count || k < count); k++) {
+            int64_t now = cli_now_mono();
+            for (size_t i = 0; i < n; i++) {
+                w[i].prev = w[i].st;
+                w[i].have_prev = k > 0 && !w[i].err;
+                w[i].err = pbx_stat(w[i].q, &w[i].st);
+            }
+            watch_refresh(w, n, (double) (now - last) / 1e9, tty, (double) step / 1e9);
+            last = now;
+            if (count && k + 1 == count)
+                break;
+            next += step;
+            struct timespec at = {(time_t) (next / 1000000000), (long) (next % 1000000000)};
+            while (!cli_stop && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL))
+                ;
+        }
+        if (ferror(stdout))
+            status = cli_failf("watch", "writing standard output: %s", strerror(errno));
+    }
+    for (size_t i = 0; i < n; i++)
+        pbx_close(w[i].q);
+    free(w);
+    return status;
+}
