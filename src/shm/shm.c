@@ -305,6 +305,9 @@ static int shm_remove(void *state)
         os->close(dirfd);
         if (err)
             return err;
+        /* A remover killed here leaves a nameless region that is not marked removed; the next
+         * pbx_stat() on it finishes the removal (docs/reliability.md). */
+        PBX_CRASH_POINT("remove.unlinked");
     }
     return mark_removed(m->h);
 }
@@ -333,6 +336,8 @@ static int shm_unlink_named(const char *name)
     }
     err = os->unlinkat(dirfd, file);
     os->close(dirfd);
+    if (!err && valid)
+        PBX_CRASH_POINT("remove.unlinked");
     if (!err && valid)
         mark_removed(m->h);
     shm_free(m);
@@ -647,6 +652,10 @@ static int shm_stat(void *state, struct pbx_stat *st)
         st->mode = fst.st_mode & 0777;
         st->uid = fst.st_uid;
         st->gid = fst.st_gid;
+        /* A named region whose file has no name left was removed by someone who died before
+         * marking it (or by rm): finish the removal, so that its users learn of it. */
+        if (m->dir && fst.st_nlink == 0 && !removed(m))
+            mark_removed(h);
     }
     return removed(m) ? -EIDRM : 0;
 }
