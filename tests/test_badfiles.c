@@ -5,6 +5,7 @@
  * (docs/reliability.md), never a crash of the caller, and pbx_unlink() clears the name.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -192,4 +193,33 @@ TEST(a_region_shrunk_while_mapped_raises_sigbus_where_lost_pages_are_touched)
     pbx_t *q;
     ASSERT_ERR(pbx_open("shrink", 0, NULL, &q), -EBADMSG);
     ASSERT_OK(pbx_unlink("shrink"));
+}
+
+/* A private mailbox cannot be shrunk at all: its memory file is sealed. */
+TEST(a_private_mailbox_cannot_be_shrunk_by_whoever_holds_its_descriptor)
+{
+    pbx_t *q;
+    ASSERT_OK(pbx_open_private(NULL, &q));
+    DIR *d = opendir("/proc/self/fd");
+    ASSERT_TRUE(d != NULL);
+    int found = -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char link[300], target[256];
+        snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            if (strstr(target, "postbox-private"))
+                found = atoi(e->d_name);
+        }
+    }
+    closedir(d);
+    ASSERT_GE(found, 0);
+    ASSERT_EQ(ftruncate(found, 4096), -1);
+    ASSERT_EQ(errno, EPERM);
+    ASSERT_OK(pbx_send(q, 1, "still", 5, 0));
+    char buf[8];
+    ASSERT_EQ(pbx_recv(q, 1, buf, sizeof(buf), 0, NULL), 5);
+    pbx_close(q);
 }

@@ -256,8 +256,13 @@ static int shm_open_private(const struct pbx_options *opts, void **state)
     struct pbx_shm *m = shm_new();
     if (!m)
         return -ENOMEM;
-    m->fd = os->memfd_create("postbox-private", MFD_CLOEXEC);
+    m->fd = os->memfd_create("postbox-private", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     int err = m->fd < 0 ? m->fd : format_new(m, opts);
+    /* Nobody who gets the descriptor (a child, a peer it is passed to) can shrink the region
+     * under its users' mappings, which would be SIGBUS for them (docs/reliability.md). A
+     * kernel without seals only loses that protection. */
+    if (!err)
+        (void) fcntl(m->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
     if (err) {
         shm_free(m);
         return err;
