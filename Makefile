@@ -7,6 +7,8 @@
 #   make tsan     build with the thread sanitizer and run the threaded tests
 #   make bench    build, then run the benchmark suite against the kernel's queues (< 3 min)
 #   make bench-quick  the same, shortened (< 30 s; CI runs it as a smoke test)
+#   make torture  the long crash tests: the kill storm with 1 000 kills, mutation with more seeds
+#   make fuzz     build the libFuzzer target with clang and run it (FUZZ_SECONDS, default 60)
 #   make format   reformat the C sources with clang-format
 #   make install  build, then install into PREFIX (default /usr/local; DESTDIR honoured)
 #   make clean    remove the build directories
@@ -17,7 +19,7 @@ CMAKE    ?= cmake
 CTEST    ?= ctest
 GENERATOR_FLAGS ?=
 
-.PHONY: all build check demo bench bench-quick asan tsan format clean tools-check
+.PHONY: all build check demo bench bench-quick asan tsan format clean tools-check torture fuzz
 
 # ---- make install (the postbox command's issue) ---------------------------------------------
 # The prefix is configured into the build (for the pkg-config file and the CMake package) and
@@ -60,8 +62,26 @@ asan:
 tsan:
 	$(MAKE) check BUILD=build-tsan CMAKE_FLAGS="-DPBX_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug" CTEST_FLAGS="-L threads"
 
+# ---- reliability: torture and fuzz (docs/reliability.md) ----
+TORTURE_KILLS ?= 1000
+FUZZ_SECONDS  ?= 60
+FUZZ_CC       ?= clang
+
+torture: build
+	cd $(BUILD) && PBX_STORM_KILLS=$(TORTURE_KILLS) ./test_storm kill_storm_loses_at_most_one_message_per_killed_consumer_and_duplicates_none
+	cd $(BUILD) && for seed in 1 2 3; do PBX_MUTATE_SEED=$$seed ./test_mutate random_damage_to_a_live_region_never_crashes_or_hangs_and_is_reported || exit 1; done
+
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "postbox: make fuzz needs clang with libFuzzer (Debian: apt-get install clang)" >&2; exit 1; }
+	@printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void) d; (void) n; return 0; }\n' > /tmp/pbx-fuzz-probe.c
+	@$(FUZZ_CC) -fsanitize=fuzzer /tmp/pbx-fuzz-probe.c -o /tmp/pbx-fuzz-probe 2>/dev/null || { rm -f /tmp/pbx-fuzz-probe.c; echo "postbox: $(FUZZ_CC) cannot link -fsanitize=fuzzer: libFuzzer is missing (Debian: apt-get install clang, or libclang-rt-dev for newer LLVM)" >&2; exit 1; }
+	@rm -f /tmp/pbx-fuzz-probe.c /tmp/pbx-fuzz-probe
+	$(CMAKE) -S fuzz -B build-fuzz -DCMAKE_C_COMPILER=$(FUZZ_CC)
+	$(CMAKE) --build build-fuzz -j $(JOBS)
+	build-fuzz/fuzz_region -max_total_time=$(FUZZ_SECONDS) -max_len=2048 -timeout=10 fuzz/corpus
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-tsan build-clang
+	rm -rf build build-asan build-tsan build-clang build-fuzz

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../crash.h"
 #include "shm.h"
 
 enum heap_kind { AGE = 0, VALUE = 1 };
@@ -373,7 +374,10 @@ int pbx__index_rebuild(struct pbx_shm *m)
         }
     }
     qsort(order, n, sizeof(*order), by_seq);
+    /* Flagged until it is complete, so that a rebuild cut short is started again. */
+    PBX_STORE(&r->needs_rebuild, 1u);
     pbx__index_reset(m);
+    PBX_CRASH_POINT("repair.rebuild"); /* the index is empty; needs_rebuild is still set */
     int err = 0;
     for (uint32_t i = 0; i < n && !err; i++)
         err = pbx__index_insert(m, order[i].slot);

@@ -422,7 +422,9 @@ int pbx__slot_free(struct pbx_shm *m, uint32_t s, enum pbx_free_why why)
     c = slot->chunk;
     for (uint32_t i = 0; i < k; i++) {
         PBX_STORE(&m->chunk_ring[(ct + i) & m->geo.chunk_ring_mask], c);
-        c = m->chunk_next[c];
+        /* Checked again: a peer may have scribbled on the chain since the walk above. A bad
+         * number put on the ring is refused by the sender that takes it (-EBADMSG). */
+        c = c < m->geo.nchunks ? m->chunk_next[c] : PBX_NONE;
     }
     r->chunk_tail = ct + k;
     PBX_STORE(&m->slot_ring[r->free_tail & m->geo.slot_ring_mask], s);

@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 
+#include "../crash.h"
 #include "../os/os.h"
 #include "shm.h"
 #include "wait.h"
@@ -42,35 +43,32 @@ void pbx__recover_send(struct pbx_shm *m)
     if (op == PBX_LOG_NONE)
         return;
 
-    /* Undo first; then, if the step had committed, redo its effect. */
-    s->free_head = s->log_free_head;
-    s->chunk_head = s->log_chunk_head;
-    PBX_STORE(&s->inbox_tail, s->log_inbox_tail);
-    PBX_STORE(&s->sent_msgs, s->log_sent_msgs);
-    PBX_STORE(&s->sent_bytes, s->log_sent_bytes);
-
+    /* Each counter goes straight from the log to its final value: undone, or, if the step
+     * had committed, done. A repair cut short by another crash is done again from the same log,
+     * and leaves no counter on a value that was never true (pbx_stat() reads them unlocked). */
     uint32_t slot = s->log_slot;
-    if (slot < m->geo.nslots && op >= PBX_LOG_ALLOC && op <= PBX_LOG_PUBLISH) {
-        struct pbx_slot *sl = &m->slots[slot];
-        uint64_t tail = s->log_inbox_tail;
-        int committed = op != PBX_LOG_ALLOC && PBX_ACQUIRE(&m->inbox[tail & m->geo.inbox_mask]) ==
-                                                   pbx__inbox_entry(m, tail, slot);
-        if (committed) {
-            /* Only the send side's own counters are completed. The slot was marked QUEUED
-             * before the entry was written, and since then it belongs to the receivers: one
-             * may already have taken it, freed it, and a sender reused it. */
-            if (op == PBX_LOG_ALLOC_PUBLISH) {
-                s->free_head++;
-                PBX_STORE(&s->sent_msgs, s->sent_msgs + 1);
-                PBX_STORE(&s->sent_bytes, s->sent_bytes + s->log_len);
-            }
-            PBX_STORE(&s->inbox_tail, tail + 1);
-        } else {
-            /* A publication that did not happen leaves the slot to its (dead) writer, which the
-             * orphan search gives back; an allocation that did not finish is simply undone. */
-            PBX_STORE(&sl->state,
-                      (uint32_t) (op == PBX_LOG_PUBLISH ? PBX_SLOT_WRITING : PBX_SLOT_FREE));
-        }
+    int known = slot < m->geo.nslots && op >= PBX_LOG_ALLOC && op <= PBX_LOG_PUBLISH;
+    uint64_t tail = s->log_inbox_tail;
+    int committed =
+        known && op != PBX_LOG_ALLOC &&
+        PBX_ACQUIRE(&m->inbox[tail & m->geo.inbox_mask]) == pbx__inbox_entry(m, tail, slot);
+    /* Only the send side's own counters are completed. The slot was marked QUEUED before the
+     * entry was written, and since then it belongs to the receivers: one may already have
+     * taken it, freed it, and a sender reused it. An allocation published in the same step is
+     * counted again; a large message was counted when its slot was allocated. */
+    uint64_t again = committed && op == PBX_LOG_ALLOC_PUBLISH;
+    s->free_head = s->log_free_head + again;
+    s->chunk_head = s->log_chunk_head;
+    PBX_STORE(&s->inbox_tail, tail + (uint64_t) committed);
+    PBX_STORE(&s->sent_msgs, s->log_sent_msgs + again);
+    PBX_STORE(&s->sent_bytes, s->log_sent_bytes + (again ? s->log_len : 0));
+    PBX_CRASH_POINT("repair.send"); /* the log is still there: the next taker does it again */
+
+    if (known && !committed) {
+        /* A publication that did not happen leaves the slot to its (dead) writer, which the
+         * orphan search gives back; an allocation that did not finish is simply undone. */
+        PBX_STORE(&m->slots[slot].state,
+                  (uint32_t) (op == PBX_LOG_PUBLISH ? PBX_SLOT_WRITING : PBX_SLOT_FREE));
     }
     bump_hint(&s->inflight);
     PBX_RELEASE(&s->log_op, (uint32_t) PBX_LOG_NONE);
@@ -119,22 +117,21 @@ int pbx__recover_recv(struct pbx_shm *m)
     if (op == PBX_LOG_FREE && slot < m->geo.nslots) {
         struct pbx_slot *sl = &m->slots[slot];
         uint64_t *count = pbx__free_counter(r, r->log_why);
-        r->free_tail = r->log_free_tail;
-        r->chunk_tail = r->log_chunk_tail;
-        PBX_STORE(&r->recvd_bytes, r->log_recvd_bytes);
-        PBX_STORE(count, r->log_count);
-        if (PBX_LOAD(&r->recvd_msgs) != r->log_recvd_msgs) {
-            /* Committed: finish the receive side's own counters. The slot and the ring entries
-             * were written before the commit, and senders may already be reusing them: they
-             * are not touched. The length comes from the log, not the slot, for that reason. */
-            uint32_t len = r->log_len;
-            r->chunk_tail += pbx__chunks_for(len, m->geo.chunk_size);
-            r->free_tail++;
-            PBX_STORE(count, *count + 1);
-            PBX_RELEASE(&r->recvd_bytes, r->recvd_bytes + len);
-        } else {
-            /* Not committed: the receive never returned, so its message is still queued; a
-             * dead sender's slot stays its orphan. */
+        /* As on the send side, each counter goes straight to its final value. Committed (the
+         * free's commit point, recvd_msgs, moved): the receive side's own counters are
+         * finished. The slot and the ring entries were written before the commit, and senders
+         * may already be reusing them: they are not touched. The length comes from the log,
+         * not the slot, for that reason. Not committed: undone. */
+        uint64_t committed = PBX_LOAD(&r->recvd_msgs) != r->log_recvd_msgs;
+        uint32_t len = committed ? r->log_len : 0;
+        r->free_tail = r->log_free_tail + committed;
+        r->chunk_tail = r->log_chunk_tail + pbx__chunks_for(len, m->geo.chunk_size);
+        PBX_STORE(count, r->log_count + committed);
+        PBX_RELEASE(&r->recvd_bytes, r->log_recvd_bytes + len);
+        PBX_CRASH_POINT("repair.recv"); /* the log is still there: the next taker does it again */
+        if (!committed) {
+            /* The receive never returned, so its message is still queued; a dead sender's slot
+             * stays its orphan. */
             uint32_t prev = r->log_prev_state;
             PBX_STORE(&sl->state,
                       (uint32_t) (prev == PBX_SLOT_WRITING ? PBX_SLOT_WRITING : PBX_SLOT_QUEUED));
@@ -164,9 +161,11 @@ int pbx__recover_orphans(struct pbx_shm *m)
         } else if (st == PBX_SLOT_WRITING) {
             if (pbx__slot_free(m, i, PBX_FREE_ORPHAN) == 0)
                 repaired++;
+            PBX_CRASH_POINT("repair.orphan");
         } else {
             PBX_STORE(&sl->state, (uint32_t) PBX_SLOT_QUEUED);
             requeued++;
+            PBX_CRASH_POINT("repair.orphan");
         }
     }
     PBX_STORE(&m->h->send.inflight, writing);

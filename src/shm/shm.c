@@ -256,8 +256,13 @@ static int shm_open_private(const struct pbx_options *opts, void **state)
     struct pbx_shm *m = shm_new();
     if (!m)
         return -ENOMEM;
-    m->fd = os->memfd_create("postbox-private", MFD_CLOEXEC);
+    m->fd = os->memfd_create("postbox-private", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     int err = m->fd < 0 ? m->fd : format_new(m, opts);
+    /* Nobody who gets the descriptor (a child, a peer it is passed to) can shrink the region
+     * under its users' mappings, which would be SIGBUS for them (docs/reliability.md). A
+     * kernel without seals only loses that protection. */
+    if (!err)
+        (void) fcntl(m->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
     if (err) {
         shm_free(m);
         return err;
@@ -305,6 +310,9 @@ static int shm_remove(void *state)
         os->close(dirfd);
         if (err)
             return err;
+        /* A remover killed here leaves a nameless region that is not marked removed; the next
+         * pbx_stat() on it finishes the removal (docs/reliability.md). */
+        PBX_CRASH_POINT("remove.unlinked");
     }
     return mark_removed(m->h);
 }
@@ -333,6 +341,8 @@ static int shm_unlink_named(const char *name)
     }
     err = os->unlinkat(dirfd, file);
     os->close(dirfd);
+    if (!err && valid)
+        PBX_CRASH_POINT("remove.unlinked");
     if (!err && valid)
         mark_removed(m->h);
     shm_free(m);
@@ -647,6 +657,10 @@ static int shm_stat(void *state, struct pbx_stat *st)
         st->mode = fst.st_mode & 0777;
         st->uid = fst.st_uid;
         st->gid = fst.st_gid;
+        /* A named region whose file has no name left was removed by someone who died before
+         * marking it (or by rm): finish the removal, so that its users learn of it. */
+        if (m->dir && fst.st_nlink == 0 && !removed(m))
+            mark_removed(h);
     }
     return removed(m) ? -EIDRM : 0;
 }

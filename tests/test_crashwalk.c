@@ -1,0 +1,221 @@
+/*
+ * test_crashwalk.c — every named crash point (src/crash.h), for producers and consumers, and
+ * then every repair cut short by a second crash.
+ *
+ * One table lists each point a send, a receive and a remove pass through, with the operation
+ * that reaches it and whether that operation had committed there. For each row a helper process
+ * is killed at the point; then, for rows that leave a lock held or a slot in flight, the walk is
+ * repeated with a second helper killed inside the repair of the first crash (repair.send,
+ * repair.recv, repair.rebuild, repair.orphan). After the kills the survivor checks the contract
+ * of docs/reliability.md:
+ *   - a send that had not returned left nothing visible, unless it had committed, and then its
+ *     message is there exactly once;
+ *   - a receive that had not returned left its message in place, in its place (still the
+ *     oldest), unless its free had committed, and then it is gone;
+ *   - pbx_stat() agrees with the contents, and the whole capacity can be filled and emptied.
+ * Each walk prints the points survived.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define BIG 3000 /* beyond the slot's inline bytes: copied outside the locks */
+
+enum role { SEND, RECV, REMOVE };
+
+struct point {
+    const char *at; /* PBX_CRASH_AT */
+    enum role role;
+    size_t len;         /* SEND: payload length; RECV: 0 takes the small message, BIG the big one */
+    int committed;      /* the operation's effect is visible after the crash */
+    const char *repair; /* the point a second helper dies at while repairing, or NULL */
+};
+
+/* Before each crash: A (type 2, 5 bytes) then B (type 4, BIG bytes). */
+static const struct point points[] = {
+    {"send.logged", SEND, 8, 0, "repair.send"},
+    {"send.published", SEND, 8, 1, "repair.send"},
+    {"send.logged", SEND, BIG, 0, "repair.send"},    /* allocation of a large message */
+    {"send.copying", SEND, BIG, 0, "repair.orphan"}, /* outside the locks */
+    {"send.logged:2", SEND, BIG, 0, "repair.send"},  /* publication of a large message */
+    {"send.published", SEND, BIG, 1, "repair.send"},
+    {"recv.popped", RECV, 0, 0, "repair.rebuild"},
+    {"recv.logged", RECV, 0, 0, "repair.recv"},
+    {"recv.committed", RECV, 0, 1, "repair.recv"},
+    {"recv.popped", RECV, BIG, 0, "repair.rebuild"},
+    {"recv.copying", RECV, BIG, 0, "repair.orphan"}, /* outside the locks */
+    {"recv.logged", RECV, BIG, 0, "repair.recv"},
+    {"recv.committed", RECV, BIG, 1, "repair.recv"},
+    {"remove.unlinked", REMOVE, 0, 1, NULL},
+};
+
+#define NAME "walk"
+#define MAX  6
+
+static pbx_t *q;
+
+struct job {
+    const char *at;
+    enum role role;
+    long type;
+    size_t len;
+};
+
+/* In a helper: open the mailbox, arm the crash point, do the operation: it must not return. */
+static int die_during(void *arg)
+{
+    const struct job *j = arg;
+    static unsigned char buf[BIG];
+    memset(buf, (int) j->type, sizeof(buf));
+    pbx_t *h;
+    setenv("PBX_CRASH_AT", j->at, 1);
+    /* Opening looks after dead peers: a repair point may already be reached here. */
+    if (pbx_open(NAME, 0, NULL, &h) != 0)
+        return 4;
+    if (j->role == SEND)
+        pbx_send(h, j->type, buf, j->len, 0);
+    else if (j->role == RECV)
+        pbx_recv(h, j->type, buf, sizeof(buf), 0, NULL);
+    else
+        pbx_remove(h);
+    return 3; /* the crash point was not reached */
+}
+
+static void kill_helper(const char *at, enum role role, long type, size_t len)
+{
+    struct job j = {at, role, type, len};
+    int status = pbx_test_wait(pbx_test_fork(die_during, &j));
+    if (status != 128 + SIGKILL)
+        pbx_test_fail(__FILE__, __LINE__, "helper armed at %s exited with %d, not SIGKILL", at,
+                      status);
+}
+
+/* Receive one message within 2 s (a dead reader's message comes back within ~100 ms). */
+static void expect_message(long type, size_t len)
+{
+    static unsigned char buf[BIG];
+    long got = 0;
+    struct timespec t = {2, 0};
+    ASSERT_EQ(pbx_timedrecv(q, 0, buf, sizeof(buf), 0, &got, &t), (long long) len);
+    ASSERT_EQ(got, type);
+    for (size_t i = 0; i < len; i++)
+        ASSERT_EQ(buf[i], (unsigned char) type);
+}
+
+static void expect_empty(void)
+{
+    char buf[8];
+    ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT | PBX_NOERROR, NULL), -ENOMSG);
+    struct pbx_stat st;
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.msgs, 0);
+    ASSERT_EQ(st.bytes, 0);
+}
+
+/* Every slot can be filled and emptied again; orphans come back within ~100 ms. */
+static void expect_full_capacity(void)
+{
+    static unsigned char buf[BIG];
+    for (uint32_t i = 0; i < MAX; i++) {
+        memset(buf, (int) (10 + i), BIG);
+        int r;
+        double t0 = pbx_test_now_ms();
+        while ((r = pbx_send(q, 10 + i, buf, BIG, PBX_NOWAIT)) == -EAGAIN &&
+               pbx_test_now_ms() - t0 < 2000)
+            pbx_test_sleep_ms(20);
+        ASSERT_OK(r);
+    }
+    ASSERT_ERR(pbx_send(q, 99, buf, 1, PBX_NOWAIT), -EAGAIN);
+    for (uint32_t i = 0; i < MAX; i++)
+        expect_message(10 + i, BIG);
+    expect_empty();
+}
+
+static void walk_one(const struct point *p, int with_repair)
+{
+    printf("walk: %s %s (%zu bytes)%s%s\n", p->at,
+           p->role == SEND   ? "send"
+           : p->role == RECV ? "recv"
+                             : "remove",
+           p->len, with_repair ? ", then " : "", with_repair ? p->repair : "");
+    fflush(stdout);
+    struct pbx_options o = pbx_test_options(MAX, 64 * 1024, 4096, PBX_BLOCK);
+    ASSERT_OK(pbx_open(NAME, PBX_CREATE | PBX_EXCL, &o, &q));
+    static unsigned char big[BIG];
+    memset(big, 4, sizeof(big));
+    ASSERT_OK(pbx_send(q, 2, "\2\2\2\2\2", 5, 0));
+    ASSERT_OK(pbx_send(q, 4, big, BIG, 0));
+
+    kill_helper(p->at, p->role, p->role == SEND ? 6 : p->len ? 4 : 0, p->len);
+    if (with_repair) {
+        /* The second helper repairs on its way in: the send side by sending, the receive side
+         * by receiving, the orphans by opening once the 100 ms between searches is over. */
+        const char *r = p->repair;
+        if (strcmp(r, "repair.orphan") == 0)
+            pbx_test_sleep_ms(150);
+        enum role role = strcmp(r, "repair.send") == 0 ? SEND : RECV;
+        kill_helper(r, role, role == SEND ? 8 : 0, 8);
+    }
+
+    if (p->role == REMOVE) {
+        pbx_t *h;
+        ASSERT_ERR(pbx_open(NAME, 0, NULL, &h), -ENOENT);
+        struct pbx_stat st;
+        ASSERT_ERR(pbx_stat(q, &st), -EIDRM); /* finishes the removal */
+        ASSERT_ERR(pbx_send(q, 3, "x", 1, PBX_NOWAIT), -EIDRM);
+        pbx_close(q);
+        return;
+    }
+
+    struct pbx_stat st;
+    ASSERT_OK(pbx_stat(q, &st));
+    uint64_t expect_msgs = 2;
+    if (p->role == SEND && p->committed)
+        expect_msgs++;
+    if (p->role == RECV && p->committed)
+        expect_msgs--;
+    /* A dead sender's slot counts until it is given back; then stat is exact. */
+    double t0 = pbx_test_now_ms();
+    while (st.msgs != expect_msgs && pbx_test_now_ms() - t0 < 2000) {
+        char b[1];
+        pbx_recv(q, 99, b, sizeof(b), PBX_NOWAIT, NULL); /* looks after dead peers */
+        pbx_test_sleep_ms(20);
+        ASSERT_OK(pbx_stat(q, &st));
+    }
+    ASSERT_EQ(st.msgs, expect_msgs);
+
+    int a_gone = p->role == RECV && p->committed && p->len == 0;
+    int b_gone = p->role == RECV && p->committed && p->len == BIG;
+    if (!a_gone)
+        expect_message(2, 5);
+    if (!b_gone)
+        expect_message(4, BIG);
+    if (p->role == SEND && p->committed)
+        expect_message(6, p->len);
+    expect_empty();
+    expect_full_capacity();
+    expect_full_capacity();
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}
+
+TEST(every_crash_point_leaves_a_working_mailbox_with_the_contracted_contents)
+{
+    for (size_t i = 0; i < (sizeof(points) / sizeof(points[0])); i++)
+        walk_one(&points[i], 0);
+    printf("crash walk: %zu crash points survived\n", (sizeof(points) / sizeof(points[0])));
+}
+
+TEST(a_crash_inside_every_repair_is_repaired_by_the_next_process)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < (sizeof(points) / sizeof(points[0])); i++) {
+        if (!points[i].repair)
+            continue;
+        walk_one(&points[i], 1);
+        n++;
+    }
+    printf("crash walk: %zu crashes inside a repair survived\n", n);
+}
