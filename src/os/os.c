@@ -150,7 +150,7 @@ int pbx__os_futex_wait(uint32_t *addr, uint32_t expected, uint64_t deadline_ns)
 
 void pbx__os_sig_block(struct pbx_sigguard *g)
 {
-    if (g->blocked)
+    if (g->blocked || !g->slept)
         return;
     sigset_t all;
     sigfillset(&all);
@@ -183,14 +183,16 @@ int pbx__os_sig_caught_pending(const struct pbx_sigguard *g)
 int pbx__os_futex_wait_unblocked(uint32_t *addr, uint32_t expected, uint64_t deadline_ns,
                                  struct pbx_sigguard *g)
 {
-    if (!g->blocked)
-        return pbx__os_futex_wait(addr, expected, deadline_ns);
     /* The mask stays restored afterwards: most sleeps end the call, and one that goes on
      * waiting blocks again (pbx__os_sig_block) before it looks. One system call saved per sleep
      * and one per call. */
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-    g->blocked = 0;
-    return pbx__os_futex_wait(addr, expected, deadline_ns);
+    if (g->blocked) {
+        pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+        g->blocked = 0;
+    }
+    int r = pbx__os_futex_wait(addr, expected, deadline_ns);
+    g->slept = 1;
+    return r;
 }
 
 int pbx__os_futex_wake(uint32_t *addr, int n)

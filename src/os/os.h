@@ -52,24 +52,29 @@ int pbx__os_futex_wait(uint32_t *addr, uint32_t expected, uint64_t deadline_ns);
  * SIGNALS. A blocked pbx_send/pbx_recv must fail with -EINTR when a signal handler runs, as
  * msgrcv(2) does. The kernel reports that only for a handler that runs while the thread is
  * inside the futex wait; a handler that ran while the waiting loop was in user space (between
- * two sleeps) would go unnoticed. So a call that is about to sleep (it has spun briefly, which
- * does not count as blocking) blocks every signal in its thread (pbx__os_sig_block), keeps
- * them blocked while it re-checks, and lets them through only for the futex wait itself
- * (pbx__os_futex_wait_unblocked). Before each sleep it asks whether a signal with a handler
- * arrived meanwhile (pbx__os_sig_caught_pending) and if so fails with -EINTR; restoring the
- * mask then runs the handler. What remains are the instants at which the futex wait returns
- * for another reason (its time slice ended, or a wake-up meant for another sleeper came): a
- * handler that runs on that return path leaves no trace the call could see, and the call goes
- * on waiting. Only a wait primitive that restores the mask inside the kernel (as ppoll does)
- * could close that, and futexes have none. Signals that are ignored, or whose default action
- * is to ignore, stop or continue, do not interrupt (as with msgrcv). The fast path never
- * touches the mask.
+ * two sleeps) would go unnoticed. The first sleep of a call goes straight into the futex wait:
+ * a handler that runs before it (during the spin, or in the instant between the last check
+ * and the system call) is no different from one that ran just before the call was made, as
+ * with msgrcv(2) itself, and the sleep costs no extra system call. Once a sleep has returned
+ * without ending the call, the loop blocks every signal in its thread (pbx__os_sig_block),
+ * keeps them blocked while it re-checks, and lets them through only for the futex wait itself
+ * (pbx__os_futex_wait_unblocked). Before each such sleep it asks whether a signal with a
+ * handler arrived meanwhile (pbx__os_sig_caught_pending) and if so fails with -EINTR;
+ * restoring the mask then runs the handler. What remains are the instants at which the futex
+ * wait returns for another reason (its time slice ended, or a wake-up meant for another
+ * sleeper came): a handler that runs on that return path leaves no trace the call could see,
+ * and the call goes on waiting. Only a wait primitive that restores the mask inside the kernel
+ * (as ppoll does) could close that, and futexes have none. Signals that are ignored, or whose
+ * default action is to ignore, stop or continue, do not interrupt (as with msgrcv). The fast
+ * path never touches the mask.
  */
 struct pbx_sigguard {
     sigset_t old;
-    int blocked;
+    int blocked; /* the mask is blocked now; old holds the caller's */
+    int slept;   /* a futex wait has returned in this call */
 };
-/* Block all signals in this thread, saving the mask in g (once; later calls do nothing). */
+/* Once the call has slept: block all signals in this thread, saving the mask in g (once;
+ * later calls do nothing). Before the first sleep it does nothing. */
 void pbx__os_sig_block(struct pbx_sigguard *g);
 /* Put back the mask saved by pbx__os_sig_block (pending signals are delivered now). */
 void pbx__os_sig_restore(struct pbx_sigguard *g);

@@ -366,13 +366,19 @@ static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const str
 {
     int err = 0;
     for (;;) {
-        pbx__os_sig_block(g); /* again, after a sleep put the caller's mask back */
         if (removed(m)) {
             err = -EIDRM;
             break;
         }
         if (PBX_ACQUIRE(word) != old || PBX_ACQUIRE(&ev->seq) != s->seq)
             break;
+        if (g->slept && !g->blocked) {
+            /* About to sleep again: block signals (a sleep put the caller's mask back), then
+             * look once more, so that what arrives from here on is seen. A wake-up that
+             * ends the call costs no change of mask. */
+            pbx__os_sig_block(g);
+            continue;
+        }
         int busy = PBX_LOAD(&m->h->send.inflight) || PBX_LOAD(&m->h->recv.inflight);
         err = pbx__event_sleep(ev, s, deadline_ns, busy ? SLICE_NS : IDLE_SLICE_NS, g);
         if (err)
@@ -444,14 +450,16 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
         if (!spun) {
             /* Wait for a batch of room rather than one slot: a sender that takes each slot the
              * moment a receiver frees it works in lockstep with it, and both pay for passing
-             * the same cache lines back and forth on every message. */
+             * the same cache lines back and forth on every message. After a sleep, signals
+             * are blocked before the spin (a no-op before the first sleep: SIGNALS, os.h). */
+            pbx__os_sig_block(g);
             spun = 1;
             if (pbx__spin_until_change(&h->recv.recvd_msgs, freed, m->send_batch, &h->recv.cpu))
                 continue;
         }
-        /* From here on the call is blocked: signals must interrupt it (SIGNALS in os.h). A
-         * spin of a few microseconds before is not blocking yet, and leaves the mask alone,
-         * since changing it costs two system calls. */
+        /* From here on the call is blocked: signals must interrupt it (SIGNALS in os.h). The
+         * mask is blocked only once a sleep has returned without ending the call; the first
+         * sleep, and the spin before it, leave it alone (each change costs a system call). */
         pbx__os_sig_block(g);
         if (PBX_ACQUIRE(&h->recv.recvd_msgs) != freed)
             continue;
@@ -600,6 +608,7 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
         }
         if (!spun) {
             pbx__recv_unlock(m);
+            pbx__os_sig_block(g); /* after a sleep, before spinning again (see send_loop) */
             spun = 1;
             if (!pbx__spin_until_change(watch, old, 1, &h->send.cpu))
                 pbx__os_sig_block(g); /* blocked from here on (see send_loop) */
