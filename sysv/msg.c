@@ -485,14 +485,17 @@ struct sysv_buf {
 SYSV_API int msgsnd(int msqid, const void *msgp, size_t msgsz, int msgflg)
 {
     const struct sysv_buf *m = msgp;
-    if (!range_ok(m, sizeof(long), 0))
+    /* One check for mtype and text together keeps the per-thread memory of the last good range
+     * useful; the kernel reads mtype first, so a bad mtype is EFAULT before anything else. */
+    int whole_ok = msgsz <= (size_t) LONG_MAX && range_ok(m, sizeof(long) + msgsz, 0);
+    if (!whole_ok && !range_ok(m, sizeof(long), 0))
         return fail(EFAULT);
     long mtype = m->mtype;
     if (msgsz > (size_t) limits()->msgmax || (long) msgsz < 0 || msqid < 0)
         return fail(EINVAL);
     if (mtype < 1)
         return fail(EINVAL);
-    if (!range_ok(m->mtext, msgsz, 0))
+    if (!whole_ok)
         return fail(EFAULT);
     struct op op;
     int err = op_begin(msqid, 0222, &op);

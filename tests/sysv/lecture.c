@@ -15,7 +15,7 @@
  * The slide passes sizeof( struct msq ) — mtype included — as the size; that is kept: it is
  * what the lecture wrote, and it is within msgmax.
  */
-/* clang-format off: the layout is the lecture's */
+/* clang-format off */ /* the layout is the lecture's */
 #include <stdio.h>
 #include <sys/msg.h>
 #include <unistd.h>
