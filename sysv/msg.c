@@ -266,11 +266,11 @@ static void handle_forget(uint32_t slot)
 static void after_fork_child(void)
 {
     pthread_mutex_init(&cache_mutex, NULL);
+    sysv_registry_after_fork();
     cred.valid = 0;
 }
 
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-static void fork_hook_install(void)
+__attribute__((constructor)) static void fork_hook_install(void)
 {
     pthread_atfork(NULL, NULL, after_fork_child);
 }
@@ -343,12 +343,14 @@ static int op_begin(int id, int flag, struct op *op)
     op->owned = 0;
     if ((op->q = handle_get(op->slot, op->seq)))
         return 0;
-    pthread_once(&fork_once, fork_hook_install);
     pbx_t *q;
     int err = open_queue(s, id, &q);
     if (err)
         return -err;
     pthread_mutex_lock(&cache_mutex);
+    struct handle *e = &cache[op->slot];
+    if ((__atomic_load_n(&e->word, __ATOMIC_ACQUIRE) & H_VALID) && e->seq != op->seq)
+        handle_forget(op->slot); /* an earlier queue in this slot, removed elsewhere */
     int installed = handle_install(op->slot, op->seq, q);
     pthread_mutex_unlock(&cache_mutex);
     if (installed && (op->q = handle_get(op->slot, op->seq)))
@@ -436,7 +438,6 @@ static int create_queue(struct sysv_registry *r, key_t key, int msgflg)
     __atomic_store_n(&s->live, sysv_live_word(seq), __ATOMIC_RELEASE);
     if (slot >= r->used)
         r->used = slot + 1;
-    pthread_once(&fork_once, fork_hook_install);
     pthread_mutex_lock(&cache_mutex);
     int kept = handle_install(slot, seq, q);
     pthread_mutex_unlock(&cache_mutex);
@@ -485,15 +486,16 @@ struct sysv_buf {
 SYSV_API int msgsnd(int msqid, const void *msgp, size_t msgsz, int msgflg)
 {
     const struct sysv_buf *m = msgp;
-    /* One check for mtype and text together keeps the per-thread memory of the last good range
-     * useful; the kernel reads mtype first, so a bad mtype is EFAULT before anything else. */
-    int whole_ok = msgsz <= (size_t) LONG_MAX && range_ok(m, sizeof(long) + msgsz, 0);
+    /* The kernel reads mtype first (EFAULT), then checks the size. A size it would refuse
+     * needs only mtype checked; otherwise one check covers mtype and text together, which
+     * keeps the per-thread memory of the last good range (BUFFERS) useful. */
+    if (msgsz > (size_t) limits()->msgmax || (long) msgsz < 0)
+        return fail(range_ok(m, sizeof(long), 0) ? EINVAL : EFAULT);
+    int whole_ok = range_ok(m, sizeof(long) + msgsz, 0);
     if (!whole_ok && !range_ok(m, sizeof(long), 0))
         return fail(EFAULT);
     long mtype = m->mtype;
-    if (msgsz > (size_t) limits()->msgmax || (long) msgsz < 0 || msqid < 0)
-        return fail(EINVAL);
-    if (mtype < 1)
+    if (msqid < 0 || mtype < 1)
         return fail(EINVAL);
     if (!whole_ok)
         return fail(EFAULT);
@@ -517,15 +519,16 @@ SYSV_API ssize_t msgrcv(int msqid, void *msgp, size_t msgsz, long msgtyp, int ms
     int err = op_begin(msqid, 0444, &op);
     if (err)
         return fail(err);
-    /* The kernel writes mtype and at most the message; a buffer is checked up to the largest
-     * message the queue can hold. */
-    struct pbx_stat st;
-    size_t need = msgsz;
-    if (msgsz > 8192 && pbx_stat(op.q, &st) == 0 && msgsz > st.max_msg_size)
-        need = st.max_msg_size;
-    if (!range_ok(m, sizeof(long) + need, 1)) {
-        op_end(&op);
-        return fail(EFAULT);
+    /* The kernel writes mtype and at most the message: a buffer that is good for msgsz bytes
+     * (the usual case, remembered per thread) or for the largest message the queue can hold
+     * passes. */
+    if (!range_ok(m, sizeof(long) + msgsz, 1)) {
+        struct pbx_stat st;
+        if (pbx_stat(op.q, &st) != 0 || msgsz <= st.max_msg_size ||
+            !range_ok(m, sizeof(long) + st.max_msg_size, 1)) {
+            op_end(&op);
+            return fail(EFAULT);
+        }
     }
     long type = 0;
     ssize_t r;

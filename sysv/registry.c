@@ -148,3 +148,8 @@ void sysv_mailbox_name(const struct sysv_slot *s, int id, char name[SYSV_NAME_MA
     else
         snprintf(name, SYSV_NAME_MAX, "sysv.0x%08x", (unsigned) s->key);
 }
+
+void sysv_registry_after_fork(void)
+{
+    pthread_mutex_init(&map_mutex, NULL);
+}

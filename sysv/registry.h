@@ -57,6 +57,9 @@ struct sysv_registry *sysv_registry(void);
 int sysv_registry_lock(void);
 void sysv_registry_unlock(void);
 
+/* In a child after fork(): forget a lock a thread of the parent may have held. */
+void sysv_registry_after_fork(void);
+
 static inline uint64_t sysv_live_word(uint32_t seq)
 {
     return SYSV_LIVE | (uint64_t) seq << 32;
