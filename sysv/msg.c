@@ -329,6 +329,16 @@ static int open_queue(const struct sysv_slot *s, int id, pbx_t **q)
     return err;
 }
 
+/* Does the mailbox of a live slot still exist? (postbox rm may have removed it.) */
+static int mailbox_exists(const struct sysv_slot *s, int id)
+{
+    char name[SYSV_NAME_MAX], path[4096];
+    sysv_mailbox_name(s, id, name);
+    snprintf(path, sizeof(path), "%s/pbx.%s", sysv_dir(), name);
+    return faccessat(AT_FDCWD, path, F_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) == 0 ||
+           errno != ENOENT;
+}
+
 /* Find the queue id names and check that the caller may use it with flag's access; take a
  * handle to its mailbox. 0 or an errno value. */
 static int op_begin(int id, int flag, struct op *op)
@@ -461,6 +471,13 @@ SYSV_API int msgget(key_t key, int msgflg)
             struct sysv_slot *s = &r->slot[i];
             if ((s->live & 0xffffffffu) != SYSV_LIVE || s->key != key)
                 continue;
+            uint32_t seq = (uint32_t) (s->live >> 32);
+            if (!mailbox_exists(s, (int) (i + SYSV_SLOTS * seq))) {
+                /* Removed through postbox (pbx_unlink, postbox rm): the key is free again. */
+                __atomic_store_n(&s->live, (uint64_t) ((seq + 1) % SYSV_SEQ_LIMIT) << 32,
+                                 __ATOMIC_RELEASE);
+                continue;
+            }
             if ((msgflg & IPC_CREAT) && (msgflg & IPC_EXCL))
                 id = -EEXIST;
             else if (!perm_ok(s, msgflg))

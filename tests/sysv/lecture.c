@@ -12,8 +12,10 @@
  *   - "Received_%d!" -> "Received %d!" (the slide's underscore is the PDF's rendering of a
  *     space; the lecture says it prints "Received 252!");
  *   - the closing braces of the if/else and of main, lost at the slide's end, are restored.
- * The slide passes sizeof( struct msq ) — mtype included — as the size; that is kept: it is
- * what the lecture wrote, and it is within msgmax.
+ * The slide passes sizeof( struct msq ) — mtype included — as the size of the text, which is
+ * a real bug of the slide, kept because it is what the lecture wrote: msgsnd reads 8 bytes past
+ * the struct (harmless stack bytes) and msgrcv may write 8 past m2. AddressSanitizer reports
+ * it, so sanitizer builds compile this one program without instrumentation.
  */
 /* clang-format off */ /* the layout is the lecture's */
 #include <stdio.h>
