@@ -339,6 +339,22 @@ static int mailbox_exists(const struct sysv_slot *s, int id)
            errno != ENOENT;
 }
 
+/* A live slot whose mailbox is gone (removed through postbox: pbx_unlink, postbox rm) is
+ * freed, as IPC_RMID would, so that it does not count against msgmni for ever. */
+static void reclaim(uint32_t slot, uint32_t seq, struct sysv_slot *s, int id)
+{
+    if (sysv_registry_lock() != 0)
+        return;
+    if (__atomic_load_n(&s->live, __ATOMIC_ACQUIRE) == sysv_live_word(seq) &&
+        !mailbox_exists(s, id)) {
+        __atomic_store_n(&s->live, (uint64_t) ((seq + 1) % SYSV_SEQ_LIMIT) << 32, __ATOMIC_RELEASE);
+        pthread_mutex_lock(&cache_mutex);
+        handle_forget(slot);
+        pthread_mutex_unlock(&cache_mutex);
+    }
+    sysv_registry_unlock();
+}
+
 /* Find the queue id names and check that the caller may use it with flag's access; take a
  * handle to its mailbox. 0 or an errno value. */
 static int op_begin(int id, int flag, struct op *op)
@@ -355,6 +371,8 @@ static int op_begin(int id, int flag, struct op *op)
         return 0;
     pbx_t *q;
     int err = open_queue(s, id, &q);
+    if (err == -EINVAL)
+        reclaim(op->slot, op->seq, s, id);
     if (err)
         return -err;
     pthread_mutex_lock(&cache_mutex);
