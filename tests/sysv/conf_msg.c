@@ -456,3 +456,30 @@ CONF_TEST(msg_order_per_type_across_processes)
     }
     CHECK_EQ(wait_status(p), 0);
 }
+
+#include <pthread.h>
+
+static void *thread_receiver(void *arg)
+{
+    struct text_msg m;
+    ssize_t r = msgrcv(*(int *) arg, &m, sizeof(m.mtext), 0, 0);
+    return (void *) (long) (r == -1 && errno == EIDRM);
+}
+
+CONF_TEST(rcv_blocked_threads_all_get_eidrm_on_removal)
+{
+    static int id;
+    id = q_new(0600);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&t[i], NULL, thread_receiver, &id) == 0);
+    usleep(200000); /* let them block */
+    CHECK(msgctl(id, IPC_RMID, NULL) == 0);
+    for (int i = 0; i < 4; i++) {
+        void *ok;
+        CHECK(pthread_join(t[i], &ok) == 0);
+        CHECK(ok == (void *) 1L);
+    }
+    struct text_msg m = {.mtype = 1};
+    CHECK_FAILS(msgsnd(id, &m, 1, IPC_NOWAIT), EINVAL);
+}
