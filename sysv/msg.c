@@ -453,7 +453,11 @@ static int create_queue(struct sysv_registry *r, key_t key, int msgflg)
     pbx_options_init(&o);
     o.mode = file_mode((uint32_t) msgflg & 0777);
     o.max_bytes = cap;
-    o.max_msgs = cap < (1u << 24) ? cap : (1u << 24);
+    /* The kernel lets msg_qbytes bound the number of messages too, which for the default 16 KiB
+     * means 16384 empty messages. Each message slot costs shared memory whether used or not
+     * (about 200 bytes plus a chunk), so a raised msgmnb raises the count more slowly. */
+    uint32_t msgs = cap / 64 > 16384 ? cap / 64 : 16384;
+    o.max_msgs = msgs < cap ? msgs : cap;
     o.max_msg_size = (uint32_t) l->msgmax < cap ? (uint32_t) l->msgmax : cap;
     pbx_t *q;
     int err = pbx_open(name, PBX_CREATE | PBX_EXCL, &o, &q);
