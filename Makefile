@@ -7,7 +7,7 @@
 #   make tsan     build with the thread sanitizer and run the threaded tests
 #   make bench    build, then run the benchmark suite against the kernel's queues (< 3 min)
 #   make bench-quick  the same, shortened (< 30 s; CI runs it as a smoke test)
-#   make bench-sysv   unmodified System V programs on the kernel vs libpostbox-sysv.so (~25 s)
+#   make bench-sysv   unmodified System V programs on the kernel vs libpostbox-sysv.so (~12 s)
 #   make format   reformat the C sources with clang-format
 #   make clean    remove the build directories
 
