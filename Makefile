@@ -9,6 +9,7 @@
 #   make bench-quick  the same, shortened (< 30 s; CI runs it as a smoke test)
 #   make torture  the long crash tests: the kill storm with 1 000 kills, mutation with more seeds
 #   make fuzz     build the libFuzzer target with clang and run it (FUZZ_SECONDS, default 60)
+#   make bench-sysv   unmodified System V programs on the kernel vs libpostbox-sysv.so (~12 s)
 #   make format   reformat the C sources with clang-format
 #   make install  build, then install into PREFIX (default /usr/local; DESTDIR honoured)
 #   make clean    remove the build directories
@@ -19,7 +20,7 @@ CMAKE    ?= cmake
 CTEST    ?= ctest
 GENERATOR_FLAGS ?=
 
-.PHONY: all build check demo bench bench-quick asan tsan format clean tools-check torture fuzz
+.PHONY: all build check demo bench bench-quick asan tsan format clean tools-check torture fuzz bench-sysv
 
 # ---- make install (the postbox command's issue) ---------------------------------------------
 # The prefix is configured into the build (for the pkg-config file and the CMake package) and
@@ -55,6 +56,10 @@ bench: build
 
 bench-quick: build
 	sh bench/run.sh $(BUILD) quick
+
+# ---- System V drop-in benchmark (bench/sysv/) ----
+bench-sysv: build
+	$(CMAKE) --build $(BUILD) --target bench-sysv
 
 asan:
 	$(MAKE) check BUILD=build-asan CMAKE_FLAGS="-DPBX_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"

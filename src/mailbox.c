@@ -216,3 +216,8 @@ int pbx_stat(pbx_t *q, struct pbx_stat *st)
         return -EINVAL;
     return q->t->stat(q->state, st);
 }
+
+struct pbx_shm *pbx__handle_shm(pbx_t *q)
+{
+    return q && q->t == &pbx__shm_transport ? q->state : NULL;
+}

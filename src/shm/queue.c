@@ -116,6 +116,9 @@ static int fits(const struct pbx_shm *m, const struct pbx_send_side *s, uint32_t
 {
     uint64_t msgs = s->sent_msgs - s->seen_msgs;
     uint64_t bytes = s->sent_bytes - s->seen_bytes;
+    uint64_t lim = PBX_LOAD(&m->h->soft_limit); /* on the control line, read on every send */
+    if (PBX_UNLIKELY(lim) && (msgs + 1 > lim || bytes + len > lim))
+        return 0;
     return msgs + 1 <= m->geo.max_msgs && bytes + len <= m->geo.max_bytes;
 }
 

@@ -206,7 +206,10 @@ struct pbx_header {
     int64_t created_ns;
     /* Control: rarely written, read by everyone. */
     uint32_t removed __attribute__((aligned(PBX_CACHELINE)));
-    uint32_t pad0;
+    /* A capacity set at run time, in bytes and in messages alike, below the geometry's (0: none):
+     * System V's msg_qbytes, which IPC_SET may change (sysv_hooks.c). Was padding; a region
+     * that never set it reads 0, so the layout version is unchanged. */
+    uint32_t soft_limit;
     uint64_t repairs;      /* dead holders' state repaired, orphans given back */
     uint64_t last_scan_ns; /* CLOCK_MONOTONIC of the last search for orphans */
     struct pbx_send_side send __attribute__((aligned(PBX_CACHELINE)));

@@ -563,6 +563,20 @@ static int select_locked(struct pbx_shm *m, long type, int except, uint32_t *e)
     return err == -EBADMSG ? select_after_rebuild(m, type, except, e) : err;
 }
 
+/* The CPU a waiting receiver judges spinning by (pbx__spin_until_change): the last sender's, as
+ * the one who will publish next. But when this process sent last — one mailbox used both ways,
+ * as System V programs do (a request of one type, the answer of another) — that CPU is our own
+ * and says nothing about the peer; the last receiver, then, is the peer about to answer. If
+ * this process did both, nothing is known (0). */
+static const uint32_t *peer_cpu_of_sender(const struct pbx_header *h)
+{
+    static const uint32_t unknown = 0;
+    int32_t self = pbx__os_self()->pid;
+    if (PBX_LOAD(&h->send.last_pid) != self)
+        return &h->send.cpu;
+    return PBX_LOAD(&h->recv.last_pid) != self ? &h->recv.cpu : &unknown;
+}
+
 static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, int flags,
                          long *type_out, uint64_t deadline_ns, struct pbx_sigguard *g)
 {
@@ -610,7 +624,7 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
             pbx__recv_unlock(m);
             pbx__os_sig_block(g); /* after a sleep, before spinning again (see send_loop) */
             spun = 1;
-            if (!pbx__spin_until_change(watch, old, 1, &h->send.cpu))
+            if (!pbx__spin_until_change(watch, old, 1, peer_cpu_of_sender(h)))
                 pbx__os_sig_block(g); /* blocked from here on (see send_loop) */
             continue;                 /* look again, under the lock */
         }

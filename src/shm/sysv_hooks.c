@@ -1,0 +1,97 @@
+/*
+ * sysv_hooks.c — engine operations for the System V drop-in (see sysv_hooks.h).
+ *
+ * They live apart from the transport's own files so that the drop-in's needs stay out of the
+ * hot paths: the run-time capacity is one word on the header's control line that the send
+ * side's room check reads (queue.c, fits()), and the copy of the n-th message walks the slots
+ * under the receive lock, which only MSG_COPY ever asks for.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "../common.h"
+#include "../internal.h"
+#include "shm.h"
+#include "sysv_hooks.h"
+#include "wait.h"
+
+int pbx__sysv_set_limit(pbx_t *q, uint32_t limit)
+{
+    struct pbx_shm *m = pbx__handle_shm(q);
+    if (!m)
+        return -EINVAL;
+    /* ORDERING: a sender reads the limit under the send lock with a relaxed load; a store that
+     * it misses is seen by its next room check. A raised limit is room: the event's seq bump
+     * (wait.c) orders the store before any sleeper re-checks. */
+    __atomic_store_n(&m->h->soft_limit, limit, __ATOMIC_SEQ_CST);
+    pbx__event_signal(&m->h->space_ev);
+    return 0;
+}
+
+int64_t pbx__sysv_get_limit(pbx_t *q)
+{
+    struct pbx_shm *m = pbx__handle_shm(q);
+    return m ? (int64_t) PBX_LOAD(&m->h->soft_limit) : -EINVAL;
+}
+
+struct queued {
+    uint64_t seq;
+    uint32_t slot;
+};
+
+static int by_seq(const void *a, const void *b)
+{
+    uint64_t x = ((const struct queued *) a)->seq, y = ((const struct queued *) b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+ssize_t pbx__sysv_copy_nth(pbx_t *q, uint64_t n, void *buf, size_t cap, int noerror, long *type_out)
+{
+    struct pbx_shm *m = pbx__handle_shm(q);
+    if (!m || (!buf && cap))
+        return -EINVAL;
+    struct queued *list = malloc(sizeof(*list) * (size_t) m->geo.nslots);
+    if (!list)
+        return -ENOMEM;
+    ssize_t r = pbx__recv_lock(m);
+    if (r) {
+        free(list);
+        return r;
+    }
+    if (PBX_LOAD(&m->h->removed)) {
+        r = -EIDRM;
+        goto out;
+    }
+    /* Every published message moves into the index; then the queued slots are exactly the
+     * messages a receive could take, and their seq is their arrival order. */
+    if ((r = pbx__index_ready(m)) || (r = pbx__recv_drain(m)))
+        goto out;
+    uint32_t count = 0;
+    for (uint32_t s = 0; s < m->geo.nslots; s++)
+        if (PBX_LOAD(&m->slots[s].state) == PBX_SLOT_QUEUED)
+            list[count++] = (struct queued){m->slots[s].seq, s};
+    if (n >= count) {
+        r = -ENOMSG;
+        goto out;
+    }
+    qsort(list, count, sizeof(*list), by_seq);
+    const struct pbx_slot *slot = &m->slots[list[n].slot];
+    uint32_t len = slot->len;
+    if (len > m->geo.max_msg_size) {
+        r = -EBADMSG;
+        goto out;
+    }
+    if (len > cap && !noerror) {
+        r = -E2BIG;
+        goto out;
+    }
+    uint32_t k = len < cap ? len : (uint32_t) cap;
+    pbx__copy_out(m, list[n].slot, buf, k);
+    if (type_out)
+        *type_out = (long) slot->type;
+    r = k;
+out:
+    pbx__recv_unlock(m);
+    free(list);
+    return r;
+}

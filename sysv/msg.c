@@ -1,0 +1,809 @@
+/*
+ * msg.c — msgget, msgsnd, msgrcv and msgctl on postbox mailboxes, for programs that preload
+ * libpostbox-sysv.so (docs/sysv.md).
+ *
+ * Each queue is a slot of the shared registry (registry.h) plus a postbox mailbox; its id is
+ * slot + 32768 * seq, as the kernel makes them. The checks of msgget(2), msgop(2) and
+ * msgctl(2) are made here in the kernel's order, so that a call with several faults reports
+ * the one the kernel would; the mailbox does the queueing, blocking and waking.
+ *
+ * The hot path — msgsnd and msgrcv on an id this process used before — reads the registry
+ * slot's state word and permission fields, takes a reference on this process's cached handle
+ * (HANDLES below), validates the buffer (BUFFERS below) and calls pbx_send or pbx_recv: no
+ * system call unless the call must sleep or the buffer is new.
+ *
+ * HANDLES. cache[slot] holds the handle this process opened for the queue in that slot, and a
+ * word with a reference count (high half), VALID and CLOSING. A call adds a reference before
+ * it looks at VALID and the seq, and drops it when done; whoever sees the queue gone clears
+ * VALID and sets CLOSING, and whoever then brings the count to zero closes the handle. So a
+ * handle is never closed under a thread that is using it (a blocked msgrcv, for instance),
+ * and nothing on the hot path takes a lock.
+ *
+ * BUFFERS. The kernel answers EFAULT for a buffer it cannot read or write. The library checks
+ * with process_vm_readv/process_vm_writev on its own process, one byte per page, before it
+ * touches the buffer, and remembers per thread the last range that passed, so a program that
+ * reuses its buffer pays the system call once.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "postbox.h"
+#include "registry.h"
+#include "shm/sysv_hooks.h"
+
+#define SYSV_API __attribute__((visibility("default")))
+
+#ifndef MSG_COPY
+#define MSG_COPY 040000
+#endif
+#ifndef MSG_STAT_ANY
+#define MSG_STAT_ANY 13
+#endif
+#define IPC_64_FLAG 0x0100 /* glibc adds it for the kernel; a caller may pass it too */
+
+/* ---- limits ---------------------------------------------------------------------------- */
+
+struct limits {
+    long msgmax, msgmnb, msgmni;
+};
+
+static struct limits lim;
+static pthread_once_t lim_once = PTHREAD_ONCE_INIT;
+
+static long read_limit(const char *env, const char *proc, long def)
+{
+    const char *e = getenv(env);
+    char text[32];
+    if (!e || !*e) {
+        FILE *f = fopen(proc, "re");
+        e = f && fgets(text, sizeof(text), f) ? text : NULL;
+        if (f)
+            fclose(f);
+    }
+    char *end;
+    long v = e ? strtol(e, &end, 0) : 0;
+    return v > 0 && v <= INT_MAX ? v : def;
+}
+
+static void limits_read(void)
+{
+    lim.msgmax = read_limit("POSTBOX_SYSV_MSGMAX", "/proc/sys/kernel/msgmax", 8192);
+    lim.msgmnb = read_limit("POSTBOX_SYSV_MSGMNB", "/proc/sys/kernel/msgmnb", 16384);
+    lim.msgmni = read_limit("POSTBOX_SYSV_MSGMNI", "/proc/sys/kernel/msgmni", 32000);
+    if (lim.msgmni > (long) SYSV_SLOTS)
+        lim.msgmni = SYSV_SLOTS;
+}
+
+static const struct limits *limits(void)
+{
+    pthread_once(&lim_once, limits_read);
+    return &lim;
+}
+
+/* ---- credentials ----------------------------------------------------------------------- */
+
+/* The effective ids, read at msgget and msgctl and after fork (not on every send: that
+ * would be two system calls). */
+static struct {
+    int valid;
+    uid_t euid;
+    gid_t egid;
+    int ngroups;
+    gid_t groups[256];
+} cred;
+
+static void cred_refresh(void)
+{
+    cred.euid = geteuid();
+    cred.egid = getegid();
+    int n = getgroups((int) (sizeof(cred.groups) / sizeof(cred.groups[0])), cred.groups);
+    cred.ngroups = n < 0 ? 0 : n;
+    __atomic_store_n(&cred.valid, 1, __ATOMIC_RELEASE);
+}
+
+static void cred_ensure(void)
+{
+    if (!__atomic_load_n(&cred.valid, __ATOMIC_ACQUIRE))
+        cred_refresh();
+}
+
+static int in_group(gid_t g)
+{
+    if (g == cred.egid)
+        return 1;
+    for (int i = 0; i < cred.ngroups; i++)
+        if (cred.groups[i] == g)
+            return 1;
+    return 0;
+}
+
+/* The kernel's ipcperms(): flag's permission bits, in any class, ask for that access. Root
+ * stands for CAP_IPC_OWNER. */
+static int perm_ok(const struct sysv_slot *s, int flag)
+{
+    int want = ((flag >> 6) | (flag >> 3) | flag) & 7;
+    if (!want || cred.euid == 0)
+        return 1;
+    unsigned granted = s->mode;
+    if (cred.euid == s->cuid || cred.euid == s->uid)
+        granted >>= 6;
+    else if (in_group(s->cgid) || in_group(s->gid))
+        granted >>= 3;
+    return (want & ~granted & 7) == 0;
+}
+
+/* IPC_SET and IPC_RMID: the creator, the owner, or root (CAP_SYS_ADMIN). */
+static int may_change(const struct sysv_slot *s)
+{
+    return cred.euid == 0 || cred.euid == s->uid || cred.euid == s->cuid;
+}
+
+/* ---- buffers (BUFFERS above) ----------------------------------------------------------- */
+
+static __thread uintptr_t good_read_lo, good_read_hi, good_write_lo, good_write_hi;
+static int checks_unavailable;
+
+/* Can the whole range [p, p + n) be read (write == 0) or written? One byte per page is
+ * enough: protection is per page. Writing puts back the bytes just read. */
+static int range_ok(const void *p, size_t n, int write)
+{
+    uintptr_t lo = (uintptr_t) p, hi = lo + n;
+    if (hi < lo)
+        return 0;
+    uintptr_t *glo = write ? &good_write_lo : &good_read_lo;
+    uintptr_t *ghi = write ? &good_write_hi : &good_read_hi;
+    if ((lo >= *glo && hi <= *ghi) || __atomic_load_n(&checks_unavailable, __ATOMIC_RELAXED))
+        return 1;
+    const uintptr_t page = 4096;
+    pid_t self = getpid();
+    for (uintptr_t a = lo; a < hi;) {
+        enum { BATCH = 64 };
+        char tmp[BATCH];
+        struct iovec local[BATCH], remote[BATCH];
+        int k = 0;
+        for (; k < BATCH && a < hi; k++) {
+            local[k] = (struct iovec){tmp + k, 1};
+            remote[k] = (struct iovec){(void *) a, 1};
+            uintptr_t next = (a & ~(page - 1)) + page;
+            a = next < hi && next > a ? next : (a == hi - 1 ? hi : hi - 1);
+        }
+        ssize_t got =
+            process_vm_readv(self, local, (unsigned long) k, remote, (unsigned long) k, 0);
+        if (got == k && write)
+            got = process_vm_writev(self, local, (unsigned long) k, remote, (unsigned long) k, 0);
+        if (got < 0 && (errno == ENOSYS || errno == EPERM)) {
+            /* Forbidden here (a seccomp filter): the check cannot be made, so it is not. */
+            __atomic_store_n(&checks_unavailable, 1, __ATOMIC_RELAXED);
+            return 1;
+        }
+        if (got != k)
+            return 0;
+    }
+    *glo = lo;
+    *ghi = hi;
+    return 1;
+}
+
+/* ---- handles (HANDLES above) ----------------------------------------------------------- */
+
+#define H_VALID   1ull
+#define H_CLOSING 2ull
+#define H_REF     (1ull << 32)
+
+struct handle {
+    uint64_t word;
+    uint32_t seq;
+    pbx_t *q;
+};
+
+static struct handle cache[SYSV_SLOTS];
+static pthread_mutex_t cache_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+/* Close e's handle if it is CLOSING and unused, once (w is the word last seen). */
+static void handle_try_close(struct handle *e, uint64_t w)
+{
+    while ((w >> 32) == 0 && !(w & H_VALID) && (w & H_CLOSING)) {
+        if (__atomic_compare_exchange_n(&e->word, &w, w & ~H_CLOSING, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            pbx_t *q = e->q;
+            __atomic_store_n(&e->q, NULL, __ATOMIC_RELEASE);
+            pbx_close(q);
+            return;
+        }
+    }
+}
+
+static void handle_put(struct handle *e)
+{
+    uint64_t w = __atomic_sub_fetch(&e->word, H_REF, __ATOMIC_ACQ_REL);
+    if (__builtin_expect((w >> 32) == 0 && (w & H_CLOSING), 0))
+        handle_try_close(e, w);
+}
+
+static pbx_t *handle_get(uint32_t slot, uint32_t seq)
+{
+    struct handle *e = &cache[slot];
+    uint64_t w = __atomic_fetch_add(&e->word, H_REF, __ATOMIC_ACQUIRE);
+    if ((w & H_VALID) && __atomic_load_n(&e->seq, __ATOMIC_RELAXED) == seq)
+        return e->q;
+    handle_put(e);
+    return NULL;
+}
+
+/* With cache_mutex held: make q the handle of slot for seq, if the entry is free. */
+static int handle_install(uint32_t slot, uint32_t seq, pbx_t *q)
+{
+    struct handle *e = &cache[slot];
+    uint64_t w = __atomic_load_n(&e->word, __ATOMIC_ACQUIRE);
+    if ((w & (H_VALID | H_CLOSING)) || __atomic_load_n(&e->q, __ATOMIC_ACQUIRE))
+        return 0;
+    e->q = q;
+    __atomic_store_n(&e->seq, seq, __ATOMIC_RELAXED);
+    __atomic_fetch_or(&e->word, H_VALID, __ATOMIC_RELEASE);
+    return 1;
+}
+
+/* With cache_mutex held: forget slot's handle; it is closed when its last user is done. */
+static void handle_forget(uint32_t slot)
+{
+    struct handle *e = &cache[slot];
+    uint64_t w = __atomic_load_n(&e->word, __ATOMIC_ACQUIRE), nw;
+    do {
+        if (!(w & H_VALID))
+            return;
+        nw = (w & ~H_VALID) | H_CLOSING;
+    } while (!__atomic_compare_exchange_n(&e->word, &w, nw, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    handle_try_close(e, nw);
+}
+
+/* A process forked from one that held the registry lock or the mutex starts afresh; its
+ * credentials may be about to change (setuid after fork), so they are read again. */
+static void after_fork_child(void)
+{
+    pthread_mutex_init(&cache_mutex, NULL);
+    sysv_registry_after_fork();
+    cred.valid = 0;
+}
+
+__attribute__((constructor)) static void fork_hook_install(void)
+{
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+/* ---- resolving an id ------------------------------------------------------------------- */
+
+struct op {
+    struct sysv_slot *s;
+    uint32_t slot, seq;
+    pbx_t *q;
+    int owned; /* q was opened for this call only */
+};
+
+static int fail(int err)
+{
+    errno = err;
+    return -1;
+}
+
+static void op_end(struct op *op)
+{
+    if (op->owned)
+        pbx_close(op->q);
+    else
+        handle_put(&cache[op->slot]);
+}
+
+/* The registry slot of id if it names a live queue, else NULL. */
+static struct sysv_slot *slot_of(int id, uint32_t *slot, uint32_t *seq)
+{
+    struct sysv_registry *r = sysv_registry();
+    if (id < 0 || !r)
+        return NULL;
+    *slot = (uint32_t) id % SYSV_SLOTS;
+    *seq = (uint32_t) id / SYSV_SLOTS;
+    struct sysv_slot *s = &r->slot[*slot];
+    if (__atomic_load_n(&s->live, __ATOMIC_ACQUIRE) != sysv_live_word(*seq)) {
+        if (__atomic_load_n(&cache[*slot].word, __ATOMIC_RELAXED) & H_VALID) {
+            pthread_mutex_lock(&cache_mutex); /* removed elsewhere: let our handle go */
+            handle_forget(*slot);
+            pthread_mutex_unlock(&cache_mutex);
+        }
+        return NULL;
+    }
+    return s;
+}
+
+/* Open the mailbox of a live slot. 0 or -errno (EINVAL when its mailbox is gone). */
+static int open_queue(const struct sysv_slot *s, int id, pbx_t **q)
+{
+    char name[SYSV_NAME_MAX];
+    sysv_mailbox_name(s, id, name);
+    int err = pbx_open(name, 0, NULL, q);
+    if (err == -ENOENT)
+        err = -EINVAL;
+    return err;
+}
+
+/* Does the mailbox of a live slot still exist? (postbox rm may have removed it.) */
+static int mailbox_exists(const struct sysv_slot *s, int id)
+{
+    char name[SYSV_NAME_MAX], path[4096];
+    sysv_mailbox_name(s, id, name);
+    snprintf(path, sizeof(path), "%s/pbx.%s", sysv_dir(), name);
+    return faccessat(AT_FDCWD, path, F_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) == 0 ||
+           errno != ENOENT;
+}
+
+/* A live slot whose mailbox is gone (removed through postbox: pbx_unlink, postbox rm) is
+ * freed, as IPC_RMID would, so that it does not count against msgmni for ever. */
+static void reclaim(uint32_t slot, uint32_t seq, struct sysv_slot *s, int id)
+{
+    if (sysv_registry_lock() != 0)
+        return;
+    if (__atomic_load_n(&s->live, __ATOMIC_ACQUIRE) == sysv_live_word(seq) &&
+        !mailbox_exists(s, id)) {
+        __atomic_store_n(&s->live, (uint64_t) ((seq + 1) % SYSV_SEQ_LIMIT) << 32, __ATOMIC_RELEASE);
+        pthread_mutex_lock(&cache_mutex);
+        handle_forget(slot);
+        pthread_mutex_unlock(&cache_mutex);
+    }
+    sysv_registry_unlock();
+}
+
+/* Find the queue id names and check that the caller may use it with flag's access; take a
+ * handle to its mailbox. 0 or an errno value. */
+static int op_begin(int id, int flag, struct op *op)
+{
+    cred_ensure();
+    struct sysv_slot *s = slot_of(id, &op->slot, &op->seq);
+    if (!s)
+        return id < 0 || sysv_registry() ? EINVAL : errno;
+    if (!perm_ok(s, flag))
+        return EACCES;
+    op->s = s;
+    op->owned = 0;
+    if ((op->q = handle_get(op->slot, op->seq)))
+        return 0;
+    pbx_t *q;
+    int err = open_queue(s, id, &q);
+    if (err == -EINVAL)
+        reclaim(op->slot, op->seq, s, id);
+    if (err)
+        return -err;
+    pthread_mutex_lock(&cache_mutex);
+    struct handle *e = &cache[op->slot];
+    if ((__atomic_load_n(&e->word, __ATOMIC_ACQUIRE) & H_VALID) && e->seq != op->seq)
+        handle_forget(op->slot); /* an earlier queue in this slot, removed elsewhere */
+    int installed = handle_install(op->slot, op->seq, q);
+    pthread_mutex_unlock(&cache_mutex);
+    if (installed && (op->q = handle_get(op->slot, op->seq)))
+        return 0;
+    if (installed) /* forgotten at once by a concurrent IPC_RMID */
+        return EINVAL;
+    op->q = q;
+    op->owned = 1;
+    return 0;
+}
+
+/* An error from the mailbox, as msgsnd/msgrcv report it. */
+static int mailbox_errno(int err)
+{
+    switch (err) {
+    case -EMSGSIZE:
+        return EINVAL; /* larger than the queue's largest message */
+    case -EBADMSG:
+    case -EPROTO:
+        return EIO;
+    default:
+        return -err;
+    }
+}
+
+/* ---- msgget ---------------------------------------------------------------------------- */
+
+/* The mailbox file's mode: read and write for each class that may do either (the file must
+ * be opened for both), so the file system keeps out who msg_perm keeps out entirely. */
+static uint32_t file_mode(uint32_t mode)
+{
+    uint32_t m = 0;
+    for (int shift = 0; shift <= 6; shift += 3)
+        if (mode & (6u << shift))
+            m |= 6u << shift;
+    return m;
+}
+
+/* With the registry locked: make a queue in a free slot. Returns its id or -errno. */
+static int create_queue(struct sysv_registry *r, key_t key, int msgflg)
+{
+    const struct limits *l = limits();
+    uint32_t live = 0, slot = SYSV_SLOTS;
+    for (uint32_t i = 0; i < r->used; i++) {
+        if ((r->slot[i].live & 0xffffffffu) == SYSV_LIVE)
+            live++;
+        else if (slot == SYSV_SLOTS)
+            slot = i;
+    }
+    if (live >= (uint32_t) l->msgmni)
+        return -ENOSPC;
+    if (slot == SYSV_SLOTS)
+        slot = r->used;
+    if (slot >= SYSV_SLOTS)
+        return -ENOSPC;
+    struct sysv_slot *s = &r->slot[slot];
+    uint32_t seq = (uint32_t) (s->live >> 32) % SYSV_SEQ_LIMIT;
+    int id = (int) (slot + SYSV_SLOTS * seq);
+    uint32_t cap = (uint32_t) l->msgmnb;
+    s->key = key;
+    char name[SYSV_NAME_MAX];
+    sysv_mailbox_name(s, id, name);
+
+    struct pbx_options o;
+    pbx_options_init(&o);
+    o.mode = file_mode((uint32_t) msgflg & 0777);
+    o.max_bytes = cap;
+    /* The kernel lets msg_qbytes bound the number of messages too, which for the default 16 KiB
+     * means 16384 empty messages. Each message slot costs shared memory whether used or not
+     * (about 200 bytes plus a chunk), so a raised msgmnb raises the count more slowly. */
+    uint32_t msgs = cap / 64 > 16384 ? cap / 64 : 16384;
+    o.max_msgs = msgs < cap ? msgs : cap;
+    o.max_msg_size = (uint32_t) l->msgmax < cap ? (uint32_t) l->msgmax : cap;
+    pbx_t *q;
+    int err = pbx_open(name, PBX_CREATE | PBX_EXCL, &o, &q);
+    if (err == -EEXIST) {
+        /* A mailbox no registry slot names: left over from a registry that was deleted. */
+        pbx_unlink(name);
+        err = pbx_open(name, PBX_CREATE | PBX_EXCL, &o, &q);
+    }
+    if (err)
+        return err == -ENOSPC ? -ENOMEM : err;
+    s->mode = (uint32_t) msgflg & 0777;
+    s->uid = s->cuid = cred.euid;
+    s->gid = s->cgid = cred.egid;
+    s->ctime = (int64_t) time(NULL);
+    s->qbytes = cap;
+    s->cap = cap;
+    __atomic_store_n(&s->live, sysv_live_word(seq), __ATOMIC_RELEASE);
+    if (slot >= r->used)
+        r->used = slot + 1;
+    pthread_mutex_lock(&cache_mutex);
+    int kept = handle_install(slot, seq, q);
+    pthread_mutex_unlock(&cache_mutex);
+    if (!kept)
+        pbx_close(q);
+    return id;
+}
+
+SYSV_API int msgget(key_t key, int msgflg)
+{
+    cred_refresh();
+    struct sysv_registry *r = sysv_registry();
+    if (!r)
+        return fail(errno == EBADMSG ? EIO : errno);
+    int err = sysv_registry_lock();
+    if (err)
+        return fail(-err);
+    int id = -ENOENT;
+    if (key != IPC_PRIVATE) {
+        for (uint32_t i = 0; i < r->used; i++) {
+            struct sysv_slot *s = &r->slot[i];
+            if ((s->live & 0xffffffffu) != SYSV_LIVE || s->key != key)
+                continue;
+            uint32_t seq = (uint32_t) (s->live >> 32);
+            if (!mailbox_exists(s, (int) (i + SYSV_SLOTS * seq))) {
+                /* Removed through postbox (pbx_unlink, postbox rm): the key is free again. */
+                __atomic_store_n(&s->live, (uint64_t) ((seq + 1) % SYSV_SEQ_LIMIT) << 32,
+                                 __ATOMIC_RELEASE);
+                continue;
+            }
+            if ((msgflg & IPC_CREAT) && (msgflg & IPC_EXCL))
+                id = -EEXIST;
+            else if (!perm_ok(s, msgflg))
+                id = -EACCES;
+            else
+                id = (int) (i + SYSV_SLOTS * (uint32_t) (s->live >> 32));
+            break;
+        }
+    }
+    if (id == -ENOENT && (key == IPC_PRIVATE || (msgflg & IPC_CREAT)))
+        id = create_queue(r, key, msgflg);
+    sysv_registry_unlock();
+    return id < 0 ? fail(-id) : id;
+}
+
+/* ---- msgsnd, msgrcv -------------------------------------------------------------------- */
+
+struct sysv_buf {
+    long mtype;
+    char mtext[];
+};
+
+SYSV_API int msgsnd(int msqid, const void *msgp, size_t msgsz, int msgflg)
+{
+    const struct sysv_buf *m = msgp;
+    /* The kernel reads mtype first (EFAULT), then checks the size. A size it would refuse
+     * needs only mtype checked; otherwise one check covers mtype and text together, which
+     * keeps the per-thread memory of the last good range (BUFFERS) useful. */
+    if (msgsz > (size_t) limits()->msgmax || (long) msgsz < 0)
+        return fail(range_ok(m, sizeof(long), 0) ? EINVAL : EFAULT);
+    int whole_ok = range_ok(m, sizeof(long) + msgsz, 0);
+    if (!whole_ok && !range_ok(m, sizeof(long), 0))
+        return fail(EFAULT);
+    long mtype = m->mtype;
+    if (msqid < 0 || mtype < 1)
+        return fail(EINVAL);
+    if (!whole_ok)
+        return fail(EFAULT);
+    struct op op;
+    int err = op_begin(msqid, 0222, &op);
+    if (err)
+        return fail(err);
+    int r = pbx_send(op.q, mtype, m->mtext, msgsz, (msgflg & IPC_NOWAIT) ? PBX_NOWAIT : 0);
+    op_end(&op);
+    return r < 0 ? fail(mailbox_errno(r)) : 0;
+}
+
+SYSV_API ssize_t msgrcv(int msqid, void *msgp, size_t msgsz, long msgtyp, int msgflg)
+{
+    struct sysv_buf *m = msgp;
+    if (msqid < 0 || (long) msgsz < 0)
+        return fail(EINVAL);
+    if ((msgflg & MSG_COPY) && ((msgflg & MSG_EXCEPT) || !(msgflg & IPC_NOWAIT)))
+        return fail(EINVAL);
+    struct op op;
+    int err = op_begin(msqid, 0444, &op);
+    if (err)
+        return fail(err);
+    /* The kernel writes mtype and at most the message: a buffer that is good for msgsz bytes
+     * (the usual case, remembered per thread) or for the largest message the queue can hold
+     * passes. */
+    if (!range_ok(m, sizeof(long) + msgsz, 1)) {
+        struct pbx_stat st;
+        if (pbx_stat(op.q, &st) != 0 || msgsz <= st.max_msg_size ||
+            !range_ok(m, sizeof(long) + st.max_msg_size, 1)) {
+            op_end(&op);
+            return fail(EFAULT);
+        }
+    }
+    long type = 0;
+    ssize_t r;
+    if (msgflg & MSG_COPY) {
+        r = msgtyp < 0 ? -ENOMSG
+                       : pbx__sysv_copy_nth(op.q, (uint64_t) msgtyp, m->mtext, msgsz,
+                                            (msgflg & MSG_NOERROR) != 0, &type);
+    } else {
+        int flags = 0;
+        if (msgflg & IPC_NOWAIT)
+            flags |= PBX_NOWAIT;
+        if (msgflg & MSG_NOERROR)
+            flags |= PBX_NOERROR;
+        if ((msgflg & MSG_EXCEPT) && msgtyp > 0) /* the kernel ignores it for type <= 0 */
+            flags |= PBX_EXCEPT;
+        r = pbx_recv(op.q, msgtyp, m->mtext, msgsz, flags, &type);
+    }
+    op_end(&op);
+    if (r < 0)
+        return fail(mailbox_errno((int) r));
+    m->mtype = type;
+    return r;
+}
+
+/* ---- msgctl ---------------------------------------------------------------------------- */
+
+static void fill_ds(const struct sysv_slot *s, int id, pbx_t *q, struct msqid_ds *ds)
+{
+    struct pbx_stat st;
+    memset(ds, 0, sizeof(*ds));
+    ds->msg_perm.__key = s->key;
+    ds->msg_perm.uid = s->uid;
+    ds->msg_perm.gid = s->gid;
+    ds->msg_perm.cuid = s->cuid;
+    ds->msg_perm.cgid = s->cgid;
+    ds->msg_perm.mode = (unsigned short) s->mode;
+    ds->msg_perm.__seq = (unsigned short) ((uint32_t) id / SYSV_SLOTS);
+    ds->msg_ctime = (time_t) s->ctime;
+    ds->msg_qbytes = s->qbytes;
+    if (q && pbx_stat(q, &st) >= 0) {
+        ds->msg_stime = (time_t) (st.last_send_time / 1000000000);
+        ds->msg_rtime = (time_t) (st.last_recv_time / 1000000000);
+        ds->__msg_cbytes = st.bytes;
+        ds->msg_qnum = st.msgs;
+        ds->msg_lspid = st.last_send_pid;
+        ds->msg_lrpid = st.last_recv_pid;
+    }
+}
+
+static int ctl_info(int cmd, struct msginfo *info)
+{
+    const struct limits *l = limits();
+    if (!range_ok(info, sizeof(*info), 1))
+        return fail(EFAULT);
+    struct sysv_registry *r = sysv_registry();
+    if (!r)
+        return fail(errno);
+    memset(info, 0, sizeof(*info));
+    info->msgmax = (int) l->msgmax;
+    info->msgmnb = (int) l->msgmnb;
+    info->msgmni = (int) l->msgmni;
+    info->msgssz = 16;              /* MSGSSZ */
+    info->msgseg = 0xffff;          /* MSGSEG */
+    info->msgpool = 512000;         /* MSGPOOL: MSGMNI * MSGMNB / 1024 */
+    info->msgmap = (int) l->msgmnb; /* MSGMAP */
+    info->msgtql = (int) l->msgmnb; /* MSGTQL */
+    int max_idx = 0;
+    long queues = 0, msgs = 0, bytes = 0;
+    cred_refresh();
+    for (uint32_t i = 0; i < r->used; i++) {
+        struct sysv_slot *s = &r->slot[i];
+        uint64_t w = __atomic_load_n(&s->live, __ATOMIC_ACQUIRE);
+        if ((w & 0xffffffffu) != SYSV_LIVE)
+            continue;
+        max_idx = (int) i;
+        queues++;
+        if (cmd != MSG_INFO)
+            continue;
+        pbx_t *q;
+        struct pbx_stat st;
+        if (open_queue(s, (int) (i + SYSV_SLOTS * (uint32_t) (w >> 32)), &q) == 0) {
+            if (pbx_stat(q, &st) == 0) {
+                msgs += (long) st.msgs;
+                bytes += (long) st.bytes;
+            }
+            pbx_close(q);
+        }
+    }
+    if (cmd == MSG_INFO) {
+        info->msgpool = (int) queues;
+        info->msgmap = (int) msgs;
+        info->msgtql = (int) bytes;
+    }
+    return max_idx;
+}
+
+/* MSG_STAT and MSG_STAT_ANY: idx is a slot index. */
+static int ctl_stat_index(int idx, int cmd, struct msqid_ds *buf)
+{
+    struct sysv_registry *r = sysv_registry();
+    if (!r)
+        return fail(errno);
+    if (idx < 0 || (uint32_t) idx >= SYSV_SLOTS)
+        return fail(EINVAL);
+    struct sysv_slot *s = &r->slot[idx];
+    uint64_t w = __atomic_load_n(&s->live, __ATOMIC_ACQUIRE);
+    if ((w & 0xffffffffu) != SYSV_LIVE)
+        return fail(EINVAL);
+    int id = (int) ((uint32_t) idx + SYSV_SLOTS * (uint32_t) (w >> 32));
+    cred_refresh();
+    if (cmd == MSG_STAT && !perm_ok(s, 0444))
+        return fail(EACCES);
+    if (!range_ok(buf, sizeof(*buf), 1))
+        return fail(EFAULT);
+    pbx_t *q = NULL;
+    if (open_queue(s, id, &q) != 0)
+        q = NULL; /* MSG_STAT_ANY without the right to open the mailbox: no counters */
+    fill_ds(s, id, q, buf);
+    pbx_close(q);
+    return id;
+}
+
+static int ctl_set(int msqid, const struct msqid_ds *buf)
+{
+    if (!range_ok(buf, sizeof(*buf), 0))
+        return fail(EFAULT);
+    struct msqid_ds in = *buf;
+    int err = sysv_registry_lock();
+    if (err)
+        return fail(-err);
+    uint32_t slot, seq;
+    struct sysv_slot *s = slot_of(msqid, &slot, &seq);
+    int r = 0;
+    if (!s)
+        r = EINVAL;
+    else if (!may_change(s))
+        r = EPERM;
+    else if (in.msg_qbytes > (msglen_t) limits()->msgmnb && cred.euid != 0)
+        r = EPERM; /* raising msg_qbytes above msgmnb takes CAP_SYS_RESOURCE */
+    else if (in.msg_qbytes > s->cap)
+        r = EPERM; /* beyond the capacity the mailbox was made with (docs/sysv.md) */
+    pbx_t *q = NULL;
+    if (!r)
+        r = -open_queue(s, msqid, &q);
+    if (!r) {
+        uint32_t limit = in.msg_qbytes >= s->cap ? 0 : in.msg_qbytes ? (uint32_t) in.msg_qbytes : 1;
+        pbx__sysv_set_limit(q, limit);
+        pbx_close(q);
+        int owner_changed = s->uid != in.msg_perm.uid || s->gid != in.msg_perm.gid;
+        s->uid = in.msg_perm.uid;
+        s->gid = in.msg_perm.gid;
+        s->mode = in.msg_perm.mode & 0777;
+        s->qbytes = in.msg_qbytes;
+        s->ctime = (int64_t) time(NULL);
+        /* Keep the file's own protection in step; allowed only to its owner and root. */
+        char name[SYSV_NAME_MAX], path[4096];
+        sysv_mailbox_name(s, msqid, name);
+        snprintf(path, sizeof(path), "%s/pbx.%s", sysv_dir(), name);
+        if (owner_changed && fchownat(AT_FDCWD, path, s->uid, s->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+            /* best effort: the file keeps its owner (docs/sysv.md) */
+        }
+        if (fchmodat(AT_FDCWD, path, file_mode(s->mode), 0) < 0) {
+            /* best effort, as above */
+        }
+    }
+    sysv_registry_unlock();
+    return r ? fail(r) : 0;
+}
+
+static int ctl_rmid(int msqid)
+{
+    int err = sysv_registry_lock();
+    if (err)
+        return fail(-err);
+    uint32_t slot, seq;
+    struct sysv_slot *s = slot_of(msqid, &slot, &seq);
+    int r = 0;
+    if (!s)
+        r = EINVAL;
+    else if (!may_change(s))
+        r = EPERM;
+    if (!r) {
+        pbx_t *q;
+        char name[SYSV_NAME_MAX];
+        sysv_mailbox_name(s, msqid, name);
+        if (pbx_open(name, 0, NULL, &q) == 0) {
+            pbx_remove(q); /* wakes every blocked caller with EIDRM */
+            pbx_close(q);
+        } else {
+            pbx_unlink(name);
+        }
+        __atomic_store_n(&s->live, (uint64_t) ((seq + 1) % SYSV_SEQ_LIMIT) << 32, __ATOMIC_RELEASE);
+        pthread_mutex_lock(&cache_mutex);
+        handle_forget(slot);
+        pthread_mutex_unlock(&cache_mutex);
+    }
+    sysv_registry_unlock();
+    return r ? fail(r) : 0;
+}
+
+SYSV_API int msgctl(int msqid, int cmd, struct msqid_ds *buf)
+{
+    cred_refresh();
+    cmd &= ~IPC_64_FLAG;
+    switch (cmd) {
+    case IPC_INFO:
+    case MSG_INFO:
+        return ctl_info(cmd, (struct msginfo *) (void *) buf);
+    case MSG_STAT:
+    case MSG_STAT_ANY:
+        return ctl_stat_index(msqid, cmd, buf);
+    case IPC_SET:
+        return msqid < 0 ? fail(EINVAL) : ctl_set(msqid, buf);
+    case IPC_RMID:
+        return msqid < 0 ? fail(EINVAL) : ctl_rmid(msqid);
+    case IPC_STAT: {
+        struct op op;
+        int err = msqid < 0 ? EINVAL : op_begin(msqid, 0444, &op);
+        if (err)
+            return fail(err);
+        if (!range_ok(buf, sizeof(*buf), 1)) {
+            op_end(&op);
+            return fail(EFAULT);
+        }
+        fill_ds(op.s, msqid, op.q, buf);
+        op_end(&op);
+        return 0;
+    }
+    default:
+        return fail(EINVAL);
+    }
+}

@@ -1,0 +1,74 @@
+/*
+ * registry.h — the table of System V queues shared by every process that preloads
+ * libpostbox-sysv.so.
+ *
+ * The kernel keeps its queues in one table per IPC namespace and names a queue by
+ * slot + 32768 * sequence, so that an id used after IPC_RMID never reaches the queue that
+ * later takes the same slot. The drop-in does the same in a small file next to the mailboxes:
+ * $POSTBOX_DIR/postbox-sysv.registry (or /dev/shm/...), mapped by every process. Each slot
+ * holds what the kernel keeps in struct kern_ipc_perm and the queue's msg_qbytes and
+ * msg_ctime; the messages themselves live in the postbox mailbox the slot names
+ * ("sysv.0x%08x" for a key, "sysv.private.<id>" for IPC_PRIVATE).
+ *
+ * Changes (create, IPC_SET, IPC_RMID) are made under an exclusive flock() of the file, which
+ * the kernel releases if the holder dies. Lookups on the send and receive paths read one
+ * 64-bit word (state and sequence) without the lock: a slot's other fields are written before
+ * that word is published (release) and read after it (acquire).
+ */
+#ifndef PBX_SYSV_REGISTRY_H
+#define PBX_SYSV_REGISTRY_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SYSV_SLOTS     32768u /* the kernel's IPCMNI: ids are slot + SYSV_SLOTS * seq */
+#define SYSV_SEQ_LIMIT 65536u /* seq wraps here, so that ids stay positive ints */
+#define SYSV_NAME_MAX  64
+
+enum { SYSV_FREE = 0, SYSV_LIVE = 1 };
+
+struct sysv_slot {
+    uint64_t live; /* state | seq << 32: the word lookups read; see above */
+    int32_t key;
+    uint32_t mode; /* the 9 permission bits of msg_perm.mode */
+    uint32_t uid, gid, cuid, cgid;
+    int64_t ctime;   /* msg_ctime, seconds since the Epoch */
+    uint64_t qbytes; /* msg_qbytes */
+    uint32_t cap;    /* the mailbox's fixed capacity, in bytes and messages */
+    uint32_t pad[3];
+};
+_Static_assert(sizeof(struct sysv_slot) == 64, "a registry slot is one cache line");
+
+struct sysv_registry {
+    char magic[8];
+    uint32_t version;
+    uint32_t nslots;
+    uint32_t used; /* one above the highest slot ever used: scans stop here */
+    uint32_t pad[1019];
+    struct sysv_slot slot[SYSV_SLOTS];
+};
+_Static_assert(sizeof(struct sysv_registry) % 4096 == 0, "registry size");
+
+/* Map the registry of this POSTBOX_DIR, creating it on first use. The mapping is made once
+ * per process (and per directory name) and kept. Returns the mapping or NULL with errno set. */
+struct sysv_registry *sysv_registry(void);
+
+/* Take and release the registry's exclusive lock. 0 or -errno. */
+int sysv_registry_lock(void);
+void sysv_registry_unlock(void);
+
+/* In a child after fork(): forget a lock a thread of the parent may have held. */
+void sysv_registry_after_fork(void);
+
+static inline uint64_t sysv_live_word(uint32_t seq)
+{
+    return SYSV_LIVE | (uint64_t) seq << 32;
+}
+
+/* The mailbox name of the queue in slot s, whose id is id. */
+void sysv_mailbox_name(const struct sysv_slot *s, int id, char name[SYSV_NAME_MAX]);
+
+/* The directory the mailboxes and the registry live in. */
+const char *sysv_dir(void);
+
+#endif
