@@ -219,3 +219,41 @@ TEST(a_crash_inside_every_repair_is_repaired_by_the_next_process)
     }
     printf("crash walk: %zu crashes inside a repair survived\n", n);
 }
+
+/* A receiver asleep in the mailbox when its remover dies between the unlink and the mark. */
+static int blocked_receiver(void *arg)
+{
+    (void) arg;
+    pbx_t *h;
+    if (pbx_open(NAME, 0, NULL, &h) != 0)
+        return 4;
+    char buf[8];
+    struct timespec limit = {10, 0};
+    double t0 = pbx_test_now_ms();
+    long r = pbx_timedrecv(h, 0, buf, sizeof(buf), 0, NULL, &limit);
+    double waited = pbx_test_now_ms() - t0;
+    printf("blocked receiver: %s after %.0f ms\n", pbx_test_errname((int) r), waited);
+    fflush(stdout);
+    return r == -EIDRM ? 0 : 5;
+}
+
+TEST(a_sleeper_learns_of_a_removal_whose_remover_died_after_unlinking)
+{
+    struct pbx_options o = pbx_test_options(MAX, 64 * 1024, 4096, PBX_BLOCK);
+    ASSERT_OK(pbx_open(NAME, PBX_CREATE | PBX_EXCL, &o, &q));
+    pid_t rx = pbx_test_fork(blocked_receiver, NULL);
+    struct pbx_stat st;
+    for (int i = 0; i < 2000; i++) {
+        ASSERT_OK(pbx_stat(q, &st));
+        if (st.recv_waiters == 1)
+            break;
+        pbx_test_sleep_ms(1);
+    }
+    ASSERT_EQ(st.recv_waiters, 1);
+    kill_helper("remove.unlinked", REMOVE, 0, 0);
+    /* Nobody marked the region removed; the sleeper finds the file nameless at the end of its
+     * time slice (1 s while nothing is in flight) and wakes everyone with -EIDRM. */
+    pbx_test_wait_ok(rx);
+    ASSERT_ERR(pbx_stat(q, &st), -EIDRM);
+    pbx_close(q);
+}

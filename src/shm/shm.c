@@ -311,7 +311,8 @@ static int shm_remove(void *state)
         if (err)
             return err;
         /* A remover killed here leaves a nameless region that is not marked removed; the next
-         * pbx_stat() on it finishes the removal (docs/reliability.md). */
+         * pbx_stat() on it, or any sleeper at the end of its slice, finishes the removal
+         * (finish_nameless_removal, docs/reliability.md). */
         PBX_CRASH_POINT("remove.unlinked");
     }
     return mark_removed(m->h);
@@ -355,6 +356,26 @@ static int removed(const struct pbx_shm *m)
 }
 
 /*
+ * A named region whose file has no name left was removed by someone who died between the
+ * unlink and the mark (or by rm): finish the removal, so that its users learn of it. st is the
+ * file's status, or NULL to read it. pbx_stat() and every sleeper at the end of each time
+ * slice look, so a blocked call learns of such a removal within a slice.
+ */
+static void finish_nameless_removal(struct pbx_shm *m, const struct stat *st)
+{
+    struct stat own;
+    if (!m->dir || removed(m))
+        return;
+    if (!st) {
+        if (pbx__os_table()->fstat(m->fd, &own) != 0)
+            return;
+        st = &own;
+    }
+    if (st->st_nlink == 0)
+        mark_removed(m->h);
+}
+
+/*
  * Sleep on ev (the caller registered as s with pbx__event_prepare) until *word moves
  * from old, the event fires, the mailbox is removed, the deadline passes or a signal arrives.
  * Between slices it looks after orphans: what a dead peer holds may be what we wait for.
@@ -383,8 +404,10 @@ static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const str
         err = pbx__event_sleep(ev, s, deadline_ns, busy ? SLICE_NS : IDLE_SLICE_NS, g);
         if (err)
             break;
-        if (PBX_ACQUIRE(&ev->seq) == s->seq && PBX_ACQUIRE(word) == old)
+        if (PBX_ACQUIRE(&ev->seq) == s->seq && PBX_ACQUIRE(word) == old) {
+            finish_nameless_removal(m, NULL);
             pbx__look_after_dead_peers(m, 0);
+        }
     }
     pbx__event_cancel(ev, s);
     return err == -EINTR || err == -ETIMEDOUT ? (removed(m) ? -EIDRM : err) : err;
@@ -680,10 +703,7 @@ static int shm_stat(void *state, struct pbx_stat *st)
         st->mode = fst.st_mode & 0777;
         st->uid = fst.st_uid;
         st->gid = fst.st_gid;
-        /* A named region whose file has no name left was removed by someone who died before
-         * marking it (or by rm): finish the removal, so that its users learn of it. */
-        if (m->dir && fst.st_nlink == 0 && !removed(m))
-            mark_removed(h);
+        finish_nameless_removal(m, &fst);
     }
     return removed(m) ? -EIDRM : 0;
 }
