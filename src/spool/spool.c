@@ -314,6 +314,8 @@ static int scan(struct spool *s)
         err = watch_bucket(s, b, e->d_name);
         if (!err)
             err = scan_bucket(s, b, e->d_name, 1);
+        else if (err == -ENOENT)
+            err = 0; /* removed since it was listed */
     }
     closedir(d);
     if (err)
@@ -358,6 +360,8 @@ static int apply_event(struct spool *s, const struct inotify_event *ev)
     if (ev->wd == s->qwd) {
         if (to && (ev->mask & IN_ISDIR) && ev->len && parse_bucket(ev->name, &b) == 0) {
             int err = watch_bucket(s, b, ev->name);
+            if (err == -ENOENT)
+                return 0; /* an old event: the bucket was emptied and removed since */
             /* Files renamed in before the watch existed are found by scanning it. */
             return err ? err : scan_bucket(s, b, ev->name, 0);
         }
