@@ -876,6 +876,11 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
     free(parent);
     if (pfd < 0)
         return pfd == -ENOENT ? -ENOTDIR : pfd;
+    struct stat st;
+    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+        close(pfd);
+        return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTDIR; /* never replaced, never followed */
+    }
     char tmp[NAME_MAX + 1];
     snprintf(tmp, sizeof(tmp), ".%.200s.new.%016" PRIx64, base, pbx__os_random64());
     mode_t dm = dir_mode(opts->mode);
@@ -928,7 +933,8 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
     PBX_CRASH_POINT("spool.create.built");
     err = fs->renameat(pfd, tmp, pfd, base);
     if (err == -ENOTEMPTY || err == -EEXIST || err == -ENOTDIR || err == -EISDIR) {
-        err = err == -ENOTDIR ? -ENOTDIR : -EEXIST;
+        /* Something is there: a spool (opened next), or what open_existing reports. */
+        err = -EEXIST;
         goto fail;
     }
     if (err)
