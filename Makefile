@@ -7,6 +7,7 @@
 #   make tsan     build with the thread sanitizer and run the threaded tests
 #   make bench    build, then run the benchmark suite against the kernel's queues (< 3 min)
 #   make bench-quick  the same, shortened (< 30 s; CI runs it as a smoke test)
+#   make bench-spool  build, then measure the durable spool transport (docs/spool.md; ~2 min)
 #   make format   reformat the C sources with clang-format
 #   make clean    remove the build directories
 
@@ -16,7 +17,7 @@ CMAKE    ?= cmake
 CTEST    ?= ctest
 GENERATOR_FLAGS ?=
 
-.PHONY: all build check demo bench bench-quick asan tsan format clean tools-check
+.PHONY: all build check demo bench bench-quick bench-spool asan tsan format clean tools-check
 
 all: build
 
@@ -41,6 +42,9 @@ bench: build
 
 bench-quick: build
 	sh bench/run.sh $(BUILD) quick
+
+bench-spool: build
+	$(BUILD)/bench/pbx_bench_spool $(BENCH_SPOOL_ARGS)
 
 asan:
 	$(MAKE) check BUILD=build-asan CMAKE_FLAGS="-DPBX_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"

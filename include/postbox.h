@@ -146,7 +146,10 @@ PBX_API const char *pbx_version(void);
  * pbx_open — open the mailbox called name, or create it.
  *
  * A bare name ("jobs") is a shared-memory mailbox in /dev/shm, or in $POSTBOX_DIR if that
- * variable is set. flags is 0 or PBX_CREATE, optionally with PBX_EXCL. opts (may be NULL for
+ * variable is set. "spool:PATH" is a spool mailbox: the directory PATH, whose messages are
+ * files that survive crashes and reboots (docs/spool.md); its parent directory must exist
+ * (-ENOTDIR), PATH must not be a symbolic link (-ELOOP), and an existing directory that is not
+ * a spool is -EBADMSG. flags is 0 or PBX_CREATE, optionally with PBX_EXCL. opts (may be NULL for
  * the defaults) applies only when this call creates the mailbox; an existing mailbox keeps
  * its own limits (check them with pbx_stat()). A new mailbox gets exactly opts->mode as its
  * permission bits (the umask does not apply, as with msgget(2)).

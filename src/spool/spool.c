@@ -436,7 +436,8 @@ static int process_init(struct spool *s)
     if (s->efd >= 0)
         close(s->efd);
     s->ifd = s->efd = -1;
-    memset(s->wd_bucket, 0, s->wd_cap * sizeof(*s->wd_bucket));
+    if (s->wd_bucket)
+        memset(s->wd_bucket, 0, s->wd_cap * sizeof(*s->wd_bucket));
     int fd = pbx__fs_inotify_init();
     if (fd < 0)
         return fd;
@@ -1264,7 +1265,7 @@ static int read_msg(int fd, long type, uint32_t len, void *buf, uint32_t cap)
     int err = n < 0 ? (int) n : (uint32_t) n != len ? -EBADMSG : 0;
     if (!err && fnv32(dst, len, FNV_SEED) != h.sum)
         err = -EBADMSG;
-    if (!err && tmp)
+    if (!err && tmp && cap)
         memcpy(buf, tmp, cap);
     free(tmp);
     return err;
