@@ -319,3 +319,67 @@ TEST(spool_unknown_durability_is_einval)
     ASSERT_OK(pbx_open("shm-ignores-durability", PBX_CREATE, &o, &q));
     pbx_close(q);
 }
+
+/* ---- threads sharing one handle ---------------------------------------------------------- */
+
+#include <pthread.h>
+
+#define THR_MSGS 4000
+
+static pbx_t *thr_q;
+static uint8_t thr_seen[THR_MSGS];
+
+static void *thr_send(void *arg)
+{
+    uint32_t first = (uint32_t) (uintptr_t) arg;
+    for (uint32_t id = first; id < THR_MSGS; id += 2)
+        if (pbx_send(thr_q, 1, &id, sizeof(id), 0) != 0)
+            return (void *) 1;
+    return NULL;
+}
+
+static void *thr_recv(void *arg)
+{
+    (void) arg;
+    for (;;) {
+        uint32_t id;
+        long type = 0;
+        if (pbx_recv(thr_q, 0, &id, sizeof(id), 0, &type) != sizeof(id))
+            return (void *) 1;
+        if (type == 2)
+            return NULL;
+        if (id >= THR_MSGS)
+            return (void *) 2;
+        __atomic_fetch_add(&thr_seen[id], 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* Receivers asleep on the same handle: whichever thread drains the events, none misses the
+ * messages it waits for, and each message goes to one of them. */
+TEST_THREADS(spool_threads_sharing_a_handle_block_and_receive_every_message_once)
+{
+    thr_q = open_spool("threads", 64, 1 << 20, 64, PBX_BLOCK);
+    pthread_t r[4], s[2];
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(pthread_create(&r[i], NULL, thr_recv, NULL), 0);
+    pbx_test_sleep_ms(50); /* let them sleep first */
+    for (int i = 0; i < 2; i++)
+        ASSERT_EQ(pthread_create(&s[i], NULL, thr_send, (void *) (uintptr_t) i), 0);
+    for (int i = 0; i < 2; i++) {
+        void *ret;
+        ASSERT_EQ(pthread_join(s[i], &ret), 0);
+        ASSERT_TRUE(ret == NULL);
+    }
+    for (int i = 0; i < 4; i++) {
+        uint32_t stop = 0;
+        ASSERT_OK(pbx_send(thr_q, 2, &stop, sizeof(stop), 0));
+    }
+    for (int i = 0; i < 4; i++) {
+        void *ret;
+        ASSERT_EQ(pthread_join(r[i], &ret), 0);
+        ASSERT_TRUE(ret == NULL);
+    }
+    for (uint32_t id = 0; id < THR_MSGS; id++)
+        ASSERT_EQ(thr_seen[id], 1);
+    pbx_close(thr_q);
+}

@@ -186,20 +186,20 @@ uint64_t pbx__fs_process_ident(void)
 
 int pbx__fs_eventfd(void)
 {
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
     return fd < 0 ? -errno : fd;
 }
 
-void pbx__fs_eventfd_kick(int fd)
+void pbx__fs_eventfd_kick(int fd, uint32_t n_wakeups)
 {
-    uint64_t one = 1;
-    ssize_t n = write(fd, &one, sizeof(one));
+    uint64_t v = n_wakeups;
+    ssize_t n = write(fd, &v, sizeof(v));
     (void) n; /* EAGAIN: the counter is saturated, which is readable enough */
 }
 
-void pbx__fs_eventfd_clear(int fd)
+void pbx__fs_eventfd_take(int fd)
 {
     uint64_t v;
     ssize_t n = read(fd, &v, sizeof(v));
-    (void) n; /* EAGAIN: it was clear */
+    (void) n; /* EAGAIN: nothing to take */
 }

@@ -51,12 +51,13 @@ ssize_t pbx__fs_inotify_read(int ifd, void *buf, size_t len);
 int pbx__fs_wait_readable(int fd, int fd2, uint64_t deadline_ns, uint64_t slice_ns,
                           const sigset_t *mask);
 
-/* An eventfd (non-blocking, close-on-exec) used to wake threads of one process; -errno. */
+/* An eventfd used as a counter of wake-ups for the threads of one process (non-blocking,
+ * close-on-exec, semaphore mode); -errno. */
 int pbx__fs_eventfd(void);
-/* Make it readable. */
-void pbx__fs_eventfd_kick(int fd);
-/* Make it unreadable again. */
-void pbx__fs_eventfd_clear(int fd);
+/* Add n wake-ups: it is readable while any is left. */
+void pbx__fs_eventfd_kick(int fd, uint32_t n);
+/* Take one wake-up, if there is one. */
+void pbx__fs_eventfd_take(int fd);
 
 /* The identity of the calling process (not thread): its pid (low 30 bits) and the low 32 bits
  * of its start time, in the format of pbx_self.ident, so pbx__os_ident_alive() judges it. */

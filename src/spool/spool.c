@@ -24,8 +24,11 @@
  *
  * WAITING. A caller that must wait (nothing to receive, no room to send) sleeps in ppoll on
  * its inotify descriptor, which becomes readable on the next rename by anyone, and on an
- * eventfd that other threads of the same handle kick when they drained events it may have
- * wanted. Signals interrupt it (-EINTR) as in the shared-memory transport (os.h, SIGNALS).
+ * eventfd that another thread of the same handle kicks (one wake-up per sleeper) when it
+ * drained events a sleeper may have wanted: the inotify queue is the handle's, so the thread
+ * that reads an event must pass the news on. A sleeper records the handle's drain generation
+ * under the lock and does not sleep if it moved before the sleep began. Signals interrupt it
+ * (-EINTR) as in the shared-memory transport (os.h, SIGNALS).
  *
  * GROUP COMMIT. Under PBX_DURABLE_ALWAYS a send must not return before its rename is durable,
  * which takes a flush of the directory it was renamed into. Concurrent senders share that
@@ -420,9 +423,12 @@ static int drain(struct spool *s)
         }
     }
     if (applied) {
-        s->gen++;
-        if (PBX_LOAD(&s->local_waiters))
-            pbx__fs_eventfd_kick(s->efd);
+        /* SEQ_CST with wait_change's pair: either the sleeper sees the new generation, or we
+         * see it counted in local_waiters. */
+        __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_SEQ_CST);
+        uint32_t sleepers = __atomic_load_n(&s->local_waiters, __ATOMIC_SEQ_CST);
+        if (sleepers)
+            pbx__fs_eventfd_kick(s->efd, sleepers);
     }
     return rescan ? scan(s) : 0;
 }
@@ -547,10 +553,10 @@ static int reap(struct spool *s)
  * Sleep until the spool may have changed: an inotify event, another thread of this handle
  * drained events, a slice passed, the deadline passed (-ETIMEDOUT), a signal handler ran
  * (-EINTR) or the spool was removed (-EIDRM). Called without the lock; gen is s->gen as the
- * caller saw it under the lock.
+ * caller saw it under the lock, and claims whether some message was claimed then.
  */
-static int wait_change(struct spool *s, uint64_t gen, uint64_t deadline_ns, struct pbx_sigguard *g,
-                       uint32_t *waiters)
+static int wait_change(struct spool *s, uint64_t gen, int claims, uint64_t deadline_ns,
+                       struct pbx_sigguard *g, uint32_t *waiters)
 {
     pbx__os_sig_block(g);
     if (removed(s))
@@ -562,13 +568,15 @@ static int wait_change(struct spool *s, uint64_t gen, uint64_t deadline_ns, stru
     __atomic_fetch_add(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
     __atomic_fetch_add(waiters, 1, __ATOMIC_RELAXED);
     int r = 1;
-    if (PBX_LOAD(&s->gen) == gen) {
-        uint64_t slice = s->idx.nclaimed ? CLAIM_SLICE_NS : IDLE_SLICE_NS;
+    if (__atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) == gen) {
+        uint64_t slice = claims ? CLAIM_SLICE_NS : IDLE_SLICE_NS;
         r = pbx__fs_wait_readable(s->ifd, s->efd, deadline_ns, slice, g->blocked ? &g->old : NULL);
     }
     __atomic_fetch_sub(waiters, 1, __ATOMIC_RELAXED);
-    if (__atomic_sub_fetch(&s->local_waiters, 1, __ATOMIC_SEQ_CST) == 0)
-        pbx__fs_eventfd_clear(s->efd);
+    __atomic_fetch_sub(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
+    /* One wake-up each: a kick for n sleepers wakes each once, not forever. A wake-up left
+     * over by a sleeper that woke for another reason costs one extra look later. */
+    pbx__fs_eventfd_take(s->efd);
     if (removed(s))
         return -EIDRM;
     if (r == -EINTR)
@@ -1178,8 +1186,9 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
                 return -EAGAIN;
             }
             uint64_t gen = s->gen;
+            int claims = s->idx.nclaimed != 0;
             spool_unlock(s);
-            if ((err = wait_change(s, gen, deadline_ns, g, &s->st->send_waiters)))
+            if ((err = wait_change(s, gen, claims, deadline_ns, g, &s->st->send_waiters)))
                 return err;
             continue;
         }
@@ -1304,8 +1313,9 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
                 return -ENOMSG;
             }
             uint64_t gen = s->gen;
+            int claims = s->idx.nclaimed != 0;
             spool_unlock(s);
-            if ((err = wait_change(s, gen, deadline_ns, g, &s->st->recv_waiters)))
+            if ((err = wait_change(s, gen, claims, deadline_ns, g, &s->st->recv_waiters)))
                 return err;
             continue;
         }
