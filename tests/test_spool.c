@@ -383,3 +383,47 @@ TEST_THREADS(spool_threads_sharing_a_handle_block_and_receive_every_message_once
         ASSERT_EQ(thr_seen[id], 1);
     pbx_close(thr_q);
 }
+
+/* ---- many messages: buckets and the event queue ---------------------------------------------- */
+
+static int send_many(void *arg)
+{
+    uint32_t n = (uint32_t) (uintptr_t) arg;
+    pbx_t *q;
+    if (pbx_open(nbuf, 0, NULL, &q))
+        return 2;
+    for (uint32_t i = 0; i < n; i++)
+        if (pbx_send(q, 1 + i % 3, &i, sizeof(i), 0) != 0)
+            return 3;
+    pbx_close(q);
+    return 0;
+}
+
+/* More messages than the kernel queues inotify events for (16384 by default) arrive while a
+ * handle is idle: it notices the overflow, scans again, and misses nothing; the messages span
+ * several bucket directories, which empty ones are removed as the queue drains. */
+TEST(spool_idle_handle_survives_an_event_queue_overflow_and_buckets_are_cleaned_up)
+{
+    const uint32_t n = 20000;
+    pbx_t *q = open_spool("many", 100000, 1 << 24, 64, PBX_BLOCK);
+    pbx_test_wait_ok(pbx_test_fork(send_many, (void *) (uintptr_t) n));
+    struct pbx_stat st;
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.msgs, n);
+    spool_dir(dbuf, sizeof(dbuf), "many/q");
+    ASSERT_GE(count_entries(dbuf), 4); /* 20000 messages: 5 buckets of 4096 */
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t got = 0;
+        long t = 0;
+        ASSERT_EQ(pbx_recv(q, 0, &got, sizeof(got), PBX_NOWAIT, &t), sizeof(got));
+        ASSERT_EQ(got, i);
+        ASSERT_EQ(t, 1 + i % 3);
+    }
+    ASSERT_LE(count_entries(dbuf), 1); /* only the newest bucket may stay */
+    pbx_close(q);
+    /* A new handle scans an empty spool and finds nothing. */
+    ASSERT_OK(pbx_open(nbuf, 0, NULL, &q));
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.msgs, 0);
+    pbx_close(q);
+}
