@@ -1130,7 +1130,17 @@ static int write_tmp(struct spool *s, long type, const void *data, uint32_t len,
     return err;
 }
 
-/* Discard the oldest queued message to make room (lock held). 1 dropped, 0 none to drop. */
+/* The index holds a queued message whose file is not there (deleted behind postbox's back,
+ * with its event not seen): forget it rather than choose it forever. If the file does exist
+ * after all, the next event or scan brings it back. Lock held. */
+static void forget_missing(struct spool *s, uint64_t seq, const char *name)
+{
+    warn(s, "queued message %s has disappeared", name);
+    pbx__sidx_leave(&s->idx, seq, PBX_SIDX_QUEUED);
+}
+
+/* Discard the oldest queued message to make room (lock held). 1 dropped, 2 it had vanished
+ * already (look again), 0 none to drop, or -errno. */
 static int drop_oldest(struct spool *s)
 {
     struct pbx_sidx_msg *m = pbx__sidx_select(&s->idx, 0, 0);
@@ -1140,8 +1150,12 @@ static int drop_oldest(struct spool *s)
     msg_name(name, m->seq, m->type, m->len);
     int bfd = bucket_dir(s, m->seq >> PBX_SPOOL_BUCKET_BITS, 0);
     int err = bfd < 0 ? bfd : pbx__fs_table()->unlinkat(bfd, name, 0);
-    if (err == -ENOENT && bfd >= 0)
-        err = pbx__fs_table()->unlinkat(bucket_dir(s, m->seq >> PBX_SPOOL_BUCKET_BITS, 1), name, 0);
+    if (err == -ENOENT && (bfd = bucket_dir(s, m->seq >> PBX_SPOOL_BUCKET_BITS, 1)) >= 0)
+        err = pbx__fs_table()->unlinkat(bfd, name, 0);
+    if (err == -ENOENT) {
+        forget_missing(s, m->seq, name);
+        return 2;
+    }
     if (err)
         return err;
     s->st->dropped++;
@@ -1175,7 +1189,7 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
                 spool_unlock(s);
                 return err;
             }
-            dropped++;
+            dropped += err == 1;
         }
         if (s->idx.count + 1 > s->meta.max_msgs || s->idx.bytes + len > s->meta.max_bytes) {
             if (flags & PBX_NOWAIT) {
@@ -1336,6 +1350,13 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
 
         if (flags & PBX_PEEK) {
             int fd = pbx__os_table()->openat(bfd, qname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+            if (fd == -ENOENT && (bfd = bucket_dir(s, bucket, 1)) >= 0)
+                fd = pbx__os_table()->openat(bfd, qname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+            if (fd == -ENOENT) {
+                forget_missing(s, seq, qname);
+                spool_unlock(s);
+                continue;
+            }
             if (fd < 0) {
                 spool_unlock(s);
                 return fd;
@@ -1358,6 +1379,13 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         /* Claim: the rename decides which receiver gets it. */
         claim_name(cname, seq, mtype, len, s->owner);
         err = pbx__fs_table()->renameat(bfd, qname, s->cfd, cname);
+        if (err == -ENOENT && (bfd = bucket_dir(s, bucket, 1)) >= 0)
+            err = pbx__fs_table()->renameat(bfd, qname, s->cfd, cname); /* stale bucket fd */
+        if (err == -ENOENT) {
+            forget_missing(s, seq, qname);
+            spool_unlock(s);
+            continue;
+        }
         if (err) {
             spool_unlock(s);
             return err;
