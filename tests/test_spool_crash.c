@@ -1,10 +1,10 @@
 /*
  * test_spool_crash.c — a process is killed (SIGKILL, from a named crash point, src/crash.h) at
  * every step of a spool send and receive: before and after the data flush, before and after
- * the rename into the queue, after the directory flush, after the claim, after reading and
- * after deleting. The survivors, and processes that open the spool afterwards, must find: no
- * partial message, every committed message exactly once, in its place in arrival order, no
- * temporary file left, and the full capacity back.
+ * the rename into the queue, after the directory flush, after the claim, after reading, after
+ * deleting and after flushing the deletion. The survivors, and processes that open the spool
+ * afterwards, must find: no partial message, every committed message exactly once, in its place in
+ * arrival order, no temporary file left, and the full capacity back.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -202,16 +202,26 @@ TEST(receiver_killed_after_reading_before_deleting_loses_nothing)
     receiver_killed_before_delete("spool.recv.read");
 }
 
-TEST(receiver_killed_after_deleting_has_received_it_once)
+static void receiver_killed_after_delete(const char *point)
 {
     open_fresh(PBX_DURABLE_ALWAYS);
     send_msg(1);
     send_msg(2);
-    kill_helper_at("spool.recv.deleted", 1, 0);
+    kill_helper_at(point, 1, 0);
     expect_message(q, 2);
     expect_empty(q);
     expect_full_capacity(q);
     pbx_close(q);
+}
+
+TEST(receiver_killed_after_unlinking_before_the_flush_has_received_it_once)
+{
+    receiver_killed_after_delete("spool.recv.unlinked");
+}
+
+TEST(receiver_killed_after_deleting_has_received_it_once)
+{
+    receiver_killed_after_delete("spool.recv.deleted");
 }
 
 /* A put-back message keeps its place for every kind of selection. */
@@ -267,10 +277,10 @@ static int churn(void *arg)
 
 TEST(repeated_kills_at_every_point_leave_only_whole_messages_and_no_stuck_claims)
 {
-    static const char *points[] = {"spool.send.written:2", "spool.send.flushed:3",
-                                   "spool.send.renamed:2", "spool.send.durable:3",
-                                   "spool.recv.claimed:2", "spool.recv.read:3",
-                                   "spool.recv.deleted:2"};
+    static const char *points[] = {"spool.send.written:2",  "spool.send.flushed:3",
+                                   "spool.send.renamed:2",  "spool.send.durable:3",
+                                   "spool.recv.claimed:2",  "spool.recv.read:3",
+                                   "spool.recv.unlinked:2", "spool.recv.deleted:2"};
     open_fresh(PBX_DURABLE_NONE);
     pbx_close(q);
     struct pbx_options o = pbx_test_options(64, 1 << 20, 4096, PBX_BLOCK);

@@ -1426,6 +1426,7 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
             return err;
         }
         err = pbx__fs_table()->unlinkat(s->cfd, cname, 0);
+        PBX_CRASH_POINT("spool.recv.unlinked");
         if (!err && s->meta.durability == PBX_DURABLE_ALWAYS)
             err = pbx__fs_table()->fsync(s->cfd);
         PBX_CRASH_POINT("spool.recv.deleted");
