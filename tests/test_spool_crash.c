@@ -312,3 +312,23 @@ TEST(repeated_kills_at_every_point_leave_only_whole_messages_and_no_stuck_claims
     ASSERT_EQ(count_entries(strcat(strcpy((char[4200]){0}, dir), "/tmp")), 0);
     pbx_close(q);
 }
+
+/* A process that keeps its handle open also deletes the temporary files of writers that died
+ * since it opened (it looks every second). */
+TEST(temporary_file_of_a_dead_writer_is_deleted_by_a_long_lived_handle)
+{
+    open_fresh(PBX_DURABLE_NONE);
+    kill_helper_at("spool.send.written", 0, 7);
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
+    ASSERT_EQ(count_entries(tmp), 1);
+    double t0 = pbx_test_now_ms();
+    while (count_entries(tmp) > 0 && pbx_test_now_ms() - t0 < 5000) {
+        char b[8];
+        ASSERT_ERR(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, NULL), -ENOMSG);
+        pbx_test_sleep_ms(50);
+    }
+    ASSERT_EQ(count_entries(tmp), 0);
+    expect_full_capacity(q);
+    pbx_close(q);
+}

@@ -42,7 +42,7 @@
  * into q/ under its old sequence number, so it keeps its place in arrival order. Every process
  * holding the lock looks at the claims at most every 100 ms, and whenever a receive finds
  * nothing while claims exist. Temporary files of dead writers are deleted when a process
- * opens the spool or scans it again.
+ * opens the spool or scans it again, and once a second by any process taking the lock.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -71,6 +71,7 @@
 #define IDLE_SLICE_NS  1000000000ull /* a sleeper re-checks at least this often */
 #define CLAIM_SLICE_NS 100000000ull  /* ... and this often while claims exist */
 #define BATCH_NS       100000000ull  /* PBX_DURABLE_BATCH flushes at most this often */
+#define CLEAN_NS       1000000000ull /* temporary files of dead writers: looked for this often */
 #define STATE_SIZE     4096
 #define NAME_LEN       80
 
@@ -88,6 +89,7 @@ struct spool {
     size_t wd_cap;
     struct pbx_sidx idx;
     uint64_t last_reap_ns;
+    uint64_t last_clean_ns; /* temporary files of dead writers last looked for */
     uint64_t cached_bucket; /* the bucket bucket_fd refers to */
     int bucket_fd;
     uint32_t local_waiters; /* threads of this handle asleep */
@@ -461,6 +463,8 @@ static void spool_unlock(struct spool *s)
     pbx__lock_release(&s->st->lock);
 }
 
+/* Take the spool lock and bring the index up to date. A process that stays open for long
+ * also deletes, every CLEAN_NS, the temporary files of writers that died since. */
 static int spool_lock(struct spool *s)
 {
     int r = pbx__lock_acquire(&s->st->lock, &s->lctx);
@@ -475,6 +479,11 @@ static int spool_lock(struct spool *s)
     if (r) {
         spool_unlock(s);
         return r;
+    }
+    uint64_t now = pbx__os_mono_ns();
+    if (PBX_UNLIKELY(now - s->last_clean_ns > CLEAN_NS)) {
+        s->last_clean_ns = now;
+        clean_tmp(s);
     }
     return 0;
 }
