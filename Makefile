@@ -10,6 +10,7 @@
 #   make torture  the long crash tests: the kill storm with 1 000 kills, mutation with more seeds
 #   make fuzz     build the libFuzzer target with clang and run it (FUZZ_SECONDS, default 60)
 #   make bench-sysv   unmodified System V programs on the kernel vs libpostbox-sysv.so (~12 s)
+#   make bench-spool  build, then measure the durable spool transport (docs/spool.md; ~2 min)
 #   make format   reformat the C sources with clang-format
 #   make install  build, then install into PREFIX (default /usr/local; DESTDIR honoured)
 #   make clean    remove the build directories
@@ -20,7 +21,7 @@ CMAKE    ?= cmake
 CTEST    ?= ctest
 GENERATOR_FLAGS ?=
 
-.PHONY: all build check demo bench bench-quick asan tsan format clean tools-check torture fuzz bench-sysv
+.PHONY: all build check demo bench bench-quick asan tsan format clean tools-check torture fuzz bench-sysv bench-spool
 
 # ---- make install (the postbox command's issue) ---------------------------------------------
 # The prefix is configured into the build (for the pkg-config file and the CMake package) and
@@ -60,6 +61,9 @@ bench-quick: build
 # ---- System V drop-in benchmark (bench/sysv/) ----
 bench-sysv: build
 	$(CMAKE) --build $(BUILD) --target bench-sysv
+
+bench-spool: build
+	$(BUILD)/bench/pbx_bench_spool $(BENCH_SPOOL_ARGS)
 
 asan:
 	$(MAKE) check BUILD=build-asan CMAKE_FLAGS="-DPBX_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"

@@ -69,6 +69,18 @@ enum pbx_overflow {
 #define PBX_NOERROR 0x0800 /* recv: truncate a message longer than the buffer, no -E2BIG */
 #define PBX_PEEK    0x1000 /* recv: copy the selected message but leave it queued */
 
+/* How a spool mailbox ("spool:PATH") makes messages durable (struct pbx_options.durability;
+ * shared-memory mailboxes ignore it). docs/spool.md states each promise.
+ *   PBX_DURABLE_ALWAYS  pbx_send() returns only once the message survives power loss (each
+ *                       message file is flushed; directory flushes are shared by concurrent
+ *                       senders). The default.
+ *   PBX_DURABLE_BATCH   the file system is flushed at most every 100 ms by some sender, and
+ *                       when a handle is closed: a power loss may lose the last ~100 ms.
+ *   PBX_DURABLE_NONE    no flushes: messages survive a killed process, not a power loss. */
+#define PBX_DURABLE_ALWAYS 0u
+#define PBX_DURABLE_BATCH  1u
+#define PBX_DURABLE_NONE   2u
+
 /*
  * Creation parameters. Always start from pbx_options_init(), then change what you need, so
  * that fields added by later versions get their defaults.
@@ -79,7 +91,10 @@ struct pbx_options {
     uint32_t max_msgs;          /* capacity in messages; default 4096, at most 16777216 */
     uint32_t max_msg_size;      /* largest payload; default 8192; at most max_bytes */
     enum pbx_overflow overflow; /* what a send into a full mailbox does; default PBX_BLOCK */
-    uint64_t reserved[6];       /* must be zero (pbx_options_init() does it) */
+    uint32_t unused_pad;        /* ignored (padding in version 0.1.0, so never checked) */
+    uint32_t durability;        /* spool mailboxes only: PBX_DURABLE_*; default ALWAYS (0) */
+    uint32_t reserved32;        /* must be zero */
+    uint64_t reserved[5];       /* must be zero (pbx_options_init() does it) */
 };
 
 /* What pbx_stat() reports. Counters are read without stopping senders and receivers, so
@@ -131,7 +146,10 @@ PBX_API const char *pbx_version(void);
  * pbx_open — open the mailbox called name, or create it.
  *
  * A bare name ("jobs") is a shared-memory mailbox in /dev/shm, or in $POSTBOX_DIR if that
- * variable is set. flags is 0 or PBX_CREATE, optionally with PBX_EXCL. opts (may be NULL for
+ * variable is set. "spool:PATH" is a spool mailbox: the directory PATH, whose messages are
+ * files that survive crashes and reboots (docs/spool.md); its parent directory must exist
+ * (-ENOTDIR), PATH must not be a symbolic link (-ELOOP), and an existing directory that is not
+ * a spool is -EBADMSG. flags is 0 or PBX_CREATE, optionally with PBX_EXCL. opts (may be NULL for
  * the defaults) applies only when this call creates the mailbox; an existing mailbox keeps
  * its own limits (check them with pbx_stat()). A new mailbox gets exactly opts->mode as its
  * permission bits (the umask does not apply, as with msgget(2)).

@@ -63,18 +63,29 @@ static int pick_transport(const char *name, const struct pbx_transport **t)
 {
     if (!name)
         return -EINVAL;
-    if (strncmp(name, "spool:", 6) == 0)
-        return -EOPNOTSUPP; /* the spool transport arrives with its own issue */
+    if (strncmp(name, "spool:", 6) == 0) {
+        *t = &pbx__spool_transport; /* the path is checked by the transport */
+        return 0;
+    }
     if (!pbx__name_valid(name))
         return -EINVAL;
     *t = &pbx__shm_transport;
     return 0;
 }
 
+/* struct pbx_options grew durability inside what was reserved[0]; every older field keeps its
+ * place and the size is unchanged, so programs built against 0.1.0 still work. */
+_Static_assert(sizeof(struct pbx_options) == 80, "struct pbx_options keeps its size");
+_Static_assert(offsetof(struct pbx_options, overflow) == 24, "overflow keeps its place");
+_Static_assert(offsetof(struct pbx_options, durability) == 32, "durability is old reserved[0]");
+_Static_assert(offsetof(struct pbx_options, reserved) == 40, "reserved[] is old reserved[1..5]");
+
 static int options_valid(const struct pbx_options *o)
 {
     if (!o)
         return 1;
+    if (o->durability > PBX_DURABLE_NONE || o->reserved32)
+        return 0;
     for (size_t i = 0; i < PBX_ARRAY_LEN(o->reserved); i++)
         if (o->reserved[i])
             return 0;

@@ -4,8 +4,7 @@
  * The API layer (mailbox.c) checks arguments, turns timeouts into deadlines and hands each
  * call to the transport the mailbox's name chose; it never looks inside a transport's state.
  * A transport is this table of functions, one per operation (the pattern of nng's
- * transports). Shared memory is the only one so far; the spool transport ("spool:PATH") will
- * be a second table.
+ * transports): shared memory (src/shm/) and the durable spool ("spool:PATH", src/spool/).
  *
  * Arguments reach a transport already checked: names are valid, flags known, types in range,
  * buffers non-NULL where a length says they are used. deadline_ns is an absolute
@@ -34,5 +33,6 @@ struct pbx_transport {
 };
 
 extern const struct pbx_transport pbx__shm_transport;
+extern const struct pbx_transport pbx__spool_transport; /* src/spool/spool.c */
 
 #endif

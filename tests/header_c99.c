@@ -11,5 +11,8 @@ int main(void)
     struct pbx_options o;
     pbx_options_init(&o);
     /* Exit 0 only if the call really went through the library. */
-    return o.mode == 0600 && strcmp(pbx_strerror(0), "success") == 0 ? 0 : 1;
+    return o.mode == 0600 && o.durability == PBX_DURABLE_ALWAYS &&
+                   strcmp(pbx_strerror(0), "success") == 0
+               ? 0
+               : 1;
 }

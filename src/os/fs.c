@@ -1,0 +1,205 @@
+/*
+ * fs.c — the spool's file-system calls (see fs.h).
+ */
+#define _GNU_SOURCE
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "os.h"
+
+static int real_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO;
+        p += n;
+        len -= (size_t) n;
+    }
+    return 0;
+}
+
+static int real_fsync(int fd)
+{
+    return fsync(fd) < 0 ? -errno : 0;
+}
+
+static int real_fdatasync(int fd)
+{
+    return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+static int real_renameat(int olddirfd, const char *oldname, int newdirfd, const char *newname)
+{
+    return renameat(olddirfd, oldname, newdirfd, newname) < 0 ? -errno : 0;
+}
+
+static int real_mkdirat(int dirfd, const char *name, mode_t mode)
+{
+    return mkdirat(dirfd, name, mode) < 0 ? -errno : 0;
+}
+
+static int real_unlinkat(int dirfd, const char *name, int flags)
+{
+    return unlinkat(dirfd, name, flags) < 0 ? -errno : 0;
+}
+
+static int real_syncfs(int fd)
+{
+    return syncfs(fd) < 0 ? -errno : 0;
+}
+
+#define PBX_REAL_FS_CALLS                                                                          \
+    {                                                                                              \
+        .write_all = real_write_all, .fsync = real_fsync, .fdatasync = real_fdatasync,             \
+        .renameat = real_renameat, .mkdirat = real_mkdirat, .unlinkat = real_unlinkat,             \
+        .syncfs = real_syncfs,                                                                     \
+    }
+
+static const struct pbx_fs_calls real_calls = PBX_REAL_FS_CALLS;
+static struct pbx_fs_calls calls = PBX_REAL_FS_CALLS;
+
+struct pbx_fs_calls *pbx__fs_table(void)
+{
+    return &calls;
+}
+
+void pbx__fs_table_reset(void)
+{
+    calls = real_calls;
+}
+
+ssize_t pbx__fs_pread(int fd, void *buf, size_t len, off_t off)
+{
+    for (;;) {
+        ssize_t n = pread(fd, buf, len, off);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+int pbx__fs_inotify_init(void)
+{
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int pbx__fs_inotify_watch(int ifd, int dirfd_parent, const char *path)
+{
+    /* inotify_add_watch takes a path; /proc/self/fd/N names the parent without racing a
+     * rename of the spool. */
+    char full[4096];
+    int n = snprintf(full, sizeof(full), "/proc/self/fd/%d/%s", dirfd_parent, path);
+    if (n < 0 || (size_t) n >= sizeof(full))
+        return -ENAMETOOLONG;
+    int wd = inotify_add_watch(ifd, full,
+                               IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ONLYDIR |
+                                   IN_DONT_FOLLOW | IN_DELETE_SELF | IN_MOVE_SELF);
+    return wd < 0 ? -errno : wd;
+}
+
+ssize_t pbx__fs_inotify_read(int ifd, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = read(ifd, buf, len);
+        if (n >= 0)
+            return n;
+        if (errno == EAGAIN)
+            return 0;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+int pbx__fs_wait_readable(int fd, int fd2, uint64_t deadline_ns, uint64_t slice_ns,
+                          const sigset_t *mask)
+{
+    uint64_t now = pbx__os_mono_ns();
+    uint64_t wait = slice_ns;
+    if (deadline_ns) {
+        if (deadline_ns <= now)
+            return 0;
+        if (deadline_ns - now < wait)
+            wait = deadline_ns - now;
+    }
+    struct timespec ts = {(time_t) (wait / 1000000000u), (long) (wait % 1000000000u)};
+    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = fd2, .events = POLLIN}};
+    int r = ppoll(p, fd2 >= 0 ? 2 : 1, &ts, mask);
+    if (r < 0)
+        return errno == EINTR ? -EINTR : -errno;
+    return r > 0;
+}
+
+uint64_t pbx__fs_process_ident(void)
+{
+    /* The thread identity of the main thread names the process: its tid is the pid. */
+    static uint64_t cached;
+    static pid_t cached_pid;
+    pid_t pid = getpid();
+    if (cached && cached_pid == pid)
+        return cached;
+    uint64_t start = 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[1024];
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n > 0) {
+            buf[n] = 0;
+            /* Field 22 (starttime) counted after the ")" that ends the command name. */
+            char *p = buf + n;
+            while (p > buf && *p != ')')
+                p--;
+            int field = 2;
+            for (; *p && field < 22; p++)
+                if (*p == ' ')
+                    field++;
+            start = strtoull(p, NULL, 10);
+        }
+    }
+    cached = ((start & 0xffffffffu) << 32) | ((uint64_t) pid & 0x3fffffffu);
+    if (!cached)
+        cached = 1;
+    cached_pid = pid;
+    return cached;
+}
+
+int pbx__fs_eventfd(void)
+{
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+    return fd < 0 ? -errno : fd;
+}
+
+void pbx__fs_eventfd_kick(int fd, uint32_t n_wakeups)
+{
+    uint64_t v = n_wakeups;
+    ssize_t n = write(fd, &v, sizeof(v));
+    (void) n; /* EAGAIN: the counter is saturated, which is readable enough */
+}
+
+void pbx__fs_eventfd_take(int fd)
+{
+    uint64_t v;
+    ssize_t n = read(fd, &v, sizeof(v));
+    (void) n; /* EAGAIN: nothing to take */
+}

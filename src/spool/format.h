@@ -1,0 +1,84 @@
+/*
+ * format.h — what a spool looks like on disk (docs/spool.md describes it for users).
+ *
+ * A spool is a directory:
+ *
+ *   PATH/meta            the limits chosen at creation (struct pbx_spool_meta); never changes
+ *   PATH/state           shared counters and locks, mapped by every process (struct
+ *                        pbx_spool_state); statistics and coordination only, never the truth
+ *                        about which messages exist
+ *   PATH/tmp/            messages being written: OWNER.N (OWNER: the writer's identity)
+ *   PATH/q/BUCKET/       queued messages: SEQ.TYPE.LEN, BUCKET = SEQ >> 12, in hex
+ *   PATH/c/              claimed messages: SEQ.TYPE.LEN.OWNER (being read, or held by a claim)
+ *   PATH/bad/            damaged message files, set aside (never deleted by postbox)
+ *
+ * The directories are the truth: a message exists exactly while its file is in q/ or c/, and
+ * everything a process knows about the spool (its index, the capacity in use) is derived from
+ * their names. SEQ is a global sequence number (16 hex digits), which orders arrival; the name
+ * carries the type and length so that indexing needs no file to be read. A message file is a
+ * header (struct pbx_spool_msg_head) followed by the payload.
+ */
+#ifndef PBX_SPOOL_FORMAT_H
+#define PBX_SPOOL_FORMAT_H
+
+#include <stdint.h>
+
+#define PBX_SPOOL_META_MAGIC  "PBXSPOOL"
+#define PBX_SPOOL_STATE_MAGIC "PBXSPSTA"
+#define PBX_SPOOL_VERSION     1
+#define PBX_SPOOL_BUCKET_BITS 12 /* 4096 messages per queue directory */
+
+struct pbx_spool_meta {
+    char magic[8];
+    uint32_t version;
+    uint32_t mode;
+    uint64_t max_bytes;
+    uint32_t max_msgs;
+    uint32_t max_msg_size;
+    uint32_t overflow;
+    uint32_t durability;
+    uint32_t reserved[5];
+    uint32_t check; /* FNV-1a of the bytes before it */
+};
+_Static_assert(sizeof(struct pbx_spool_meta) == 64, "meta layout is fixed");
+
+/* Each field that processes update concurrently sits on its own cache line. */
+struct pbx_spool_state {
+    char magic[8];
+    uint32_t version;
+    uint32_t removed; /* set once by pbx_remove/pbx_unlink, after the directory is renamed away */
+    uint8_t pad0[48];
+    uint64_t lock; /* the spool lock (src/shm/lock.h): renames into and out of q/ and c/ */
+    uint8_t pad1[56];
+    uint64_t flush_lock; /* held by the process flushing directories for a group (GROUP COMMIT) */
+    uint8_t pad2[56];
+    /* Under the spool lock: */
+    uint64_t next_seq;
+    uint64_t renames;            /* messages renamed into q/ (ever) */
+    uint64_t dirty_lo, dirty_hi; /* buckets renamed into since the last flush (lo > hi: none) */
+    uint64_t sent, dropped;
+    int64_t last_send_time;
+    int32_t last_send_pid;
+    uint32_t pad3;
+    /* Atomics: */
+    uint64_t flushed; /* renames made durable by a directory flush */
+    uint64_t received, repairs;
+    int64_t last_recv_time;
+    int32_t last_recv_pid;
+    uint32_t send_waiters, recv_waiters;
+    uint32_t pad4;
+    int64_t last_batch_flush_ns;
+};
+_Static_assert(sizeof(struct pbx_spool_state) <= 4096, "the state fits one page");
+
+/* The head of a message file. */
+struct pbx_spool_msg_head {
+    char magic[4]; /* "PBXM" */
+    uint32_t len;
+    int64_t type;
+    uint32_t sum;      /* FNV-1a of the payload */
+    uint32_t head_sum; /* FNV-1a of the 20 bytes before it */
+};
+_Static_assert(sizeof(struct pbx_spool_msg_head) == 24, "message head layout is fixed");
+
+#endif

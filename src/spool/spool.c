@@ -1,0 +1,1512 @@
+/*
+ * spool.c — the durable transport: a mailbox that is a directory, one file per message.
+ *
+ * The lecture's second way to communicate, made safe for many processes: a message is written
+ * under a temporary name, flushed, renamed into the queue directory and the directory flushed;
+ * a receiver claims a message by renaming it into the claim directory under its own identity,
+ * reads it there and deletes it. A rename is atomic, so a message is either queued or claimed
+ * by exactly one process, and a process killed at any point leaves only whole files: a
+ * temporary file (never visible, deleted later) or a claimed message whose owner is dead (put
+ * back, see REAPING). The layout is in format.h; docs/spool.md tells users what it promises.
+ *
+ * LOCKING. All renames into and out of q/ and c/ (send, claim, put back, drop, quarantine)
+ * happen under one lock in the shared state file, the robust lock of src/shm/lock.h, so the
+ * capacity check and the choice of a message see a directory nobody else is changing. File
+ * contents are written, flushed and read outside the lock; only the renames are inside.
+ *
+ * THE INDEX. Every process keeps an index of the spool (index.h), built by one scan on open
+ * and kept current by inotify: with the lock held, a process first applies every event queued
+ * on its inotify descriptor (drain), which brings its index to the exact state of the
+ * directories, since every change to them was made by someone holding the lock, and the
+ * kernel queues an event before the rename returns. Capacity in use is the index's count: it
+ * derives from the files, so a crash cannot leave it wrong. If the kernel's event queue
+ * overflows, the process scans again.
+ *
+ * WAITING. A caller that must wait (nothing to receive, no room to send) sleeps in ppoll on
+ * its inotify descriptor, which becomes readable on the next rename by anyone, and on an
+ * eventfd that another thread of the same handle kicks (one wake-up per sleeper) when it
+ * drained events a sleeper may have wanted: the inotify queue is the handle's, so the thread
+ * that reads an event must pass the news on. A sleeper records the handle's drain generation
+ * under the lock and does not sleep if it moved before the sleep began. Signals interrupt it
+ * (-EINTR) as in the shared-memory transport (os.h, SIGNALS).
+ *
+ * GROUP COMMIT. Under PBX_DURABLE_ALWAYS a send must not return before its rename is durable,
+ * which takes a flush of the directory it was renamed into. Concurrent senders share that
+ * flush: the state counts renames (renames) and renames covered by a finished flush
+ * (flushed). A sender that renamed as number k takes the flush lock; if flushed >= k by then,
+ * somebody else's flush covered it and it returns; otherwise it flushes every directory renamed
+ * into since the last flush (dirty_lo..dirty_hi) and sets flushed to the count it saw before
+ * flushing. One flush thus serves every sender that renamed before it started.
+ *
+ * REAPING. A claimed message whose owner process is dead (killed mid-receive) is renamed back
+ * into q/ under its old sequence number, so it keeps its place in arrival order. Every process
+ * holding the lock looks at the claims at most every 100 ms, and whenever a receive finds
+ * nothing while claims exist. Temporary files of dead writers are deleted when a process
+ * opens the spool or scans it again, and once a second by any process taking the lock.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common.h"
+#include "../crash.h"
+#include "../os/fs.h"
+#include "../os/os.h"
+#include "../shm/lock.h"
+#include "../transport.h"
+#include "format.h"
+#include "index.h"
+
+#define REAP_NS        100000000ull  /* look at claims at most this often */
+#define IDLE_SLICE_NS  1000000000ull /* a sleeper re-checks at least this often */
+#define CLAIM_SLICE_NS 100000000ull  /* ... and this often while claims exist */
+#define BATCH_NS       100000000ull  /* PBX_DURABLE_BATCH flushes at most this often */
+#define CLEAN_NS       1000000000ull /* temporary files of dead writers: looked for this often */
+#define STATE_SIZE     4096
+#define NAME_LEN       80
+
+struct spool {
+    char *path;
+    int dirfd, qfd, cfd, tmpfd, badfd, statefd;
+    struct pbx_spool_state *st;
+    struct pbx_lock_ctx lctx;
+    struct pbx_spool_meta meta;
+    /* The per-process part, rebuilt in a fork()ed child (see process_init). */
+    int32_t pid;
+    uint64_t owner; /* this process's identity, in claim and temporary names */
+    int ifd, efd, qwd, cwd;
+    uint64_t *wd_bucket; /* inotify watch -> bucket + 1 (0: not a bucket) */
+    size_t wd_cap;
+    struct pbx_sidx idx;
+    uint64_t last_reap_ns;
+    uint64_t last_clean_ns; /* temporary files of dead writers last looked for */
+    uint64_t cached_bucket; /* the bucket bucket_fd refers to */
+    int bucket_fd;
+    uint32_t local_waiters; /* threads of this handle asleep */
+    uint64_t gen;           /* changes each time a drain applied events */
+    uint64_t tmp_counter;
+    int warned;
+};
+
+/* ---- small helpers --------------------------------------------------------------------- */
+
+static uint32_t fnv32(const void *p, size_t n, uint32_t h)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 16777619u;
+    return h;
+}
+#define FNV_SEED 2166136261u
+
+static void warn(struct spool *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(struct spool *s, const char *fmt, ...)
+{
+    if (s->warned++ > 20)
+        return; /* a directory full of junk must not flood stderr */
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "postbox: spool %s: ", s->path);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static mode_t dir_mode(uint32_t mode)
+{
+    return (mode_t) (mode | ((mode & 0444) >> 2)); /* search where there is read */
+}
+
+static void bucket_name(char *buf, uint64_t bucket)
+{
+    snprintf(buf, NAME_LEN, "%08" PRIx64, bucket);
+}
+
+static void msg_name(char *buf, uint64_t seq, long type, uint32_t len)
+{
+    snprintf(buf, NAME_LEN, "%016" PRIx64 ".%ld.%" PRIu32, seq, type, len);
+}
+
+static void claim_name(char *buf, uint64_t seq, long type, uint32_t len, uint64_t owner)
+{
+    snprintf(buf, NAME_LEN, "%016" PRIx64 ".%ld.%" PRIu32 ".%016" PRIx64, seq, type, len, owner);
+}
+
+static int parse_hex(const char **p, int digits, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < digits; i++) {
+        char c = (*p)[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = v << 4 | (uint64_t) d;
+    }
+    *p += digits;
+    *out = v;
+    return 0;
+}
+
+/* A decimal number without leading zeros ("0" itself is fine), at most max. */
+static int parse_dec(const char **p, uint64_t max, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9'))
+        return -1;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (max - (uint64_t) (*s - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t) (*s - '0');
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+/* Parse "SEQ.TYPE.LEN" (claimed: "SEQ.TYPE.LEN.OWNER"), exactly as the names above write it. */
+static int parse_msg(const char *name, int claimed, uint64_t *seq, long *type, uint32_t *len,
+                     uint64_t *owner)
+{
+    const char *p = name;
+    uint64_t t, l;
+    if (parse_hex(&p, 16, seq) || *p++ != '.' || parse_dec(&p, LONG_MAX, &t) || t < 1 ||
+        *p++ != '.' || parse_dec(&p, UINT32_MAX, &l))
+        return -1;
+    if (claimed) {
+        if (*p++ != '.' || parse_hex(&p, 16, owner))
+            return -1;
+    }
+    if (*p)
+        return -1;
+    *type = (long) t;
+    *len = (uint32_t) l;
+    return 0;
+}
+
+static int parse_bucket(const char *name, uint64_t *bucket)
+{
+    const char *p = name;
+    return parse_hex(&p, 8, bucket) || *p ? -1 : 0;
+}
+
+static int removed(const struct spool *s)
+{
+    return PBX_ACQUIRE(&s->st->removed) != 0;
+}
+
+/* ---- the lock and the index ------------------------------------------------------------ */
+
+static int watch_bucket(struct spool *s, uint64_t bucket, const char *name)
+{
+    int wd = pbx__fs_inotify_watch(s->ifd, s->qfd, name);
+    if (wd < 0)
+        return wd;
+    if ((size_t) wd >= s->wd_cap) {
+        size_t cap = (size_t) wd * 2 + 16;
+        uint64_t *a = realloc(s->wd_bucket, cap * sizeof(*a));
+        if (!a)
+            return -ENOMEM;
+        memset(a + s->wd_cap, 0, (cap - s->wd_cap) * sizeof(*a));
+        s->wd_bucket = a;
+        s->wd_cap = cap;
+    }
+    s->wd_bucket[wd] = bucket + 1;
+    return 0;
+}
+
+/* Index every message file in bucket directory name; a stray name is warned about, once. */
+static int scan_bucket(struct spool *s, uint64_t bucket, const char *name, int cleanup)
+{
+    int fd =
+        pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd == -ENOENT)
+        return 0; /* removed since (empty) */
+    if (fd < 0)
+        return fd;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return -errno;
+    }
+    int err = 0, n = 0;
+    for (struct dirent *e; !err && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        uint64_t seq, owner;
+        long type;
+        uint32_t len;
+        n++;
+        if (parse_msg(e->d_name, 0, &seq, &type, &len, &owner) ||
+            seq >> PBX_SPOOL_BUCKET_BITS != bucket || len > s->meta.max_msg_size) {
+            warn(s, "ignoring foreign file q/%s/%s", name, e->d_name);
+            continue;
+        }
+        err = pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_QUEUED, 0);
+    }
+    closedir(d);
+    /* An empty bucket all of whose numbers are taken will never be used again. */
+    if (!err && n == 0 && cleanup && bucket < (PBX_LOAD(&s->st->next_seq) >> PBX_SPOOL_BUCKET_BITS))
+        pbx__fs_table()->unlinkat(s->qfd, name, AT_REMOVEDIR);
+    return err;
+}
+
+/* Delete the temporary files of writers that are dead. */
+static void clean_tmp(struct spool *s)
+{
+    int fd = dup(s->tmpfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    rewinddir(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *p = e->d_name;
+        uint64_t owner;
+        if (p[0] == '.')
+            continue;
+        if (parse_hex(&p, 16, &owner) || *p != '.') {
+            warn(s, "ignoring foreign file tmp/%s", e->d_name);
+            continue;
+        }
+        if (!pbx__os_ident_alive(owner))
+            pbx__fs_table()->unlinkat(s->tmpfd, e->d_name, 0);
+    }
+    closedir(d);
+}
+
+/* Build the index from the directories (called with the lock held). */
+static int scan(struct spool *s)
+{
+    pbx__sidx_clear(&s->idx);
+    int wd = pbx__fs_inotify_watch(s->ifd, s->dirfd, "q");
+    if (wd < 0)
+        return wd;
+    s->qwd = wd;
+    if ((wd = pbx__fs_inotify_watch(s->ifd, s->dirfd, "c")) < 0)
+        return wd;
+    s->cwd = wd;
+
+    int err = 0;
+    int fd = dup(s->qfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return -EMFILE;
+    }
+    rewinddir(d);
+    for (struct dirent *e; !err && (e = readdir(d));) {
+        uint64_t b;
+        if (e->d_name[0] == '.')
+            continue;
+        if (parse_bucket(e->d_name, &b)) {
+            warn(s, "ignoring foreign file q/%s", e->d_name);
+            continue;
+        }
+        err = watch_bucket(s, b, e->d_name);
+        if (!err)
+            err = scan_bucket(s, b, e->d_name, 1);
+        else if (err == -ENOENT)
+            err = 0; /* removed since it was listed */
+    }
+    closedir(d);
+    if (err)
+        return err;
+
+    fd = dup(s->cfd);
+    d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return -EMFILE;
+    }
+    rewinddir(d);
+    for (struct dirent *e; !err && (e = readdir(d));) {
+        uint64_t seq, owner;
+        long type;
+        uint32_t len;
+        if (e->d_name[0] == '.')
+            continue;
+        if (parse_msg(e->d_name, 1, &seq, &type, &len, &owner) || len > s->meta.max_msg_size) {
+            warn(s, "ignoring foreign file c/%s", e->d_name);
+            continue;
+        }
+        err = pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_CLAIMED, owner);
+    }
+    closedir(d);
+    /* After a power loss the state file may be older than the directories: sequence numbers
+     * restart above every message that exists. */
+    if (PBX_LOAD(&s->st->next_seq) <= s->idx.max_seq)
+        PBX_STORE(&s->st->next_seq, s->idx.max_seq + 1);
+    clean_tmp(s);
+    return err;
+}
+
+static int apply_event(struct spool *s, const struct inotify_event *ev)
+{
+    uint64_t seq, owner = 0, b;
+    long type;
+    uint32_t len;
+    int to = (ev->mask & (IN_MOVED_TO | IN_CREATE)) != 0;
+    int from = (ev->mask & (IN_MOVED_FROM | IN_DELETE)) != 0;
+    if (ev->wd == s->qwd) {
+        if (to && (ev->mask & IN_ISDIR) && ev->len && parse_bucket(ev->name, &b) == 0) {
+            int err = watch_bucket(s, b, ev->name);
+            if (err == -ENOENT)
+                return 0; /* an old event: the bucket was emptied and removed since */
+            /* Files renamed in before the watch existed are found by scanning it. */
+            return err ? err : scan_bucket(s, b, ev->name, 0);
+        }
+        return 0;
+    }
+    if (ev->wd == s->cwd) {
+        if (!ev->len || parse_msg(ev->name, 1, &seq, &type, &len, &owner))
+            return 0;
+        if (to && len <= s->meta.max_msg_size)
+            return pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_CLAIMED, owner);
+        if (from)
+            pbx__sidx_leave(&s->idx, seq, PBX_SIDX_CLAIMED);
+        return 0;
+    }
+    if (ev->wd < 0 || (size_t) ev->wd >= s->wd_cap || !s->wd_bucket[ev->wd])
+        return 0;
+    b = s->wd_bucket[ev->wd] - 1;
+    if (ev->mask & IN_IGNORED) {
+        s->wd_bucket[ev->wd] = 0;
+        return 0;
+    }
+    if (!ev->len || parse_msg(ev->name, 0, &seq, &type, &len, &owner) ||
+        seq >> PBX_SPOOL_BUCKET_BITS != b)
+        return 0;
+    if (to && len <= s->meta.max_msg_size)
+        return pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_QUEUED, 0);
+    if (from)
+        pbx__sidx_leave(&s->idx, seq, PBX_SIDX_QUEUED);
+    return 0;
+}
+
+/* Apply every queued inotify event (lock held). */
+static int drain(struct spool *s)
+{
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int rescan = 0, applied = 0;
+    for (;;) {
+        ssize_t n = pbx__fs_inotify_read(s->ifd, buf, sizeof(buf));
+        if (n < 0)
+            return (int) n;
+        if (n == 0)
+            break;
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *) p;
+            p += sizeof(*ev) + ev->len;
+            applied = 1;
+            if (ev->mask & IN_Q_OVERFLOW)
+                rescan = 1;
+            if (rescan)
+                continue;
+            int err = apply_event(s, ev);
+            if (err == -ENOMEM)
+                rescan = 1;
+            else if (err)
+                return err;
+        }
+    }
+    if (applied) {
+        /* SEQ_CST with wait_change's pair: either the sleeper sees the new generation, or we
+         * see it counted in local_waiters. */
+        __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_SEQ_CST);
+        uint32_t sleepers = __atomic_load_n(&s->local_waiters, __ATOMIC_SEQ_CST);
+        if (sleepers)
+            pbx__fs_eventfd_kick(s->efd, sleepers);
+    }
+    return rescan ? scan(s) : 0;
+}
+
+/* This process's own inotify descriptor and index: made on open, and again in a child after
+ * fork(), which must not share its parent's event queue. */
+static int process_init(struct spool *s)
+{
+    if (s->ifd >= 0)
+        close(s->ifd);
+    if (s->efd >= 0)
+        close(s->efd);
+    s->ifd = s->efd = -1;
+    if (s->wd_bucket)
+        memset(s->wd_bucket, 0, s->wd_cap * sizeof(*s->wd_bucket));
+    int fd = pbx__fs_inotify_init();
+    if (fd < 0)
+        return fd;
+    s->ifd = fd;
+    if ((fd = pbx__fs_eventfd()) < 0)
+        return fd;
+    s->efd = fd;
+    s->pid = pbx__os_self()->pid;
+    s->owner = pbx__fs_process_ident();
+    return scan(s);
+}
+
+static void spool_unlock(struct spool *s)
+{
+    pbx__lock_release(&s->st->lock);
+}
+
+/* Take the spool lock and bring the index up to date. A process that stays open for long
+ * also deletes, every CLEAN_NS, the temporary files of writers that died since. */
+static int spool_lock(struct spool *s)
+{
+    int r = pbx__lock_acquire(&s->st->lock, &s->lctx);
+    if (r < 0)
+        return r;
+    if (r == 1)
+        __atomic_fetch_add(&s->st->repairs, 1, __ATOMIC_RELAXED);
+    if (PBX_UNLIKELY(s->pid != pbx__os_self()->pid))
+        r = process_init(s);
+    else
+        r = drain(s);
+    if (r) {
+        spool_unlock(s);
+        return r;
+    }
+    uint64_t now = pbx__os_mono_ns();
+    if (PBX_UNLIKELY(now - s->last_clean_ns > CLEAN_NS)) {
+        s->last_clean_ns = now;
+        clean_tmp(s);
+    }
+    return 0;
+}
+
+/* The open directory of bucket b, created if needed (lock held). The descriptor of the bucket
+ * last used is kept; fresh forces a new look (after a rename found it gone). */
+static int bucket_dir(struct spool *s, uint64_t b, int fresh)
+{
+    if (s->bucket_fd >= 0 && s->cached_bucket == b && !fresh)
+        return s->bucket_fd;
+    if (s->bucket_fd >= 0)
+        close(s->bucket_fd);
+    s->bucket_fd = -1;
+    char name[NAME_LEN];
+    bucket_name(name, b);
+    int err = pbx__fs_table()->mkdirat(s->qfd, name, dir_mode(s->meta.mode));
+    if (err && err != -EEXIST)
+        return err;
+    int fd =
+        pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd < 0)
+        return fd;
+    if (!err) {
+        pbx__os_table()->fchmod(fd, dir_mode(s->meta.mode)); /* the umask must not apply */
+        /* The new directory's own name must be durable before anything renamed into it is. */
+        if (s->meta.durability != PBX_DURABLE_NONE && (err = pbx__fs_table()->fsync(s->qfd))) {
+            close(fd);
+            return err;
+        }
+    }
+    s->bucket_fd = fd;
+    s->cached_bucket = b;
+    return fd;
+}
+
+/* Rename into bucket b, creating it again if a receiver just removed it (lock held). */
+static int rename_into_bucket(struct spool *s, int fromfd, const char *from, uint64_t b,
+                              const char *to)
+{
+    for (int attempt = 0;; attempt++) {
+        int bfd = bucket_dir(s, b, attempt > 0);
+        if (bfd < 0)
+            return bfd;
+        int err = pbx__fs_table()->renameat(fromfd, from, bfd, to);
+        if (err != -ENOENT || attempt > 0)
+            return err;
+        /* ENOENT: the source is gone, or the cached bucket was removed; try a fresh bucket. */
+    }
+}
+
+/* Put back the claims of dead processes (lock held). Returns how many. */
+static int reap(struct spool *s)
+{
+    int n = 0;
+    s->last_reap_ns = pbx__os_mono_ns();
+    for (struct pbx_sidx_msg *m = s->idx.claimed; m; m = m->cnext) {
+        if (pbx__os_ident_alive(m->owner))
+            continue;
+        char from[NAME_LEN], to[NAME_LEN];
+        claim_name(from, m->seq, m->type, m->len, m->owner);
+        msg_name(to, m->seq, m->type, m->len);
+        int err = rename_into_bucket(s, s->cfd, from, m->seq >> PBX_SPOOL_BUCKET_BITS, to);
+        if (err == 0) {
+            n++;
+            __atomic_fetch_add(&s->st->repairs, 1, __ATOMIC_RELAXED);
+        } else if (err != -ENOENT) {
+            warn(s, "cannot put back c/%s: %s", from, strerror(-err));
+        }
+    }
+    if (n)
+        drain(s);
+    return n;
+}
+
+/*
+ * Sleep until the spool may have changed: an inotify event, another thread of this handle
+ * drained events, a slice passed, the deadline passed (-ETIMEDOUT), a signal handler ran
+ * (-EINTR) or the spool was removed (-EIDRM). Called without the lock; gen is s->gen as the
+ * caller saw it under the lock, and claims whether some message was claimed then.
+ */
+static int wait_change(struct spool *s, uint64_t gen, int claims, uint64_t deadline_ns,
+                       struct pbx_sigguard *g, uint32_t *waiters)
+{
+    pbx__os_sig_block(g);
+    if (removed(s))
+        return -EIDRM;
+    if (pbx__os_sig_caught_pending(g))
+        return -EINTR;
+    if (deadline_ns && pbx__os_mono_ns() >= deadline_ns)
+        return -ETIMEDOUT;
+    __atomic_fetch_add(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(waiters, 1, __ATOMIC_RELAXED);
+    int r = 1;
+    if (__atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) == gen) {
+        uint64_t slice = claims ? CLAIM_SLICE_NS : IDLE_SLICE_NS;
+        r = pbx__fs_wait_readable(s->ifd, s->efd, deadline_ns, slice, g->blocked ? &g->old : NULL);
+    }
+    __atomic_fetch_sub(waiters, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
+    /* One wake-up each: a kick for n sleepers wakes each once, not forever. A wake-up left
+     * over by a sleeper that woke for another reason costs one extra look later. */
+    pbx__fs_eventfd_take(s->efd);
+    if (removed(s))
+        return -EIDRM;
+    if (r == -EINTR)
+        return -EINTR;
+    if (r == 0 && deadline_ns && pbx__os_mono_ns() >= deadline_ns)
+        return -ETIMEDOUT;
+    return 0;
+}
+
+/* ---- group commit ---------------------------------------------------------------------- */
+
+/* Make every rename up to number mine durable (GROUP COMMIT above). */
+static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
+{
+    struct pbx_lock_ctx *ctx = &s->lctx;
+    if (PBX_ACQUIRE(&s->st->flushed) >= mine)
+        return 0;
+    int r = pbx__lock_acquire(&s->st->flush_lock, ctx);
+    if (r < 0)
+        return r;
+    if (PBX_ACQUIRE(&s->st->flushed) >= mine) {
+        pbx__lock_release(&s->st->flush_lock);
+        return 0;
+    }
+    if ((r = spool_lock(s)) < 0) {
+        pbx__lock_release(&s->st->flush_lock);
+        return r;
+    }
+    uint64_t target = s->st->renames;
+    uint64_t lo = s->st->dirty_lo, hi = s->st->dirty_hi;
+    s->st->dirty_lo = UINT64_MAX;
+    s->st->dirty_hi = 0;
+    spool_unlock(s);
+    /* A flusher that died after taking the range leaves it to us: include our own bucket. */
+    if (lo > hi)
+        lo = hi = my_bucket;
+    lo = my_bucket < lo ? my_bucket : lo;
+    hi = my_bucket > hi ? my_bucket : hi;
+    int err = 0;
+    for (uint64_t b = lo; b <= hi && !err; b++) {
+        char name[NAME_LEN];
+        bucket_name(name, b);
+        int fd = pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+        if (fd == -ENOENT)
+            continue; /* emptied and removed: nothing in it to make durable */
+        if (fd < 0) {
+            err = fd;
+            break;
+        }
+        err = pbx__fs_table()->fsync(fd);
+        close(fd);
+    }
+    if (!err) {
+        uint64_t cur = PBX_LOAD(&s->st->flushed);
+        while (cur < target && !__atomic_compare_exchange_n(&s->st->flushed, &cur, target, 0,
+                                                            __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+            ;
+    } else {
+        /* Give the range back, so the next flusher retries it. */
+        if (spool_lock(s) == 0) {
+            if (lo < s->st->dirty_lo)
+                s->st->dirty_lo = lo;
+            if (hi > s->st->dirty_hi)
+                s->st->dirty_hi = hi;
+            spool_unlock(s);
+        }
+    }
+    pbx__lock_release(&s->st->flush_lock);
+    return err;
+}
+
+/* PBX_DURABLE_BATCH: flush the file system if nobody did for BATCH_NS (or force). */
+static int flush_batch(struct spool *s, int force)
+{
+    int64_t now = (int64_t) pbx__os_mono_ns();
+    int64_t last = PBX_LOAD(&s->st->last_batch_flush_ns);
+    uint64_t target = PBX_LOAD(&s->st->renames);
+    if (PBX_LOAD(&s->st->flushed) >= target)
+        return 0;
+    if (!force && (now - last < (int64_t) BATCH_NS ||
+                   !__atomic_compare_exchange_n(&s->st->last_batch_flush_ns, &last, now, 0,
+                                                __ATOMIC_RELAXED, __ATOMIC_RELAXED)))
+        return 0;
+    int err = pbx__fs_table()->syncfs(s->dirfd);
+    if (!err) {
+        uint64_t cur = PBX_LOAD(&s->st->flushed);
+        while (cur < target && !__atomic_compare_exchange_n(&s->st->flushed, &cur, target, 0,
+                                                            __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+            ;
+    }
+    return err;
+}
+
+/* ---- opening and creating -------------------------------------------------------------- */
+
+static void spool_free(struct spool *s)
+{
+    if (!s)
+        return;
+    if (s->st)
+        pbx__os_table()->munmap(s->st, STATE_SIZE);
+    int *fds[] = {&s->dirfd,   &s->qfd, &s->cfd, &s->tmpfd,    &s->badfd,
+                  &s->statefd, &s->ifd, &s->efd, &s->bucket_fd};
+    for (size_t i = 0; i < PBX_ARRAY_LEN(fds); i++)
+        if (*fds[i] >= 0)
+            close(*fds[i]);
+    pbx__sidx_fini(&s->idx);
+    free(s->wd_bucket);
+    free(s->path);
+    free(s);
+}
+
+static struct spool *spool_new(const char *path)
+{
+    struct spool *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->dirfd = s->qfd = s->cfd = s->tmpfd = s->badfd = s->statefd = -1;
+    s->ifd = s->efd = s->bucket_fd = -1;
+    s->path = strdup(path);
+    if (!s->path || pbx__sidx_init(&s->idx)) {
+        spool_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static uint32_t meta_check(const struct pbx_spool_meta *m)
+{
+    return fnv32(m, offsetof(struct pbx_spool_meta, check), FNV_SEED);
+}
+
+static int read_meta(int dirfd, struct pbx_spool_meta *m)
+{
+    int fd = pbx__os_table()->openat(dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd == -ENOENT || fd == -ELOOP)
+        return -EBADMSG; /* a directory that is not a spool */
+    if (fd < 0)
+        return fd;
+    ssize_t n = pbx__fs_pread(fd, m, sizeof(*m), 0);
+    close(fd);
+    if (n < 0)
+        return (int) n;
+    if ((size_t) n != sizeof(*m) || memcmp(m->magic, PBX_SPOOL_META_MAGIC, 8) != 0)
+        return -EBADMSG;
+    if (m->version != PBX_SPOOL_VERSION)
+        return -EPROTO;
+    if (m->check != meta_check(m) || m->max_msg_size > m->max_bytes || m->max_msgs < 1 ||
+        m->overflow > PBX_DROP_OLDEST || m->durability > PBX_DURABLE_NONE)
+        return -EBADMSG;
+    return 0;
+}
+
+static int open_sub(struct spool *s, const char *name, int *fd)
+{
+    int r =
+        pbx__os_table()->openat(s->dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (r == -ENOENT || r == -ENOTDIR || r == -ELOOP)
+        return -EBADMSG;
+    if (r < 0)
+        return r;
+    *fd = r;
+    return 0;
+}
+
+/* Open the spool directory at s->path and everything in it, check it, map the state. */
+static int open_existing(struct spool *s)
+{
+    struct pbx_os_calls *os = pbx__os_table();
+    struct stat st;
+    if (fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (S_ISLNK(st.st_mode))
+        return -ELOOP;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+    int fd = os->openat(AT_FDCWD, s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd < 0)
+        return fd;
+    s->dirfd = fd;
+    int err = read_meta(s->dirfd, &s->meta);
+    if (err)
+        return err;
+    if ((err = open_sub(s, "q", &s->qfd)) || (err = open_sub(s, "c", &s->cfd)) ||
+        (err = open_sub(s, "tmp", &s->tmpfd)) || (err = open_sub(s, "bad", &s->badfd)))
+        return err;
+    fd = os->openat(s->dirfd, "state", O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd == -ENOENT || fd == -ELOOP)
+        return -EBADMSG;
+    if (fd < 0)
+        return fd;
+    s->statefd = fd;
+    if ((err = os->fstat(fd, &st)))
+        return err;
+    if (!S_ISREG(st.st_mode) || st.st_size != STATE_SIZE)
+        return -EBADMSG;
+    void *base;
+    if ((err = os->mmap(fd, STATE_SIZE, 1, &base)))
+        return err;
+    s->st = base;
+    if (memcmp(s->st->magic, PBX_SPOOL_STATE_MAGIC, 8) != 0)
+        return -EBADMSG;
+    if (s->st->version != PBX_SPOOL_VERSION)
+        return -EPROTO;
+    if (removed(s))
+        return -ENOENT; /* removed between our lookup and now */
+    /* Access: the spool's directories must be writable to us, as its files are. */
+    if (faccessat(s->dirfd, "q", R_OK | W_OK | X_OK, AT_EACCESS) < 0 ||
+        faccessat(s->dirfd, "c", R_OK | W_OK | X_OK, AT_EACCESS) < 0 ||
+        faccessat(s->dirfd, "tmp", W_OK | X_OK, AT_EACCESS) < 0)
+        return -EACCES;
+    s->lctx.dev = st.st_dev;
+    s->lctx.ino = st.st_ino;
+    if ((err = spool_lock(s)))
+        return err;
+    spool_unlock(s);
+    return 0;
+}
+
+static int write_file(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
+{
+    int fd = pbx__os_table()->openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return fd;
+    int err = pbx__os_table()->fchmod(fd, mode);
+    if (!err)
+        err = pbx__fs_table()->write_all(fd, data, len);
+    if (!err)
+        err = pbx__fs_table()->fsync(fd);
+    close(fd);
+    return err;
+}
+
+/* Delete what a spool directory holds that postbox put there; foreign files stay. */
+static void delete_tree(int dirfd)
+{
+    static const char *const subs[] = {"tmp", "c", "bad", "q"};
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    for (size_t i = 0; i < PBX_ARRAY_LEN(subs); i++) {
+        int fd = openat(dirfd, subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+            close(fd);
+            continue;
+        }
+        for (struct dirent *e; (e = readdir(d));) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            if (i == 3) { /* a bucket */
+                int bfd = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                DIR *bd = bfd >= 0 ? fdopendir(bfd) : NULL;
+                if (bd) {
+                    for (struct dirent *f; (f = readdir(bd));)
+                        if (strcmp(f->d_name, ".") != 0 && strcmp(f->d_name, "..") != 0)
+                            fs->unlinkat(bfd, f->d_name, 0);
+                    closedir(bd);
+                } else if (bfd >= 0) {
+                    close(bfd);
+                }
+                fs->unlinkat(fd, e->d_name, AT_REMOVEDIR);
+            } else {
+                fs->unlinkat(fd, e->d_name, 0);
+            }
+        }
+        closedir(d);
+        fs->unlinkat(dirfd, subs[i], AT_REMOVEDIR);
+    }
+    fs->unlinkat(dirfd, "meta", 0);
+    fs->unlinkat(dirfd, "state", 0);
+}
+
+/* The directory that holds path, and path's last component. */
+static int split_path(const char *path, char **parent, const char **base)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        *parent = strdup(".");
+        *base = path;
+    } else {
+        *parent = slash == path ? strdup("/") : strndup(path, (size_t) (slash - path));
+        *base = slash + 1;
+    }
+    if (!*parent)
+        return -ENOMEM;
+    return **base && strcmp(*base, ".") != 0 && strcmp(*base, "..") != 0 ? 0 : -EINVAL;
+}
+
+/*
+ * Create a spool at s->path: build it complete under a temporary name beside it, then rename
+ * it into place, so that no process ever sees half a spool. Returns 0, -EEXIST when path
+ * exists (and is not an empty directory), or an error.
+ */
+static int create_new(struct spool *s, const struct pbx_options *opts)
+{
+    char *parent;
+    const char *base;
+    int err = split_path(s->path, &parent, &base);
+    if (err) {
+        free(parent);
+        return err;
+    }
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int pfd = pbx__os_table()->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    free(parent);
+    if (pfd < 0)
+        return pfd == -ENOENT ? -ENOTDIR : pfd;
+    struct stat st;
+    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+        close(pfd);
+        return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTDIR; /* never replaced, never followed */
+    }
+    char tmp[NAME_MAX + 1];
+    snprintf(tmp, sizeof(tmp), ".%.200s.new.%016" PRIx64, base, pbx__os_random64());
+    mode_t dm = dir_mode(opts->mode);
+    int dfd = -1;
+    if ((err = fs->mkdirat(pfd, tmp, 0700)))
+        goto out;
+    dfd = pbx__os_table()->openat(pfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (dfd < 0) {
+        err = dfd;
+        fs->unlinkat(pfd, tmp, AT_REMOVEDIR);
+        goto out;
+    }
+    struct pbx_spool_meta meta;
+    memset(&meta, 0, sizeof(meta));
+    memcpy(meta.magic, PBX_SPOOL_META_MAGIC, 8);
+    meta.version = PBX_SPOOL_VERSION;
+    meta.mode = opts->mode;
+    meta.max_bytes = opts->max_bytes;
+    meta.max_msgs = opts->max_msgs;
+    meta.max_msg_size = opts->max_msg_size;
+    meta.overflow = (uint32_t) opts->overflow;
+    meta.durability = opts->durability;
+    meta.check = meta_check(&meta);
+    struct pbx_spool_state *init = calloc(1, STATE_SIZE);
+    if (!init) {
+        err = -ENOMEM;
+        goto fail;
+    }
+    memcpy(init->magic, PBX_SPOOL_STATE_MAGIC, 8);
+    init->version = PBX_SPOOL_VERSION;
+    init->next_seq = 1;
+    init->dirty_lo = UINT64_MAX;
+    static const char *const subs[] = {"q", "c", "tmp", "bad"};
+    for (size_t i = 0; i < PBX_ARRAY_LEN(subs) && !err; i++) {
+        err = fs->mkdirat(dfd, subs[i], dm);
+        if (!err && fchmodat(dfd, subs[i], dm, 0) < 0)
+            err = -errno;
+    }
+    if (!err)
+        err = write_file(dfd, "meta", &meta, sizeof(meta), opts->mode & 0666);
+    if (!err)
+        err = write_file(dfd, "state", init, STATE_SIZE, opts->mode & 0666);
+    free(init);
+    if (!err && fchmod(dfd, dm) < 0)
+        err = -errno;
+    if (!err)
+        err = fs->fsync(dfd);
+    if (err)
+        goto fail;
+    PBX_CRASH_POINT("spool.create.built");
+    err = fs->renameat(pfd, tmp, pfd, base);
+    if (err == -ENOTEMPTY || err == -EEXIST || err == -ENOTDIR || err == -EISDIR) {
+        /* Something is there: a spool (opened next), or what open_existing reports. */
+        err = -EEXIST;
+        goto fail;
+    }
+    if (err)
+        goto fail;
+    fs->fsync(pfd); /* the spool's name is durable */
+    goto out;
+fail:
+    delete_tree(dfd);
+    fs->unlinkat(pfd, tmp, AT_REMOVEDIR);
+out:
+    if (dfd >= 0)
+        close(dfd);
+    close(pfd);
+    return err;
+}
+
+static int spool_open(const char *name, int flags, const struct pbx_options *opts, void **state)
+{
+    const char *path = name + 6; /* after "spool:" */
+    if (!*path || strlen(path) > PATH_MAX - 64)
+        return -EINVAL;
+    struct pbx_options def;
+    if (!opts) {
+        pbx_options_init(&def);
+        opts = &def;
+    }
+    for (int attempt = 0; attempt < 8; attempt++) {
+        struct spool *s = spool_new(path);
+        if (!s)
+            return -ENOMEM;
+        int err = 0;
+        if (flags & PBX_CREATE) {
+            err = create_new(s, opts);
+            if (err == -EEXIST && (flags & PBX_EXCL)) {
+                spool_free(s);
+                return -EEXIST;
+            }
+            if (err && err != -EEXIST) {
+                spool_free(s);
+                return err;
+            }
+        }
+        err = open_existing(s);
+        if (err == -ENOENT && (flags & PBX_CREATE)) {
+            spool_free(s); /* removed between create and open: again */
+            continue;
+        }
+        if (err) {
+            spool_free(s);
+            return err;
+        }
+        *state = s;
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+static int spool_open_private(const struct pbx_options *opts, void **state)
+{
+    (void) opts;
+    (void) state;
+    return -EOPNOTSUPP;
+}
+
+static int spool_close(void *state)
+{
+    struct spool *s = state;
+    if (s->meta.durability == PBX_DURABLE_BATCH && !removed(s))
+        flush_batch(s, 1);
+    spool_free(s);
+    return 0;
+}
+
+/* ---- removing -------------------------------------------------------------------------- */
+
+/* Rename the spool away (its name is free at once), mark it removed, wake everyone, delete
+ * its files. s->dirfd must be the spool that path names. */
+static int remove_spool(struct spool *s)
+{
+    char *parent;
+    const char *base;
+    int err = split_path(s->path, &parent, &base);
+    if (err) {
+        free(parent);
+        return err;
+    }
+    int pfd = pbx__os_table()->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    free(parent);
+    if (pfd < 0)
+        return pfd == -ENOENT ? -EIDRM : pfd;
+    char away[NAME_MAX + 1];
+    snprintf(away, sizeof(away), ".%.200s.removed.%016" PRIx64, base, pbx__os_random64());
+    /* Only if the name still refers to this spool: it may already be a newer one. */
+    struct stat a, b;
+    if (fstatat(pfd, base, &a, AT_SYMLINK_NOFOLLOW) < 0 || fstat(s->dirfd, &b) < 0 ||
+        a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+        close(pfd);
+        return -EIDRM;
+    }
+    err = pbx__fs_table()->renameat(pfd, base, pfd, away);
+    if (err) {
+        close(pfd);
+        return err == -ENOENT ? -EIDRM : err;
+    }
+    pbx__fs_table()->fsync(pfd);
+    if (__atomic_exchange_n(&s->st->removed, 1u, __ATOMIC_SEQ_CST)) {
+        close(pfd);
+        return -EIDRM;
+    }
+    /* Deleting the files makes inotify events: every sleeper wakes and sees removed. */
+    delete_tree(s->dirfd);
+    pbx__fs_table()->unlinkat(pfd, away, AT_REMOVEDIR);
+    close(pfd);
+    return 0;
+}
+
+static int spool_remove(void *state)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    return remove_spool(s);
+}
+
+static int spool_unlink(const char *name)
+{
+    const char *path = name + 6;
+    if (!*path)
+        return -EINVAL;
+    struct spool *s = spool_new(path);
+    if (!s)
+        return -ENOMEM;
+    int err = open_existing(s);
+    if (err == 0 || (err == -EBADMSG && s->dirfd >= 0 && s->st)) {
+        err = remove_spool(s);
+    } else if (err == -EBADMSG && s->dirfd >= 0) {
+        /* Damaged: remove it if it at least says it is a spool. */
+        char magic[8];
+        int fd = openat(s->dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? pbx__fs_pread(fd, magic, 8, 0) : -1;
+        if (fd >= 0)
+            close(fd);
+        if (n == 8 && memcmp(magic, PBX_SPOOL_META_MAGIC, 8) == 0) {
+            delete_tree(s->dirfd);
+            err = unlinkat(AT_FDCWD, path, AT_REMOVEDIR) < 0 ? -errno : 0;
+        }
+    }
+    spool_free(s);
+    return err;
+}
+
+/* ---- sending --------------------------------------------------------------------------- */
+
+/* Write the message to a new temporary file, flushed per the durability mode. */
+static int write_tmp(struct spool *s, long type, const void *data, uint32_t len, char *tmpname)
+{
+    uint64_t n = __atomic_fetch_add(&s->tmp_counter, 1, __ATOMIC_RELAXED);
+    snprintf(tmpname, NAME_LEN, "%016" PRIx64 ".%" PRIx64, pbx__fs_process_ident(), n);
+    mode_t fm = s->meta.mode & 0666;
+    int fd = pbx__os_table()->openat(s->tmpfd, tmpname,
+                                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, fm);
+    if (fd < 0)
+        return fd;
+    struct pbx_spool_msg_head h;
+    memcpy(h.magic, "PBXM", 4);
+    h.len = len;
+    h.type = type;
+    h.sum = fnv32(data, len, FNV_SEED);
+    h.head_sum = fnv32(&h, offsetof(struct pbx_spool_msg_head, head_sum), FNV_SEED);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int err = (fm & 077) ? pbx__os_table()->fchmod(fd, fm) : 0;
+    if (!err)
+        err = fs->write_all(fd, &h, sizeof(h));
+    if (!err && len)
+        err = fs->write_all(fd, data, len);
+    PBX_CRASH_POINT("spool.send.written");
+    if (!err && s->meta.durability == PBX_DURABLE_ALWAYS)
+        err = fs->fdatasync(fd);
+    close(fd);
+    if (err)
+        fs->unlinkat(s->tmpfd, tmpname, 0);
+    else
+        PBX_CRASH_POINT("spool.send.flushed");
+    return err;
+}
+
+/* The index holds a queued message whose file is not there (deleted behind postbox's back,
+ * with its event not seen): forget it rather than choose it forever. If the file does exist
+ * after all, the next event or scan brings it back. Lock held. */
+static void forget_missing(struct spool *s, uint64_t seq, const char *name)
+{
+    warn(s, "queued message %s has disappeared", name);
+    pbx__sidx_leave(&s->idx, seq, PBX_SIDX_QUEUED);
+}
+
+/* Discard the oldest queued message to make room (lock held). 1 dropped, 2 it had vanished
+ * already (look again), 0 none to drop, or -errno. */
+static int drop_oldest(struct spool *s)
+{
+    struct pbx_sidx_msg *m = pbx__sidx_select(&s->idx, 0, 0);
+    if (!m)
+        return 0;
+    char name[NAME_LEN];
+    msg_name(name, m->seq, m->type, m->len);
+    int bfd = bucket_dir(s, m->seq >> PBX_SPOOL_BUCKET_BITS, 0);
+    int err = bfd < 0 ? bfd : pbx__fs_table()->unlinkat(bfd, name, 0);
+    if (err == -ENOENT && (bfd = bucket_dir(s, m->seq >> PBX_SPOOL_BUCKET_BITS, 1)) >= 0)
+        err = pbx__fs_table()->unlinkat(bfd, name, 0);
+    if (err == -ENOENT) {
+        forget_missing(s, m->seq, name);
+        return 2;
+    }
+    if (err)
+        return err;
+    s->st->dropped++;
+    int r = drain(s);
+    return r ? r : 1;
+}
+
+static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t len, int flags,
+                     uint64_t deadline_ns, struct pbx_sigguard *g, uint64_t *mine, uint64_t *bucket)
+{
+    int dropped = 0;
+    for (;;) {
+        int err = spool_lock(s);
+        if (err)
+            return err;
+        if (removed(s)) {
+            spool_unlock(s);
+            return -EIDRM;
+        }
+        if (s->idx.nclaimed && pbx__os_mono_ns() - s->last_reap_ns > REAP_NS)
+            reap(s);
+        while (s->idx.count + 1 > s->meta.max_msgs || s->idx.bytes + len > s->meta.max_bytes) {
+            if (s->meta.overflow == PBX_DROP_NEWEST) {
+                s->st->dropped++;
+                spool_unlock(s);
+                return -ENOBUFS;
+            }
+            if (s->meta.overflow != PBX_DROP_OLDEST || (err = drop_oldest(s)) == 0)
+                break;
+            if (err < 0) {
+                spool_unlock(s);
+                return err;
+            }
+            dropped += err == 1;
+        }
+        if (s->idx.count + 1 > s->meta.max_msgs || s->idx.bytes + len > s->meta.max_bytes) {
+            if (flags & PBX_NOWAIT) {
+                int n = s->idx.nclaimed ? reap(s) : 0;
+                spool_unlock(s);
+                if (n > 0)
+                    continue;
+                return -EAGAIN;
+            }
+            uint64_t gen = s->gen;
+            int claims = s->idx.nclaimed != 0;
+            spool_unlock(s);
+            if ((err = wait_change(s, gen, claims, deadline_ns, g, &s->st->send_waiters)))
+                return err;
+            continue;
+        }
+        uint64_t seq = s->st->next_seq++;
+        char name[NAME_LEN];
+        msg_name(name, seq, type, len);
+        *bucket = seq >> PBX_SPOOL_BUCKET_BITS;
+        err = rename_into_bucket(s, s->tmpfd, tmpname, *bucket, name);
+        if (err) {
+            spool_unlock(s);
+            return err;
+        }
+        PBX_CRASH_POINT("spool.send.renamed");
+        *mine = ++s->st->renames;
+        if (*bucket < s->st->dirty_lo)
+            s->st->dirty_lo = *bucket;
+        if (*bucket > s->st->dirty_hi)
+            s->st->dirty_hi = *bucket;
+        s->st->sent++;
+        s->st->last_send_pid = pbx__os_self()->pid;
+        s->st->last_send_time = pbx__os_real_coarse_ns();
+        spool_unlock(s);
+        return dropped;
+    }
+}
+
+static int spool_send(void *state, long type, const void *data, uint32_t len, int flags,
+                      uint64_t deadline_ns)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    if (len > s->meta.max_msg_size)
+        return -EMSGSIZE;
+    char tmpname[NAME_LEN];
+    int err = write_tmp(s, type, data, len, tmpname);
+    if (err)
+        return err;
+    struct pbx_sigguard g = {.blocked = 0};
+    uint64_t mine = 0, bucket = 0;
+    int r = send_loop(s, type, tmpname, len, flags, deadline_ns, &g, &mine, &bucket);
+    pbx__os_sig_restore(&g);
+    if (r < 0) {
+        pbx__fs_table()->unlinkat(s->tmpfd, tmpname, 0);
+        return r;
+    }
+    if (s->meta.durability == PBX_DURABLE_ALWAYS)
+        err = flush_renames(s, mine, bucket);
+    else if (s->meta.durability == PBX_DURABLE_BATCH)
+        err = flush_batch(s, 0);
+    PBX_CRASH_POINT("spool.send.durable");
+    /* The message is queued; a failed flush is reported, but it may still be delivered. */
+    return err ? err : r;
+}
+
+/* ---- receiving ------------------------------------------------------------------------- */
+
+/* Read and check the message file fd: the head must match the name's type and length, and the
+ * payload its checksum. Copies min(len, cap) bytes to buf. 0, -EBADMSG or -errno. */
+static int read_msg(int fd, long type, uint32_t len, void *buf, uint32_t cap)
+{
+    struct pbx_spool_msg_head h;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (st.st_size != (off_t) (sizeof(h) + len))
+        return -EBADMSG;
+    ssize_t n = pbx__fs_pread(fd, &h, sizeof(h), 0);
+    if (n < 0)
+        return (int) n;
+    if ((size_t) n != sizeof(h) || memcmp(h.magic, "PBXM", 4) != 0 || h.len != len ||
+        h.type != type ||
+        h.head_sum != fnv32(&h, offsetof(struct pbx_spool_msg_head, head_sum), FNV_SEED))
+        return -EBADMSG;
+    void *dst = buf;
+    void *tmp = NULL;
+    if (cap < len) {
+        if (!(tmp = malloc(len)))
+            return -ENOMEM;
+        dst = tmp;
+    }
+    n = len ? pbx__fs_pread(fd, dst, len, sizeof(h)) : 0;
+    int err = n < 0 ? (int) n : (uint32_t) n != len ? -EBADMSG : 0;
+    if (!err && fnv32(dst, len, FNV_SEED) != h.sum)
+        err = -EBADMSG;
+    if (!err && tmp && cap)
+        memcpy(buf, tmp, cap);
+    free(tmp);
+    return err;
+}
+
+/* Move a damaged message file aside into bad/ (lock held). */
+static void quarantine(struct spool *s, int fromfd, const char *from)
+{
+    char to[NAME_LEN + 24];
+    snprintf(to, sizeof(to), "%s.%016" PRIx64, from, pbx__os_random64());
+    warn(s, "message %s is damaged; moved to bad/%s", from, to);
+    pbx__fs_table()->renameat(fromfd, from, s->badfd, to);
+    drain(s);
+}
+
+static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, int flags,
+                         long *type_out, uint64_t deadline_ns, struct pbx_sigguard *g)
+{
+    int except = (flags & PBX_EXCEPT) != 0;
+    for (;;) {
+        int err = spool_lock(s);
+        if (err)
+            return err;
+        if (removed(s)) {
+            spool_unlock(s);
+            return -EIDRM;
+        }
+        if (s->idx.nclaimed && pbx__os_mono_ns() - s->last_reap_ns > REAP_NS)
+            reap(s);
+        struct pbx_sidx_msg *m = pbx__sidx_select(&s->idx, type, except);
+        if (!m && s->idx.nclaimed && reap(s) > 0)
+            m = pbx__sidx_select(&s->idx, type, except);
+        if (!m) {
+            if (flags & PBX_NOWAIT) {
+                spool_unlock(s);
+                return -ENOMSG;
+            }
+            uint64_t gen = s->gen;
+            int claims = s->idx.nclaimed != 0;
+            spool_unlock(s);
+            if ((err = wait_change(s, gen, claims, deadline_ns, g, &s->st->recv_waiters)))
+                return err;
+            continue;
+        }
+        if (m->len > cap && !(flags & PBX_NOERROR)) {
+            spool_unlock(s);
+            return -E2BIG;
+        }
+        uint64_t seq = m->seq, bucket = seq >> PBX_SPOOL_BUCKET_BITS;
+        long mtype = m->type;
+        uint32_t len = m->len, n = len < cap ? len : cap;
+        char qname[NAME_LEN], cname[NAME_LEN];
+        msg_name(qname, seq, mtype, len);
+        int bfd = bucket_dir(s, bucket, 0);
+        if (bfd < 0) {
+            spool_unlock(s);
+            return bfd;
+        }
+
+        if (flags & PBX_PEEK) {
+            int fd = pbx__os_table()->openat(bfd, qname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+            if (fd == -ENOENT && (bfd = bucket_dir(s, bucket, 1)) >= 0)
+                fd = pbx__os_table()->openat(bfd, qname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+            if (fd == -ENOENT) {
+                forget_missing(s, seq, qname);
+                spool_unlock(s);
+                continue;
+            }
+            if (fd < 0) {
+                spool_unlock(s);
+                return fd;
+            }
+            err = read_msg(fd, mtype, len, buf, cap);
+            close(fd);
+            if (err == -EBADMSG) {
+                quarantine(s, bfd, qname);
+                spool_unlock(s);
+                continue;
+            }
+            spool_unlock(s);
+            if (err)
+                return err;
+            if (type_out)
+                *type_out = mtype;
+            return n;
+        }
+
+        /* Claim: the rename decides which receiver gets it. */
+        claim_name(cname, seq, mtype, len, s->owner);
+        err = pbx__fs_table()->renameat(bfd, qname, s->cfd, cname);
+        if (err == -ENOENT && (bfd = bucket_dir(s, bucket, 1)) >= 0)
+            err = pbx__fs_table()->renameat(bfd, qname, s->cfd, cname); /* stale bucket fd */
+        if (err == -ENOENT) {
+            forget_missing(s, seq, qname);
+            spool_unlock(s);
+            continue;
+        }
+        if (err) {
+            spool_unlock(s);
+            return err;
+        }
+        PBX_CRASH_POINT("spool.recv.claimed");
+        if ((seq & ((1u << PBX_SPOOL_BUCKET_BITS) - 1)) == (1u << PBX_SPOOL_BUCKET_BITS) - 1 &&
+            bucket < (s->st->next_seq >> PBX_SPOOL_BUCKET_BITS)) {
+            /* Probably the last of its bucket: remove the directory if it is empty now. */
+            char bname[NAME_LEN];
+            bucket_name(bname, bucket);
+            if (pbx__fs_table()->unlinkat(s->qfd, bname, AT_REMOVEDIR) == 0 &&
+                s->cached_bucket == bucket && s->bucket_fd >= 0) {
+                close(s->bucket_fd);
+                s->bucket_fd = -1;
+            }
+        }
+        spool_unlock(s);
+
+        int fd = pbx__os_table()->openat(s->cfd, cname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+        err = fd < 0 ? fd : read_msg(fd, mtype, len, buf, cap);
+        if (fd >= 0)
+            close(fd);
+        PBX_CRASH_POINT("spool.recv.read");
+        if (err == -EBADMSG) {
+            if (spool_lock(s) == 0) {
+                quarantine(s, s->cfd, cname);
+                spool_unlock(s);
+            }
+            continue;
+        }
+        if (err) {
+            /* Could not read it: give it back rather than lose it. */
+            if (spool_lock(s) == 0) {
+                msg_name(qname, seq, mtype, len);
+                rename_into_bucket(s, s->cfd, cname, bucket, qname);
+                spool_unlock(s);
+            }
+            return err;
+        }
+        err = pbx__fs_table()->unlinkat(s->cfd, cname, 0);
+        PBX_CRASH_POINT("spool.recv.unlinked");
+        if (!err && s->meta.durability == PBX_DURABLE_ALWAYS)
+            err = pbx__fs_table()->fsync(s->cfd);
+        PBX_CRASH_POINT("spool.recv.deleted");
+        if (err)
+            return err;
+        __atomic_fetch_add(&s->st->received, 1, __ATOMIC_RELAXED);
+        PBX_STORE(&s->st->last_recv_pid, pbx__os_self()->pid);
+        PBX_STORE(&s->st->last_recv_time, pbx__os_real_coarse_ns());
+        if (type_out)
+            *type_out = mtype;
+        return n;
+    }
+}
+
+static ssize_t spool_recv(void *state, long type, void *buf, uint32_t cap, int flags,
+                          long *type_out, uint64_t deadline_ns)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    struct pbx_sigguard g = {.blocked = 0};
+    ssize_t r = recv_loop(s, type, buf, cap, flags, type_out, deadline_ns, &g);
+    pbx__os_sig_restore(&g);
+    return r;
+}
+
+/* ---- statistics ------------------------------------------------------------------------ */
+
+static int spool_stat(void *state, struct pbx_stat *st)
+{
+    struct spool *s = state;
+    memset(st, 0, sizeof(*st));
+    int gone = removed(s);
+    if (!gone && spool_lock(s) == 0) {
+        st->msgs = s->idx.count;
+        st->bytes = s->idx.bytes;
+        spool_unlock(s);
+    }
+    struct pbx_spool_state *ss = s->st;
+    st->max_bytes = s->meta.max_bytes;
+    st->max_msgs = s->meta.max_msgs;
+    st->max_msg_size = s->meta.max_msg_size;
+    st->overflow = (enum pbx_overflow) s->meta.overflow;
+    st->mode = s->meta.mode;
+    st->last_send_pid = PBX_LOAD(&ss->last_send_pid);
+    st->last_recv_pid = PBX_LOAD(&ss->last_recv_pid);
+    st->last_send_time = PBX_LOAD(&ss->last_send_time);
+    st->last_recv_time = PBX_LOAD(&ss->last_recv_time);
+    st->sent = PBX_LOAD(&ss->sent);
+    st->received = PBX_LOAD(&ss->received);
+    st->dropped = PBX_LOAD(&ss->dropped);
+    st->repairs = PBX_LOAD(&ss->repairs);
+    st->send_waiters = PBX_LOAD(&ss->send_waiters);
+    st->recv_waiters = PBX_LOAD(&ss->recv_waiters);
+    st->region_size = STATE_SIZE;
+    struct stat fst;
+    if (fstat(s->dirfd, &fst) == 0) {
+        st->uid = fst.st_uid;
+        st->gid = fst.st_gid;
+    }
+    return gone ? -EIDRM : 0;
+}
+
+const struct pbx_transport pbx__spool_transport = {
+    .name = "spool",
+    .open = spool_open,
+    .open_private = spool_open_private,
+    .close = spool_close,
+    .remove = spool_remove,
+    .unlink = spool_unlink,
+    .send = spool_send,
+    .recv = spool_recv,
+    .stat = spool_stat,
+};
