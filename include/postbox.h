@@ -159,7 +159,8 @@ PBX_API const char *pbx_version(void);
  *   -EINVAL    bad name, unknown flag, PBX_EXCL without PBX_CREATE, invalid options,
  *              out == NULL
  *   -ENOENT    no such mailbox and no PBX_CREATE
- *   -ENOTDIR   the mailbox directory ($POSTBOX_DIR or /dev/shm) is missing or not a directory
+ *   -ENOTDIR   the directory the mailbox lives in ($POSTBOX_DIR or /dev/shm, or a spool's
+ *              parent directory) is missing or not a directory
  *   -EEXIST    PBX_CREATE | PBX_EXCL and the mailbox exists
  *   -EACCES    the mailbox's mode does not let the caller read and write it
  *   -EBADMSG   the file exists but is not a postbox mailbox, or its header is damaged

@@ -29,7 +29,8 @@
     X(ENOSPC, "no space left to create the mailbox (is /dev/shm or the disk full?)")               \
     X(ENOMEM, "out of memory")                                                                     \
     X(ELOOP, "the mailbox's path is a symbolic link (postbox does not follow them)")               \
-    X(ENOTDIR, "the mailbox directory ($POSTBOX_DIR or /dev/shm) is missing or not a directory")   \
+    X(ENOTDIR, "the directory the mailbox lives in ($POSTBOX_DIR, /dev/shm, or a spool's parent) " \
+               "is missing or not a directory")                                                    \
     X(EMFILE, "too many open files in this process")                                               \
     X(ENFILE, "too many open files in the system")                                                 \
     X(EISDIR, "the mailbox's path is a directory")                                                 \
