@@ -10,8 +10,9 @@
  * msg_ctime; the messages themselves live in the postbox mailbox the slot names
  * ("sysv.0x%08x" for a key, "sysv.private.<id>" for IPC_PRIVATE).
  *
- * Changes (create, IPC_SET, IPC_RMID) are made under an exclusive flock() of the file, which
- * the kernel releases if the holder dies. Lookups on the send and receive paths read one
+ * Changes (create, IPC_SET, IPC_RMID) are made under an exclusive fcntl() record lock of the
+ * file, which belongs to the process that took it (not to a child it forked) and which the
+ * kernel releases when that process dies (registry.c, LOCKING). Lookups on the send and receive paths read one
  * 64-bit word (state and sequence) without the lock: a slot's other fields are written before
  * that word is published (release) and read after it (acquire).
  */
