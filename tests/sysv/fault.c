@@ -9,6 +9,7 @@
  */
 #include "conf.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -91,4 +92,241 @@ CONF_TEST(lock_holder_killed_while_its_child_lives_does_not_block_others)
     waitpid(worker, NULL, 0);
     CHECK_EQ(st, 0);
     q_track(msgget(q_key(2), 0));
+}
+
+CONF_TEST(msgget_killed_after_making_the_mailbox_leaves_no_file)
+{
+    dir();
+    pid_t worker = kill_server_in_msgget(q_key(1));
+    kill(worker, SIGKILL);
+    waitpid(worker, NULL, 0);
+    CHECK(mailbox_file_exists(q_key(1))); /* the shim killed it after naming the file */
+    /* The next msgget that takes the lock rolls the half-made queue back. */
+    CHECK_EQ(run_limited(get_other_key, (int) q_key(2), 10), 0);
+    q_track(msgget(q_key(2), 0));
+    CHECK(!mailbox_file_exists(q_key(1)));
+    CHECK_FAILS(msgget(q_key(1), 0), ENOENT);
+    q_track(msgget(q_key(1), IPC_CREAT | IPC_EXCL | 0600));
+    CHECK(msgget(q_key(1), 0) >= 0);
+}
+
+/* ---- an id looked up, then the queue replaced before its mailbox is opened ---- */
+
+static int make_queue(int key)
+{
+    return msgget((key_t) key, IPC_CREAT | 0600) >= 0 ? 0 : 1;
+}
+
+static int send_slowly(int id)
+{
+    setenv("PBX_FAULT_SLOW_OPEN", "600", 1);
+    struct text_msg m = {.mtype = 1, .mtext = "old"};
+    errno = 0;
+    int r = msgsnd(id, &m, 3, IPC_NOWAIT);
+    return r == -1 && (errno == EINVAL || errno == EIDRM) ? 0 : 1;
+}
+
+CONF_TEST(removed_id_never_reaches_the_queue_replacing_it_during_the_open)
+{
+    dir();
+    key_t key = q_key(3);
+    /* Made elsewhere, so that neither this process nor the sender has the mailbox open. */
+    CHECK_EQ(wait_status(spawn(make_queue, (int) key)), 0);
+    int old = msgget(key, 0);
+    CHECK(old >= 0);
+    pid_t sender = spawn(send_slowly, old); /* looks old up, then sleeps before the open */
+    usleep(200000);
+    CHECK(msgctl(old, IPC_RMID, NULL) == 0);
+    int fresh = q_track(msgget(key, IPC_CREAT | 0600));
+    CHECK(fresh >= 0 && fresh != old);
+    CHECK_EQ(wait_status(sender), 0);
+    CHECK_EQ(qnum(fresh), 0);
+}
+
+/* ---- IPC_RMID by an owner who got the queue through IPC_SET ---- */
+
+static int g_id;
+
+static int receive_expect_eidrm(int id)
+{
+    struct text_msg m;
+    errno = 0;
+    return msgrcv(id, &m, sizeof(m.mtext), 0, 0) == -1 && errno == EIDRM ? 0 : 1;
+}
+
+static int nobody_removes(int id)
+{
+    become_nobody();
+    return msgctl(id, IPC_RMID, NULL) == 0 ? 0 : 1;
+}
+
+CONF_TEST(rmid_by_an_owner_made_through_ipc_set_removes_and_wakes)
+{
+    dir();
+    need_root();
+    key_t key = q_key(4);
+    g_id = q_track(msgget(key, IPC_CREAT | 0600));
+    CHECK(g_id >= 0);
+    struct msqid_ds ds;
+    CHECK(msgctl(g_id, IPC_STAT, &ds) == 0);
+    ds.msg_perm.uid = 65534;
+    ds.msg_perm.gid = 65534;
+    CHECK(msgctl(g_id, IPC_SET, &ds) == 0);
+    pid_t waiter = spawn(receive_expect_eidrm, g_id);
+    wait_asleep(waiter);
+    CHECK_EQ(wait_status(spawn(nobody_removes, g_id)), 0);
+    CHECK_EQ(wait_status(waiter), 0);
+    CHECK_FAILS(msgctl(g_id, IPC_STAT, &ds), EINVAL);
+    q_track(msgget(key, IPC_CREAT | IPC_EXCL | 0600));
+}
+
+/* A queue of uid 65533 given to 65534 by its owner (who may not chown the file): the new
+ * owner's IPC_RMID cannot reach the mailbox and fails with EPERM, leaving the queue whole. */
+static int as_user(uid_t uid)
+{
+    if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(uid, uid, uid) != 0)
+        return 77;
+    return 0;
+}
+
+static int creator_gives_queue_away(int key)
+{
+    int st = as_user(65533);
+    if (st)
+        return st;
+    int id = msgget((key_t) key, IPC_CREAT | 0600);
+    struct msqid_ds ds;
+    if (id < 0 || msgctl(id, IPC_STAT, &ds) != 0)
+        return 1;
+    ds.msg_perm.uid = 65534;
+    return msgctl(id, IPC_SET, &ds) == 0 ? 0 : 2;
+}
+
+static int new_owner_removal_fails(int id)
+{
+    int st = as_user(65534);
+    if (st)
+        return st;
+    errno = 0;
+    return msgctl(id, IPC_RMID, NULL) == -1 && errno == EPERM ? 0 : 1;
+}
+
+static int creator_removes(int id)
+{
+    int st = as_user(65533);
+    if (st)
+        return st;
+    return msgctl(id, IPC_RMID, NULL) == 0 ? 0 : 1;
+}
+
+CONF_TEST(rmid_that_cannot_reach_the_mailbox_fails_and_keeps_the_queue)
+{
+    dir();
+    need_root();
+    key_t key = q_key(5);
+    int st = wait_status(spawn(creator_gives_queue_away, (int) key));
+    if (st == 77)
+        SKIP("cannot switch users");
+    CHECK_EQ(st, 0);
+    int id = q_track(msgget(key, 0));
+    CHECK(id >= 0);
+    pid_t waiter = spawn(receive_expect_eidrm, id);
+    wait_asleep(waiter);
+    CHECK_EQ(wait_status(spawn(new_owner_removal_fails, id)), 0);
+    CHECK_EQ(qnum(id), 0); /* still there, the waiter still asleep */
+    CHECK_EQ(proc_state(waiter), 'S');
+    CHECK_EQ(wait_status(spawn(creator_removes, id)), 0);
+    CHECK_EQ(wait_status(waiter), 0);
+}
+
+/* ---- a scribbled registry ---- */
+
+static void *map_registry(void)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/postbox-sysv.registry", dir());
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0);
+    void *p = mmap(NULL, 4096 + 64 * 32768, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(p != MAP_FAILED);
+    close(fd);
+    return p;
+}
+
+CONF_TEST(scribbled_registry_counts_and_sequences_are_not_trusted)
+{
+    int id = q_new(0600);
+    snd(id, 1, "kept");
+    unsigned char *reg = map_registry();
+    uint32_t *used = (uint32_t *) (reg + 16);
+    *used = 0x7fffffff;
+    /* A second slot with a sequence out of range, live. */
+    uint64_t *live1 = (uint64_t *) (reg + 4096 + 64 * 1);
+    *live1 = 1 | (uint64_t) 0xfffffff0u << 32;
+    struct msginfo info;
+    CHECK(msgctl(0, IPC_INFO, (struct msqid_ds *) (void *) &info) >= 0);
+    CHECK(msgctl(0, MSG_INFO, (struct msqid_ds *) (void *) &info) >= 0);
+    struct msqid_ds ds;
+    errno = 0;
+    int r = msgctl(1, MSG_STAT, &ds);
+    CHECK(r == -1 || r >= 0);
+    int other = msgget(IPC_PRIVATE, 0600);
+    CHECK(other >= 0);
+    q_track(other);
+    int keyed = msgget(q_key(6), IPC_CREAT | 0600);
+    CHECK(keyed >= 0);
+    q_track(keyed);
+    rcv_expect(id, 0, 0, 1, "kept");
+}
+
+/* ---- MSG_COPY sees only messages that were sent ---- */
+
+/* ---- fork() while other threads are inside a call ---- */
+
+static int g_blocked_id;
+
+static void *blocked_receiver(void *arg)
+{
+    (void) arg;
+    struct text_msg m;
+    msgrcv(g_blocked_id, &m, sizeof(m.mtext), 0, 0);
+    return NULL;
+}
+
+static int child_uses_a_queue_in_the_same_slot(int unused)
+{
+    (void) unused;
+    /* The parent's queue goes, a new one takes its slot: this process must be able to cache
+     * a handle to it, although a parent thread held the old one when it forked. */
+    if (msgctl(g_blocked_id, IPC_RMID, NULL) != 0)
+        return 1;
+    int id = msgget(IPC_PRIVATE, 0600);
+    if (id < 0 || id % 32768 != g_blocked_id % 32768)
+        return 2;
+    struct text_msg m = {.mtype = 1};
+    for (int i = 0; i < 3; i++)
+        if (msgsnd(id, &m, 8, 0) != 0 || msgrcv(id, &m, 8, 0, 0) != 8)
+            return 3;
+    /* The handle is cached, not opened for every call (fault_shim.c counts the opens). */
+    int *opens = dlsym(RTLD_DEFAULT, "pbx_fault_opens");
+    if (!opens)
+        return 5;
+    int before = *opens;
+    for (int i = 0; i < 5; i++)
+        if (msgsnd(id, &m, 8, 0) != 0 || msgrcv(id, &m, 8, 0, 0) != 8)
+            return 3;
+    int found = *opens - before <= 1;
+    msgctl(id, IPC_RMID, NULL);
+    return found ? 0 : 4;
+}
+
+CONF_TEST(fork_with_a_thread_blocked_in_msgrcv_leaves_the_child_a_working_cache)
+{
+    dir();
+    g_blocked_id = q_new(0600);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, blocked_receiver, NULL) == 0);
+    usleep(200000); /* the thread is asleep in msgrcv */
+    CHECK_EQ(wait_status(spawn(child_uses_a_queue_in_the_same_slot, 0)), 0);
 }

@@ -10,6 +10,9 @@
  *   PBX_FAULT_SLOW_OPEN=ms       sleep that long before an openat() of an existing System V
  *                                mailbox: a stand-in for being preempted between the registry
  *                                lookup and the open.
+ * It also counts the opens of existing System V mailboxes in pbx_fault_opens, which a test
+ * finds with dlsym(): how often the library opened a mailbox instead of using its cached
+ * handle.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -31,6 +34,8 @@ int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
     return r;
 }
 
+int pbx_fault_opens;
+
 int openat(int dirfd, const char *path, int flags, ...)
 {
     static int (*real)(int, const char *, int, ...);
@@ -43,6 +48,8 @@ int openat(int dirfd, const char *path, int flags, ...)
         mode = va_arg(ap, mode_t);
         va_end(ap);
     }
+    if (strstr(path, "pbx.sysv.") && !(flags & O_CREAT))
+        __atomic_add_fetch(&pbx_fault_opens, 1, __ATOMIC_RELAXED);
     const char *slow = getenv("PBX_FAULT_SLOW_OPEN");
     if (slow && strstr(path, "pbx.sysv.") && !(flags & O_CREAT))
         usleep((useconds_t) atoi(slow) * 1000);
