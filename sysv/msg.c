@@ -20,9 +20,10 @@
  * and nothing on the hot path takes a lock.
  *
  * BUFFERS. The kernel answers EFAULT for a buffer it cannot read or write. The library checks
- * with process_vm_readv/process_vm_writev on its own process, one byte per page, before it
- * touches the buffer, and remembers per thread the last range that passed, so a program that
- * reuses its buffer pays the system call once.
+ * before it touches the buffer, without writing to it: readability with process_vm_readv on
+ * its own process, one byte per page, and writability from /proc/self/maps. Each thread
+ * remembers a few ranges that passed (for writes, the whole writable mapping), so a program
+ * that reuses its buffers pays the check once per buffer.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -195,22 +196,51 @@ static int may_change(const struct sysv_slot *s)
 
 /* ---- buffers (BUFFERS above) ----------------------------------------------------------- */
 
-static __thread uintptr_t good_read_lo, good_read_hi, good_write_lo, good_write_hi;
-static int checks_unavailable;
+/* Each thread remembers a few ranges that passed, per kind of access, and replaces them in
+ * turn: a program alternating between two or three buffers (a send buffer and a receive
+ * buffer, double buffering) checks each once. */
+#define GOOD_RANGES 4
 
-/* Can the whole range [p, p + n) be read (write == 0) or written? One byte per page is
- * enough: protection is per page. Writing puts back the bytes just read. */
-static int range_ok(const void *p, size_t n, int write)
+struct good_ranges {
+    uintptr_t lo[GOOD_RANGES], hi[GOOD_RANGES];
+    unsigned next;
+};
+
+static __thread struct good_ranges good_read, good_write;
+static int checks_unavailable;
+static pid_t self_pid; /* getpid(), cached; 0 after fork (after_fork_child) */
+
+static int good_find(const struct good_ranges *g, uintptr_t lo, uintptr_t hi)
 {
-    uintptr_t lo = (uintptr_t) p, hi = lo + n;
-    if (hi < lo)
-        return 0;
-    uintptr_t *glo = write ? &good_write_lo : &good_read_lo;
-    uintptr_t *ghi = write ? &good_write_hi : &good_read_hi;
-    if ((lo >= *glo && hi <= *ghi) || __atomic_load_n(&checks_unavailable, __ATOMIC_RELAXED))
-        return 1;
+    for (int i = 0; i < GOOD_RANGES; i++)
+        if (lo >= g->lo[i] && hi <= g->hi[i] && g->hi[i])
+            return 1;
+    return 0;
+}
+
+static void good_add(struct good_ranges *g, uintptr_t lo, uintptr_t hi)
+{
+    unsigned i = g->next++ % GOOD_RANGES;
+    g->lo[i] = lo;
+    g->hi[i] = hi;
+}
+
+static pid_t self(void)
+{
+    pid_t p = __atomic_load_n(&self_pid, __ATOMIC_RELAXED);
+    if (!p) {
+        p = getpid();
+        __atomic_store_n(&self_pid, p, __ATOMIC_RELAXED);
+    }
+    return p;
+}
+
+/* Can [lo, hi) be read? process_vm_readv on this process, one byte per page (protection is per
+ * page), copying into a scratch array: nothing of the program's memory is written. 1, 0, or
+ * -1 when the check is forbidden here (a seccomp filter). */
+static int readable(uintptr_t lo, uintptr_t hi)
+{
     const uintptr_t page = 4096;
-    pid_t self = getpid();
     for (uintptr_t a = lo; a < hi;) {
         enum { BATCH = 64 };
         char tmp[BATCH];
@@ -223,20 +253,109 @@ static int range_ok(const void *p, size_t n, int write)
             a = next < hi && next > a ? next : (a == hi - 1 ? hi : hi - 1);
         }
         ssize_t got =
-            process_vm_readv(self, local, (unsigned long) k, remote, (unsigned long) k, 0);
-        if (got == k && write)
-            got = process_vm_writev(self, local, (unsigned long) k, remote, (unsigned long) k, 0);
-        if (got < 0 && (errno == ENOSYS || errno == EPERM)) {
-            /* Forbidden here (a seccomp filter): the check cannot be made, so it is not. */
-            __atomic_store_n(&checks_unavailable, 1, __ATOMIC_RELAXED);
-            return 1;
-        }
+            process_vm_readv(self(), local, (unsigned long) k, remote, (unsigned long) k, 0);
+        if (got < 0 && (errno == ENOSYS || errno == EPERM))
+            return -1;
         if (got != k)
             return 0;
     }
-    *glo = lo;
-    *ghi = hi;
     return 1;
+}
+
+/* Is [lo, hi) inside writable mappings? Read from /proc/self/maps, so that nothing is written
+ * to the program's memory: a probe that wrote bytes back could undo another thread's store
+ * next to the buffer. On success *span is the whole run of adjacent writable mappings that
+ * holds the range (remembered instead of the range: later buffers in the same heap or stack
+ * pass without a look). 1, 0, or -1 when the file cannot be read. */
+static int writable(uintptr_t lo, uintptr_t hi, uintptr_t *span_lo, uintptr_t *span_hi)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[4097]; /* one more for the terminator of a last line without a newline */
+    size_t have = 0;
+    uintptr_t run_lo = 0, run_hi = 0; /* the current run of adjacent writable mappings */
+    int verdict = 0, eof = 0, skipping = 0;
+    while (!eof) {
+        ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            eof = 1;
+        else
+            have += (size_t) n;
+        char *line = buf, *end;
+        if (skipping) { /* the tail of a line too long for buf, already parsed */
+            end = memchr(buf, '\n', have);
+            line = end ? end + 1 : buf + have;
+            skipping = !end;
+        }
+        while (line < buf + have) {
+            end = memchr(line, '\n', (size_t) (buf + have - line));
+            if (!end && !eof && !(line == buf && have == sizeof(buf) - 1))
+                break; /* the rest of the line is in the next read */
+            if (!end) {
+                /* End of file, or a line longer than buf (a long path): its address and
+                 * permissions are at its start; the rest is skipped. */
+                skipping = !eof;
+                end = buf + have;
+            }
+            *end = 0;
+            char *p;
+            uintptr_t a = (uintptr_t) strtoull(line, &p, 16);
+            uintptr_t b = *p == '-' ? (uintptr_t) strtoull(p + 1, &p, 16) : 0;
+            int w = *p == ' ' && p[1] && p[2] == 'w';
+            line = end + 1;
+            if (!w) {
+                run_lo = run_hi = 0;
+            } else if (a == run_hi && run_hi) {
+                run_hi = b;
+            } else {
+                run_lo = a;
+                run_hi = b;
+            }
+            if (run_hi && lo >= run_lo && hi <= run_hi && (!verdict || run_lo == *span_lo)) {
+                verdict = 1; /* and go on: the run may extend over the next mappings */
+                *span_lo = run_lo;
+                *span_hi = run_hi;
+                continue;
+            }
+            if (verdict || (a > lo && !(run_hi && run_lo <= lo)))
+                goto done; /* past the range, or lo is covered and the run ended before hi */
+        }
+        if (line >= buf + have) {
+            have = 0;
+        } else {
+            have -= (size_t) (line - buf);
+            memmove(buf, line, have);
+        }
+    }
+done:
+    close(fd);
+    return verdict;
+}
+
+/* Can the whole range [p, p + n) be read (write == 0) or written? */
+static int range_ok(const void *p, size_t n, int write)
+{
+    uintptr_t lo = (uintptr_t) p, hi = lo + n;
+    if (hi < lo)
+        return 0;
+    struct good_ranges *g = write ? &good_write : &good_read;
+    if (good_find(g, lo, hi) || __atomic_load_n(&checks_unavailable, __ATOMIC_RELAXED))
+        return 1;
+    int ok = readable(lo, hi);
+    uintptr_t span_lo = lo, span_hi = hi;
+    if (ok == 1 && write)
+        ok = writable(lo, hi, &span_lo, &span_hi);
+    if (ok < 0) {
+        /* Forbidden or unreadable here: the check cannot be made, so it is not. */
+        __atomic_store_n(&checks_unavailable, 1, __ATOMIC_RELAXED);
+        return 1;
+    }
+    if (ok)
+        good_add(g, span_lo, span_hi);
+    return ok;
 }
 
 /* ---- handles (HANDLES above) ----------------------------------------------------------- */
@@ -340,6 +459,7 @@ static void after_fork_child(void)
         }
     }
     __atomic_store_n(&cred_cur, NULL, __ATOMIC_RELEASE);
+    self_pid = 0;
 }
 
 __attribute__((constructor)) static void fork_hook_install(void)

@@ -330,3 +330,75 @@ CONF_TEST(fork_with_a_thread_blocked_in_msgrcv_leaves_the_child_a_working_cache)
     usleep(200000); /* the thread is asleep in msgrcv */
     CHECK_EQ(wait_status(spawn(child_uses_a_queue_in_the_same_slot, 0)), 0);
 }
+
+/* ---- the EFAULT check writes nothing ---- */
+
+/* Is the page at p still the file's own page (pagemap bit 61, "file page or shared anon")?
+ * A private file mapping gets an anonymous copy at the first write to the page (copy on
+ * write), so 0 means something stored to it. 1, 0, or -1 when pagemap cannot be read. */
+static int file_page(const void *p)
+{
+    int fd = open("/proc/self/pagemap", O_RDONLY);
+    if (fd < 0)
+        return -1;
+    uint64_t e = 0;
+    off_t at = (off_t) ((uintptr_t) p / 4096 * 8);
+    ssize_t n = pread(fd, &e, sizeof(e), at);
+    close(fd);
+    return n == (ssize_t) sizeof(e) && (e >> 63) ? (int) ((e >> 61) & 1) : -1;
+}
+
+/* A private, writable mapping of a page of a file, faulted in for reading. */
+static char *private_file_page(const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir(), name);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    CHECK(ftruncate(fd, 4096) == 0);
+    char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    CHECK(page != MAP_FAILED);
+    close(fd);
+    unlink(path);
+    volatile char c = page[0];
+    (void) c;
+    return page;
+}
+
+CONF_TEST(rcv_buffer_check_writes_nothing_to_the_buffer)
+{
+    dir();
+    int id = q_new(0600);
+    /* The test means something only if a store shows: try it on a page of its own. */
+    char *probe = private_file_page("probe");
+    if (file_page(probe) != 1)
+        SKIP("pagemap does not tell file pages here");
+    probe[1] = 1;
+    if (file_page(probe) != 0)
+        SKIP("pagemap does not show copy on write here");
+    char *page = private_file_page("buffer");
+    CHECK_EQ(file_page(page), 1);
+    /* Nothing to receive: the kernel writes nothing, and another thread of the program may be
+     * writing next to the buffer, so the library must not store there either. */
+    CHECK_FAILS(msgrcv(id, page, 64, 0, IPC_NOWAIT), ENOMSG);
+    CHECK_EQ(file_page(page), 1);
+}
+
+CONF_TEST(rcv_buffer_across_two_writable_mappings_is_good)
+{
+    dir();
+    int id = q_new(0600);
+    char *two = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(two != MAP_FAILED);
+    /* Three mappings in a row, as /proc/self/maps lists them: rw, rw with other flags, r. */
+    CHECK(mprotect(two + 4096, 4096, PROT_READ | PROT_WRITE | PROT_EXEC) == 0 ||
+          madvise(two + 4096, 4096, MADV_DONTFORK) == 0);
+    CHECK(mprotect(two + 2 * 4096, 4096, PROT_READ) == 0);
+    struct text_msg *m = (struct text_msg *) (void *) (two + 4096 - 16);
+    snd(id, 3, "spans");
+    CHECK_EQ(msgrcv(id, m, 4096, 0, IPC_NOWAIT), 5); /* up to two + 8184 */
+    CHECK_EQ(m->mtype, 3);
+    CHECK(memcmp(m->mtext, "spans", 5) == 0);
+    snd(id, 3, "ro");
+    CHECK_FAILS(msgrcv(id, two + 4096 + 100, 8000, 0, IPC_NOWAIT), EFAULT); /* docs/sysv.md 5 */
+}
