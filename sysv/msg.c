@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,9 +110,11 @@ struct cred {
     gid_t egid;
     int ngroups;
     gid_t groups[256];
+    struct cred *prev; /* the set this one replaced: kept, and reachable, for readers */
 };
 
 static struct cred *cred_cur;
+static int cred_stale; /* set in a child after fork: the next check reads the ids again */
 
 static const struct cred *cred_refresh(void)
 {
@@ -122,12 +125,13 @@ static const struct cred *cred_refresh(void)
     int n = getgroups((int) (sizeof(now.groups) / sizeof(now.groups[0])), now.groups);
     now.ngroups = n < 0 ? 0 : n;
     struct cred *c = __atomic_load_n(&cred_cur, __ATOMIC_ACQUIRE);
-    if (c && memcmp(c, &now, sizeof(now)) == 0)
+    if (c && memcmp(c, &now, offsetof(struct cred, prev)) == 0)
         return c;
     struct cred *fresh = malloc(sizeof(*fresh));
     if (!fresh)
         return c ? c : NULL;
-    *fresh = now;
+    memcpy(fresh, &now, sizeof(now)); /* padding too: sets are compared with memcmp */
+    fresh->prev = c;
     __atomic_store_n(&cred_cur, fresh, __ATOMIC_RELEASE);
     return fresh;
 }
@@ -137,8 +141,10 @@ static const struct cred *cred_refresh(void)
 static const struct cred *cred_get(struct cred *spare)
 {
     const struct cred *c = __atomic_load_n(&cred_cur, __ATOMIC_ACQUIRE);
-    if (!c)
+    if (!c || __builtin_expect(__atomic_load_n(&cred_stale, __ATOMIC_RELAXED), 0)) {
+        __atomic_store_n(&cred_stale, 0, __ATOMIC_RELAXED);
         c = cred_refresh();
+    }
     if (!c) {
         memset(spare, 0, sizeof(*spare));
         spare->euid = geteuid();
@@ -458,7 +464,7 @@ static void after_fork_child(void)
             e->word = 0;
         }
     }
-    __atomic_store_n(&cred_cur, NULL, __ATOMIC_RELEASE);
+    cred_stale = 1;
     self_pid = 0;
 }
 
