@@ -20,15 +20,17 @@
  * and nothing on the hot path takes a lock.
  *
  * BUFFERS. The kernel answers EFAULT for a buffer it cannot read or write. The library checks
- * with process_vm_readv/process_vm_writev on its own process, one byte per page, before it
- * touches the buffer, and remembers per thread the last range that passed, so a program that
- * reuses its buffer pays the system call once.
+ * before it touches the buffer, without writing to it: readability with process_vm_readv on
+ * its own process, one byte per page, and writability from /proc/self/maps. Each thread
+ * remembers a few ranges that passed (for writes, the whole writable mapping), so a program
+ * that reuses its buffers pays the check once per buffer.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,36 +97,69 @@ static const struct limits *limits(void)
 /* ---- credentials ----------------------------------------------------------------------- */
 
 /* The effective ids, read at msgget and msgctl and after fork (not on every send: that
- * would be two system calls). */
-static struct {
-    int valid;
+ * would be two system calls).
+ *
+ * CREDENTIALS. Readers (perm_ok on every call) run in any thread while another thread may
+ * read the ids again, so a set of ids is never changed in place: cred_refresh() builds a new
+ * one and publishes it with a release store of cred_cur, and a reader loads the pointer once
+ * (acquire) and uses that set throughout. A set is published only when the ids changed (a
+ * setuid, setgroups...), and the sets replaced are never freed, since a reader may still hold
+ * one: the memory kept grows with the number of credential changes, not of calls. */
+struct cred {
     uid_t euid;
     gid_t egid;
     int ngroups;
     gid_t groups[256];
-} cred;
+    struct cred *prev; /* the set this one replaced: kept, and reachable, for readers */
+};
 
-static void cred_refresh(void)
+static struct cred *cred_cur;
+static int cred_stale; /* set in a child after fork: the next check reads the ids again */
+
+static const struct cred *cred_refresh(void)
 {
-    cred.euid = geteuid();
-    cred.egid = getegid();
-    int n = getgroups((int) (sizeof(cred.groups) / sizeof(cred.groups[0])), cred.groups);
-    cred.ngroups = n < 0 ? 0 : n;
-    __atomic_store_n(&cred.valid, 1, __ATOMIC_RELEASE);
+    struct cred now;
+    memset(&now, 0, sizeof(now));
+    now.euid = geteuid();
+    now.egid = getegid();
+    int n = getgroups((int) (sizeof(now.groups) / sizeof(now.groups[0])), now.groups);
+    now.ngroups = n < 0 ? 0 : n;
+    struct cred *c = __atomic_load_n(&cred_cur, __ATOMIC_ACQUIRE);
+    if (c && memcmp(c, &now, offsetof(struct cred, prev)) == 0)
+        return c;
+    struct cred *fresh = malloc(sizeof(*fresh));
+    if (!fresh)
+        return c ? c : NULL;
+    memcpy(fresh, &now, sizeof(now)); /* padding too: sets are compared with memcmp */
+    fresh->prev = c;
+    __atomic_store_n(&cred_cur, fresh, __ATOMIC_RELEASE);
+    return fresh;
 }
 
-static void cred_ensure(void)
+/* The current set of ids (read them if none yet). Never NULL but for want of memory, when a
+ * set on the stack of this thread stands in (perm_ok then sees the right ids all the same). */
+static const struct cred *cred_get(struct cred *spare)
 {
-    if (!__atomic_load_n(&cred.valid, __ATOMIC_ACQUIRE))
-        cred_refresh();
+    const struct cred *c = __atomic_load_n(&cred_cur, __ATOMIC_ACQUIRE);
+    if (!c || __builtin_expect(__atomic_load_n(&cred_stale, __ATOMIC_RELAXED), 0)) {
+        __atomic_store_n(&cred_stale, 0, __ATOMIC_RELAXED);
+        c = cred_refresh();
+    }
+    if (!c) {
+        memset(spare, 0, sizeof(*spare));
+        spare->euid = geteuid();
+        spare->egid = getegid();
+        c = spare;
+    }
+    return c;
 }
 
-static int in_group(gid_t g)
+static int in_group(const struct cred *c, gid_t g)
 {
-    if (g == cred.egid)
+    if (g == c->egid)
         return 1;
-    for (int i = 0; i < cred.ngroups; i++)
-        if (cred.groups[i] == g)
+    for (int i = 0; i < c->ngroups; i++)
+        if (c->groups[i] == g)
             return 1;
     return 0;
 }
@@ -134,40 +169,84 @@ static int in_group(gid_t g)
 static int perm_ok(const struct sysv_slot *s, int flag)
 {
     int want = ((flag >> 6) | (flag >> 3) | flag) & 7;
-    if (!want || cred.euid == 0)
+    struct cred spare;
+    const struct cred *c = cred_get(&spare);
+    if (!want || c->euid == 0)
         return 1;
     unsigned granted = s->mode;
-    if (cred.euid == s->cuid || cred.euid == s->uid)
+    if (c->euid == s->cuid || c->euid == s->uid)
         granted >>= 6;
-    else if (in_group(s->cgid) || in_group(s->gid))
+    else if (in_group(c, s->cgid) || in_group(c, s->gid))
         granted >>= 3;
     return (want & ~granted & 7) == 0;
+}
+
+static uid_t cred_euid(void)
+{
+    struct cred spare;
+    return cred_get(&spare)->euid;
+}
+
+static gid_t cred_egid(void)
+{
+    struct cred spare;
+    return cred_get(&spare)->egid;
 }
 
 /* IPC_SET and IPC_RMID: the creator, the owner, or root (CAP_SYS_ADMIN). */
 static int may_change(const struct sysv_slot *s)
 {
-    return cred.euid == 0 || cred.euid == s->uid || cred.euid == s->cuid;
+    uid_t euid = cred_euid();
+    return euid == 0 || euid == s->uid || euid == s->cuid;
 }
 
 /* ---- buffers (BUFFERS above) ----------------------------------------------------------- */
 
-static __thread uintptr_t good_read_lo, good_read_hi, good_write_lo, good_write_hi;
-static int checks_unavailable;
+/* Each thread remembers a few ranges that passed, per kind of access, and replaces them in
+ * turn: a program alternating between two or three buffers (a send buffer and a receive
+ * buffer, double buffering) checks each once. */
+#define GOOD_RANGES 4
 
-/* Can the whole range [p, p + n) be read (write == 0) or written? One byte per page is
- * enough: protection is per page. Writing puts back the bytes just read. */
-static int range_ok(const void *p, size_t n, int write)
+struct good_ranges {
+    uintptr_t lo[GOOD_RANGES], hi[GOOD_RANGES];
+    unsigned next;
+};
+
+static __thread struct good_ranges good_read, good_write;
+static int checks_unavailable;
+static pid_t self_pid; /* getpid(), cached; 0 after fork (after_fork_child) */
+
+static int good_find(const struct good_ranges *g, uintptr_t lo, uintptr_t hi)
 {
-    uintptr_t lo = (uintptr_t) p, hi = lo + n;
-    if (hi < lo)
-        return 0;
-    uintptr_t *glo = write ? &good_write_lo : &good_read_lo;
-    uintptr_t *ghi = write ? &good_write_hi : &good_read_hi;
-    if ((lo >= *glo && hi <= *ghi) || __atomic_load_n(&checks_unavailable, __ATOMIC_RELAXED))
-        return 1;
+    for (int i = 0; i < GOOD_RANGES; i++)
+        if (lo >= g->lo[i] && hi <= g->hi[i] && g->hi[i])
+            return 1;
+    return 0;
+}
+
+static void good_add(struct good_ranges *g, uintptr_t lo, uintptr_t hi)
+{
+    unsigned i = g->next++ % GOOD_RANGES;
+    g->lo[i] = lo;
+    g->hi[i] = hi;
+}
+
+static pid_t self(void)
+{
+    pid_t p = __atomic_load_n(&self_pid, __ATOMIC_RELAXED);
+    if (!p) {
+        p = getpid();
+        __atomic_store_n(&self_pid, p, __ATOMIC_RELAXED);
+    }
+    return p;
+}
+
+/* Can [lo, hi) be read? process_vm_readv on this process, one byte per page (protection is per
+ * page), copying into a scratch array: nothing of the program's memory is written. 1, 0, or
+ * -1 when the check is forbidden here (a seccomp filter). */
+static int readable(uintptr_t lo, uintptr_t hi)
+{
     const uintptr_t page = 4096;
-    pid_t self = getpid();
     for (uintptr_t a = lo; a < hi;) {
         enum { BATCH = 64 };
         char tmp[BATCH];
@@ -180,20 +259,109 @@ static int range_ok(const void *p, size_t n, int write)
             a = next < hi && next > a ? next : (a == hi - 1 ? hi : hi - 1);
         }
         ssize_t got =
-            process_vm_readv(self, local, (unsigned long) k, remote, (unsigned long) k, 0);
-        if (got == k && write)
-            got = process_vm_writev(self, local, (unsigned long) k, remote, (unsigned long) k, 0);
-        if (got < 0 && (errno == ENOSYS || errno == EPERM)) {
-            /* Forbidden here (a seccomp filter): the check cannot be made, so it is not. */
-            __atomic_store_n(&checks_unavailable, 1, __ATOMIC_RELAXED);
-            return 1;
-        }
+            process_vm_readv(self(), local, (unsigned long) k, remote, (unsigned long) k, 0);
+        if (got < 0 && (errno == ENOSYS || errno == EPERM))
+            return -1;
         if (got != k)
             return 0;
     }
-    *glo = lo;
-    *ghi = hi;
     return 1;
+}
+
+/* Is [lo, hi) inside writable mappings? Read from /proc/self/maps, so that nothing is written
+ * to the program's memory: a probe that wrote bytes back could undo another thread's store
+ * next to the buffer. On success *span is the whole run of adjacent writable mappings that
+ * holds the range (remembered instead of the range: later buffers in the same heap or stack
+ * pass without a look). 1, 0, or -1 when the file cannot be read. */
+static int writable(uintptr_t lo, uintptr_t hi, uintptr_t *span_lo, uintptr_t *span_hi)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[4097]; /* one more for the terminator of a last line without a newline */
+    size_t have = 0;
+    uintptr_t run_lo = 0, run_hi = 0; /* the current run of adjacent writable mappings */
+    int verdict = 0, eof = 0, skipping = 0;
+    while (!eof) {
+        ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            eof = 1;
+        else
+            have += (size_t) n;
+        char *line = buf, *end;
+        if (skipping) { /* the tail of a line too long for buf, already parsed */
+            end = memchr(buf, '\n', have);
+            line = end ? end + 1 : buf + have;
+            skipping = !end;
+        }
+        while (line < buf + have) {
+            end = memchr(line, '\n', (size_t) (buf + have - line));
+            if (!end && !eof && !(line == buf && have == sizeof(buf) - 1))
+                break; /* the rest of the line is in the next read */
+            if (!end) {
+                /* End of file, or a line longer than buf (a long path): its address and
+                 * permissions are at its start; the rest is skipped. */
+                skipping = !eof;
+                end = buf + have;
+            }
+            *end = 0;
+            char *p;
+            uintptr_t a = (uintptr_t) strtoull(line, &p, 16);
+            uintptr_t b = *p == '-' ? (uintptr_t) strtoull(p + 1, &p, 16) : 0;
+            int w = *p == ' ' && p[1] && p[2] == 'w';
+            line = end + 1;
+            if (!w) {
+                run_lo = run_hi = 0;
+            } else if (a == run_hi && run_hi) {
+                run_hi = b;
+            } else {
+                run_lo = a;
+                run_hi = b;
+            }
+            if (run_hi && lo >= run_lo && hi <= run_hi && (!verdict || run_lo == *span_lo)) {
+                verdict = 1; /* and go on: the run may extend over the next mappings */
+                *span_lo = run_lo;
+                *span_hi = run_hi;
+                continue;
+            }
+            if (verdict || (a > lo && !(run_hi && run_lo <= lo)))
+                goto done; /* past the range, or lo is covered and the run ended before hi */
+        }
+        if (line >= buf + have) {
+            have = 0;
+        } else {
+            have -= (size_t) (line - buf);
+            memmove(buf, line, have);
+        }
+    }
+done:
+    close(fd);
+    return verdict;
+}
+
+/* Can the whole range [p, p + n) be read (write == 0) or written? */
+static int range_ok(const void *p, size_t n, int write)
+{
+    uintptr_t lo = (uintptr_t) p, hi = lo + n;
+    if (hi < lo)
+        return 0;
+    struct good_ranges *g = write ? &good_write : &good_read;
+    if (good_find(g, lo, hi) || __atomic_load_n(&checks_unavailable, __ATOMIC_RELAXED))
+        return 1;
+    int ok = readable(lo, hi);
+    uintptr_t span_lo = lo, span_hi = hi;
+    if (ok == 1 && write)
+        ok = writable(lo, hi, &span_lo, &span_hi);
+    if (ok < 0) {
+        /* Forbidden or unreadable here: the check cannot be made, so it is not. */
+        __atomic_store_n(&checks_unavailable, 1, __ATOMIC_RELAXED);
+        return 1;
+    }
+    if (ok)
+        good_add(g, span_lo, span_hi);
+    return ok;
 }
 
 /* ---- handles (HANDLES above) ----------------------------------------------------------- */
@@ -209,6 +377,7 @@ struct handle {
 };
 
 static struct handle cache[SYSV_SLOTS];
+static uint32_t cache_hi; /* one above the highest entry ever installed (after_fork_child) */
 static pthread_mutex_t cache_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 /* Close e's handle if it is CLOSING and unused, once (w is the word last seen). */
@@ -250,6 +419,8 @@ static int handle_install(uint32_t slot, uint32_t seq, pbx_t *q)
     if ((w & (H_VALID | H_CLOSING)) || __atomic_load_n(&e->q, __ATOMIC_ACQUIRE))
         return 0;
     e->q = q;
+    if (slot >= cache_hi)
+        __atomic_store_n(&cache_hi, slot + 1, __ATOMIC_RELAXED);
     __atomic_store_n(&e->seq, seq, __ATOMIC_RELAXED);
     __atomic_fetch_or(&e->word, H_VALID, __ATOMIC_RELEASE);
     return 1;
@@ -269,12 +440,32 @@ static void handle_forget(uint32_t slot)
 }
 
 /* A process forked from one that held the registry lock or the mutex starts afresh; its
- * credentials may be about to change (setuid after fork), so they are read again. */
+ * credentials may be about to change (setuid after fork), so they are read again.
+ *
+ * Only the forking thread exists in the child, so the references other threads of the parent
+ * held (a thread blocked in msgrcv, say) will never be dropped here: the counts start again
+ * from zero. An entry caught while being forgotten or closed by another parent thread is
+ * finished here: its handle, if still set, is closed and the entry is free for the next
+ * install. (Otherwise the child would open and close the mailbox on every call once that
+ * slot held another queue.) */
 static void after_fork_child(void)
 {
     pthread_mutex_init(&cache_mutex, NULL);
     sysv_registry_after_fork();
-    cred.valid = 0;
+    uint32_t hi = __atomic_load_n(&cache_hi, __ATOMIC_RELAXED);
+    for (uint32_t i = 0; i < hi && i < SYSV_SLOTS; i++) {
+        struct handle *e = &cache[i];
+        if (e->word & H_VALID) {
+            e->word = H_VALID;
+        } else if (e->word || e->q) {
+            if (e->q)
+                pbx_close(e->q);
+            e->q = NULL;
+            e->word = 0;
+        }
+    }
+    cred_stale = 1;
+    self_pid = 0;
 }
 
 __attribute__((constructor)) static void fork_hook_install(void)
@@ -314,10 +505,17 @@ static struct sysv_slot *slot_of(int id, uint32_t *slot, uint32_t *seq)
     *slot = (uint32_t) id % SYSV_SLOTS;
     *seq = (uint32_t) id / SYSV_SLOTS;
     struct sysv_slot *s = &r->slot[*slot];
-    if (__atomic_load_n(&s->live, __ATOMIC_ACQUIRE) != sysv_live_word(*seq)) {
-        if (__atomic_load_n(&cache[*slot].word, __ATOMIC_RELAXED) & H_VALID) {
-            pthread_mutex_lock(&cache_mutex); /* removed elsewhere: let our handle go */
-            handle_forget(*slot);
+    uint64_t w = __atomic_load_n(&s->live, __ATOMIC_ACQUIRE);
+    if (w != sysv_live_word(*seq)) {
+        /* Removed elsewhere: let our handle go, unless it is the handle of the queue that now
+         * lives in the slot (a stale id must not cost the current queue its handle). */
+        struct handle *e = &cache[*slot];
+        if ((__atomic_load_n(&e->word, __ATOMIC_RELAXED) & H_VALID) &&
+            (sysv_state_of(w) != SYSV_LIVE ||
+             __atomic_load_n(&e->seq, __ATOMIC_RELAXED) != sysv_seq_of(w))) {
+            pthread_mutex_lock(&cache_mutex);
+            if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) == *seq)
+                handle_forget(*slot);
             pthread_mutex_unlock(&cache_mutex);
         }
         return NULL;
@@ -325,14 +523,28 @@ static struct sysv_slot *slot_of(int id, uint32_t *slot, uint32_t *seq)
     return s;
 }
 
-/* Open the mailbox of a live slot. 0 or -errno (EINVAL when its mailbox is gone). */
+/* Open the mailbox of a live slot. 0 or -errno (EINVAL when its mailbox is gone).
+ *
+ * The mailbox is found by name, and the name of a keyed queue is the same for every queue
+ * that key ever had: between the look-up of the slot and the open, IPC_RMID and a new
+ * msgget(key, IPC_CREAT) may have put another queue under that name. So the slot's word is
+ * read again after the open. A new queue in the slot has a higher sequence, and it exists only
+ * after the removal of the old one has changed the word, so a word that still names id after
+ * the open means the mailbox opened is id's own (or id's, removed since: the mailbox then
+ * answers EIDRM itself). */
 static int open_queue(const struct sysv_slot *s, int id, pbx_t **q)
 {
     char name[SYSV_NAME_MAX];
+    uint64_t want = sysv_live_word((uint32_t) id / SYSV_SLOTS);
     sysv_mailbox_name(s, id, name);
     int err = pbx_open(name, 0, NULL, q);
     if (err == -ENOENT)
         err = -EINVAL;
+    if (!err && __atomic_load_n(&s->live, __ATOMIC_ACQUIRE) != want) {
+        pbx_close(*q);
+        *q = NULL;
+        err = -EINVAL;
+    }
     return err;
 }
 
@@ -366,7 +578,6 @@ static void reclaim(uint32_t slot, uint32_t seq, struct sysv_slot *s, int id)
  * handle to its mailbox. 0 or an errno value. */
 static int op_begin(int id, int flag, struct op *op)
 {
-    cred_ensure();
     struct sysv_slot *s = slot_of(id, &op->slot, &op->seq);
     if (!s)
         return id < 0 || sysv_registry() ? EINVAL : errno;
@@ -428,9 +639,9 @@ static uint32_t file_mode(uint32_t mode)
 static int create_queue(struct sysv_registry *r, key_t key, int msgflg)
 {
     const struct limits *l = limits();
-    uint32_t live = 0, slot = SYSV_SLOTS;
-    for (uint32_t i = 0; i < r->used; i++) {
-        if ((r->slot[i].live & 0xffffffffu) == SYSV_LIVE)
+    uint32_t live = 0, slot = SYSV_SLOTS, used = sysv_used(r);
+    for (uint32_t i = 0; i < used; i++) {
+        if (sysv_state_of(__atomic_load_n(&r->slot[i].live, __ATOMIC_RELAXED)) == SYSV_LIVE)
             live++;
         else if (slot == SYSV_SLOTS)
             slot = i;
@@ -438,16 +649,22 @@ static int create_queue(struct sysv_registry *r, key_t key, int msgflg)
     if (live >= (uint32_t) l->msgmni)
         return -ENOSPC;
     if (slot == SYSV_SLOTS)
-        slot = r->used;
+        slot = used;
     if (slot >= SYSV_SLOTS)
         return -ENOSPC;
     struct sysv_slot *s = &r->slot[slot];
-    uint32_t seq = (uint32_t) (s->live >> 32) % SYSV_SEQ_LIMIT;
+    uint32_t seq = sysv_seq_of(s->live);
     int id = (int) (slot + SYSV_SLOTS * seq);
     uint32_t cap = (uint32_t) l->msgmnb;
     s->key = key;
+    s->creator = (int32_t) getpid();
     char name[SYSV_NAME_MAX];
     sysv_mailbox_name(s, id, name);
+    /* Published before the mailbox exists, so that a creator killed before the queue is LIVE
+     * leaves a record of the file to remove (rollback_creating). */
+    __atomic_store_n(&s->live, SYSV_CREATING | (uint64_t) seq << 32, __ATOMIC_RELEASE);
+    if (slot >= used)
+        __atomic_store_n(&r->used, slot + 1, __ATOMIC_RELAXED);
 
     struct pbx_options o;
     pbx_options_init(&o);
@@ -466,23 +683,34 @@ static int create_queue(struct sysv_registry *r, key_t key, int msgflg)
         pbx_unlink(name);
         err = pbx_open(name, PBX_CREATE | PBX_EXCL, &o, &q);
     }
-    if (err)
+    if (err) {
+        __atomic_store_n(&s->live, (uint64_t) seq << 32, __ATOMIC_RELEASE);
         return err == -ENOSPC ? -ENOMEM : err;
+    }
     s->mode = (uint32_t) msgflg & 0777;
-    s->uid = s->cuid = cred.euid;
-    s->gid = s->cgid = cred.egid;
+    s->uid = s->cuid = cred_euid();
+    s->gid = s->cgid = cred_egid();
     s->ctime = (int64_t) time(NULL);
     s->qbytes = cap;
     s->cap = cap;
     __atomic_store_n(&s->live, sysv_live_word(seq), __ATOMIC_RELEASE);
-    if (slot >= r->used)
-        r->used = slot + 1;
     pthread_mutex_lock(&cache_mutex);
     int kept = handle_install(slot, seq, q);
     pthread_mutex_unlock(&cache_mutex);
     if (!kept)
         pbx_close(q);
     return id;
+}
+
+/* With the registry locked: a slot left CREATING by a msgget that died before publishing its
+ * queue (see registry.h). Its mailbox, if it got as far as making one, is unlinked (nobody
+ * can have it open: its id was never returned), and the slot is free again, same sequence. */
+static void rollback_creating(struct sysv_slot *s, uint32_t slot, uint32_t seq)
+{
+    char name[SYSV_NAME_MAX];
+    sysv_mailbox_name(s, (int) (slot + SYSV_SLOTS * seq), name);
+    pbx_unlink(name);
+    __atomic_store_n(&s->live, (uint64_t) seq << 32, __ATOMIC_RELEASE);
 }
 
 SYSV_API int msgget(key_t key, int msgflg)
@@ -495,26 +723,27 @@ SYSV_API int msgget(key_t key, int msgflg)
     if (err)
         return fail(-err);
     int id = -ENOENT;
-    if (key != IPC_PRIVATE) {
-        for (uint32_t i = 0; i < r->used; i++) {
-            struct sysv_slot *s = &r->slot[i];
-            if ((s->live & 0xffffffffu) != SYSV_LIVE || s->key != key)
-                continue;
-            uint32_t seq = (uint32_t) (s->live >> 32);
-            if (!mailbox_exists(s, (int) (i + SYSV_SLOTS * seq))) {
-                /* Removed through postbox (pbx_unlink, postbox rm): the key is free again. */
-                __atomic_store_n(&s->live, (uint64_t) ((seq + 1) % SYSV_SEQ_LIMIT) << 32,
-                                 __ATOMIC_RELEASE);
-                continue;
-            }
-            if ((msgflg & IPC_CREAT) && (msgflg & IPC_EXCL))
-                id = -EEXIST;
-            else if (!perm_ok(s, msgflg))
-                id = -EACCES;
-            else
-                id = (int) (i + SYSV_SLOTS * (uint32_t) (s->live >> 32));
-            break;
+    uint32_t used = sysv_used(r);
+    for (uint32_t i = 0; i < used; i++) {
+        struct sysv_slot *s = &r->slot[i];
+        uint64_t w = __atomic_load_n(&s->live, __ATOMIC_RELAXED);
+        if (sysv_state_of(w) == SYSV_CREATING)
+            rollback_creating(s, i, sysv_seq_of(w));
+        if (key == IPC_PRIVATE || id != -ENOENT || sysv_state_of(w) != SYSV_LIVE || s->key != key)
+            continue;
+        uint32_t seq = sysv_seq_of(w);
+        if (!mailbox_exists(s, (int) (i + SYSV_SLOTS * seq))) {
+            /* Removed through postbox (pbx_unlink, postbox rm): the key is free again. */
+            __atomic_store_n(&s->live, (uint64_t) ((seq + 1) % SYSV_SEQ_LIMIT) << 32,
+                             __ATOMIC_RELEASE);
+            continue;
         }
+        if ((msgflg & IPC_CREAT) && (msgflg & IPC_EXCL))
+            id = -EEXIST;
+        else if (!perm_ok(s, msgflg))
+            id = -EACCES;
+        else
+            id = (int) (i + SYSV_SLOTS * seq);
     }
     if (id == -ENOENT && (key == IPC_PRIVATE || (msgflg & IPC_CREAT)))
         id = create_queue(r, key, msgflg);
@@ -636,18 +865,21 @@ static int ctl_info(int cmd, struct msginfo *info)
     info->msgmax = (int) l->msgmax;
     info->msgmnb = (int) l->msgmnb;
     info->msgmni = (int) l->msgmni;
-    info->msgssz = 16;              /* MSGSSZ */
-    info->msgseg = 0xffff;          /* MSGSEG */
-    info->msgpool = 512000;         /* MSGPOOL: MSGMNI * MSGMNB / 1024 */
-    info->msgmap = (int) l->msgmnb; /* MSGMAP */
-    info->msgtql = (int) l->msgmnb; /* MSGTQL */
+    /* The kernel reports its compile-time constants here (include/uapi/linux/msg.h), not the
+     * sysctls: MSGSSZ, MSGSEG, MSGPOOL = MSGMNI * MSGMNB / 1024, MSGMAP = MSGTQL = MSGMNB. */
+    info->msgssz = 16;
+    info->msgseg = 0xffff;
+    info->msgpool = 32000 * 16384 / 1024;
+    info->msgmap = 16384;
+    info->msgtql = 16384;
     int max_idx = 0;
-    long queues = 0, msgs = 0, bytes = 0;
+    long long queues = 0, msgs = 0, bytes = 0;
     cred_refresh();
-    for (uint32_t i = 0; i < r->used; i++) {
+    uint32_t used = sysv_used(r);
+    for (uint32_t i = 0; i < used; i++) {
         struct sysv_slot *s = &r->slot[i];
         uint64_t w = __atomic_load_n(&s->live, __ATOMIC_ACQUIRE);
-        if ((w & 0xffffffffu) != SYSV_LIVE)
+        if (sysv_state_of(w) != SYSV_LIVE)
             continue;
         max_idx = (int) i;
         queues++;
@@ -655,18 +887,19 @@ static int ctl_info(int cmd, struct msginfo *info)
             continue;
         pbx_t *q;
         struct pbx_stat st;
-        if (open_queue(s, (int) (i + SYSV_SLOTS * (uint32_t) (w >> 32)), &q) == 0) {
+        if (open_queue(s, (int) (i + SYSV_SLOTS * sysv_seq_of(w)), &q) == 0) {
             if (pbx_stat(q, &st) == 0) {
-                msgs += (long) st.msgs;
-                bytes += (long) st.bytes;
+                msgs += (long long) st.msgs;
+                bytes += (long long) st.bytes;
             }
             pbx_close(q);
         }
     }
     if (cmd == MSG_INFO) {
-        info->msgpool = (int) queues;
-        info->msgmap = (int) msgs;
-        info->msgtql = (int) bytes;
+        /* As the kernel does: the totals are clamped to INT_MAX. */
+        info->msgpool = (int) (queues < INT_MAX ? queues : INT_MAX);
+        info->msgmap = (int) (msgs < INT_MAX ? msgs : INT_MAX);
+        info->msgtql = (int) (bytes < INT_MAX ? bytes : INT_MAX);
     }
     return max_idx;
 }
@@ -680,21 +913,28 @@ static int ctl_stat_index(int idx, int cmd, struct msqid_ds *buf)
     if (idx < 0 || (uint32_t) idx >= SYSV_SLOTS)
         return fail(EINVAL);
     struct sysv_slot *s = &r->slot[idx];
+    /* Under the registry lock, so that the slot's fields are one queue's, read between
+     * changes (IPC_SET writes several). */
+    int err = sysv_registry_lock();
+    if (err)
+        return fail(-err);
     uint64_t w = __atomic_load_n(&s->live, __ATOMIC_ACQUIRE);
-    if ((w & 0xffffffffu) != SYSV_LIVE)
-        return fail(EINVAL);
-    int id = (int) ((uint32_t) idx + SYSV_SLOTS * (uint32_t) (w >> 32));
-    cred_refresh();
-    if (cmd == MSG_STAT && !perm_ok(s, 0444))
-        return fail(EACCES);
-    if (!range_ok(buf, sizeof(*buf), 1))
-        return fail(EFAULT);
+    int id = (int) ((uint32_t) idx + SYSV_SLOTS * sysv_seq_of(w));
+    if (sysv_state_of(w) != SYSV_LIVE || w != sysv_live_word(sysv_seq_of(w)))
+        err = EINVAL;
+    else if (cmd == MSG_STAT && !perm_ok(s, 0444))
+        err = EACCES;
+    else if (!range_ok(buf, sizeof(*buf), 1))
+        err = EFAULT;
     pbx_t *q = NULL;
-    if (open_queue(s, id, &q) != 0)
-        q = NULL; /* MSG_STAT_ANY without the right to open the mailbox: no counters */
-    fill_ds(s, id, q, buf);
-    pbx_close(q);
-    return id;
+    if (!err) {
+        if (open_queue(s, id, &q) != 0)
+            q = NULL; /* MSG_STAT_ANY without the right to open the mailbox: no counters */
+        fill_ds(s, id, q, buf);
+        pbx_close(q);
+    }
+    sysv_registry_unlock();
+    return err ? fail(err) : id;
 }
 
 static int ctl_set(int msqid, const struct msqid_ds *buf)
@@ -712,10 +952,12 @@ static int ctl_set(int msqid, const struct msqid_ds *buf)
         r = EINVAL;
     else if (!may_change(s))
         r = EPERM;
-    else if (in.msg_qbytes > (msglen_t) limits()->msgmnb && cred.euid != 0)
+    else if (in.msg_qbytes > (msglen_t) limits()->msgmnb && cred_euid() != 0)
         r = EPERM; /* raising msg_qbytes above msgmnb takes CAP_SYS_RESOURCE */
     else if (in.msg_qbytes > s->cap)
         r = EPERM; /* beyond the capacity the mailbox was made with (docs/sysv.md) */
+    else if (in.msg_perm.uid == (uid_t) -1 || in.msg_perm.gid == (gid_t) -1)
+        r = EINVAL; /* not a valid id, as the kernel's ipc_update_perm() says */
     pbx_t *q = NULL;
     if (!r)
         r = -open_queue(s, msqid, &q);
@@ -757,15 +999,25 @@ static int ctl_rmid(int msqid)
     else if (!may_change(s))
         r = EPERM;
     if (!r) {
+        /* Removing must wake every blocked caller (EIDRM), which needs the mailbox open. A
+         * caller who owns the queue through IPC_SET but may not open its file (a non-root
+         * owner gave the queue away and could not chown the file) cannot, and is refused with
+         * EPERM, the queue left whole, rather than told it is gone while its receivers sleep
+         * on and its key stays taken (docs/sysv.md). */
         pbx_t *q;
         char name[SYSV_NAME_MAX];
         sysv_mailbox_name(s, msqid, name);
-        if (pbx_open(name, 0, NULL, &q) == 0) {
+        int e = pbx_open(name, 0, NULL, &q);
+        if (e == 0) {
             pbx_remove(q); /* wakes every blocked caller with EIDRM */
             pbx_close(q);
-        } else {
-            pbx_unlink(name);
+        } else if (e == -EACCES || e == -EPERM) {
+            r = EPERM;
+        } else if (e != -ENOENT && (e = pbx_unlink(name)) != 0 && e != -ENOENT) {
+            r = e == -EACCES || e == -EPERM ? EPERM : -e; /* damaged, and not removable */
         }
+    }
+    if (!r) {
         __atomic_store_n(&s->live, (uint64_t) ((seq + 1) % SYSV_SEQ_LIMIT) << 32, __ATOMIC_RELEASE);
         pthread_mutex_lock(&cache_mutex);
         handle_forget(slot);
@@ -777,6 +1029,8 @@ static int ctl_rmid(int msqid)
 
 SYSV_API int msgctl(int msqid, int cmd, struct msqid_ds *buf)
 {
+    if (msqid < 0 || cmd < 0)
+        return fail(EINVAL); /* the kernel's first check, before any command */
     cred_refresh();
     cmd &= ~IPC_64_FLAG;
     switch (cmd) {
@@ -787,21 +1041,31 @@ SYSV_API int msgctl(int msqid, int cmd, struct msqid_ds *buf)
     case MSG_STAT_ANY:
         return ctl_stat_index(msqid, cmd, buf);
     case IPC_SET:
-        return msqid < 0 ? fail(EINVAL) : ctl_set(msqid, buf);
+        return ctl_set(msqid, buf);
     case IPC_RMID:
-        return msqid < 0 ? fail(EINVAL) : ctl_rmid(msqid);
+        return ctl_rmid(msqid);
     case IPC_STAT: {
         struct op op;
-        int err = msqid < 0 ? EINVAL : op_begin(msqid, 0444, &op);
+        int err = op_begin(msqid, 0444, &op);
         if (err)
             return fail(err);
         if (!range_ok(buf, sizeof(*buf), 1)) {
             op_end(&op);
             return fail(EFAULT);
         }
-        fill_ds(op.s, msqid, op.q, buf);
+        /* The slot's fields under the registry lock: one consistent snapshot (IPC_SET
+         * writes several), and EINVAL if the queue went in the meantime. */
+        if ((err = sysv_registry_lock()) == 0) {
+            if (__atomic_load_n(&op.s->live, __ATOMIC_ACQUIRE) == sysv_live_word(op.seq))
+                fill_ds(op.s, msqid, op.q, buf);
+            else
+                err = EINVAL;
+            sysv_registry_unlock();
+        } else {
+            err = -err;
+        }
         op_end(&op);
-        return 0;
+        return err ? fail(err) : 0;
     }
     default:
         return fail(EINVAL);

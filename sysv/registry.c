@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,7 +26,23 @@
 static pthread_mutex_t map_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct sysv_registry *reg;
 static int reg_fd = -1;
-static pid_t reg_pid; /* the process reg_fd was opened in */
+
+/* LOCKING. The registry lock is a POSIX record lock (fcntl F_SETLKW) on the whole file. Such a
+ * lock belongs to the process, not to the open file description: a child made by fork() does
+ * not inherit it, and the kernel drops it when the holder dies, whatever other process still
+ * has the file open. (A flock() lock would belong to the description, which a child shares, so
+ * a holder killed while a forked child lives would leave the lock taken until the child
+ * exits.) A record lock is shared by the threads of a process, so map_mutex keeps two threads
+ * from both believing they hold it. The catch of record locks — closing any descriptor of the
+ * file drops them — does not bite: only this file opens it, once per process. */
+static int file_lock(int fd, short type)
+{
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    while (fcntl(fd, type == F_UNLCK ? F_SETLK : F_SETLKW, &fl) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return 0;
+}
 
 const char *sysv_dir(void)
 {
@@ -42,11 +57,9 @@ static int open_and_map(void)
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
     if (fd < 0)
         return -errno;
-    int err = 0;
-    if (flock(fd, LOCK_EX) < 0) {
-        err = -errno;
+    int err = file_lock(fd, F_WRLCK);
+    if (err)
         goto fail;
-    }
     struct stat st;
     if (fstat(fd, &st) < 0) {
         err = -errno;
@@ -78,9 +91,8 @@ static int open_and_map(void)
         err = -EBADMSG;
         goto fail;
     }
-    flock(fd, LOCK_UN);
+    file_lock(fd, F_UNLCK);
     reg_fd = fd;
-    reg_pid = getpid();
     __atomic_store_n(&reg, r, __ATOMIC_RELEASE);
     return 0;
 fail:
@@ -107,37 +119,16 @@ int sysv_registry_lock(void)
 {
     if (!sysv_registry())
         return -errno;
-    /* flock() locks belong to the open file description, which threads share: the mutex
-     * keeps two threads of this process from both believing they hold the lock. */
-    pthread_mutex_lock(&map_mutex);
-    if (reg_pid != getpid()) {
-        /* A child shares its parent's open file, and with it the parent's flock(): it needs
-         * a description of its own. */
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/" REGISTRY_FILE, sysv_dir());
-        int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0) {
-            int err = -errno;
-            pthread_mutex_unlock(&map_mutex);
-            return err;
-        }
-        close(reg_fd);
-        reg_fd = fd;
-        reg_pid = getpid();
-    }
-    while (flock(reg_fd, LOCK_EX) < 0) {
-        if (errno != EINTR) {
-            int err = -errno;
-            pthread_mutex_unlock(&map_mutex);
-            return err;
-        }
-    }
-    return 0;
+    pthread_mutex_lock(&map_mutex); /* see LOCKING above */
+    int err = file_lock(reg_fd, F_WRLCK);
+    if (err)
+        pthread_mutex_unlock(&map_mutex);
+    return err;
 }
 
 void sysv_registry_unlock(void)
 {
-    flock(reg_fd, LOCK_UN);
+    file_lock(reg_fd, F_UNLCK);
     pthread_mutex_unlock(&map_mutex);
 }
 

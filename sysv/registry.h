@@ -10,10 +10,11 @@
  * msg_ctime; the messages themselves live in the postbox mailbox the slot names
  * ("sysv.0x%08x" for a key, "sysv.private.<id>" for IPC_PRIVATE).
  *
- * Changes (create, IPC_SET, IPC_RMID) are made under an exclusive flock() of the file, which
- * the kernel releases if the holder dies. Lookups on the send and receive paths read one
- * 64-bit word (state and sequence) without the lock: a slot's other fields are written before
- * that word is published (release) and read after it (acquire).
+ * Changes (create, IPC_SET, IPC_RMID) are made under an exclusive fcntl() record lock of the
+ * file, which belongs to the process that took it (not to a child it forked) and which the
+ * kernel releases when that process dies (registry.c, LOCKING). Lookups on the send and receive
+ * paths read one 64-bit word (state and sequence) without the lock: a slot's other fields are
+ * written before that word is published (release) and read after it (acquire).
  */
 #ifndef PBX_SYSV_REGISTRY_H
 #define PBX_SYSV_REGISTRY_H
@@ -25,7 +26,11 @@
 #define SYSV_SEQ_LIMIT 65536u /* seq wraps here, so that ids stay positive ints */
 #define SYSV_NAME_MAX  64
 
-enum { SYSV_FREE = 0, SYSV_LIVE = 1 };
+/* A slot's state. CREATING is published (with key, creator and sequence filled in) before
+ * msgget creates the mailbox and lasts until the queue is LIVE; it is only ever seen by a
+ * process holding the registry lock if its creator died in between (the creator holds the
+ * lock throughout), and that process rolls the slot back and unlinks the mailbox. */
+enum { SYSV_FREE = 0, SYSV_LIVE = 1, SYSV_CREATING = 2 };
 
 struct sysv_slot {
     uint64_t live; /* state | seq << 32: the word lookups read; see above */
@@ -35,7 +40,8 @@ struct sysv_slot {
     int64_t ctime;   /* msg_ctime, seconds since the Epoch */
     uint64_t qbytes; /* msg_qbytes */
     uint32_t cap;    /* the mailbox's fixed capacity, in bytes and messages */
-    uint32_t pad[3];
+    int32_t creator; /* the pid that made (or is making) the queue: for diagnostics only */
+    uint32_t pad[2];
 };
 _Static_assert(sizeof(struct sysv_slot) == 64, "a registry slot is one cache line");
 
@@ -63,6 +69,26 @@ void sysv_registry_after_fork(void);
 static inline uint64_t sysv_live_word(uint32_t seq)
 {
     return SYSV_LIVE | (uint64_t) seq << 32;
+}
+
+/* TRUST. The file is world-writable, so any process may scribble on it; a value read from it
+ * must never take this process outside the mapping or make an id out of range (invariant 2 of
+ * ARCHITECTURE.md). Every read of a count or sequence goes through these, which read the word
+ * once and clamp it. */
+static inline uint32_t sysv_used(const struct sysv_registry *r)
+{
+    uint32_t u = __atomic_load_n(&r->used, __ATOMIC_RELAXED);
+    return u < SYSV_SLOTS ? u : SYSV_SLOTS;
+}
+
+static inline uint32_t sysv_state_of(uint64_t w)
+{
+    return (uint32_t) w;
+}
+
+static inline uint32_t sysv_seq_of(uint64_t w)
+{
+    return (uint32_t) (w >> 32) % SYSV_SEQ_LIMIT;
 }
 
 /* The mailbox name of the queue in slot s, whose id is id. */

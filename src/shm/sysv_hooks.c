@@ -62,14 +62,21 @@ ssize_t pbx__sysv_copy_nth(pbx_t *q, uint64_t n, void *buf, size_t cap, int noer
         r = -EIDRM;
         goto out;
     }
-    /* Every published message moves into the index; then the queued slots are exactly the
-     * messages a receive could take, and their seq is their arrival order. */
+    /* Every published message moves into the index. A slot is a message a receive could take
+     * when it is queued AND its seq is below the inbox head: a sender marks its slot queued
+     * before it stores the inbox entry that commits the message (queue.c, publish_locked), so
+     * a queued slot at or past the head is a send still in progress (or a sender killed before
+     * its commit), not a message. This is the rule of the index rebuild (index.c). The seq of
+     * the slots taken is their arrival order. */
     if ((r = pbx__index_ready(m)) || (r = pbx__recv_drain(m)))
         goto out;
+    uint64_t head = PBX_LOAD(&m->h->recv.inbox_head);
     uint32_t count = 0;
-    for (uint32_t s = 0; s < m->geo.nslots; s++)
-        if (PBX_LOAD(&m->slots[s].state) == PBX_SLOT_QUEUED)
-            list[count++] = (struct queued){m->slots[s].seq, s};
+    for (uint32_t s = 0; s < m->geo.nslots; s++) {
+        const struct pbx_slot *slot = &m->slots[s];
+        if (PBX_LOAD(&slot->state) == PBX_SLOT_QUEUED && slot->seq < head)
+            list[count++] = (struct queued){slot->seq, s};
+    }
     if (n >= count) {
         r = -ENOMSG;
         goto out;

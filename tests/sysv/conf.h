@@ -105,7 +105,7 @@ static int q_track(int id)
     return id;
 }
 
-static int q_new(int mode)
+__attribute__((unused)) static int q_new(int mode)
 {
     int id = msgget(IPC_PRIVATE, IPC_CREAT | mode);
     CHECK(id >= 0);

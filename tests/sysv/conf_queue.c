@@ -189,6 +189,44 @@ CONF_TEST(ctl_unknown_command_is_einval)
     CHECK_FAILS(msgctl(id, 12345, NULL), EINVAL);
 }
 
+CONF_TEST(ctl_negative_id_or_command_is_einval_for_every_command)
+{
+    struct msginfo info;
+    struct msqid_ds ds;
+    int id = q_new(0600);
+    CHECK_FAILS(msgctl(-1, IPC_INFO, (struct msqid_ds *) (void *) &info), EINVAL);
+    CHECK_FAILS(msgctl(-1, MSG_INFO, (struct msqid_ds *) (void *) &info), EINVAL);
+    CHECK_FAILS(msgctl(-1, MSG_STAT, &ds), EINVAL);
+    CHECK_FAILS(msgctl(id, -1, &ds), EINVAL);
+    CHECK(msgctl(0, IPC_INFO, (struct msqid_ds *) (void *) &info) >= 0);
+}
+
+CONF_TEST(ctl_set_uid_or_gid_minus_one_is_einval)
+{
+    int id = q_new(0600);
+    struct msqid_ds ds;
+    CHECK(msgctl(id, IPC_STAT, &ds) == 0);
+    ds.msg_perm.uid = (uid_t) -1;
+    CHECK_FAILS(msgctl(id, IPC_SET, &ds), EINVAL);
+    CHECK(msgctl(id, IPC_STAT, &ds) == 0);
+    ds.msg_perm.gid = (gid_t) -1;
+    CHECK_FAILS(msgctl(id, IPC_SET, &ds), EINVAL);
+    CHECK(msgctl(id, IPC_STAT, &ds) == 0);
+    CHECK_EQ(ds.msg_perm.uid, geteuid());
+    CHECK_EQ(ds.msg_perm.gid, getegid());
+}
+
+CONF_TEST(ctl_ipc_info_reports_the_kernels_constants)
+{
+    struct msginfo info;
+    CHECK(msgctl(0, IPC_INFO, (struct msqid_ds *) (void *) &info) >= 0);
+    CHECK_EQ(info.msgssz, 16);
+    CHECK_EQ(info.msgseg, 0xffff);
+    CHECK_EQ(info.msgmap, 16384);
+    CHECK_EQ(info.msgtql, 16384);
+    CHECK_EQ(info.msgpool, 512000);
+}
+
 CONF_TEST(ctl_rmid_twice_is_einval)
 {
     int id = q_new(0600);
