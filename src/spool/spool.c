@@ -281,7 +281,7 @@ static void clean_tmp(struct spool *s)
             warn(s, "ignoring foreign file tmp/%s", e->d_name);
             continue;
         }
-        if (!pbx__os_ident_alive(owner))
+        if (!pbx__fs_process_alive(owner))
             pbx__fs_table()->unlinkat(s->tmpfd, e->d_name, 0);
     }
     closedir(d);
@@ -540,7 +540,7 @@ static int reap(struct spool *s)
     int n = 0;
     s->last_reap_ns = pbx__os_mono_ns();
     for (struct pbx_sidx_msg *m = s->idx.claimed; m; m = m->cnext) {
-        if (pbx__os_ident_alive(m->owner))
+        if (pbx__fs_process_alive(m->owner))
             continue;
         char from[NAME_LEN], to[NAME_LEN];
         claim_name(from, m->seq, m->type, m->len, m->owner);

@@ -1,0 +1,117 @@
+/*
+ * test_spool_fix.c — regression tests for the spool review's findings: a process whose main
+ * thread has exited still owns its claims and temporary files; an idle handle that drains a
+ * new bucket together with older events does not lose a message; hostile names and file
+ * types in the spool; two handles in one process; a remover killed half-way.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "os/fs.h"
+#include "spool_util.h"
+
+static char name[4096], dir[4096];
+
+static pbx_t *open_fresh(const char *base, uint32_t durability)
+{
+    struct pbx_options o = pbx_test_options(100000, 64 << 20, 4096, PBX_BLOCK);
+    o.durability = durability;
+    pbx_t *q;
+    ASSERT_OK(pbx_open(spool_name(name, sizeof(name), base), PBX_CREATE | PBX_EXCL, &o, &q));
+    spool_dir(dir, sizeof(dir), base);
+    return q;
+}
+
+/* ---- a zombie leader: main() called pthread_exit() while a worker runs ------------------ */
+
+static int (*real_write_all)(int, const void *, size_t);
+static int slow_write_all(int fd, const void *buf, size_t len)
+{
+    pbx_test_sleep_ms(150); /* a slow writer: its temporary file exists meanwhile */
+    return real_write_all(fd, buf, len);
+}
+
+static int (*real_renameat)(int, const char *, int, const char *);
+static int slow_renameat(int a, const char *from, int b, const char *to)
+{
+    int r = real_renameat(a, from, b, to);
+    int dots = 0;
+    for (const char *p = to; *p; p++)
+        dots += *p == '.';
+    if (r == 0 && dots == 3)
+        pbx_test_sleep_ms(800); /* a claim: the receiver is slow to read it */
+    return r;
+}
+
+static void *zombie_worker(void *arg)
+{
+    int receive = *(int *) arg;
+    pbx_test_sleep_ms(50); /* the leader has exited by now */
+    pbx_t *q;
+    int r = pbx_open(name, 0, NULL, &q); /* its inotify watches need no leader */
+    if (r < 0)
+        _exit(10);
+    char buf[64];
+    if (receive)
+        r = (int) pbx_recv(q, 0, buf, sizeof(buf), 0, NULL);
+    else
+        r = pbx_send(q, 7, "zombie", 6, 0);
+    _exit(r == (receive ? 6 : 0) ? 0 : 20 + (r < 0 ? -r : 0) % 100);
+}
+
+static int zombie_leader(void *arg)
+{
+    if (*(int *) arg) {
+        real_renameat = pbx__fs_table()->renameat;
+        pbx__fs_table()->renameat = slow_renameat;
+    } else {
+        real_write_all = pbx__fs_table()->write_all;
+        pbx__fs_table()->write_all = slow_write_all;
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, zombie_worker, arg))
+        return 2;
+    pthread_exit(NULL);
+}
+
+/* Another process opens (and so cleans temporary files) while the writer's leader is a zombie:
+ * the writer's temporary file must survive, and its send succeed. */
+TEST(spool_fix_zombie_leader_keeps_tmp)
+{
+    pbx_t *q = open_fresh("zl", PBX_DURABLE_NONE);
+    int receive = 0;
+    pid_t pid = pbx_test_fork(zombie_leader, &receive);
+    pbx_test_sleep_ms(250);
+    pbx_t *q2;
+    ASSERT_OK(pbx_open(name, 0, NULL, &q2)); /* open deletes the temporary files of the dead */
+    pbx_test_wait_ok(pid);
+    char buf[16];
+    long t = 0;
+    ASSERT_EQ(pbx_recv(q2, 0, buf, sizeof(buf), PBX_NOWAIT, &t), 6);
+    ASSERT_EQ(t, 7);
+    pbx_close(q2);
+    pbx_remove(q);
+    pbx_close(q);
+}
+
+/* A receiver whose leader is a zombie holds its claim: nobody else gets the message. */
+TEST(spool_fix_zombie_leader_keeps_claim)
+{
+    pbx_t *q = open_fresh("zc", PBX_DURABLE_NONE);
+    ASSERT_OK(pbx_send(q, 1, "claim!", 6, 0));
+    int receive = 1;
+    pid_t pid = pbx_test_fork(zombie_leader, &receive);
+    pbx_test_sleep_ms(400); /* claimed, and reading slowly */
+    char buf[16];
+    ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+    pbx_test_wait_ok(pid);
+    ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+    pbx_remove(q);
+    pbx_close(q);
+}
