@@ -115,3 +115,40 @@ TEST(spool_fix_zombie_leader_keeps_claim)
     pbx_remove(q);
     pbx_close(q);
 }
+
+/* ---- an idle handle drains a new bucket together with older events ---------------------- */
+
+static int claim_and_die(void *arg)
+{
+    (void) arg;
+    setenv("PBX_CRASH_AT", "spool.recv.claimed", 1);
+    pbx_t *r;
+    if (pbx_open(name, 0, NULL, &r))
+        return 2;
+    char b[8];
+    pbx_recv(r, 2, b, sizeof(b), 0, NULL);
+    return 3;
+}
+
+/* P is idle while X is sent into a new bucket, claimed by a process that dies, and put back:
+ * P's queue then holds [bucket created, X into c/, X out of c/] but not X's return into the
+ * bucket (not yet watched). P must still find X. */
+TEST(spool_fix_idle_handle_new_bucket_replay)
+{
+    pbx_t *hs = open_fresh("replay", PBX_DURABLE_NONE);
+    for (int i = 1; i <= 4095; i++) /* seq 1..4095: all of bucket 0 */
+        ASSERT_OK(pbx_send(hs, 1, "filler", 6, 0));
+    pbx_t *hp;
+    ASSERT_OK(pbx_open(name, 0, NULL, &hp)); /* P, idle from now on */
+    ASSERT_OK(pbx_send(hs, 2, "X", 1, 0));   /* seq 4096: bucket 1 */
+    pid_t pid = pbx_test_fork(claim_and_die, NULL);
+    ASSERT_EQ(pbx_test_wait(pid), 128 + SIGKILL);
+    char b[16];
+    ASSERT_ERR(pbx_recv(hs, 3, b, sizeof(b), PBX_NOWAIT, NULL), -ENOMSG); /* puts X back */
+    long t = 0;
+    ASSERT_EQ(pbx_recv(hp, 2, b, sizeof(b), PBX_NOWAIT, &t), 1);
+    ASSERT_EQ(t, 2);
+    pbx_close(hp);
+    pbx_remove(hs);
+    pbx_close(hs);
+}

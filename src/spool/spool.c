@@ -87,6 +87,8 @@ struct spool {
     int ifd, efd, qwd, cwd;
     uint64_t *wd_bucket; /* inotify watch -> bucket + 1 (0: not a bucket) */
     size_t wd_cap;
+    uint64_t *new_buckets; /* buckets watched during a drain, scanned at its end */
+    size_t n_new, new_cap;
     struct pbx_sidx idx;
     uint64_t last_reap_ns;
     uint64_t last_clean_ns; /* temporary files of dead writers last looked for */
@@ -365,10 +367,23 @@ static int apply_event(struct spool *s, const struct inotify_event *ev)
     if (ev->wd == s->qwd) {
         if (to && (ev->mask & IN_ISDIR) && ev->len && parse_bucket(ev->name, &b) == 0) {
             int err = watch_bucket(s, b, ev->name);
-            if (err == -ENOENT)
+            if (err == -ENOENT || err == -ENOTDIR)
                 return 0; /* an old event: the bucket was emptied and removed since */
-            /* Files renamed in before the watch existed are found by scanning it. */
-            return err ? err : scan_bucket(s, b, ev->name, 0);
+            if (err)
+                return err;
+            /* Files renamed in before the watch existed are found by scanning it, but only
+             * once every queued event is applied (drain): events older than the scan, applied
+             * on top of it, could undo what it found. */
+            if (s->n_new == s->new_cap) {
+                size_t cap = s->new_cap * 2 + 8;
+                uint64_t *a = realloc(s->new_buckets, cap * sizeof(*a));
+                if (!a)
+                    return -ENOMEM;
+                s->new_buckets = a;
+                s->new_cap = cap;
+            }
+            s->new_buckets[s->n_new++] = b;
+            return 0;
         }
         return 0;
     }
@@ -420,10 +435,25 @@ static int drain(struct spool *s)
             int err = apply_event(s, ev);
             if (err == -ENOMEM)
                 rescan = 1;
-            else if (err)
+            else if (err) {
+                s->n_new = 0;
                 return err;
+            }
         }
     }
+    /* The buckets that appeared, now that no older event is left to apply. */
+    for (size_t i = 0; i < s->n_new && !rescan; i++) {
+        char bname[NAME_LEN];
+        bucket_name(bname, s->new_buckets[i]);
+        int err = scan_bucket(s, s->new_buckets[i], bname, 0);
+        if (err == -ENOMEM)
+            rescan = 1;
+        else if (err) {
+            s->n_new = 0;
+            return err;
+        }
+    }
+    s->n_new = 0;
     if (applied) {
         /* SEQ_CST with wait_change's pair: either the sleeper sees the new generation, or we
          * see it counted in local_waiters. */
@@ -694,6 +724,7 @@ static void spool_free(struct spool *s)
             close(*fds[i]);
     pbx__sidx_fini(&s->idx);
     free(s->wd_bucket);
+    free(s->new_buckets);
     free(s->path);
     free(s);
 }
