@@ -152,3 +152,46 @@ TEST(spool_fix_idle_handle_new_bucket_replay)
     pbx_remove(hs);
     pbx_close(hs);
 }
+
+/* ---- a durable receive flushes the bucket it took the message from --------------------- */
+
+static int (*real_fsync)(int);
+static ino_t fsynced[16];
+static int n_fsynced;
+static int recording_fsync(int fd)
+{
+    struct stat st;
+    if (n_fsynced < 16 && fstat(fd, &st) == 0)
+        fsynced[n_fsynced++] = st.st_ino;
+    return real_fsync(fd);
+}
+
+static int was_fsynced(const char *rel)
+{
+    char path[8192];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    if (stat(path, &st) < 0)
+        return -1;
+    for (int i = 0; i < n_fsynced; i++)
+        if (fsynced[i] == st.st_ino)
+            return 1;
+    return 0;
+}
+
+TEST(spool_fix_recv_flushes_bucket)
+{
+    pbx_t *q = open_fresh("rflush", PBX_DURABLE_ALWAYS);
+    ASSERT_OK(pbx_send(q, 1, "one", 3, 0));
+    ASSERT_OK(pbx_send(q, 1, "two", 3, 0));
+    real_fsync = pbx__fs_table()->fsync;
+    pbx__fs_table()->fsync = recording_fsync;
+    char b[8];
+    int r = (int) pbx_recv(q, 0, b, sizeof(b), 0, NULL);
+    pbx__fs_table_reset();
+    ASSERT_EQ(r, 3);
+    ASSERT_EQ(was_fsynced("q/00000000"), 1);
+    ASSERT_EQ(was_fsynced("c"), 1);
+    pbx_remove(q);
+    pbx_close(q);
+}

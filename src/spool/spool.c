@@ -1344,6 +1344,24 @@ static void quarantine(struct spool *s, int fromfd, const char *from)
     drain(s);
 }
 
+/* PBX_DURABLE_ALWAYS: make a receive durable. Both directories the message was in must be
+ * flushed: without q/BUCKET it can come back queued, without c/ as a claim (then put back). */
+static int flush_received(struct spool *s, uint64_t bucket)
+{
+    char bname[NAME_LEN];
+    bucket_name(bname, bucket);
+    int fd =
+        pbx__os_table()->openat(s->qfd, bname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    int err;
+    if (fd >= 0) {
+        err = pbx__fs_table()->fsync(fd);
+        close(fd);
+    } else {
+        err = fd == -ENOENT ? pbx__fs_table()->fsync(s->qfd) : fd; /* the bucket was removed */
+    }
+    return err ? err : pbx__fs_table()->fsync(s->cfd);
+}
+
 static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, int flags,
                          long *type_out, uint64_t deadline_ns, struct pbx_sigguard *g)
 {
@@ -1468,7 +1486,7 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         err = pbx__fs_table()->unlinkat(s->cfd, cname, 0);
         PBX_CRASH_POINT("spool.recv.unlinked");
         if (!err && s->meta.durability == PBX_DURABLE_ALWAYS)
-            err = pbx__fs_table()->fsync(s->cfd);
+            err = flush_received(s, bucket);
         PBX_CRASH_POINT("spool.recv.deleted");
         if (err)
             return err;
