@@ -195,3 +195,62 @@ TEST(spool_fix_recv_flushes_bucket)
     pbx_remove(q);
     pbx_close(q);
 }
+
+/* ---- a flusher or bucket maker killed before flushing ---------------------------------- */
+
+static int send_and_die(void *arg)
+{
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q))
+        return 2;
+    setenv("PBX_CRASH_AT", (const char *) arg, 1);
+    pbx_send(q, 5, "lost?", 5, 0);
+    return 3;
+}
+
+static void record_fsyncs(void)
+{
+    n_fsynced = 0;
+    real_fsync = pbx__fs_table()->fsync;
+    pbx__fs_table()->fsync = recording_fsync;
+}
+
+/* A flusher killed after taking the dirty range from the state page: the next flusher must
+ * flush that range too, not only its own bucket. */
+TEST(spool_fix_dead_flusher_range_flushed_again)
+{
+    pbx_t *q = open_fresh("flusher", PBX_DURABLE_ALWAYS);
+    for (int i = 1; i <= 4094; i++)
+        ASSERT_OK(pbx_send(q, 1, "f", 1, 0));
+    pid_t pid = pbx_test_fork(send_and_die, "spool.flush.taken"); /* seq 4095: bucket 0 */
+    ASSERT_EQ(pbx_test_wait(pid), 128 + SIGKILL);
+    record_fsyncs();
+    int r = pbx_send(q, 1, "g", 1, 0); /* seq 4096: bucket 1 */
+    pbx__fs_table_reset();
+    ASSERT_OK(r);
+    ASSERT_EQ(was_fsynced("q/00000001"), 1);
+    ASSERT_EQ(was_fsynced("q/00000000"), 1);
+    pbx_remove(q);
+    pbx_close(q);
+}
+
+/* The maker of a new bucket killed before flushing q/: the next sender into it flushes q/. */
+TEST(spool_fix_dead_bucket_maker_q_flushed)
+{
+    pbx_t *q = open_fresh("maker", PBX_DURABLE_ALWAYS);
+    pid_t pid = pbx_test_fork(send_and_die, "spool.bucket.made");
+    ASSERT_EQ(pbx_test_wait(pid), 128 + SIGKILL);
+    record_fsyncs();
+    int r = pbx_send(q, 1, "g", 1, 0);
+    pbx__fs_table_reset();
+    ASSERT_OK(r);
+    ASSERT_EQ(was_fsynced("q"), 1);
+    n_fsynced = 0;
+    record_fsyncs();
+    r = pbx_send(q, 1, "h", 1, 0);
+    pbx__fs_table_reset();
+    ASSERT_OK(r);
+    ASSERT_EQ(was_fsynced("q"), 0); /* once is enough */
+    pbx_remove(q);
+    pbx_close(q);
+}

@@ -68,6 +68,11 @@ struct pbx_spool_state {
     uint32_t send_waiters, recv_waiters;
     uint32_t pad4;
     int64_t last_batch_flush_ns;
+    /* Under the flush lock: the buckets a flusher took from dirty_lo..dirty_hi and has not
+     * finished flushing (lo > hi: none). A flusher that dies leaves them to the next one. */
+    uint64_t inflight_lo, inflight_hi;
+    /* Under the spool lock: every bucket below this one has a durable entry in q/. */
+    uint64_t q_durable;
 };
 _Static_assert(sizeof(struct pbx_spool_state) <= 4096, "the state fits one page");
 

@@ -532,17 +532,23 @@ static int bucket_dir(struct spool *s, uint64_t b, int fresh)
     int err = pbx__fs_table()->mkdirat(s->qfd, name, dir_mode(s->meta.mode));
     if (err && err != -EEXIST)
         return err;
+    PBX_CRASH_POINT("spool.bucket.made");
     int fd =
         pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd < 0)
         return fd;
-    if (!err) {
+    if (!err)
         pbx__os_table()->fchmod(fd, dir_mode(s->meta.mode)); /* the umask must not apply */
-        /* The new directory's own name must be durable before anything renamed into it is. */
-        if (s->meta.durability != PBX_DURABLE_NONE && (err = pbx__fs_table()->fsync(s->qfd))) {
+    /* The directory's own name must be durable before anything renamed into it is. Whoever
+     * made it flushes q/, but may die first: so does anyone past the highest bucket known to
+     * be durable in q/. */
+    if (s->meta.durability != PBX_DURABLE_NONE && (!err || b >= s->st->q_durable)) {
+        if ((err = pbx__fs_table()->fsync(s->qfd))) {
             close(fd);
             return err;
         }
+        if (b >= s->st->q_durable)
+            s->st->q_durable = b + 1;
     }
     s->bucket_fd = fd;
     s->cached_bucket = b;
@@ -646,14 +652,22 @@ static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
     }
     uint64_t target = s->st->renames;
     uint64_t lo = s->st->dirty_lo, hi = s->st->dirty_hi;
-    s->st->dirty_lo = UINT64_MAX;
-    s->st->dirty_hi = 0;
-    spool_unlock(s);
-    /* A flusher that died after taking the range leaves it to us: include our own bucket. */
+    /* A flusher that died before finishing left its range in flight: flush it again. */
+    uint64_t ilo = s->st->inflight_lo, ihi = s->st->inflight_hi;
+    if (ilo <= ihi) {
+        lo = ilo < lo ? ilo : lo;
+        hi = ihi > hi ? ihi : hi;
+    }
     if (lo > hi)
         lo = hi = my_bucket;
     lo = my_bucket < lo ? my_bucket : lo;
     hi = my_bucket > hi ? my_bucket : hi;
+    s->st->inflight_lo = lo;
+    s->st->inflight_hi = hi;
+    s->st->dirty_lo = UINT64_MAX;
+    s->st->dirty_hi = 0;
+    spool_unlock(s);
+    PBX_CRASH_POINT("spool.flush.taken");
     int err = 0;
     for (uint64_t b = lo; b <= hi && !err; b++) {
         char name[NAME_LEN];
@@ -668,6 +682,9 @@ static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
         err = pbx__fs_table()->fsync(fd);
         close(fd);
     }
+    /* Only the flush lock's holder touches the range in flight. */
+    s->st->inflight_lo = UINT64_MAX;
+    s->st->inflight_hi = 0;
     if (!err) {
         uint64_t cur = PBX_LOAD(&s->st->flushed);
         while (cur < target && !__atomic_compare_exchange_n(&s->st->flushed, &cur, target, 0,
@@ -962,6 +979,7 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
     init->version = PBX_SPOOL_VERSION;
     init->next_seq = 1;
     init->dirty_lo = UINT64_MAX;
+    init->inflight_lo = UINT64_MAX;
     static const char *const subs[] = {"q", "c", "tmp", "bad"};
     for (size_t i = 0; i < PBX_ARRAY_LEN(subs) && !err; i++) {
         err = fs->mkdirat(dfd, subs[i], dm);
