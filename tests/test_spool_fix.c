@@ -254,3 +254,58 @@ TEST(spool_fix_dead_bucket_maker_q_flushed)
     pbx_remove(q);
     pbx_close(q);
 }
+
+/* ---- hostile sequence numbers ----------------------------------------------------------- */
+
+#include "spool/format.h"
+
+static void write_file_at(const char *rel, const char *content)
+{
+    char path[8192];
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    FILE *f = fopen(path, "w");
+    ASSERT_TRUE(f != NULL);
+    fputs(content, f);
+    fclose(f);
+}
+
+/* A claim named with a huge sequence number is foreign: it must not push the next sequence
+ * number past what a bucket name can hold. */
+TEST(spool_fix_huge_seq_claim_is_foreign)
+{
+    pbx_t *q = open_fresh("bigseq", PBX_DURABLE_NONE);
+    write_file_at("c/fffffffffffff000.1.1.0000000000000001", "x");
+    pbx_t *q2;
+    ASSERT_OK(pbx_open(name, 0, NULL, &q2));
+    ASSERT_OK(pbx_send(q2, 3, "abc", 3, 0));
+    char b[8];
+    long t = 0;
+    ASSERT_EQ(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, &t), 3);
+    ASSERT_EQ(t, 3);
+    pbx_close(q2);
+    pbx_remove(q);
+    pbx_close(q);
+}
+
+/* The last sequence number a bucket name can hold is used; past it a send is -EOVERFLOW. */
+TEST(spool_fix_seq_limit_overflow)
+{
+    pbx_t *q = open_fresh("seqlim", PBX_DURABLE_NONE);
+    char path[8192];
+    snprintf(path, sizeof(path), "%s/state", dir);
+    int fd = open(path, O_RDWR);
+    ASSERT_TRUE(fd >= 0);
+    uint64_t next = PBX_SPOOL_SEQ_LIMIT - 1;
+    ASSERT_EQ(pwrite(fd, &next, 8, offsetof(struct pbx_spool_state, next_seq)), 8);
+    close(fd);
+    ASSERT_OK(pbx_send(q, 1, "last", 4, 0));
+    ASSERT_ERR(pbx_send(q, 1, "over", 4, 0), -EOVERFLOW);
+    pbx_t *q2;
+    ASSERT_OK(pbx_open(name, 0, NULL, &q2));
+    char b[8];
+    ASSERT_EQ(pbx_recv(q2, 0, b, sizeof(b), PBX_NOWAIT, NULL), 4);
+    ASSERT_MEM_EQ(b, "last", 4);
+    pbx_close(q2);
+    pbx_remove(q);
+    pbx_close(q);
+}

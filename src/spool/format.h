@@ -27,6 +27,9 @@
 #define PBX_SPOOL_STATE_MAGIC "PBXSPSTA"
 #define PBX_SPOOL_VERSION     1
 #define PBX_SPOOL_BUCKET_BITS 12 /* 4096 messages per queue directory */
+/* Sequence numbers stay below 2^44: a bucket name has 8 hex digits (32 bits) and a bucket
+ * holds 2^12 numbers. A name with a higher number is foreign; a send past it is -EOVERFLOW. */
+#define PBX_SPOOL_SEQ_LIMIT (1ull << (32 + PBX_SPOOL_BUCKET_BITS))
 
 struct pbx_spool_meta {
     char magic[8];

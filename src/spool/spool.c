@@ -182,8 +182,8 @@ static int parse_msg(const char *name, int claimed, uint64_t *seq, long *type, u
 {
     const char *p = name;
     uint64_t t, l;
-    if (parse_hex(&p, 16, seq) || *p++ != '.' || parse_dec(&p, LONG_MAX, &t) || t < 1 ||
-        *p++ != '.' || parse_dec(&p, UINT32_MAX, &l))
+    if (parse_hex(&p, 16, seq) || *seq >= PBX_SPOOL_SEQ_LIMIT || *seq == 0 || *p++ != '.' ||
+        parse_dec(&p, LONG_MAX, &t) || t < 1 || *p++ != '.' || parse_dec(&p, UINT32_MAX, &l))
         return -1;
     if (claimed) {
         if (*p++ != '.' || parse_hex(&p, 16, owner))
@@ -351,8 +351,9 @@ static int scan(struct spool *s)
     closedir(d);
     /* After a power loss the state file may be older than the directories: sequence numbers
      * restart above every message that exists. */
-    if (PBX_LOAD(&s->st->next_seq) <= s->idx.max_seq)
-        PBX_STORE(&s->st->next_seq, s->idx.max_seq + 1);
+    uint64_t next = PBX_LOAD(&s->st->next_seq);
+    if (next <= s->idx.max_seq || next > PBX_SPOOL_SEQ_LIMIT)
+        PBX_STORE(&s->st->next_seq, s->idx.max_seq + 1); /* (or a damaged state page) */
     clean_tmp(s);
     return err;
 }
@@ -1263,6 +1264,10 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
             if ((err = wait_change(s, gen, claims, deadline_ns, g, &s->st->send_waiters)))
                 return err;
             continue;
+        }
+        if (s->st->next_seq >= PBX_SPOOL_SEQ_LIMIT) {
+            spool_unlock(s);
+            return -EOVERFLOW; /* no name left to write (2^44 messages, or a hostile state) */
         }
         uint64_t seq = s->st->next_seq++;
         char name[NAME_LEN];
