@@ -309,3 +309,99 @@ TEST(spool_fix_seq_limit_overflow)
     pbx_remove(q);
     pbx_close(q);
 }
+
+/* ---- files that are not regular files --------------------------------------------------- */
+
+/* A FIFO, a symbolic link and a directory named like the oldest messages: each is set aside
+ * in bad/, none blocks or hides the real message behind them. */
+TEST(spool_fix_non_regular_messages_set_aside)
+{
+    pbx_t *q = open_fresh("nonreg", PBX_DURABLE_NONE);
+    char p[8192];
+    snprintf(p, sizeof(p), "%s/q/00000000", dir);
+    ASSERT_EQ(mkdir(p, 0700), 0);
+    snprintf(p, sizeof(p), "%s/q/00000000/0000000000000001.1.1", dir);
+    ASSERT_EQ(mkfifo(p, 0600), 0);
+    snprintf(p, sizeof(p), "%s/q/00000000/0000000000000002.1.1", dir);
+    ASSERT_EQ(symlink("/etc/passwd", p), 0);
+    snprintf(p, sizeof(p), "%s/q/00000000/0000000000000003.1.1", dir);
+    ASSERT_EQ(mkdir(p, 0700), 0);
+    pbx_t *q2;
+    ASSERT_OK(pbx_open(name, 0, NULL, &q2)); /* indexes all three */
+    ASSERT_OK(pbx_send(q2, 1, "real", 4, 0));
+    char b[8];
+    ASSERT_EQ(pbx_recv(q2, 0, b, sizeof(b), PBX_NOWAIT | PBX_PEEK, NULL), 4);
+    ASSERT_OK(pbx_send(q2, 1, "more", 4, 0));
+    pbx_close(q2);
+    ASSERT_OK(pbx_open(name, 0, NULL, &q2));
+    ASSERT_EQ(pbx_recv(q2, 0, b, sizeof(b), PBX_NOWAIT, NULL), 4);
+    ASSERT_MEM_EQ(b, "real", 4);
+    snprintf(p, sizeof(p), "%s/bad", dir);
+    ASSERT_EQ(count_entries(p), 3);
+    pbx_close(q2);
+    pbx_remove(q);
+    pbx_close(q);
+}
+
+/* The same names claimed (a receive renames them into c/ before reading). */
+TEST(spool_fix_non_regular_claims_set_aside)
+{
+    pbx_t *q = open_fresh("nonregc", PBX_DURABLE_NONE);
+    char p[8192];
+    snprintf(p, sizeof(p), "%s/q/00000000", dir);
+    ASSERT_EQ(mkdir(p, 0700), 0);
+    snprintf(p, sizeof(p), "%s/q/00000000/0000000000000001.1.1", dir);
+    ASSERT_EQ(mkfifo(p, 0600), 0);
+    snprintf(p, sizeof(p), "%s/q/00000000/0000000000000002.1.1", dir);
+    ASSERT_EQ(symlink("/etc/passwd", p), 0);
+    snprintf(p, sizeof(p), "%s/q/00000000/0000000000000003.1.1", dir);
+    ASSERT_EQ(mkdir(p, 0700), 0);
+    pbx_t *q2;
+    ASSERT_OK(pbx_open(name, 0, NULL, &q2));
+    ASSERT_OK(pbx_send(q2, 1, "real", 4, 0));
+    char b[8];
+    ASSERT_EQ(pbx_recv(q2, 0, b, sizeof(b), PBX_NOWAIT, NULL), 4);
+    ASSERT_MEM_EQ(b, "real", 4);
+    snprintf(p, sizeof(p), "%s/bad", dir);
+    ASSERT_EQ(count_entries(p), 3);
+    pbx_close(q2);
+    pbx_remove(q);
+    pbx_close(q);
+}
+
+/* meta as a FIFO: -EBADMSG at once, not an open() that never returns. */
+TEST(spool_fix_meta_fifo_is_ebadmsg)
+{
+    pbx_t *q = open_fresh("metafifo", PBX_DURABLE_NONE);
+    char p[8192];
+    snprintf(p, sizeof(p), "%s/meta", dir);
+    ASSERT_EQ(unlink(p), 0);
+    ASSERT_EQ(mkfifo(p, 0600), 0);
+    pbx_t *q2;
+    ASSERT_ERR(pbx_open(name, 0, NULL, &q2), -EBADMSG);
+    pbx_remove(q);
+    pbx_close(q);
+    unlink(p);
+}
+
+/* A regular file named like a bucket in q/: open skips it; a send into that bucket sets it
+ * aside and makes the directory. */
+TEST(spool_fix_file_named_like_bucket)
+{
+    pbx_t *q = open_fresh("filebucket", PBX_DURABLE_ALWAYS);
+    write_file_at("q/00000000", "not a dir");
+    write_file_at("q/00000007", "not a dir");
+    pbx_t *q2;
+    ASSERT_OK(pbx_open(name, 0, NULL, &q2));
+    ASSERT_OK(pbx_send(q2, 2, "ok", 2, 0));
+    char b[8];
+    long t = 0;
+    ASSERT_EQ(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, &t), 2);
+    ASSERT_EQ(t, 2);
+    char p[8192];
+    snprintf(p, sizeof(p), "%s/bad", dir);
+    ASSERT_EQ(count_entries(p), 1);
+    pbx_close(q2);
+    pbx_remove(q);
+    pbx_close(q);
+}

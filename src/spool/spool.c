@@ -207,6 +207,8 @@ static int removed(const struct spool *s)
     return PBX_ACQUIRE(&s->st->removed) != 0;
 }
 
+static void quarantine(struct spool *s, int fromfd, const char *from);
+
 /* ---- the lock and the index ------------------------------------------------------------ */
 
 static int watch_bucket(struct spool *s, uint64_t bucket, const char *name)
@@ -232,8 +234,8 @@ static int scan_bucket(struct spool *s, uint64_t bucket, const char *name, int c
 {
     int fd =
         pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-    if (fd == -ENOENT)
-        return 0; /* removed since (empty) */
+    if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
+        return 0; /* removed since (empty), or not a bucket (warned about by scan) */
     if (fd < 0)
         return fd;
     DIR *d = fdopendir(fd);
@@ -323,6 +325,10 @@ static int scan(struct spool *s)
             err = scan_bucket(s, b, e->d_name, 1);
         else if (err == -ENOENT)
             err = 0; /* removed since it was listed */
+        else if (err == -ENOTDIR) {
+            warn(s, "ignoring q/%s: not a directory", e->d_name);
+            err = 0;
+        }
     }
     closedir(d);
     if (err)
@@ -536,6 +542,17 @@ static int bucket_dir(struct spool *s, uint64_t b, int fresh)
     PBX_CRASH_POINT("spool.bucket.made");
     int fd =
         pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if ((fd == -ENOTDIR || fd == -ELOOP) && err == -EEXIST) {
+        /* Not a directory (a file or link someone put there): set it aside, make the bucket. */
+        char to[NAME_LEN + 24];
+        snprintf(to, sizeof(to), "q.%s.%016" PRIx64, name, pbx__os_random64());
+        warn(s, "q/%s is not a directory; moved to bad/%s", name, to);
+        if ((err = pbx__fs_table()->renameat(s->qfd, name, s->badfd, to)) ||
+            (err = pbx__fs_table()->mkdirat(s->qfd, name, dir_mode(s->meta.mode))))
+            return err;
+        fd = pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+                                     0);
+    }
     if (fd < 0)
         return fd;
     if (!err)
@@ -769,11 +786,17 @@ static uint32_t meta_check(const struct pbx_spool_meta *m)
 
 static int read_meta(int dirfd, struct pbx_spool_meta *m)
 {
-    int fd = pbx__os_table()->openat(dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+    int fd =
+        pbx__os_table()->openat(dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ELOOP)
         return -EBADMSG; /* a directory that is not a spool */
     if (fd < 0)
         return fd;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -EBADMSG; /* a FIFO, a device, a directory: never read */
+    }
     ssize_t n = pbx__fs_pread(fd, m, sizeof(*m), 0);
     close(fd);
     if (n < 0)
@@ -821,7 +844,7 @@ static int open_existing(struct spool *s)
     if ((err = open_sub(s, "q", &s->qfd)) || (err = open_sub(s, "c", &s->cfd)) ||
         (err = open_sub(s, "tmp", &s->tmpfd)) || (err = open_sub(s, "bad", &s->badfd)))
         return err;
-    fd = os->openat(s->dirfd, "state", O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+    fd = os->openat(s->dirfd, "state", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ELOOP)
         return -EBADMSG;
     if (fd < 0)
@@ -1141,7 +1164,7 @@ static int spool_unlink(const char *name)
     } else if (err == -EBADMSG && s->dirfd >= 0) {
         /* Damaged: remove it if it at least says it is a spool. */
         char magic[8];
-        int fd = openat(s->dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = openat(s->dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         ssize_t n = fd >= 0 ? pbx__fs_pread(fd, magic, 8, 0) : -1;
         if (fd >= 0)
             close(fd);
@@ -1213,6 +1236,10 @@ static int drop_oldest(struct spool *s)
         err = pbx__fs_table()->unlinkat(bfd, name, 0);
     if (err == -ENOENT) {
         forget_missing(s, m->seq, name);
+        return 2;
+    }
+    if (err == -EISDIR || err == -EPERM) {
+        quarantine(s, bfd, name); /* a directory named like a message */
         return 2;
     }
     if (err)
@@ -1331,8 +1358,8 @@ static int read_msg(int fd, long type, uint32_t len, void *buf, uint32_t cap)
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;
-    if (st.st_size != (off_t) (sizeof(h) + len))
-        return -EBADMSG;
+    if (!S_ISREG(st.st_mode) || st.st_size != (off_t) (sizeof(h) + len))
+        return -EBADMSG; /* a FIFO, a directory, a device named like a message is damage */
     ssize_t n = pbx__fs_pread(fd, &h, sizeof(h), 0);
     if (n < 0)
         return (int) n;
@@ -1430,11 +1457,18 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         }
 
         if (flags & PBX_PEEK) {
-            int fd = pbx__os_table()->openat(bfd, qname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+            int fd = pbx__os_table()->openat(bfd, qname,
+                                             O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
             if (fd == -ENOENT && (bfd = bucket_dir(s, bucket, 1)) >= 0)
-                fd = pbx__os_table()->openat(bfd, qname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+                fd = pbx__os_table()->openat(bfd, qname,
+                                             O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
             if (fd == -ENOENT) {
                 forget_missing(s, seq, qname);
+                spool_unlock(s);
+                continue;
+            }
+            if (fd == -ELOOP || fd == -ENXIO || fd == -ENODEV) {
+                quarantine(s, bfd, qname); /* a symbolic link, a socket, a device */
                 spool_unlock(s);
                 continue;
             }
@@ -1485,8 +1519,11 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         }
         spool_unlock(s);
 
-        int fd = pbx__os_table()->openat(s->cfd, cname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
-        err = fd < 0 ? fd : read_msg(fd, mtype, len, buf, cap);
+        int fd = pbx__os_table()->openat(s->cfd, cname,
+                                         O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+        err = fd == -ELOOP || fd == -ENXIO || fd == -ENODEV ? -EBADMSG
+              : fd < 0                                      ? fd
+                                                            : read_msg(fd, mtype, len, buf, cap);
         if (fd >= 0)
             close(fd);
         PBX_CRASH_POINT("spool.recv.read");
