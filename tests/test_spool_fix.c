@@ -405,3 +405,37 @@ TEST(spool_fix_file_named_like_bucket)
     pbx_remove(q);
     pbx_close(q);
 }
+
+/* ---- two handles on one spool in one process -------------------------------------------- */
+
+static pbx_t *nested_q;
+static int nested_result = 1;
+static int nested_write_all(int fd, const void *buf, size_t len)
+{
+    if (nested_q) { /* while the outer send's temporary file exists */
+        pbx_t *h = nested_q;
+        nested_q = NULL;
+        nested_result = pbx_send(h, 2, "inner", 5, 0);
+    }
+    return real_write_all(fd, buf, len);
+}
+
+TEST(spool_fix_two_handles_tmp_names)
+{
+    pbx_t *q = open_fresh("twoh", PBX_DURABLE_NONE);
+    pbx_t *q2;
+    ASSERT_OK(pbx_open(name, 0, NULL, &q2));
+    real_write_all = pbx__fs_table()->write_all;
+    pbx__fs_table()->write_all = nested_write_all;
+    nested_q = q2;
+    int r = pbx_send(q, 1, "outer", 5, 0);
+    pbx__fs_table_reset();
+    ASSERT_OK(r);
+    ASSERT_OK(nested_result);
+    char b[8];
+    ASSERT_EQ(pbx_recv(q, 2, b, sizeof(b), PBX_NOWAIT, NULL), 5);
+    ASSERT_EQ(pbx_recv(q, 1, b, sizeof(b), PBX_NOWAIT, NULL), 5);
+    pbx_close(q2);
+    pbx_remove(q);
+    pbx_close(q);
+}

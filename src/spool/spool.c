@@ -96,7 +96,6 @@ struct spool {
     int bucket_fd;
     uint32_t local_waiters; /* threads of this handle asleep */
     uint64_t gen;           /* changes each time a drain applied events */
-    uint64_t tmp_counter;
     int warned;
 };
 
@@ -1182,7 +1181,10 @@ static int spool_unlink(const char *name)
 /* Write the message to a new temporary file, flushed per the durability mode. */
 static int write_tmp(struct spool *s, long type, const void *data, uint32_t len, char *tmpname)
 {
-    uint64_t n = __atomic_fetch_add(&s->tmp_counter, 1, __ATOMIC_RELAXED);
+    /* One counter for the whole process: the name's OWNER is the process, so two handles on one
+     * spool must not count alike. (A fork()ed child has another OWNER: no reset needed.) */
+    static uint64_t tmp_counter;
+    uint64_t n = __atomic_fetch_add(&tmp_counter, 1, __ATOMIC_RELAXED);
     snprintf(tmpname, NAME_LEN, "%016" PRIx64 ".%" PRIx64, pbx__fs_process_ident(), n);
     mode_t fm = s->meta.mode & 0666;
     int fd = pbx__os_table()->openat(s->tmpfd, tmpname,
