@@ -439,3 +439,58 @@ TEST(spool_fix_two_handles_tmp_names)
     pbx_remove(q);
     pbx_close(q);
 }
+
+/* ---- a remover killed after renaming the spool away ------------------------------------- */
+
+static int unlink_and_die(void *arg)
+{
+    (void) arg;
+    setenv("PBX_CRASH_AT", "spool.remove.renamed", 1);
+    pbx_unlink(name);
+    return 3;
+}
+
+static int hidden_dirs_left(const char *base)
+{
+    char prefix[256];
+    snprintf(prefix, sizeof(prefix), ".%s.removed.", base);
+    DIR *d = opendir(getenv("POSTBOX_DIR"));
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+static pbx_t *blocked_q;
+static void *blocked_receiver(void *arg)
+{
+    char b[8];
+    struct timespec to = {6, 0};
+    *(long *) arg = (long) pbx_timedrecv(blocked_q, 2, b, sizeof(b), 0, NULL, &to);
+    return NULL;
+}
+
+/* A receiver blocked before the remover died notices within its time slice and returns
+ * -EIDRM; later calls too; the hidden directory is deleted. */
+TEST(spool_fix_killed_remover_finished_by_handle)
+{
+    pbx_t *q = open_fresh("rmkill", PBX_DURABLE_NONE);
+    ASSERT_OK(pbx_send(q, 1, "m", 1, 0));
+    blocked_q = q;
+    long got = 0;
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, blocked_receiver, &got), 0);
+    pbx_test_sleep_ms(100);
+    double t0 = pbx_test_now_ms();
+    pid_t pid = pbx_test_fork(unlink_and_die, NULL);
+    ASSERT_EQ(pbx_test_wait(pid), 128 + SIGKILL);
+    pthread_join(t, NULL);
+    ASSERT_EQ(got, -EIDRM);
+    ASSERT_LT(pbx_test_now_ms() - t0, 4000);
+    ASSERT_ERR(pbx_send(q, 1, "m", 1, 0), -EIDRM);
+    ASSERT_EQ(hidden_dirs_left("rmkill"), 0);
+    pbx_close(q);
+}

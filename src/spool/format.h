@@ -50,7 +50,10 @@ struct pbx_spool_state {
     char magic[8];
     uint32_t version;
     uint32_t removed; /* set once by pbx_remove/pbx_unlink, after the directory is renamed away */
-    uint8_t pad0[48];
+    /* Set by a remover before it renames the directory away: a handle that then finds the path
+     * no longer naming its directory finishes the removal (the remover may have died). */
+    uint32_t removing;
+    uint8_t pad0[44];
     uint64_t lock; /* the spool lock (src/shm/lock.h): renames into and out of q/ and c/ */
     uint8_t pad1[56];
     uint64_t flush_lock; /* held by the process flushing directories for a group (GROUP COMMIT) */

@@ -97,6 +97,8 @@ struct spool {
     uint32_t local_waiters; /* threads of this handle asleep */
     uint64_t gen;           /* changes each time a drain applied events */
     int warned;
+    dev_t dir_dev; /* the spool directory's identity */
+    ino_t dir_ino;
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -204,6 +206,41 @@ static int parse_bucket(const char *name, uint64_t *bucket)
 static int removed(const struct spool *s)
 {
     return PBX_ACQUIRE(&s->st->removed) != 0;
+}
+
+static void delete_tree(int dirfd);
+static int split_path(const char *path, char **parent, const char **base);
+
+/* A remover renamed the spool away (removing set, the path no longer names this directory)
+ * but did not mark it removed: it may have been killed. Finish the removal: mark it, delete
+ * the files, and the hidden directory if it can be found. */
+static void finish_lost_removal(struct spool *s)
+{
+    if (PBX_LIKELY(!PBX_ACQUIRE(&s->st->removing)) || removed(s))
+        return;
+    struct stat st;
+    if (fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == s->dir_dev &&
+        st.st_ino == s->dir_ino)
+        return; /* still in place: a remover is about to rename it, or failed to */
+    if (__atomic_exchange_n(&s->st->removed, 1u, __ATOMIC_SEQ_CST))
+        return;
+    delete_tree(s->dirfd);
+    char *parent;
+    const char *base;
+    if (split_path(s->path, &parent, &base) == 0) {
+        char prefix[NAME_MAX + 1];
+        snprintf(prefix, sizeof(prefix), ".%.200s.removed.", base);
+        DIR *d = opendir(parent);
+        for (struct dirent *e; d && (e = readdir(d));) {
+            if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 &&
+                fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                st.st_dev == s->dir_dev && st.st_ino == s->dir_ino)
+                pbx__fs_table()->unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+        }
+        if (d)
+            closedir(d);
+    }
+    free(parent);
 }
 
 static void quarantine(struct spool *s, int fromfd, const char *from);
@@ -508,6 +545,7 @@ static int spool_lock(struct spool *s)
         return r;
     if (r == 1)
         __atomic_fetch_add(&s->st->repairs, 1, __ATOMIC_RELAXED);
+    finish_lost_removal(s);
     if (PBX_UNLIKELY(s->pid != pbx__os_self()->pid))
         r = process_init(s);
     else
@@ -639,6 +677,7 @@ static int wait_change(struct spool *s, uint64_t gen, int claims, uint64_t deadl
     /* One wake-up each: a kick for n sleepers wakes each once, not forever. A wake-up left
      * over by a sleeper that woke for another reason costs one extra look later. */
     pbx__fs_eventfd_take(s->efd);
+    finish_lost_removal(s);
     if (removed(s))
         return -EIDRM;
     if (r == -EINTR)
@@ -870,6 +909,10 @@ static int open_existing(struct spool *s)
         return -EACCES;
     s->lctx.dev = st.st_dev;
     s->lctx.ino = st.st_ino;
+    if (fstat(s->dirfd, &st) < 0)
+        return -errno;
+    s->dir_dev = st.st_dev;
+    s->dir_ino = st.st_ino;
     if ((err = spool_lock(s)))
         return err;
     spool_unlock(s);
@@ -1124,15 +1167,19 @@ static int remove_spool(struct spool *s)
         close(pfd);
         return -EIDRM;
     }
+    __atomic_store_n(&s->st->removing, 1u, __ATOMIC_SEQ_CST);
     err = pbx__fs_table()->renameat(pfd, base, pfd, away);
     if (err) {
+        __atomic_store_n(&s->st->removing, 0u, __ATOMIC_SEQ_CST);
         close(pfd);
         return err == -ENOENT ? -EIDRM : err;
     }
+    PBX_CRASH_POINT("spool.remove.renamed");
     pbx__fs_table()->fsync(pfd);
     if (__atomic_exchange_n(&s->st->removed, 1u, __ATOMIC_SEQ_CST)) {
+        /* A handle saw the name gone and finished the removal (finish_lost_removal). */
         close(pfd);
-        return -EIDRM;
+        return 0;
     }
     /* Deleting the files makes inotify events: every sleeper wakes and sees removed. */
     delete_tree(s->dirfd);
