@@ -494,3 +494,23 @@ TEST(spool_fix_killed_remover_finished_by_handle)
     ASSERT_EQ(hidden_dirs_left("rmkill"), 0);
     pbx_close(q);
 }
+
+/* ---- a damaged state page ---------------------------------------------------------------- */
+
+/* A dirty range of 2^64 buckets: a send must flush the buckets that exist and return, not
+ * try every number under the flush lock. */
+TEST(spool_fix_hostile_dirty_range)
+{
+    pbx_t *q = open_fresh("dirty", PBX_DURABLE_ALWAYS);
+    ASSERT_OK(pbx_send(q, 1, "a", 1, 0));
+    char path[8192];
+    snprintf(path, sizeof(path), "%s/state", dir);
+    int fd = open(path, O_RDWR);
+    ASSERT_TRUE(fd >= 0);
+    uint64_t range[2] = {0, UINT64_MAX - 1};
+    ASSERT_EQ(pwrite(fd, range, 16, offsetof(struct pbx_spool_state, dirty_lo)), 16);
+    close(fd);
+    ASSERT_OK(pbx_send(q, 1, "b", 1, 0)); /* a hang here is the bug (the test's timeout) */
+    pbx_remove(q);
+    pbx_close(q);
+}

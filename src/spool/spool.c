@@ -689,6 +689,22 @@ static int wait_change(struct spool *s, uint64_t gen, int claims, uint64_t deadl
 
 /* ---- group commit ---------------------------------------------------------------------- */
 
+/* Flush bucket directory b, if it exists. */
+static int flush_bucket(struct spool *s, uint64_t b)
+{
+    char name[NAME_LEN];
+    bucket_name(name, b);
+    int fd =
+        pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
+        return 0; /* emptied and removed: nothing in it to make durable (or not a bucket) */
+    if (fd < 0)
+        return fd;
+    int err = pbx__fs_table()->fsync(fd);
+    close(fd);
+    return err;
+}
+
 /* Make every rename up to number mine durable (GROUP COMMIT above). */
 static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
 {
@@ -718,6 +734,9 @@ static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
         lo = hi = my_bucket;
     lo = my_bucket < lo ? my_bucket : lo;
     hi = my_bucket > hi ? my_bucket : hi;
+    /* The range comes from a shared page: no bucket past next_seq's can exist. */
+    uint64_t top = s->st->next_seq >> PBX_SPOOL_BUCKET_BITS;
+    hi = hi > top ? top : hi;
     s->st->inflight_lo = lo;
     s->st->inflight_hi = hi;
     s->st->dirty_lo = UINT64_MAX;
@@ -725,18 +744,28 @@ static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
     spool_unlock(s);
     PBX_CRASH_POINT("spool.flush.taken");
     int err = 0;
-    for (uint64_t b = lo; b <= hi && !err; b++) {
-        char name[NAME_LEN];
-        bucket_name(name, b);
-        int fd = pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-        if (fd == -ENOENT)
-            continue; /* emptied and removed: nothing in it to make durable */
-        if (fd < 0) {
-            err = fd;
-            break;
+    if (hi - lo < 64) {
+        for (uint64_t b = lo; b <= hi && !err; b++)
+            err = flush_bucket(s, b);
+    } else {
+        /* A wide range (a damaged state page, or a long-dead flusher's): flush the buckets
+         * that exist in it rather than try every number. */
+        int fd = dup(s->qfd);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        if (!d) {
+            if (fd >= 0)
+                close(fd);
+            err = -EMFILE;
         }
-        err = pbx__fs_table()->fsync(fd);
-        close(fd);
+        if (d)
+            rewinddir(d);
+        for (struct dirent *e; d && !err && (e = readdir(d));) {
+            uint64_t b;
+            if (e->d_name[0] != '.' && parse_bucket(e->d_name, &b) == 0 && b >= lo && b <= hi)
+                err = flush_bucket(s, b);
+        }
+        if (d)
+            closedir(d);
     }
     /* Only the flush lock's holder touches the range in flight. */
     s->st->inflight_lo = UINT64_MAX;
@@ -915,6 +944,10 @@ static int open_existing(struct spool *s)
     s->dir_ino = st.st_ino;
     if ((err = spool_lock(s)))
         return err;
+    /* Counters from a shared page: keep them consistent whatever a damaged page says (the
+     * scan already put next_seq right). */
+    if (PBX_LOAD(&s->st->flushed) > s->st->renames)
+        PBX_STORE(&s->st->flushed, s->st->renames);
     spool_unlock(s);
     return 0;
 }
