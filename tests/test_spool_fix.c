@@ -514,3 +514,44 @@ TEST(spool_fix_hostile_dirty_range)
     pbx_remove(q);
     pbx_close(q);
 }
+
+/* ---- a reboot: owners recorded in the spool are all dead --------------------------------- */
+
+TEST(spool_fix_new_boot_puts_back_claims)
+{
+    pbx_t *q = open_fresh("boot", PBX_DURABLE_NONE);
+    ASSERT_OK(pbx_send(q, 4, "boot", 4, 0));
+    pbx_close(q);
+    /* A claim of a process that is alive now (this one), as if from before the reboot. */
+    char from[8192], to[8192];
+    snprintf(from, sizeof(from), "%s/q/00000000/0000000000000001.4.4", dir);
+    snprintf(to, sizeof(to), "%s/c/0000000000000001.4.4.%016llx", dir,
+             (unsigned long long) pbx__fs_process_ident());
+    ASSERT_EQ(rename(from, to), 0);
+    write_file_at("tmp/0000000000000001.0", "x");
+    char path[8192];
+    snprintf(path, sizeof(path), "%s/state", dir);
+    int fd = open(path, O_RDWR);
+    ASSERT_TRUE(fd >= 0);
+    char boot[40] = "00000000-0000-0000-0000-000000000000\n";
+    ASSERT_EQ(pwrite(fd, boot, sizeof(boot), offsetof(struct pbx_spool_state, boot_id)), 40);
+    close(fd);
+    ASSERT_OK(pbx_open(name, 0, NULL, &q));
+    char b[8];
+    long t = 0;
+    ASSERT_EQ(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, &t), 4);
+    ASSERT_EQ(t, 4);
+    snprintf(path, sizeof(path), "%s/tmp", dir);
+    ASSERT_EQ(count_entries(path), 0);
+    /* Same boot from now on: a live owner's claim stays claimed. */
+    ASSERT_OK(pbx_send(q, 4, "boot", 4, 0));
+    pbx_close(q);
+    snprintf(from, sizeof(from), "%s/q/00000000/0000000000000002.4.4", dir);
+    snprintf(to, sizeof(to), "%s/c/0000000000000002.4.4.%016llx", dir,
+             (unsigned long long) pbx__fs_process_ident());
+    ASSERT_EQ(rename(from, to), 0);
+    ASSERT_OK(pbx_open(name, 0, NULL, &q));
+    ASSERT_ERR(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, NULL), -ENOMSG);
+    pbx_remove(q);
+    pbx_close(q);
+}

@@ -79,6 +79,9 @@ struct pbx_spool_state {
     uint64_t inflight_lo, inflight_hi;
     /* Under the spool lock: every bucket below this one has a durable entry in q/. */
     uint64_t q_durable;
+    /* Under the spool lock: /proc/sys/kernel/random/boot_id of the boot in which the spool was
+     * last opened. Owners (pid + start time) of another boot are all dead. */
+    char boot_id[40];
 };
 _Static_assert(sizeof(struct pbx_spool_state) <= 4096, "the state fits one page");
 

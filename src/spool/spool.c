@@ -97,6 +97,7 @@ struct spool {
     uint32_t local_waiters; /* threads of this handle asleep */
     uint64_t gen;           /* changes each time a drain applied events */
     int warned;
+    int new_boot;  /* opening after a reboot: every owner recorded in the spool is dead */
     dev_t dir_dev; /* the spool directory's identity */
     ino_t dir_ino;
 };
@@ -245,6 +246,11 @@ static void finish_lost_removal(struct spool *s)
 
 static void quarantine(struct spool *s, int fromfd, const char *from);
 
+static int owner_alive(const struct spool *s, uint64_t owner)
+{
+    return !s->new_boot && pbx__fs_process_alive(owner);
+}
+
 /* ---- the lock and the index ------------------------------------------------------------ */
 
 static int watch_bucket(struct spool *s, uint64_t bucket, const char *name)
@@ -321,7 +327,7 @@ static void clean_tmp(struct spool *s)
             warn(s, "ignoring foreign file tmp/%s", e->d_name);
             continue;
         }
-        if (!pbx__fs_process_alive(owner))
+        if (!owner_alive(s, owner))
             pbx__fs_table()->unlinkat(s->tmpfd, e->d_name, 0);
     }
     closedir(d);
@@ -631,7 +637,7 @@ static int reap(struct spool *s)
     int n = 0;
     s->last_reap_ns = pbx__os_mono_ns();
     for (struct pbx_sidx_msg *m = s->idx.claimed; m; m = m->cnext) {
-        if (pbx__fs_process_alive(m->owner))
+        if (owner_alive(s, m->owner))
             continue;
         char from[NAME_LEN], to[NAME_LEN];
         claim_name(from, m->seq, m->type, m->len, m->owner);
@@ -948,6 +954,23 @@ static int open_existing(struct spool *s)
      * scan already put next_seq right). */
     if (PBX_LOAD(&s->st->flushed) > s->st->renames)
         PBX_STORE(&s->st->flushed, s->st->renames);
+    /* pid + start time can repeat after a reboot, and a spool outlives one: the first open in
+     * a new boot puts back every claim and deletes every temporary file. */
+    char boot[40] = {0};
+    int bfd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (bfd >= 0) {
+        ssize_t n = read(bfd, boot, sizeof(boot) - 1);
+        close(bfd);
+        if (n > 0 && memcmp(boot, s->st->boot_id, sizeof(boot)) != 0) {
+            if (s->st->boot_id[0]) { /* (zero: made by an older version; just record) */
+                s->new_boot = 1;
+                reap(s);
+                clean_tmp(s);
+                s->new_boot = 0;
+            }
+            memcpy(s->st->boot_id, boot, sizeof(boot));
+        }
+    }
     spool_unlock(s);
     return 0;
 }
