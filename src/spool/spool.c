@@ -1350,6 +1350,13 @@ static int drop_oldest(struct spool *s)
     if (err)
         return err;
     s->st->dropped++;
+    /* Under `always` the drop must be as durable as the send that caused it: its bucket joins
+     * the range the sender's group flush covers. */
+    uint64_t b = m->seq >> PBX_SPOOL_BUCKET_BITS;
+    if (b < s->st->dirty_lo)
+        s->st->dirty_lo = b;
+    if (b > s->st->dirty_hi)
+        s->st->dirty_hi = b;
     int r = drain(s);
     return r ? r : 1;
 }
@@ -1472,21 +1479,29 @@ static int read_msg(int fd, long type, uint32_t len, void *buf, uint32_t cap)
         h.type != type ||
         h.head_sum != fnv32(&h, offsetof(struct pbx_spool_msg_head, head_sum), FNV_SEED))
         return -EBADMSG;
-    void *dst = buf;
-    void *tmp = NULL;
-    if (cap < len) {
-        if (!(tmp = malloc(len)))
-            return -ENOMEM;
-        dst = tmp;
+    /* The first min(len, cap) bytes go to buf; the rest (PBX_NOERROR) is only checksummed,
+     * in chunks: a truncated read must not cost the whole message's length in memory. */
+    uint32_t first = len < cap ? len : cap;
+    n = first ? pbx__fs_pread(fd, buf, first, sizeof(h)) : 0;
+    if (n < 0)
+        return (int) n;
+    if ((uint32_t) n != first)
+        return -EBADMSG;
+    uint32_t sum = fnv32(buf, first, FNV_SEED);
+    if (first < len) {
+        char chunk[16384];
+        for (uint32_t off = first; off < len;) {
+            uint32_t want = len - off < sizeof(chunk) ? len - off : (uint32_t) sizeof(chunk);
+            n = pbx__fs_pread(fd, chunk, want, (off_t) sizeof(h) + off);
+            if (n < 0)
+                return (int) n;
+            if ((uint32_t) n != want)
+                return -EBADMSG;
+            sum = fnv32(chunk, want, sum);
+            off += want;
+        }
     }
-    n = len ? pbx__fs_pread(fd, dst, len, sizeof(h)) : 0;
-    int err = n < 0 ? (int) n : (uint32_t) n != len ? -EBADMSG : 0;
-    if (!err && fnv32(dst, len, FNV_SEED) != h.sum)
-        err = -EBADMSG;
-    if (!err && tmp && cap)
-        memcpy(buf, tmp, cap);
-    free(tmp);
-    return err;
+    return sum == h.sum ? 0 : -EBADMSG;
 }
 
 /* Move a damaged message file aside into bad/ (lock held). */
