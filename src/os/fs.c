@@ -4,7 +4,10 @@
 #define _GNU_SOURCE
 #include "fs.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <string.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -104,16 +107,23 @@ int pbx__fs_inotify_init(void)
 
 int pbx__fs_inotify_watch(int ifd, int dirfd_parent, const char *path)
 {
-    /* inotify_add_watch takes a path; /proc/self/fd/N names the parent without racing a
-     * rename of the spool. */
-    char full[4096];
-    int n = snprintf(full, sizeof(full), "/proc/self/fd/%d/%s", dirfd_parent, path);
-    if (n < 0 || (size_t) n >= sizeof(full))
-        return -ENAMETOOLONG;
-    int wd = inotify_add_watch(ifd, full,
-                               IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ONLYDIR |
-                                   IN_DONT_FOLLOW | IN_DELETE_SELF | IN_MOVE_SELF);
-    return wd < 0 ? -errno : wd;
+    /* inotify_add_watch takes a path; /proc/thread-self/fd/N names the parent without racing
+     * a rename of the spool. Not /proc/self: it is the thread-group leader's, whose descriptor
+     * table is gone once main() has called pthread_exit() while other threads run. */
+    static const char *const prefixes[] = {"/proc/thread-self/fd", "/proc/self/fd"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        if (access(prefixes[i], X_OK) < 0)
+            continue; /* thread-self: kernels before 3.17 */
+        char full[4096];
+        int n = snprintf(full, sizeof(full), "%s/%d/%s", prefixes[i], dirfd_parent, path);
+        if (n < 0 || (size_t) n >= sizeof(full))
+            return -ENAMETOOLONG;
+        int wd = inotify_add_watch(ifd, full,
+                                   IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
+                                       IN_ONLYDIR | IN_DONT_FOLLOW | IN_DELETE_SELF | IN_MOVE_SELF);
+        return wd < 0 ? -errno : wd;
+    }
+    return -ENOSYS; /* no /proc: a spool cannot be watched (docs/spool.md) */
 }
 
 ssize_t pbx__fs_inotify_read(int ifd, void *buf, size_t len)
@@ -182,6 +192,74 @@ uint64_t pbx__fs_process_ident(void)
         cached = 1;
     cached_pid = pid;
     return cached;
+}
+
+/* Field 3 (state) and 22 (starttime) of /proc/PID/stat or /proc/PID/task/TID/stat. */
+static int read_stat(const char *path, char *state, uint64_t *start)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    char buf[1024];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    int err = n < 0 ? -errno : 0;
+    close(fd);
+    if (err)
+        return err;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -EIO;
+    int field = 2;
+    for (p++; *p && field < 22; p++) {
+        if (*p == ' ') {
+            field++;
+            if (field == 3)
+                *state = p[1];
+        }
+    }
+    if (field != 22)
+        return -EIO;
+    *start = strtoull(p, NULL, 10);
+    return 0;
+}
+
+int pbx__fs_process_alive(uint64_t ident)
+{
+    int32_t pid = (int32_t) (ident & 0x3fffffffu);
+    if (pid <= 0)
+        return 0;
+    char path[96], st = 0;
+    uint64_t start = 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+    int err = read_stat(path, &st, &start);
+    if (err == -ENOENT || err == -ESRCH)
+        return 0;
+    if (err < 0)
+        return kill(pid, 0) == 0 || errno != ESRCH; /* no /proc: existence is all we know */
+    if ((uint32_t) start != (uint32_t) (ident >> 32))
+        return 0; /* the pid was recycled */
+    if (st != 'Z' && st != 'X')
+        return 1;
+    /* The leader is a zombie: the process lives while any of its threads does (main() may
+     * have called pthread_exit() while workers run). */
+    snprintf(path, sizeof(path), "/proc/%d/task", (int) pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    int alive = 0;
+    for (struct dirent *e; !alive && (e = readdir(d));) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char tpath[300];
+        snprintf(tpath, sizeof(tpath), "/proc/%d/task/%.64s/stat", (int) pid, e->d_name);
+        char ts = 0;
+        uint64_t tstart;
+        if (read_stat(tpath, &ts, &tstart) == 0 && ts != 'Z' && ts != 'X')
+            alive = 1;
+    }
+    closedir(d);
+    return alive;
 }
 
 int pbx__fs_eventfd(void)

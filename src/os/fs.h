@@ -39,7 +39,8 @@ ssize_t pbx__fs_pread(int fd, void *buf, size_t len, off_t off);
 
 /* An inotify descriptor, non-blocking and close-on-exec; -errno on failure. */
 int pbx__fs_inotify_init(void);
-/* Watch a directory for files arriving and leaving; returns the watch descriptor or -errno. */
+/* Watch a directory for files arriving and leaving; returns the watch descriptor or -errno
+ * (-ENOSYS when /proc is not mounted: the watch is added through /proc/thread-self/fd). */
 int pbx__fs_inotify_watch(int ifd, int dirfd_parent, const char *path);
 /* Read pending events into buf: a byte count, 0 when none are pending, or -errno. */
 ssize_t pbx__fs_inotify_read(int ifd, void *buf, size_t len);
@@ -62,5 +63,9 @@ void pbx__fs_eventfd_take(int fd);
 /* The identity of the calling process (not thread): its pid (low 30 bits) and the low 32 bits
  * of its start time, in the format of pbx_self.ident, so pbx__os_ident_alive() judges it. */
 uint64_t pbx__fs_process_ident(void);
+/* Whether the process named by a pbx__fs_process_ident() value lives: its pid exists with the
+ * same start time and some thread of it is not a zombie. Unlike pbx__os_ident_alive (which
+ * judges one thread), a zombie leader whose other threads still run counts as alive. */
+int pbx__fs_process_alive(uint64_t ident);
 
 #endif

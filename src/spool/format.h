@@ -27,6 +27,9 @@
 #define PBX_SPOOL_STATE_MAGIC "PBXSPSTA"
 #define PBX_SPOOL_VERSION     1
 #define PBX_SPOOL_BUCKET_BITS 12 /* 4096 messages per queue directory */
+/* Sequence numbers stay below 2^44: a bucket name has 8 hex digits (32 bits) and a bucket
+ * holds 2^12 numbers. A name with a higher number is foreign; a send past it is -EOVERFLOW. */
+#define PBX_SPOOL_SEQ_LIMIT (1ull << (32 + PBX_SPOOL_BUCKET_BITS))
 
 struct pbx_spool_meta {
     char magic[8];
@@ -47,7 +50,10 @@ struct pbx_spool_state {
     char magic[8];
     uint32_t version;
     uint32_t removed; /* set once by pbx_remove/pbx_unlink, after the directory is renamed away */
-    uint8_t pad0[48];
+    /* Set by a remover before it renames the directory away: a handle that then finds the path
+     * no longer naming its directory finishes the removal (the remover may have died). */
+    uint32_t removing;
+    uint8_t pad0[44];
     uint64_t lock; /* the spool lock (src/shm/lock.h): renames into and out of q/ and c/ */
     uint8_t pad1[56];
     uint64_t flush_lock; /* held by the process flushing directories for a group (GROUP COMMIT) */
@@ -68,6 +74,14 @@ struct pbx_spool_state {
     uint32_t send_waiters, recv_waiters;
     uint32_t pad4;
     int64_t last_batch_flush_ns;
+    /* Under the flush lock: the buckets a flusher took from dirty_lo..dirty_hi and has not
+     * finished flushing (lo > hi: none). A flusher that dies leaves them to the next one. */
+    uint64_t inflight_lo, inflight_hi;
+    /* Under the spool lock: every bucket below this one has a durable entry in q/. */
+    uint64_t q_durable;
+    /* Under the spool lock: /proc/sys/kernel/random/boot_id of the boot in which the spool was
+     * last opened. Owners (pid + start time) of another boot are all dead. */
+    char boot_id[40];
 };
 _Static_assert(sizeof(struct pbx_spool_state) <= 4096, "the state fits one page");
 

@@ -87,6 +87,8 @@ struct spool {
     int ifd, efd, qwd, cwd;
     uint64_t *wd_bucket; /* inotify watch -> bucket + 1 (0: not a bucket) */
     size_t wd_cap;
+    uint64_t *new_buckets; /* buckets watched during a drain, scanned at its end */
+    size_t n_new, new_cap;
     struct pbx_sidx idx;
     uint64_t last_reap_ns;
     uint64_t last_clean_ns; /* temporary files of dead writers last looked for */
@@ -94,8 +96,10 @@ struct spool {
     int bucket_fd;
     uint32_t local_waiters; /* threads of this handle asleep */
     uint64_t gen;           /* changes each time a drain applied events */
-    uint64_t tmp_counter;
     int warned;
+    int new_boot;  /* opening after a reboot: every owner recorded in the spool is dead */
+    dev_t dir_dev; /* the spool directory's identity */
+    ino_t dir_ino;
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -180,8 +184,8 @@ static int parse_msg(const char *name, int claimed, uint64_t *seq, long *type, u
 {
     const char *p = name;
     uint64_t t, l;
-    if (parse_hex(&p, 16, seq) || *p++ != '.' || parse_dec(&p, LONG_MAX, &t) || t < 1 ||
-        *p++ != '.' || parse_dec(&p, UINT32_MAX, &l))
+    if (parse_hex(&p, 16, seq) || *seq >= PBX_SPOOL_SEQ_LIMIT || *seq == 0 || *p++ != '.' ||
+        parse_dec(&p, LONG_MAX, &t) || t < 1 || *p++ != '.' || parse_dec(&p, UINT32_MAX, &l))
         return -1;
     if (claimed) {
         if (*p++ != '.' || parse_hex(&p, 16, owner))
@@ -203,6 +207,48 @@ static int parse_bucket(const char *name, uint64_t *bucket)
 static int removed(const struct spool *s)
 {
     return PBX_ACQUIRE(&s->st->removed) != 0;
+}
+
+static void delete_tree(int dirfd);
+static int split_path(const char *path, char **parent, const char **base);
+
+/* A remover renamed the spool away (removing set, the path no longer names this directory)
+ * but did not mark it removed: it may have been killed. Finish the removal: mark it, delete
+ * the files, and the hidden directory if it can be found. */
+static void finish_lost_removal(struct spool *s)
+{
+    if (PBX_LIKELY(!PBX_ACQUIRE(&s->st->removing)) || removed(s))
+        return;
+    struct stat st;
+    if (fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == s->dir_dev &&
+        st.st_ino == s->dir_ino)
+        return; /* still in place: a remover is about to rename it, or failed to */
+    if (__atomic_exchange_n(&s->st->removed, 1u, __ATOMIC_SEQ_CST))
+        return;
+    delete_tree(s->dirfd);
+    char *parent;
+    const char *base;
+    if (split_path(s->path, &parent, &base) == 0) {
+        char prefix[NAME_MAX + 1];
+        snprintf(prefix, sizeof(prefix), ".%.200s.removed.", base);
+        DIR *d = opendir(parent);
+        for (struct dirent *e; d && (e = readdir(d));) {
+            if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 &&
+                fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                st.st_dev == s->dir_dev && st.st_ino == s->dir_ino)
+                pbx__fs_table()->unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+        }
+        if (d)
+            closedir(d);
+    }
+    free(parent);
+}
+
+static void quarantine(struct spool *s, int fromfd, const char *from);
+
+static int owner_alive(const struct spool *s, uint64_t owner)
+{
+    return !s->new_boot && pbx__fs_process_alive(owner);
 }
 
 /* ---- the lock and the index ------------------------------------------------------------ */
@@ -230,8 +276,8 @@ static int scan_bucket(struct spool *s, uint64_t bucket, const char *name, int c
 {
     int fd =
         pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-    if (fd == -ENOENT)
-        return 0; /* removed since (empty) */
+    if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
+        return 0; /* removed since (empty), or not a bucket (warned about by scan) */
     if (fd < 0)
         return fd;
     DIR *d = fdopendir(fd);
@@ -281,7 +327,7 @@ static void clean_tmp(struct spool *s)
             warn(s, "ignoring foreign file tmp/%s", e->d_name);
             continue;
         }
-        if (!pbx__os_ident_alive(owner))
+        if (!owner_alive(s, owner))
             pbx__fs_table()->unlinkat(s->tmpfd, e->d_name, 0);
     }
     closedir(d);
@@ -321,6 +367,10 @@ static int scan(struct spool *s)
             err = scan_bucket(s, b, e->d_name, 1);
         else if (err == -ENOENT)
             err = 0; /* removed since it was listed */
+        else if (err == -ENOTDIR) {
+            warn(s, "ignoring q/%s: not a directory", e->d_name);
+            err = 0;
+        }
     }
     closedir(d);
     if (err)
@@ -349,8 +399,9 @@ static int scan(struct spool *s)
     closedir(d);
     /* After a power loss the state file may be older than the directories: sequence numbers
      * restart above every message that exists. */
-    if (PBX_LOAD(&s->st->next_seq) <= s->idx.max_seq)
-        PBX_STORE(&s->st->next_seq, s->idx.max_seq + 1);
+    uint64_t next = PBX_LOAD(&s->st->next_seq);
+    if (next <= s->idx.max_seq || next > PBX_SPOOL_SEQ_LIMIT)
+        PBX_STORE(&s->st->next_seq, s->idx.max_seq + 1); /* (or a damaged state page) */
     clean_tmp(s);
     return err;
 }
@@ -365,10 +416,23 @@ static int apply_event(struct spool *s, const struct inotify_event *ev)
     if (ev->wd == s->qwd) {
         if (to && (ev->mask & IN_ISDIR) && ev->len && parse_bucket(ev->name, &b) == 0) {
             int err = watch_bucket(s, b, ev->name);
-            if (err == -ENOENT)
+            if (err == -ENOENT || err == -ENOTDIR)
                 return 0; /* an old event: the bucket was emptied and removed since */
-            /* Files renamed in before the watch existed are found by scanning it. */
-            return err ? err : scan_bucket(s, b, ev->name, 0);
+            if (err)
+                return err;
+            /* Files renamed in before the watch existed are found by scanning it, but only
+             * once every queued event is applied (drain): events older than the scan, applied
+             * on top of it, could undo what it found. */
+            if (s->n_new == s->new_cap) {
+                size_t cap = s->new_cap * 2 + 8;
+                uint64_t *a = realloc(s->new_buckets, cap * sizeof(*a));
+                if (!a)
+                    return -ENOMEM;
+                s->new_buckets = a;
+                s->new_cap = cap;
+            }
+            s->new_buckets[s->n_new++] = b;
+            return 0;
         }
         return 0;
     }
@@ -420,10 +484,25 @@ static int drain(struct spool *s)
             int err = apply_event(s, ev);
             if (err == -ENOMEM)
                 rescan = 1;
-            else if (err)
+            else if (err) {
+                s->n_new = 0;
                 return err;
+            }
         }
     }
+    /* The buckets that appeared, now that no older event is left to apply. */
+    for (size_t i = 0; i < s->n_new && !rescan; i++) {
+        char bname[NAME_LEN];
+        bucket_name(bname, s->new_buckets[i]);
+        int err = scan_bucket(s, s->new_buckets[i], bname, 0);
+        if (err == -ENOMEM)
+            rescan = 1;
+        else if (err) {
+            s->n_new = 0;
+            return err;
+        }
+    }
+    s->n_new = 0;
     if (applied) {
         /* SEQ_CST with wait_change's pair: either the sleeper sees the new generation, or we
          * see it counted in local_waiters. */
@@ -472,6 +551,7 @@ static int spool_lock(struct spool *s)
         return r;
     if (r == 1)
         __atomic_fetch_add(&s->st->repairs, 1, __ATOMIC_RELAXED);
+    finish_lost_removal(s);
     if (PBX_UNLIKELY(s->pid != pbx__os_self()->pid))
         r = process_init(s);
     else
@@ -502,17 +582,34 @@ static int bucket_dir(struct spool *s, uint64_t b, int fresh)
     int err = pbx__fs_table()->mkdirat(s->qfd, name, dir_mode(s->meta.mode));
     if (err && err != -EEXIST)
         return err;
+    PBX_CRASH_POINT("spool.bucket.made");
     int fd =
         pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if ((fd == -ENOTDIR || fd == -ELOOP) && err == -EEXIST) {
+        /* Not a directory (a file or link someone put there): set it aside, make the bucket. */
+        char to[NAME_LEN + 24];
+        snprintf(to, sizeof(to), "q.%s.%016" PRIx64, name, pbx__os_random64());
+        warn(s, "q/%s is not a directory; moved to bad/%s", name, to);
+        if ((err = pbx__fs_table()->renameat(s->qfd, name, s->badfd, to)) ||
+            (err = pbx__fs_table()->mkdirat(s->qfd, name, dir_mode(s->meta.mode))))
+            return err;
+        fd = pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+                                     0);
+    }
     if (fd < 0)
         return fd;
-    if (!err) {
+    if (!err)
         pbx__os_table()->fchmod(fd, dir_mode(s->meta.mode)); /* the umask must not apply */
-        /* The new directory's own name must be durable before anything renamed into it is. */
-        if (s->meta.durability != PBX_DURABLE_NONE && (err = pbx__fs_table()->fsync(s->qfd))) {
+    /* The directory's own name must be durable before anything renamed into it is. Whoever
+     * made it flushes q/, but may die first: so does anyone past the highest bucket known to
+     * be durable in q/. */
+    if (s->meta.durability != PBX_DURABLE_NONE && (!err || b >= s->st->q_durable)) {
+        if ((err = pbx__fs_table()->fsync(s->qfd))) {
             close(fd);
             return err;
         }
+        if (b >= s->st->q_durable)
+            s->st->q_durable = b + 1;
     }
     s->bucket_fd = fd;
     s->cached_bucket = b;
@@ -540,7 +637,7 @@ static int reap(struct spool *s)
     int n = 0;
     s->last_reap_ns = pbx__os_mono_ns();
     for (struct pbx_sidx_msg *m = s->idx.claimed; m; m = m->cnext) {
-        if (pbx__os_ident_alive(m->owner))
+        if (owner_alive(s, m->owner))
             continue;
         char from[NAME_LEN], to[NAME_LEN];
         claim_name(from, m->seq, m->type, m->len, m->owner);
@@ -586,6 +683,7 @@ static int wait_change(struct spool *s, uint64_t gen, int claims, uint64_t deadl
     /* One wake-up each: a kick for n sleepers wakes each once, not forever. A wake-up left
      * over by a sleeper that woke for another reason costs one extra look later. */
     pbx__fs_eventfd_take(s->efd);
+    finish_lost_removal(s);
     if (removed(s))
         return -EIDRM;
     if (r == -EINTR)
@@ -596,6 +694,22 @@ static int wait_change(struct spool *s, uint64_t gen, int claims, uint64_t deadl
 }
 
 /* ---- group commit ---------------------------------------------------------------------- */
+
+/* Flush bucket directory b, if it exists. */
+static int flush_bucket(struct spool *s, uint64_t b)
+{
+    char name[NAME_LEN];
+    bucket_name(name, b);
+    int fd =
+        pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
+        return 0; /* emptied and removed: nothing in it to make durable (or not a bucket) */
+    if (fd < 0)
+        return fd;
+    int err = pbx__fs_table()->fsync(fd);
+    close(fd);
+    return err;
+}
 
 /* Make every rename up to number mine durable (GROUP COMMIT above). */
 static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
@@ -616,28 +730,52 @@ static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
     }
     uint64_t target = s->st->renames;
     uint64_t lo = s->st->dirty_lo, hi = s->st->dirty_hi;
-    s->st->dirty_lo = UINT64_MAX;
-    s->st->dirty_hi = 0;
-    spool_unlock(s);
-    /* A flusher that died after taking the range leaves it to us: include our own bucket. */
+    /* A flusher that died before finishing left its range in flight: flush it again. */
+    uint64_t ilo = s->st->inflight_lo, ihi = s->st->inflight_hi;
+    if (ilo <= ihi) {
+        lo = ilo < lo ? ilo : lo;
+        hi = ihi > hi ? ihi : hi;
+    }
     if (lo > hi)
         lo = hi = my_bucket;
     lo = my_bucket < lo ? my_bucket : lo;
     hi = my_bucket > hi ? my_bucket : hi;
+    /* The range comes from a shared page: no bucket past next_seq's can exist. */
+    uint64_t top = s->st->next_seq >> PBX_SPOOL_BUCKET_BITS;
+    hi = hi > top ? top : hi;
+    s->st->inflight_lo = lo;
+    s->st->inflight_hi = hi;
+    s->st->dirty_lo = UINT64_MAX;
+    s->st->dirty_hi = 0;
+    spool_unlock(s);
+    PBX_CRASH_POINT("spool.flush.taken");
     int err = 0;
-    for (uint64_t b = lo; b <= hi && !err; b++) {
-        char name[NAME_LEN];
-        bucket_name(name, b);
-        int fd = pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-        if (fd == -ENOENT)
-            continue; /* emptied and removed: nothing in it to make durable */
-        if (fd < 0) {
-            err = fd;
-            break;
+    if (hi - lo < 64) {
+        for (uint64_t b = lo; b <= hi && !err; b++)
+            err = flush_bucket(s, b);
+    } else {
+        /* A wide range (a damaged state page, or a long-dead flusher's): flush the buckets
+         * that exist in it rather than try every number. */
+        int fd = dup(s->qfd);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        if (!d) {
+            if (fd >= 0)
+                close(fd);
+            err = -EMFILE;
         }
-        err = pbx__fs_table()->fsync(fd);
-        close(fd);
+        if (d)
+            rewinddir(d);
+        for (struct dirent *e; d && !err && (e = readdir(d));) {
+            uint64_t b;
+            if (e->d_name[0] != '.' && parse_bucket(e->d_name, &b) == 0 && b >= lo && b <= hi)
+                err = flush_bucket(s, b);
+        }
+        if (d)
+            closedir(d);
     }
+    /* Only the flush lock's holder touches the range in flight. */
+    s->st->inflight_lo = UINT64_MAX;
+    s->st->inflight_hi = 0;
     if (!err) {
         uint64_t cur = PBX_LOAD(&s->st->flushed);
         while (cur < target && !__atomic_compare_exchange_n(&s->st->flushed, &cur, target, 0,
@@ -694,6 +832,7 @@ static void spool_free(struct spool *s)
             close(*fds[i]);
     pbx__sidx_fini(&s->idx);
     free(s->wd_bucket);
+    free(s->new_buckets);
     free(s->path);
     free(s);
 }
@@ -720,11 +859,17 @@ static uint32_t meta_check(const struct pbx_spool_meta *m)
 
 static int read_meta(int dirfd, struct pbx_spool_meta *m)
 {
-    int fd = pbx__os_table()->openat(dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+    int fd =
+        pbx__os_table()->openat(dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ELOOP)
         return -EBADMSG; /* a directory that is not a spool */
     if (fd < 0)
         return fd;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -EBADMSG; /* a FIFO, a device, a directory: never read */
+    }
     ssize_t n = pbx__fs_pread(fd, m, sizeof(*m), 0);
     close(fd);
     if (n < 0)
@@ -772,7 +917,7 @@ static int open_existing(struct spool *s)
     if ((err = open_sub(s, "q", &s->qfd)) || (err = open_sub(s, "c", &s->cfd)) ||
         (err = open_sub(s, "tmp", &s->tmpfd)) || (err = open_sub(s, "bad", &s->badfd)))
         return err;
-    fd = os->openat(s->dirfd, "state", O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+    fd = os->openat(s->dirfd, "state", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ELOOP)
         return -EBADMSG;
     if (fd < 0)
@@ -799,8 +944,33 @@ static int open_existing(struct spool *s)
         return -EACCES;
     s->lctx.dev = st.st_dev;
     s->lctx.ino = st.st_ino;
+    if (fstat(s->dirfd, &st) < 0)
+        return -errno;
+    s->dir_dev = st.st_dev;
+    s->dir_ino = st.st_ino;
     if ((err = spool_lock(s)))
         return err;
+    /* Counters from a shared page: keep them consistent whatever a damaged page says (the
+     * scan already put next_seq right). */
+    if (PBX_LOAD(&s->st->flushed) > s->st->renames)
+        PBX_STORE(&s->st->flushed, s->st->renames);
+    /* pid + start time can repeat after a reboot, and a spool outlives one: the first open in
+     * a new boot puts back every claim and deletes every temporary file. */
+    char boot[40] = {0};
+    int bfd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (bfd >= 0) {
+        ssize_t n = read(bfd, boot, sizeof(boot) - 1);
+        close(bfd);
+        if (n > 0 && memcmp(boot, s->st->boot_id, sizeof(boot)) != 0) {
+            if (s->st->boot_id[0]) { /* (zero: made by an older version; just record) */
+                s->new_boot = 1;
+                reap(s);
+                clean_tmp(s);
+                s->new_boot = 0;
+            }
+            memcpy(s->st->boot_id, boot, sizeof(boot));
+        }
+    }
     spool_unlock(s);
     return 0;
 }
@@ -931,6 +1101,7 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
     init->version = PBX_SPOOL_VERSION;
     init->next_seq = 1;
     init->dirty_lo = UINT64_MAX;
+    init->inflight_lo = UINT64_MAX;
     static const char *const subs[] = {"q", "c", "tmp", "bad"};
     for (size_t i = 0; i < PBX_ARRAY_LEN(subs) && !err; i++) {
         err = fs->mkdirat(dfd, subs[i], dm);
@@ -1052,15 +1223,19 @@ static int remove_spool(struct spool *s)
         close(pfd);
         return -EIDRM;
     }
+    __atomic_store_n(&s->st->removing, 1u, __ATOMIC_SEQ_CST);
     err = pbx__fs_table()->renameat(pfd, base, pfd, away);
     if (err) {
+        __atomic_store_n(&s->st->removing, 0u, __ATOMIC_SEQ_CST);
         close(pfd);
         return err == -ENOENT ? -EIDRM : err;
     }
+    PBX_CRASH_POINT("spool.remove.renamed");
     pbx__fs_table()->fsync(pfd);
     if (__atomic_exchange_n(&s->st->removed, 1u, __ATOMIC_SEQ_CST)) {
+        /* A handle saw the name gone and finished the removal (finish_lost_removal). */
         close(pfd);
-        return -EIDRM;
+        return 0;
     }
     /* Deleting the files makes inotify events: every sleeper wakes and sees removed. */
     delete_tree(s->dirfd);
@@ -1091,7 +1266,7 @@ static int spool_unlink(const char *name)
     } else if (err == -EBADMSG && s->dirfd >= 0) {
         /* Damaged: remove it if it at least says it is a spool. */
         char magic[8];
-        int fd = openat(s->dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = openat(s->dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         ssize_t n = fd >= 0 ? pbx__fs_pread(fd, magic, 8, 0) : -1;
         if (fd >= 0)
             close(fd);
@@ -1109,7 +1284,10 @@ static int spool_unlink(const char *name)
 /* Write the message to a new temporary file, flushed per the durability mode. */
 static int write_tmp(struct spool *s, long type, const void *data, uint32_t len, char *tmpname)
 {
-    uint64_t n = __atomic_fetch_add(&s->tmp_counter, 1, __ATOMIC_RELAXED);
+    /* One counter for the whole process: the name's OWNER is the process, so two handles on one
+     * spool must not count alike. (A fork()ed child has another OWNER: no reset needed.) */
+    static uint64_t tmp_counter;
+    uint64_t n = __atomic_fetch_add(&tmp_counter, 1, __ATOMIC_RELAXED);
     snprintf(tmpname, NAME_LEN, "%016" PRIx64 ".%" PRIx64, pbx__fs_process_ident(), n);
     mode_t fm = s->meta.mode & 0666;
     int fd = pbx__os_table()->openat(s->tmpfd, tmpname,
@@ -1165,9 +1343,20 @@ static int drop_oldest(struct spool *s)
         forget_missing(s, m->seq, name);
         return 2;
     }
+    if (err == -EISDIR || err == -EPERM) {
+        quarantine(s, bfd, name); /* a directory named like a message */
+        return 2;
+    }
     if (err)
         return err;
     s->st->dropped++;
+    /* Under `always` the drop must be as durable as the send that caused it: its bucket joins
+     * the range the sender's group flush covers. */
+    uint64_t b = m->seq >> PBX_SPOOL_BUCKET_BITS;
+    if (b < s->st->dirty_lo)
+        s->st->dirty_lo = b;
+    if (b > s->st->dirty_hi)
+        s->st->dirty_hi = b;
     int r = drain(s);
     return r ? r : 1;
 }
@@ -1214,6 +1403,10 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
             if ((err = wait_change(s, gen, claims, deadline_ns, g, &s->st->send_waiters)))
                 return err;
             continue;
+        }
+        if (s->st->next_seq >= PBX_SPOOL_SEQ_LIMIT) {
+            spool_unlock(s);
+            return -EOVERFLOW; /* no name left to write (2^44 messages, or a hostile state) */
         }
         uint64_t seq = s->st->next_seq++;
         char name[NAME_LEN];
@@ -1277,8 +1470,8 @@ static int read_msg(int fd, long type, uint32_t len, void *buf, uint32_t cap)
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;
-    if (st.st_size != (off_t) (sizeof(h) + len))
-        return -EBADMSG;
+    if (!S_ISREG(st.st_mode) || st.st_size != (off_t) (sizeof(h) + len))
+        return -EBADMSG; /* a FIFO, a directory, a device named like a message is damage */
     ssize_t n = pbx__fs_pread(fd, &h, sizeof(h), 0);
     if (n < 0)
         return (int) n;
@@ -1286,21 +1479,29 @@ static int read_msg(int fd, long type, uint32_t len, void *buf, uint32_t cap)
         h.type != type ||
         h.head_sum != fnv32(&h, offsetof(struct pbx_spool_msg_head, head_sum), FNV_SEED))
         return -EBADMSG;
-    void *dst = buf;
-    void *tmp = NULL;
-    if (cap < len) {
-        if (!(tmp = malloc(len)))
-            return -ENOMEM;
-        dst = tmp;
+    /* The first min(len, cap) bytes go to buf; the rest (PBX_NOERROR) is only checksummed,
+     * in chunks: a truncated read must not cost the whole message's length in memory. */
+    uint32_t first = len < cap ? len : cap;
+    n = first ? pbx__fs_pread(fd, buf, first, sizeof(h)) : 0;
+    if (n < 0)
+        return (int) n;
+    if ((uint32_t) n != first)
+        return -EBADMSG;
+    uint32_t sum = fnv32(buf, first, FNV_SEED);
+    if (first < len) {
+        char chunk[16384];
+        for (uint32_t off = first; off < len;) {
+            uint32_t want = len - off < sizeof(chunk) ? len - off : (uint32_t) sizeof(chunk);
+            n = pbx__fs_pread(fd, chunk, want, (off_t) sizeof(h) + off);
+            if (n < 0)
+                return (int) n;
+            if ((uint32_t) n != want)
+                return -EBADMSG;
+            sum = fnv32(chunk, want, sum);
+            off += want;
+        }
     }
-    n = len ? pbx__fs_pread(fd, dst, len, sizeof(h)) : 0;
-    int err = n < 0 ? (int) n : (uint32_t) n != len ? -EBADMSG : 0;
-    if (!err && fnv32(dst, len, FNV_SEED) != h.sum)
-        err = -EBADMSG;
-    if (!err && tmp && cap)
-        memcpy(buf, tmp, cap);
-    free(tmp);
-    return err;
+    return sum == h.sum ? 0 : -EBADMSG;
 }
 
 /* Move a damaged message file aside into bad/ (lock held). */
@@ -1311,6 +1512,24 @@ static void quarantine(struct spool *s, int fromfd, const char *from)
     warn(s, "message %s is damaged; moved to bad/%s", from, to);
     pbx__fs_table()->renameat(fromfd, from, s->badfd, to);
     drain(s);
+}
+
+/* PBX_DURABLE_ALWAYS: make a receive durable. Both directories the message was in must be
+ * flushed: without q/BUCKET it can come back queued, without c/ as a claim (then put back). */
+static int flush_received(struct spool *s, uint64_t bucket)
+{
+    char bname[NAME_LEN];
+    bucket_name(bname, bucket);
+    int fd =
+        pbx__os_table()->openat(s->qfd, bname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    int err;
+    if (fd >= 0) {
+        err = pbx__fs_table()->fsync(fd);
+        close(fd);
+    } else {
+        err = fd == -ENOENT ? pbx__fs_table()->fsync(s->qfd) : fd; /* the bucket was removed */
+    }
+    return err ? err : pbx__fs_table()->fsync(s->cfd);
 }
 
 static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, int flags,
@@ -1358,11 +1577,18 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         }
 
         if (flags & PBX_PEEK) {
-            int fd = pbx__os_table()->openat(bfd, qname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+            int fd = pbx__os_table()->openat(bfd, qname,
+                                             O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
             if (fd == -ENOENT && (bfd = bucket_dir(s, bucket, 1)) >= 0)
-                fd = pbx__os_table()->openat(bfd, qname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+                fd = pbx__os_table()->openat(bfd, qname,
+                                             O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
             if (fd == -ENOENT) {
                 forget_missing(s, seq, qname);
+                spool_unlock(s);
+                continue;
+            }
+            if (fd == -ELOOP || fd == -ENXIO || fd == -ENODEV) {
+                quarantine(s, bfd, qname); /* a symbolic link, a socket, a device */
                 spool_unlock(s);
                 continue;
             }
@@ -1413,8 +1639,11 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         }
         spool_unlock(s);
 
-        int fd = pbx__os_table()->openat(s->cfd, cname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
-        err = fd < 0 ? fd : read_msg(fd, mtype, len, buf, cap);
+        int fd = pbx__os_table()->openat(s->cfd, cname,
+                                         O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+        err = fd == -ELOOP || fd == -ENXIO || fd == -ENODEV ? -EBADMSG
+              : fd < 0                                      ? fd
+                                                            : read_msg(fd, mtype, len, buf, cap);
         if (fd >= 0)
             close(fd);
         PBX_CRASH_POINT("spool.recv.read");
@@ -1437,7 +1666,7 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         err = pbx__fs_table()->unlinkat(s->cfd, cname, 0);
         PBX_CRASH_POINT("spool.recv.unlinked");
         if (!err && s->meta.durability == PBX_DURABLE_ALWAYS)
-            err = pbx__fs_table()->fsync(s->cfd);
+            err = flush_received(s, bucket);
         PBX_CRASH_POINT("spool.recv.deleted");
         if (err)
             return err;
