@@ -10,6 +10,13 @@
  * Arguments reach a transport already checked: names are valid, flags known, types in range,
  * buffers non-NULL where a length says they are used. deadline_ns is an absolute
  * CLOCK_MONOTONIC time, or 0 for "no deadline".
+ *
+ * The entries after stat (claims, notification, the descriptor, peers) are optional: a
+ * transport that leaves one NULL makes the call return -EOPNOTSUPP, and a transport that does
+ * not support PBX_SYNC returns -EOPNOTSUPP from send when it sees the flag. The spool transport
+ * starts that way; its claim/ack/release will keep a claimed message in the spool directory
+ * under a claim file (the contract in docs/signals.md is transport-neutral: a claim id is an
+ * opaque non-zero number, ack/release of an id not held by the caller's process is -ENOENT).
  */
 #ifndef PBX_TRANSPORT_H
 #define PBX_TRANSPORT_H
@@ -31,6 +38,14 @@ struct pbx_transport {
     ssize_t (*recv)(void *state, long type, void *buf, uint32_t cap, int flags, long *type_out,
                     uint64_t deadline_ns);
     int (*stat)(void *state, struct pbx_stat *st);
+    /* pbx_claim(): like recv (flags without PBX_PEEK), and *claim receives the claim id. */
+    ssize_t (*claim)(void *state, long type, void *buf, uint32_t cap, int flags, long *type_out,
+                     uint64_t *claim, uint64_t deadline_ns);
+    int (*ack)(void *state, uint64_t claim);
+    int (*release)(void *state, uint64_t claim);
+    int (*notify)(void *state, int signo, int value); /* signo checked; 0 unregisters */
+    int (*fd)(void *state);
+    ssize_t (*peers)(void *state, struct pbx_peer *out, size_t cap);
 };
 
 extern const struct pbx_transport pbx__shm_transport;

@@ -149,20 +149,25 @@ int pbx__recover_recv(struct pbx_shm *m)
 int pbx__recover_orphans(struct pbx_shm *m)
 {
     struct alive_cache cache = {.n = 0};
-    uint64_t writing = 0, reading = 0;
+    uint64_t writing = 0, reading = 0, claimed = 0;
     int repaired = 0, requeued = 0;
     for (uint32_t i = 0; i < m->geo.nslots; i++) {
         struct pbx_slot *sl = &m->slots[i];
         uint32_t st = PBX_LOAD(&sl->state);
-        if (st != PBX_SLOT_WRITING && st != PBX_SLOT_READING)
+        if (st != PBX_SLOT_WRITING && st != PBX_SLOT_READING && st != PBX_SLOT_CLAIMED)
             continue;
         if (owner_alive(&cache, sl->owner)) {
-            *(st == PBX_SLOT_WRITING ? &writing : &reading) += 1;
+            *(st == PBX_SLOT_WRITING   ? &writing
+              : st == PBX_SLOT_READING ? &reading
+                                       : &claimed) += 1;
         } else if (st == PBX_SLOT_WRITING) {
             if (pbx__slot_free(m, i, PBX_FREE_ORPHAN) == 0)
                 repaired++;
             PBX_CRASH_POINT("repair.orphan");
         } else {
+            /* A dead receiver's READING slot, or a dead claimer's CLAIMED one: its receive never
+             * returned, or its claim was never acknowledged. Back in its place (the rebuild
+             * orders by arrival number), for another receiver to take. */
             PBX_STORE(&sl->state, (uint32_t) PBX_SLOT_QUEUED);
             requeued++;
             PBX_CRASH_POINT("repair.orphan");
@@ -170,18 +175,23 @@ int pbx__recover_orphans(struct pbx_shm *m)
     }
     PBX_STORE(&m->h->send.inflight, writing);
     PBX_STORE(&m->h->recv.inflight, reading);
+    PBX_STORE(&m->h->recv.claimed, claimed);
     if (requeued) {
         int err = pbx__index_rebuild(m);
         if (err < 0)
             return err;
     }
+    /* LISTENERS (listen.c): both locks are held, so the count can be made exact again. */
+    if (pbx__listening(m))
+        pbx__listen_recount(m);
     return repaired + requeued;
 }
 
 int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
 {
     struct pbx_header *h = m->h;
-    int inflight = PBX_LOAD(&h->send.inflight) || PBX_LOAD(&h->recv.inflight);
+    int inflight =
+        PBX_LOAD(&h->send.inflight) || PBX_LOAD(&h->recv.inflight) || PBX_LOAD(&h->recv.claimed);
     int sleepers = PBX_LOAD(&h->msg_ev.waiters) || PBX_LOAD(&h->space_ev.waiters);
     if (!inflight && !sleepers)
         return 0;
@@ -216,6 +226,10 @@ int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
             __atomic_add_fetch(&h->repairs, (uint64_t) err, __ATOMIC_RELAXED);
             pbx__event_signal(&h->msg_ev);
             pbx__event_signal(&h->space_ev);
+            /* Messages may have come back: registrants hear of it (perhaps once more than an
+             * exact edge would say), watchers re-read the count. */
+            if (pbx__listening(m) && PBX_LOAD(&h->listen.visible))
+                pbx__listen_fire(m);
         }
         n += err;
     }
