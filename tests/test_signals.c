@@ -767,3 +767,55 @@ TEST(a_forked_child_gets_a_descriptor_of_its_own)
     ASSERT_EQ(readable(fd, 0), 0);
     pbx_close(q);
 }
+
+/* ---- crashes inside claim and ack ------------------------------------------------------------ */
+
+static int claim_then_ack(void *arg)
+{
+    setenv("PBX_CRASH_AT", (const char *) arg, 1);
+    pbx_t *q;
+    if (pbx_open(NAME, 0, NULL, &q))
+        return 1;
+    static char buf[4096];
+    uint64_t c;
+    if (pbx_claim(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL, &c) < 0)
+        return 2;
+    pbx_ack(q, c);
+    return 3; /* must not be reached: killed at the point */
+}
+
+TEST(a_claimer_killed_inside_claim_or_ack_leaves_the_message_once_or_acked)
+{
+    static const struct {
+        const char *at;
+        int acked;
+    } points[] = {{"claim.popped", 0}, {"recv.logged", 0}, {"recv.committed", 1}};
+    static char big[2000];
+    for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+        for (int large = 0; large < 2; large++) {
+            pbx_t *q = open_box(16, 4096);
+            size_t len = large ? sizeof(big) : 3;
+            ASSERT_OK(pbx_send(q, 2, big, len, 0));
+            ASSERT_OK(pbx_send(q, 3, "after", 5, 0));
+            pid_t h = pbx_test_fork(claim_then_ack, (void *) points[i].at);
+            ASSERT_EQ(pbx_test_wait(h), 128 + SIGKILL);
+            static char buf[4096];
+            long type;
+            if (!points[i].acked) {
+                /* Back in its place: still the oldest. */
+                ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), (ssize_t) len);
+                ASSERT_EQ(type, 2);
+            }
+            ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 5);
+            ASSERT_EQ(type, 3);
+            ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+            struct pbx_stat st;
+            ASSERT_OK(pbx_stat(q, &st));
+            ASSERT_EQ(st.msgs, 0);
+            ASSERT_EQ(st.claimed, 0);
+            printf("%s (%s message): survived\n", points[i].at, large ? "large" : "small");
+            ASSERT_OK(pbx_remove(q));
+            pbx_close(q);
+        }
+    }
+}

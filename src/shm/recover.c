@@ -142,6 +142,12 @@ int pbx__recover_recv(struct pbx_shm *m)
     struct alive_cache cache = {.n = 0};
     requeue_dead_readers(m, &cache);
     bump_hint(&r->inflight);
+    /* Claims change state only under this lock: count them afresh, since the dead holder may
+     * have been between a claim's state and its count, or an ack's. */
+    uint64_t claimed = 0;
+    for (uint32_t i = 0; i < m->geo.nslots; i++)
+        claimed += PBX_LOAD(&m->slots[i].state) == PBX_SLOT_CLAIMED;
+    PBX_STORE(&r->claimed, claimed);
     PBX_STORE(&r->needs_rebuild, 1u);
     return pbx__index_rebuild(m);
 }
