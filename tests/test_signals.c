@@ -819,3 +819,81 @@ TEST(a_claimer_killed_inside_claim_or_ack_leaves_the_message_once_or_acked)
         }
     }
 }
+
+/* ---- PBX_SYNC and receivers that die --------------------------------------------------------- */
+
+static int recv_and_die_at(void *arg)
+{
+    setenv("PBX_CRASH_AT", (const char *) arg, 1);
+    pbx_t *q;
+    if (pbx_open(NAME, 0, NULL, &q))
+        return 1;
+    static char buf[4096];
+    pbx_recv(q, 0, buf, sizeof(buf), 0, NULL);
+    return 2; /* must not be reached */
+}
+
+static int sync_send_big(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(NAME, 0, NULL, &q))
+        return 1;
+    static char big[2000];
+    const struct timespec ts = {WAIT_MS / 1000, 0};
+    board->result = pbx_timedsend(q, 1, big, sizeof(big), PBX_SYNC, &ts);
+    __atomic_store_n(&board->go, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+TEST(a_receiver_killed_after_taking_still_releases_the_sync_sender)
+{
+    /* Killed after its free committed, before it marked the sync entry: the sender finds its
+     * message gone. Killed while copying out: the message goes back, another receiver takes
+     * it, and that releases the sender. */
+    static const char *points[] = {"recv.committed", "recv.copying"};
+    for (int i = 0; i < 2; i++) {
+        board_init();
+        pbx_t *q = open_box(16, 4096);
+        pid_t s = pbx_test_fork(sync_send_big, NULL);
+        pid_t r = pbx_test_fork(recv_and_die_at, (void *) points[i]);
+        ASSERT_EQ(pbx_test_wait(r), 128 + SIGKILL);
+        ASSERT_EQ(load(&board->go), 0);
+        if (i == 1) {
+            static char buf[4096];
+            const struct timespec ts = {WAIT_MS / 1000, 0};
+            ASSERT_EQ(pbx_timedrecv(q, 0, buf, sizeof(buf), 0, NULL, &ts), 2000);
+        }
+        pbx_test_wait_ok(s);
+        ASSERT_EQ(board->result, 0);
+        struct pbx_stat st;
+        ASSERT_OK(pbx_stat(q, &st));
+        ASSERT_EQ(st.msgs, 0);
+        ASSERT_OK(pbx_remove(q));
+        pbx_close(q);
+    }
+}
+
+TEST(a_full_table_of_participants_leaves_handles_unlisted_and_registrations_refused)
+{
+    pbx_t *q = open_box(16, 64);
+    pbx_t *more[PBX_PEERS];
+    for (int i = 0; i < PBX_PEERS - 1; i++)
+        ASSERT_OK(pbx_open(NAME, 0, NULL, &more[i]));
+    pbx_t *extra;
+    ASSERT_OK(pbx_open(NAME, 0, NULL, &extra)); /* opens all the same */
+    ASSERT_ERR(pbx_notify(extra, SIGUSR1, 0), -EUSERS);
+    ASSERT_ERR(pbx_fd(extra), -EUSERS);
+    struct pbx_peer p[2];
+    ASSERT_EQ(pbx_peers(extra, p, 2), 1);
+    ASSERT_EQ(p[0].handles, PBX_PEERS);
+    pbx_close(more[0]);
+    ASSERT_OK(pbx_notify(extra, SIGUSR1, 0)); /* a freed entry is claimed */
+    ASSERT_OK(pbx_notify(extra, 0, 0));
+    pbx_close(extra);
+    for (int i = 1; i < PBX_PEERS - 1; i++)
+        pbx_close(more[i]);
+    ASSERT_EQ(pbx_peers(q, p, 2), 1);
+    ASSERT_EQ(p[0].handles, 1);
+    pbx_close(q);
+}

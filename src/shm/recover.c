@@ -199,7 +199,8 @@ int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
     int inflight =
         PBX_LOAD(&h->send.inflight) || PBX_LOAD(&h->recv.inflight) || PBX_LOAD(&h->recv.claimed);
     int sleepers = PBX_LOAD(&h->msg_ev.waiters) || PBX_LOAD(&h->space_ev.waiters);
-    if (!inflight && !sleepers)
+    int syncs = PBX_LOAD(&h->sync_count) != 0;
+    if (!inflight && !sleepers && !syncs)
         return 0;
     uint64_t now = pbx__os_mono_ns();
     uint64_t last = PBX_LOAD(&h->last_scan_ns);
@@ -213,6 +214,8 @@ int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
     int n = 0;
     if (sleepers)
         n = pbx__event_sweep(&h->msg_ev) + pbx__event_sweep(&h->space_ev);
+    if (syncs)
+        pbx__sync_prune(m);
     if (inflight) {
         int err = pbx__send_lock(m);
         if (err)

@@ -135,10 +135,11 @@ int pbx__recover_recv(struct pbx_shm *m);
 /* With both locks held: give back slots that dead senders were filling, requeue slots that
  * dead receivers were reading, and recount what is in flight. Returns the number repaired. */
 int pbx__recover_orphans(struct pbx_shm *m);
-/* Unless a look ran in the last 100 ms (or force): strike off sleepers that died asleep, and if
- * slots are held outside the locks (the hint that orphans may exist), take both locks and run
- * pbx__recover_orphans(); wake waiters if anything came back. Returns the number repaired or
- * -errno. Cheap when nobody sleeps and nothing is in flight. Call with no lock held. */
+/* Unless a look ran in the last 100 ms (or force): strike off sleepers and PBX_SYNC senders that
+ * died waiting, and if slots are held outside the locks or claimed (the hint that orphans may
+ * exist), take both locks and run pbx__recover_orphans(); wake waiters if anything came back.
+ * Returns the number repaired or -errno. Cheap when nobody sleeps and nothing is in flight. Call
+ * with no lock held. */
 int pbx__look_after_dead_peers(struct pbx_shm *m, int force);
 
 /* ---- listen.c: who listens for arrivals (LISTENERS there) ------------------------------- */
@@ -197,6 +198,8 @@ void pbx__sync_complete(struct pbx_shm *m, uint64_t seq, int dropped);
 int pbx__sync_wait(struct pbx_shm *m, int sync, uint64_t deadline_ns, struct pbx_sigguard *g);
 /* Give the entry back. */
 void pbx__sync_end(struct pbx_shm *m, int sync);
+/* Free the entries of sync senders that died waiting. Returns how many. */
+int pbx__sync_prune(struct pbx_shm *m);
 /* Wake every waiting sync sender (a removal). */
 void pbx__sync_wake_all(struct pbx_shm *m);
 

@@ -18,9 +18,10 @@
  * that dies in the few instructions between the commit and the marking leaves the entry
  * WAITING with the message gone: every tenth slice the sender looks for its message among
  * the slots and, when no slot holds it any more, counts it taken. A sender that dies while it
- * waits leaves an entry naming a dead thread, which the next sync sender that needs an entry
- * takes over (sync_count keeps counting it, which costs receivers a look at the table, nothing
- * else). pbx_remove() wakes every waiting sync sender with -EIDRM.
+ * waits leaves an entry naming a dead thread: the next look after dead peers frees it
+ * (pbx__sync_prune), and until then a sync sender that finds no free entry takes it over;
+ * meanwhile sync_count still counts it, which costs receivers a look at the table, nothing
+ * else. pbx_remove() wakes every waiting sync sender with -EIDRM.
  */
 #include <errno.h>
 #include <limits.h>
@@ -128,6 +129,26 @@ void pbx__sync_end(struct pbx_shm *m, int sync)
                                                  __ATOMIC_RELAXED))
             ;
     }
+}
+
+int pbx__sync_prune(struct pbx_shm *m)
+{
+    int n = 0;
+    for (unsigned i = 0; i < PBX_SYNC_ENTRIES; i++) {
+        uint64_t v = PBX_LOAD(&m->h->sync[i].ident);
+        if (!v || pbx__os_ident_alive(v))
+            continue;
+        if (!__atomic_compare_exchange_n(&m->h->sync[i].ident, &v, 0, 0, __ATOMIC_RELEASE,
+                                         __ATOMIC_RELAXED))
+            continue;
+        PBX_STORE(&m->h->sync[i].state, (uint32_t) PBX_SYNC_IDLE);
+        uint32_t c = PBX_LOAD(&m->h->sync_count);
+        while (c && !__atomic_compare_exchange_n(&m->h->sync_count, &c, c - 1, 0, __ATOMIC_SEQ_CST,
+                                                 __ATOMIC_RELAXED))
+            ;
+        n++;
+    }
+    return n;
 }
 
 void pbx__sync_wake_all(struct pbx_shm *m)
