@@ -660,6 +660,16 @@ TEST(the_descriptor_is_readable_exactly_while_a_message_is_there)
         pbx_test_wait_ok(pbx_test_fork(recv_one, NULL)); /* another process drains */
         ASSERT_EQ(becomes_unreadable(fd), 1);
     }
+    /* Drained through the handle that owns the descriptor: unreadable as soon as the receive
+     * has said -ENOMSG, without waiting for the helper thread. */
+    for (int round = 0; round < 100; round++) {
+        ASSERT_OK(pbx_send(q, 1, "z", 1, 0));
+        ASSERT_EQ(readable(fd, WAIT_MS), 1);
+        char b[8];
+        ASSERT_EQ(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, NULL), 1);
+        ASSERT_ERR(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, NULL), -ENOMSG);
+        ASSERT_EQ(readable(fd, 0), 0);
+    }
     /* Already queued when the descriptor is made: readable at once. */
     pbx_t *q2;
     ASSERT_OK(pbx_open(NAME, 0, NULL, &q2));

@@ -24,10 +24,13 @@
  * each wake-up sets the eventfd's level from listen.visible: readable (counter 1) while a
  * message is visible or the mailbox was removed, unreadable (counter 0) otherwise. The level
  * therefore follows the mailbox within one wake-up of the watcher thread, whoever sends or
- * drains it, in this process or another; senders and receivers make a system call for it
- * only on the edges, and only while a watcher exists. pbx_close() stops and joins the thread
- * and closes the descriptor. A fork()ed child does not have the thread: its first pbx_fd()
- * call on the inherited handle starts its own, with a new descriptor.
+ * drains it, in this process or another. A receive through the same handle that finds nothing
+ * (PBX_NOWAIT, -ENOMSG) clears the level at once when nothing is visible, then looks again and
+ * sets it back if a message came meanwhile, so that a poll loop that drains the mailbox does not
+ * spin on a stale readable descriptor until the watcher thread runs; senders and receivers make a
+ * system call for it only on the edges, and only while a watcher exists. pbx_close() stops and
+ * joins the thread and closes the descriptor. A fork()ed child does not have the thread: its first
+ * pbx_fd() call on the inherited handle starts its own, with a new descriptor.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -231,9 +234,9 @@ static void *watch_main(void *arg)
         /* EVENTS order (listen.c): the word first, then the count it guards. */
         uint32_t seq = __atomic_load_n(&h->listen.edge_seq, __ATOMIC_SEQ_CST);
         int want = PBX_LOAD(&h->removed) || __atomic_load_n(&h->listen.visible, __ATOMIC_SEQ_CST);
-        if (want != w->readable) {
+        if (want != __atomic_load_n(&w->readable, __ATOMIC_SEQ_CST)) {
+            __atomic_store_n(&w->readable, want, __ATOMIC_SEQ_CST);
             pbx__os_eventfd_level(w->efd, want);
-            w->readable = want;
         }
         pbx__os_futex_wait(&h->listen.edge_seq, seq, pbx__os_mono_ns() + WATCH_SLICE_NS);
     }
@@ -286,7 +289,7 @@ int pbx__shm_fd(void *state)
     unlock_both(m);
     if ((err = pbx__os_thread_start(&w->thread, watch_main, w)))
         goto unregister;
-    m->watcher = w;
+    __atomic_store_n(&m->watcher, w, __ATOMIC_RELEASE);
     err = w->efd;
     goto out;
 
@@ -305,6 +308,24 @@ free_w:
 out:
     pthread_mutex_unlock(&m->reg_lock);
     return err;
+}
+
+void pbx__watch_settle(struct pbx_shm *m)
+{
+    struct pbx_watcher *w = __atomic_load_n(&m->watcher, __ATOMIC_ACQUIRE);
+    struct pbx_header *h = m->h;
+    if (!w || w->pid != pbx__os_self()->pid || !__atomic_load_n(&w->readable, __ATOMIC_SEQ_CST))
+        return;
+    if (PBX_LOAD(&h->removed) || __atomic_load_n(&h->listen.visible, __ATOMIC_SEQ_CST))
+        return;
+    /* Clear, then look again: a message that came meanwhile puts the level back, and the
+     * watcher, woken by its edge, agrees (THE DESCRIPTOR above). */
+    __atomic_store_n(&w->readable, 0, __ATOMIC_SEQ_CST);
+    pbx__os_eventfd_level(w->efd, 0);
+    if (PBX_LOAD(&h->removed) || __atomic_load_n(&h->listen.visible, __ATOMIC_SEQ_CST)) {
+        __atomic_store_n(&w->readable, 1, __ATOMIC_SEQ_CST);
+        pbx__os_eventfd_level(w->efd, 1);
+    }
 }
 
 void pbx__peer_leave(struct pbx_shm *m)

@@ -661,6 +661,8 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
             pbx__recv_unlock(m);
             if (pbx__look_after_dead_peers(m, 0) > 0)
                 continue;
+            if (PBX_UNLIKELY(__atomic_load_n(&m->watcher, __ATOMIC_RELAXED) != NULL))
+                pbx__watch_settle(m);
             return -ENOMSG;
         }
         if (!spun) {

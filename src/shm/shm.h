@@ -177,6 +177,9 @@ static inline void pbx__peer_note(struct pbx_shm *m, uint32_t role, int32_t pid)
     if (PBX_UNLIKELY(m->peer_pid != pid || !(m->roles & role)))
         pbx__peer_touch(m, role);
 }
+/* A receive through this handle found nothing: if this process watches (pbx_fd) and nothing is
+ * visible, make the descriptor unreadable now rather than when the watcher thread runs. */
+void pbx__watch_settle(struct pbx_shm *m);
 /* Free the entries of dead processes. Returns how many. No lock held. */
 int pbx__peers_prune(struct pbx_shm *m);
 /* The transport's pbx_notify, pbx_fd and pbx_peers (transport.h). */
