@@ -244,7 +244,7 @@ static unsigned percent_full(const struct pbx_stat *st)
     return f > 0 && f < 1 ? 1 : (unsigned) (f + 0.5);
 }
 
-static void stat_json(FILE *f, const char *name, const struct pbx_stat *st)
+static void stat_json(FILE *f, const char *name, const struct pbx_stat *st, long peers)
 {
     char key[32], user[64];
     cli_sysv_key(name, key, sizeof key);
@@ -261,7 +261,7 @@ static void stat_json(FILE *f, const char *name, const struct pbx_stat *st)
             "\"overflow\":\"%s\",\"sent\":%llu,\"received\":%llu,\"dropped\":%llu,"
             "\"last_send_pid\":%d,\"last_send_time\":%lld,\"last_recv_pid\":%d,"
             "\"last_recv_time\":%lld,\"send_waiters\":%u,\"recv_waiters\":%u,"
-            "\"repairs\":%llu,\"region_size\":%llu}",
+            "\"repairs\":%llu,\"region_size\":%llu,\"claimed\":%llu,\"peers\":%ld}",
             (unsigned) st->uid, (unsigned) st->gid, st->mode, (unsigned long long) st->msgs,
             (unsigned long long) st->bytes, st->max_msgs, (unsigned long long) st->max_bytes,
             st->max_msg_size, percent_full(st), cli_overflow_name(st->overflow),
@@ -269,7 +269,7 @@ static void stat_json(FILE *f, const char *name, const struct pbx_stat *st)
             (unsigned long long) st->dropped, (int) st->last_send_pid,
             (long long) st->last_send_time, (int) st->last_recv_pid, (long long) st->last_recv_time,
             st->send_waiters, st->recv_waiters, (unsigned long long) st->repairs,
-            (unsigned long long) st->region_size);
+            (unsigned long long) st->region_size, (unsigned long long) st->claimed, peers);
 }
 
 /* The live participants other than this command itself (which has it open to look). */
@@ -490,7 +490,7 @@ int cmd_ls(int argc, char **argv)
         }
         if (json) {
             printf(shown ? ",\n " : "\n ");
-            stat_json(stdout, names[i], &st);
+            stat_json(stdout, names[i], &st, peers);
         } else if (rows) {
             fill_row(&rows[shown], names[i], &st, peers);
         }
@@ -551,7 +551,7 @@ int cmd_stat(int argc, char **argv)
     if (r < 0)
         return cli_fail(name, r);
     if (json) {
-        stat_json(stdout, name, &st);
+        stat_json(stdout, name, &st, peers);
         printf("\n");
     } else {
         char key[32], user[64], group[64], size[16];
@@ -566,6 +566,9 @@ int cmd_stat(int argc, char **argv)
                (unsigned) st.gid);
         printf("%-14s %04o\n", "mode:", st.mode);
         printf("%-14s %llu of %u\n", "messages:", (unsigned long long) st.msgs, st.max_msgs);
+        if (st.claimed)
+            printf("%-14s %llu (held by receivers until acknowledged)\n",
+                   "claimed:", (unsigned long long) st.claimed);
         printf("%-14s %llu of %llu\n", "bytes:", (unsigned long long) st.bytes,
                (unsigned long long) st.max_bytes);
         printf("%-14s %u%%\n", "full:", percent_full(&st));
@@ -578,6 +581,8 @@ int cmd_stat(int argc, char **argv)
         print_when("last receive:", st.last_recv_pid, st.last_recv_time);
         printf("%-14s %u senders, %u receivers\n", "waiting now:", st.send_waiters,
                st.recv_waiters);
+        if (peers >= 0)
+            printf("%-14s %ld (see postbox peers)\n", "participants:", peers);
         printf("%-14s %llu\n", "repairs:", (unsigned long long) st.repairs);
         printf("%-14s %s\n", "memory:", size);
     }

@@ -45,11 +45,24 @@
 struct pbx_watcher {
     struct pbx_shm *m;
     pthread_t thread;
+    pthread_mutex_t level_lock; /* the watcher and pbx__watch_settle: read the count and set
+                                   the level as one step, so neither undoes the other */
     int efd;
     int32_t pid; /* the process the thread runs in */
     int stop;
-    int readable;
+    int readable; /* the eventfd's level, under level_lock */
 };
+
+/* Under level_lock: make the level what the mailbox says now. */
+static void level_update(struct pbx_watcher *w)
+{
+    struct pbx_header *h = w->m->h;
+    int want = PBX_LOAD(&h->removed) || __atomic_load_n(&h->listen.visible, __ATOMIC_SEQ_CST);
+    if (want != w->readable) {
+        pbx__os_eventfd_level(w->efd, want);
+        w->readable = want;
+    }
+}
 
 #define WATCH_SLICE_NS 1000000000ull /* the watcher re-reads the count at least this often */
 
@@ -146,9 +159,9 @@ void pbx__peer_join(struct pbx_shm *m)
     struct pbx_header *h = m->h;
     const uint64_t me = pbx__os_proc_ident();
     const int32_t pid = pbx__os_self()->pid;
-    m->peer = -1;
-    m->peer_pid = pid;
-    __atomic_store_n(&m->roles, (uint32_t) PBX_PEER_OPENED, __ATOMIC_RELAXED);
+    PBX_STORE(&m->peer, -1);
+    PBX_STORE(&m->peer_pid, pid);
+    PBX_STORE(&m->roles, (uint32_t) PBX_PEER_OPENED);
     for (int pass = 0; pass < 2; pass++) {
         for (unsigned i = 0; i < PBX_PEERS; i++) {
             unsigned k = ((unsigned) pid + i) % PBX_PEERS;
@@ -159,7 +172,7 @@ void pbx__peer_join(struct pbx_shm *m)
                                             __ATOMIC_RELAXED)) {
                 PBX_STORE(&p->since_ns, pbx__os_real_coarse_ns());
                 PBX_STORE(&p->roles, (uint32_t) PBX_PEER_OPENED);
-                m->peer = (int) k;
+                PBX_STORE(&m->peer, (int) k);
                 return;
             }
         }
@@ -170,27 +183,29 @@ void pbx__peer_join(struct pbx_shm *m)
 
 void pbx__peer_touch(struct pbx_shm *m, uint32_t role)
 {
-    if (m->peer_pid != pbx__os_self()->pid)
+    if (PBX_LOAD(&m->peer_pid) != pbx__os_self()->pid)
         pbx__peer_join(m); /* a fork()ed child using an inherited handle */
-    if (m->peer >= 0 && role)
-        __atomic_fetch_or(&m->h->peers[m->peer].roles, role, __ATOMIC_RELAXED);
+    int peer = PBX_LOAD(&m->peer);
+    if (peer >= 0 && role)
+        __atomic_fetch_or(&m->h->peers[peer].roles, role, __ATOMIC_RELAXED);
     __atomic_fetch_or(&m->roles, role, __ATOMIC_RELAXED);
 }
 
 /* This handle's entry, claimed now if need be; NULL when the table is full. */
 static struct pbx_peer_entry *own_entry(struct pbx_shm *m)
 {
-    if (m->peer_pid != pbx__os_self()->pid || m->peer < 0)
+    if (PBX_LOAD(&m->peer_pid) != pbx__os_self()->pid || PBX_LOAD(&m->peer) < 0)
         pbx__peer_join(m);
-    if (m->peer < 0)
+    int peer = PBX_LOAD(&m->peer);
+    if (peer < 0)
         return NULL;
-    struct pbx_peer_entry *p = &m->h->peers[m->peer];
+    struct pbx_peer_entry *p = &m->h->peers[peer];
     /* Pruned by mistake (a damaged word), or damaged: claim another. */
     if (PBX_LOAD(&p->ident) != pbx__os_proc_ident()) {
         pbx__peer_join(m);
-        if (m->peer < 0)
+        if ((peer = PBX_LOAD(&m->peer)) < 0)
             return NULL;
-        p = &m->h->peers[m->peer];
+        p = &m->h->peers[peer];
     }
     return p;
 }
@@ -233,11 +248,9 @@ static void *watch_main(void *arg)
     while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
         /* EVENTS order (listen.c): the word first, then the count it guards. */
         uint32_t seq = __atomic_load_n(&h->listen.edge_seq, __ATOMIC_SEQ_CST);
-        int want = PBX_LOAD(&h->removed) || __atomic_load_n(&h->listen.visible, __ATOMIC_SEQ_CST);
-        if (want != __atomic_load_n(&w->readable, __ATOMIC_SEQ_CST)) {
-            __atomic_store_n(&w->readable, want, __ATOMIC_SEQ_CST);
-            pbx__os_eventfd_level(w->efd, want);
-        }
+        pthread_mutex_lock(&w->level_lock);
+        level_update(w);
+        pthread_mutex_unlock(&w->level_lock);
         pbx__os_futex_wait(&h->listen.edge_seq, seq, pbx__os_mono_ns() + WATCH_SLICE_NS);
     }
     return NULL;
@@ -275,6 +288,7 @@ int pbx__shm_fd(void *state)
     }
     w->m = m;
     w->pid = pid;
+    pthread_mutex_init(&w->level_lock, NULL);
     if ((w->efd = pbx__os_eventfd()) < 0) {
         err = w->efd;
         goto free_w;
@@ -304,6 +318,7 @@ unregister:
 close_fd:
     close(w->efd);
 free_w:
+    pthread_mutex_destroy(&w->level_lock);
     free(w);
 out:
     pthread_mutex_unlock(&m->reg_lock);
@@ -313,19 +328,13 @@ out:
 void pbx__watch_settle(struct pbx_shm *m)
 {
     struct pbx_watcher *w = __atomic_load_n(&m->watcher, __ATOMIC_ACQUIRE);
-    struct pbx_header *h = m->h;
-    if (!w || w->pid != pbx__os_self()->pid || !__atomic_load_n(&w->readable, __ATOMIC_SEQ_CST))
+    if (!w || w->pid != pbx__os_self()->pid)
         return;
-    if (PBX_LOAD(&h->removed) || __atomic_load_n(&h->listen.visible, __ATOMIC_SEQ_CST))
-        return;
-    /* Clear, then look again: a message that came meanwhile puts the level back, and the
-     * watcher, woken by its edge, agrees (THE DESCRIPTOR above). */
-    __atomic_store_n(&w->readable, 0, __ATOMIC_SEQ_CST);
-    pbx__os_eventfd_level(w->efd, 0);
-    if (PBX_LOAD(&h->removed) || __atomic_load_n(&h->listen.visible, __ATOMIC_SEQ_CST)) {
-        __atomic_store_n(&w->readable, 1, __ATOMIC_SEQ_CST);
-        pbx__os_eventfd_level(w->efd, 1);
-    }
+    /* The same step as the watcher's, so the level is right when this returns (unless a
+     * message arrives meanwhile, whose edge wakes the watcher). */
+    pthread_mutex_lock(&w->level_lock);
+    level_update(w);
+    pthread_mutex_unlock(&w->level_lock);
 }
 
 void pbx__peer_leave(struct pbx_shm *m)
@@ -337,6 +346,7 @@ void pbx__peer_leave(struct pbx_shm *m)
             __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
             pbx__listen_wake_watchers(m);
             pthread_join(w->thread, NULL);
+            pthread_mutex_destroy(&w->level_lock);
         }
         close(w->efd);
         free(w);

@@ -174,7 +174,9 @@ void pbx__peer_leave(struct pbx_shm *m);
 void pbx__peer_touch(struct pbx_shm *m, uint32_t role);
 static inline void pbx__peer_note(struct pbx_shm *m, uint32_t role, int32_t pid)
 {
-    if (PBX_UNLIKELY(m->peer_pid != pid || !(m->roles & role)))
+    /* Relaxed loads: threads of the process share the handle, and only the first use per role
+     * writes these (pbx__peer_touch). */
+    if (PBX_UNLIKELY(PBX_LOAD(&m->peer_pid) != pid || !(PBX_LOAD(&m->roles) & role)))
         pbx__peer_touch(m, role);
 }
 /* A receive through this handle found nothing: if this process watches (pbx_fd) and nothing is

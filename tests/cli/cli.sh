@@ -473,6 +473,9 @@ case_claim_and_peers() {
     grep -q '"roles":"opened,received"' "$T/out" || { kill $follower; fail "roles: $(cat "$T/out")"; }
     run "$pb" ls
     grep -q '^c .* 1  ' "$T/out" || grep -q 'PEERS' "$T/out" || { kill $follower; fail "ls: $(cat "$T/out")"; }
+    "$pb" stat --json c >"$T/st" || { kill $follower; fail "stat"; }
+    [ "$(json "$T/st" peers)" = 1 ] || { kill $follower; fail "stat peers $(json "$T/st" peers)"; }
+    [ "$(json "$T/st" claimed)" = 0 ] || { kill $follower; fail "stat claimed"; }
     kill $follower
     wait $follower 2>/dev/null
     run "$pb" peers --json c
