@@ -177,6 +177,8 @@ int pbx_timedsend(pbx_t *q, long type, const void *data, size_t len, int flags,
 {
     if (!q || type < 1 || (!data && len) || (flags & ~PBX_SEND_FLAGS))
         return -EINVAL;
+    if ((flags & PBX_SYNC) && !q->t->sync)
+        return -EOPNOTSUPP;
     if (len > UINT32_MAX)
         return -EMSGSIZE;
     uint64_t deadline;

@@ -12,8 +12,9 @@
  * CLOCK_MONOTONIC time, or 0 for "no deadline".
  *
  * The entries after stat (claims, notification, the descriptor, peers) are optional: a
- * transport that leaves one NULL makes the call return -EOPNOTSUPP, and a transport that does
- * not support PBX_SYNC returns -EOPNOTSUPP from send when it sees the flag. The spool transport
+ * transport that leaves one NULL makes the call return -EOPNOTSUPP, and so does PBX_SYNC on a
+ * transport whose sync is 0 (the API layer checks, so a transport that predates PBX_SYNC never
+ * sees the flag and cannot mistake it for an ordinary send). The spool transport
  * starts that way; its claim/ack/release will keep a claimed message in the spool directory
  * under a claim file (the contract in docs/signals.md is transport-neutral: a claim id is an
  * opaque non-zero number, ack/release of an id not held by the caller's process is -ENOENT).
@@ -28,6 +29,7 @@
 
 struct pbx_transport {
     const char *name;
+    int sync; /* 1: send honours PBX_SYNC (waits for the take); 0: -EOPNOTSUPP */
     int (*open)(const char *name, int flags, const struct pbx_options *opts, void **state);
     int (*open_private)(const struct pbx_options *opts, void **state);
     int (*close)(void *state);

@@ -159,11 +159,13 @@ struct area {
     uint64_t off, len;
 };
 
-static struct area areas[8];
+static struct area areas[16];
 static unsigned n_areas;
 
 static void add_area(const char *name, uint64_t off, uint64_t len)
 {
+    if (n_areas >= PBX_ARRAY_LEN(areas))
+        pbx_test_fail(__FILE__, __LINE__, "too many areas: raise the size of areas[]");
     if (len)
         areas[n_areas++] = (struct area){name, off, len};
 }

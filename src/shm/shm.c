@@ -794,6 +794,7 @@ static int shm_stat(void *state, struct pbx_stat *st)
 
 const struct pbx_transport pbx__shm_transport = {
     .name = "shm",
+    .sync = 1,
     .open = shm_open_named,
     .open_private = shm_open_private,
     .close = shm_close,
