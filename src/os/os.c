@@ -403,18 +403,46 @@ uint64_t pbx__os_proc_ident(void)
 #define SYS_pidfd_send_signal 424
 #endif
 
+static void queue_info(siginfo_t *info, int signo, int value)
+{
+    memset(info, 0, sizeof(*info));
+    info->si_signo = signo;
+    info->si_code = SI_QUEUE;
+    info->si_pid = pbx__os_self()->pid;
+    info->si_uid = getuid();
+    info->si_value.sival_int = value;
+}
+
+int pbx__os_pidfd_of(uint64_t ident)
+{
+    int32_t pid = PBX_IDENT_TID(ident);
+    if (pid <= 0)
+        return -ESRCH;
+    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
+    if (pfd < 0)
+        return errno == ESRCH ? -ESRCH : -ENOSYS;
+    /* Checked after the descriptor exists: from now on it names this process or nothing. */
+    if (!pbx__os_ident_alive(ident)) {
+        close(pfd);
+        return -ESRCH;
+    }
+    return pfd;
+}
+
+int pbx__os_pidfd_signal(int pidfd, int signo, int value)
+{
+    siginfo_t info;
+    queue_info(&info, signo, value);
+    return syscall(SYS_pidfd_send_signal, pidfd, signo, &info, 0) < 0 ? -errno : 0;
+}
+
 int pbx__os_signal_ident(uint64_t ident, int signo, int value)
 {
     int32_t pid = PBX_IDENT_TID(ident);
     if (pid <= 0)
         return -ESRCH;
     siginfo_t info;
-    memset(&info, 0, sizeof(info));
-    info.si_signo = signo;
-    info.si_code = SI_QUEUE;
-    info.si_pid = pbx__os_self()->pid;
-    info.si_uid = getuid();
-    info.si_value.sival_int = value;
+    queue_info(&info, signo, value);
     /* The descriptor pins the process: once its start time is checked through /proc, the
      * signal cannot reach another process that got the PID meanwhile. */
     int pfd = (int) syscall(SYS_pidfd_open, pid, 0);

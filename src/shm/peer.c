@@ -21,13 +21,13 @@
  *
  * THE DESCRIPTOR. pbx_fd() creates, on its first call for a handle, an eventfd and a watcher
  * thread (started with every signal blocked). The thread sleeps on listen.edge_seq and after
- * each wake-up sets the eventfd's level from listen.visible: readable (counter 1) while a
- * message is visible or the mailbox was removed, unreadable (counter 0) otherwise. The level
- * therefore follows the mailbox within one wake-up of the watcher thread, whoever sends or
+ * each wake-up sets the eventfd's level from the empty mark (listen.c): readable (counter 1)
+ * while a message is visible or the mailbox was removed, unreadable (counter 0) otherwise. The
+ * level therefore follows the mailbox within one wake-up of the watcher thread, whoever sends or
  * drains it, in this process or another. A receive through the same handle that finds nothing
- * (PBX_NOWAIT, -ENOMSG) clears the level at once when nothing is visible, then looks again and
- * sets it back if a message came meanwhile, so that a poll loop that drains the mailbox does not
- * spin on a stale readable descriptor until the watcher thread runs; senders and receivers make a
+ * (PBX_NOWAIT, -ENOMSG) sets the level at once, in the same step as the watcher does, so that
+ * a poll loop that drains the mailbox does not spin on a stale readable descriptor until the
+ * watcher thread runs; senders and receivers make a
  * system call for it only on the edges, and only while a watcher exists. pbx_close() stops and
  * joins the thread and closes the descriptor. A fork()ed child does not have the thread: its first
  * pbx_fd() call on the inherited handle starts its own, with a new descriptor.
@@ -57,7 +57,7 @@ struct pbx_watcher {
 static void level_update(struct pbx_watcher *w)
 {
     struct pbx_header *h = w->m->h;
-    int want = PBX_LOAD(&h->removed) || __atomic_load_n(&h->listen.visible, __ATOMIC_SEQ_CST);
+    int want = PBX_LOAD(&h->removed) || pbx__listen_visible(w->m);
     if (want != w->readable) {
         pbx__os_eventfd_level(w->efd, want);
         w->readable = want;
@@ -99,12 +99,12 @@ static void count_down(uint32_t *count)
         ;
 }
 
-/* Before a registration is added: the count of visible messages starts to matter. Both locks
- * held. */
+/* Before a registration is added: the empty mark starts to matter (LISTENERS in listen.c).
+ * Both locks held. Messages already queued are not announced. */
 static void listeners_about_to_start(struct pbx_shm *m)
 {
     if (!pbx__listening(m))
-        pbx__listen_recount(m);
+        (void) pbx__listen_recount(m);
 }
 
 /* Both locks held: end the entry's registrations. */

@@ -156,17 +156,15 @@ static void log_clear_send(struct pbx_shm *m)
 
 /* The commit point of a publication: fill in the arrival number, mark the slot queued, and
  * store the inbox entry with release (ORDERING). */
-static void publish_locked(struct pbx_shm *m, uint32_t s, int sync, int *edge)
+static void publish_locked(struct pbx_shm *m, uint32_t s, int sync, uint64_t *pos)
 {
     struct pbx_send_side *side = &m->h->send;
     struct pbx_slot *slot = &m->slots[s];
     uint64_t tail = side->inbox_tail;
     slot->seq = tail;
+    *pos = tail;
     if (PBX_UNLIKELY(sync >= 0))
         pbx__sync_publish(m, sync, tail);
-    /* LISTENERS (listen.c): one load of the control line when nobody listens. Counted before
-     * the publication, so that a receiver cannot take the message before it is counted. */
-    *edge = PBX_UNLIKELY(pbx__listening(m)) ? pbx__listen_published(m) : 0;
     PBX_STORE(&slot->state, (uint32_t) PBX_SLOT_QUEUED);
     PBX_RELEASE(&m->inbox[tail & m->geo.inbox_mask], pbx__inbox_entry(m, tail, s));
     PBX_CRASH_POINT("send.published");
@@ -200,7 +198,7 @@ static void prefetch_next_slot(const struct pbx_shm *m)
 }
 
 int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len,
-                    uint32_t *slot_out, int sync, int *edge)
+                    uint32_t *slot_out, int sync, uint64_t *pos)
 {
     struct pbx_send_side *side = &m->h->send;
     const uint32_t k = pbx__chunks_for(len, m->geo.chunk_size);
@@ -242,7 +240,7 @@ int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len
     if (k == 0) {
         if (len)
             memcpy(slot->data, data, len);
-        publish_locked(m, s, sync, edge);
+        publish_locked(m, s, sync, pos);
         log_clear_send(m);
         note_sender(m);
         prefetch_next_slot(m);
@@ -274,11 +272,11 @@ void pbx__send_copy_in(struct pbx_shm *m, uint32_t s, const void *data, uint32_t
     }
 }
 
-void pbx__send_publish(struct pbx_shm *m, uint32_t s, int sync, int *edge)
+void pbx__send_publish(struct pbx_shm *m, uint32_t s, int sync, uint64_t *pos)
 {
     struct pbx_send_side *side = &m->h->send;
     log_send(m, PBX_LOG_PUBLISH, s, m->slots[s].len);
-    publish_locked(m, s, sync, edge);
+    publish_locked(m, s, sync, pos);
     if (side->inflight)
         PBX_STORE(&side->inflight, side->inflight - 1);
     log_clear_send(m);
@@ -349,7 +347,8 @@ static void note_receiver(struct pbx_shm *m)
     PBX_STORE(&r->cpu, pbx__os_cpu_tag());
 }
 
-int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_t *slot_out)
+int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_t *slot_out,
+                   int *fire)
 {
     struct pbx_recv_side *r = &m->h->recv;
     uint32_t s = m->types[e].head;
@@ -360,8 +359,9 @@ int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_
     int err = pbx__index_pop(m, e);
     if (err)
         return err;
+    /* LISTENERS (listen.c): one load of the control line when nobody listens. */
     if (PBX_UNLIKELY(pbx__listening(m)))
-        pbx__listen_taken(m);
+        *fire = pbx__listen_taken(m);
     PBX_CRASH_POINT("recv.popped");
     if (pbx__chunks_for(len, m->geo.chunk_size) == 0) {
         if (n)
@@ -407,7 +407,7 @@ int pbx__claim_find(struct pbx_shm *m, uint64_t id, uint32_t *slot)
     return 0;
 }
 
-int pbx__recv_claim(struct pbx_shm *m, uint32_t e, uint32_t *slot_out)
+int pbx__recv_claim(struct pbx_shm *m, uint32_t e, uint32_t *slot_out, int *fire)
 {
     struct pbx_recv_side *r = &m->h->recv;
     uint32_t s = m->types[e].head;
@@ -417,7 +417,7 @@ int pbx__recv_claim(struct pbx_shm *m, uint32_t e, uint32_t *slot_out)
     if (err)
         return err;
     if (PBX_UNLIKELY(pbx__listening(m)))
-        pbx__listen_taken(m);
+        *fire = pbx__listen_taken(m);
     PBX_CRASH_POINT("claim.popped");
     /* RECOVERY: counted before marked, as READING is; a crash between pop and mark leaves the
      * slot QUEUED outside the index, which the rebuild puts back. The owner is the process, not
@@ -521,6 +521,8 @@ int pbx__drop_oldest(struct pbx_shm *m, uint32_t len)
             break;
         }
         err = pbx__index_pop(m, e);
+        /* Under the send lock: no publication can race with this take (LISTENERS), and the
+         * sender's own publication after it announces the arrival. */
         if (!err && pbx__listening(m))
             pbx__listen_taken(m);
         if (!err)

@@ -152,7 +152,7 @@ int pbx__recover_recv(struct pbx_shm *m)
     return pbx__index_rebuild(m);
 }
 
-int pbx__recover_orphans(struct pbx_shm *m)
+int pbx__recover_orphans(struct pbx_shm *m, int *fire)
 {
     struct alive_cache cache = {.n = 0};
     uint64_t writing = 0, reading = 0, claimed = 0;
@@ -189,7 +189,7 @@ int pbx__recover_orphans(struct pbx_shm *m)
     }
     /* LISTENERS (listen.c): both locks are held, so the count can be made exact again. */
     if (pbx__listening(m))
-        pbx__listen_recount(m);
+        *fire = pbx__listen_recount(m);
     return repaired + requeued;
 }
 
@@ -224,9 +224,10 @@ int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
             pbx__send_unlock(m);
             return err;
         }
+        int fire = 0;
         err = pbx__index_ready(m);
         if (!err)
-            err = pbx__recover_orphans(m);
+            err = pbx__recover_orphans(m, &fire);
         pbx__recv_unlock(m);
         pbx__send_unlock(m);
         if (err < 0)
@@ -235,11 +236,10 @@ int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
             __atomic_add_fetch(&h->repairs, (uint64_t) err, __ATOMIC_RELAXED);
             pbx__event_signal(&h->msg_ev);
             pbx__event_signal(&h->space_ev);
-            /* Messages may have come back: registrants hear of it (perhaps once more than an
-             * exact edge would say), watchers re-read the count. */
-            if (pbx__listening(m) && PBX_LOAD(&h->listen.visible))
-                pbx__listen_fire(m);
         }
+        /* Messages came back into an empty mailbox: registrants and watchers hear of it. */
+        if (fire)
+            pbx__listen_fire(m);
         n += err;
     }
     return n;

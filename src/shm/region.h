@@ -201,7 +201,7 @@ struct pbx_recv_side {
 
 /* The listen line (LISTENERS in listen.c): written only while someone listens. */
 struct pbx_listen {
-    uint64_t visible;  /* messages a receive could take now, kept while notifiers + watchers > 0 */
+    uint64_t empty;    /* 0, or 1 + the inbox position at which the mailbox was seen empty */
     uint32_t edge_seq; /* futex word: bumped on empty <-> non-empty while watchers > 0 */
     uint32_t pad;
 };

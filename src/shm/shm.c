@@ -280,6 +280,7 @@ static int shm_open_private(const struct pbx_options *opts, void **state)
 static int shm_close(void *state)
 {
     pbx__peer_leave(state);
+    pbx__listen_cache_free(state);
     shm_free(state);
     return 0;
 }
@@ -433,22 +434,23 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
         }
         if (room) {
             uint32_t slot;
-            int edge = 0;
-            err = pbx__send_alloc(m, type, data, len, &slot, sync, &edge);
+            uint64_t pos = 0;
+            err = pbx__send_alloc(m, type, data, len, &slot, sync, &pos);
             if (err == PBX_PENDING) {
                 pbx__send_unlock(m);
                 pbx__send_copy_in(m, slot, data, len);
                 if ((err = pbx__send_lock(m)))
                     return err;
-                pbx__send_publish(m, slot, sync, &edge);
+                pbx__send_publish(m, slot, sync, &pos);
             }
             pbx__send_unlock(m);
             if (err < 0)
                 return err;
             if (pbx__event_signal(&h->msg_ev))
                 pbx__look_after_dead_peers(m, 0); /* counted sleepers, none woken */
-            if (PBX_UNLIKELY(edge))
-                pbx__listen_fire(m);
+            /* LISTENERS (listen.c): one load of the control line when nobody listens. */
+            if (PBX_UNLIKELY(pbx__listening(m)))
+                pbx__listen_arrived(m, pos);
             return dropped;
         }
 
@@ -534,11 +536,14 @@ static ssize_t deliver(struct pbx_shm *m, uint32_t e, void *buf, uint32_t cap, i
         return -E2BIG;
     }
     uint32_t n = len < cap ? len : cap;
+    int fire = 0;
     if (claim) {
         /* The slot is CLAIMED by this process: nobody else touches it, so it is copied
          * outside the lock, whatever its size. */
-        int err = pbx__recv_claim(m, e, &s);
+        int err = pbx__recv_claim(m, e, &s, &fire);
         pbx__recv_unlock(m);
+        if (PBX_UNLIKELY(fire))
+            pbx__listen_fire(m);
         if (err < 0)
             return err;
         pbx__copy_out(m, s, buf, n);
@@ -547,8 +552,10 @@ static ssize_t deliver(struct pbx_shm *m, uint32_t e, void *buf, uint32_t cap, i
         pbx__copy_out(m, s, buf, n);
         pbx__recv_unlock(m);
     } else {
-        int err = pbx__recv_take(m, e, buf, n, &s);
+        int err = pbx__recv_take(m, e, buf, n, &s, &fire);
         pbx__recv_unlock(m);
+        if (PBX_UNLIKELY(fire))
+            pbx__listen_fire(m);
         if (err == PBX_PENDING) {
             PBX_CRASH_POINT("recv.copying");
             pbx__copy_out(m, s, buf, n);
@@ -716,7 +723,7 @@ static int shm_settle(void *state, uint64_t claim, int ack)
     if (err)
         return err;
     uint32_t s;
-    int edge = 0;
+    int fire = 0;
     if (removed(m))
         err = -EIDRM;
     else if (!(err = pbx__claim_find(m, claim, &s))) {
@@ -724,12 +731,13 @@ static int shm_settle(void *state, uint64_t claim, int ack)
         if (ack) {
             err = pbx__slot_free(m, s, PBX_FREE_RECEIVED);
         } else if (!(err = pbx__index_ready(m))) {
+            int was_empty = pbx__listening(m) && pbx__listen_is_empty(m);
             PBX_STORE(&m->slots[s].state, (uint32_t) PBX_SLOT_QUEUED);
             err = pbx__index_insert_in_order(m, s);
             if (err) /* the slot is QUEUED: the rebuild puts it in its place */
                 err = pbx__index_rebuild(m);
-            if (pbx__listening(m))
-                edge = pbx__listen_published(m);
+            if (!err && was_empty)
+                fire = pbx__listen_released(m, 1);
         }
         if (!err && r->claimed)
             PBX_STORE(&r->claimed, r->claimed - 1);
@@ -738,7 +746,7 @@ static int shm_settle(void *state, uint64_t claim, int ack)
     if (err)
         return err;
     pbx__event_signal(ack ? &m->h->space_ev : &m->h->msg_ev);
-    if (edge)
+    if (fire)
         pbx__listen_fire(m);
     return 0;
 }

@@ -41,9 +41,10 @@ struct pbx_shm {
      * belongs to process peer_pid; a fork()ed child that uses the handle claims its own. */
     int peer;
     int32_t peer_pid;
-    uint32_t roles;              /* PBX_PEER_* bits already recorded in the entry */
-    pthread_mutex_t reg_lock;    /* serialises this handle's registrations (notify, fd) */
-    struct pbx_watcher *watcher; /* pbx_fd()'s descriptor and thread, or NULL */
+    uint32_t roles;                  /* PBX_PEER_* bits already recorded in the entry */
+    pthread_mutex_t reg_lock;        /* serialises this handle's registrations (notify, fd) */
+    struct pbx_watcher *watcher;     /* pbx_fd()'s descriptor and thread, or NULL */
+    struct pbx_notify_cache *ncache; /* pidfds of the registrants it signalled (listen.c) */
 };
 
 /* ---- queue.c: the steps of sending and receiving ---------------------------------------- */
@@ -76,14 +77,13 @@ int pbx__send_has_room(struct pbx_shm *m, uint32_t len);
  * with its chunks chained (PBX_PENDING, *slot_out set) for pbx__send_copy_in() and
  * pbx__send_publish(). */
 int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len,
-                    uint32_t *slot_out, int sync, int *edge);
+                    uint32_t *slot_out, int sync, uint64_t *pos);
 /* Outside any lock: copy a large payload into the slot the caller owns. */
 void pbx__send_copy_in(struct pbx_shm *m, uint32_t slot, const void *data, uint32_t len);
 /* Under the send lock: publish the slot filled by pbx__send_copy_in(). sync is the caller's
- * sync entry (sync.c) or -1; *edge (both functions) is set to 1 when this publication made
- * the mailbox go from empty to non-empty while someone listens (pbx__listen_fire after the
- * lock). */
-void pbx__send_publish(struct pbx_shm *m, uint32_t slot, int sync, int *edge);
+ * sync entry (sync.c) or -1; *pos receives the inbox position of the publication (both
+ * functions). */
+void pbx__send_publish(struct pbx_shm *m, uint32_t slot, int sync, uint64_t *pos);
 
 /* Under the receive lock: move every published inbox entry into the index. 0 or -EBADMSG. */
 int pbx__recv_drain(struct pbx_shm *m);
@@ -93,10 +93,11 @@ void pbx__copy_out(struct pbx_shm *m, uint32_t slot, void *buf, uint32_t n);
  * is copied to buf (n bytes) and the slot freed (PBX_DONE); a large one is marked READING for
  * the caller to copy outside the lock and then give back with pbx__recv_finish()
  * (PBX_PENDING). */
-int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_t *slot_out);
+int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_t *slot_out,
+                   int *fire);
 /* Under the receive lock: take the head slot of type entry e out of the index for pbx_claim():
  * it becomes CLAIMED by this process. The caller copies it out after the lock. 0 or -errno. */
-int pbx__recv_claim(struct pbx_shm *m, uint32_t e, uint32_t *slot_out);
+int pbx__recv_claim(struct pbx_shm *m, uint32_t e, uint32_t *slot_out, int *fire);
 /* The claim id of a CLAIMED slot, and back; pbx__claim_find checks that the id names a slot
  * claimed by this process: the slot, -EINVAL (malformed) or -ENOENT (not held). */
 uint64_t pbx__claim_id(const struct pbx_shm *m, uint32_t slot);
@@ -133,8 +134,9 @@ void pbx__recover_send(struct pbx_shm *m);
  * dead receivers were reading, rebuild the index. 0 or -errno. */
 int pbx__recover_recv(struct pbx_shm *m);
 /* With both locks held: give back slots that dead senders were filling, requeue slots that
- * dead receivers were reading, and recount what is in flight. Returns the number repaired. */
-int pbx__recover_orphans(struct pbx_shm *m);
+ * dead receivers were reading, and recount what is in flight. Returns the number repaired; sets
+ * *fire when messages came back into a mailbox marked empty (pbx__listen_fire after the locks). */
+int pbx__recover_orphans(struct pbx_shm *m, int *fire);
 /* Unless a look ran in the last 100 ms (or force): strike off sleepers and PBX_SYNC senders that
  * died waiting, and if slots are held outside the locks or claimed (the hint that orphans may
  * exist), take both locks and run pbx__recover_orphans(); wake waiters if anything came back.
@@ -150,16 +152,29 @@ static inline int pbx__listening(const struct pbx_shm *m)
 {
     return (PBX_LOAD(&m->h->notifiers) | PBX_LOAD(&m->h->watchers)) != 0;
 }
-/* Under the send lock, after a publication: count it visible; 1 if the mailbox was empty. */
-int pbx__listen_published(struct pbx_shm *m);
-/* Under the receive lock, after a message left the index: count it; wakes fd watchers when the
- * mailbox became empty. */
-void pbx__listen_taken(struct pbx_shm *m);
-/* Under both locks: count the visible messages afresh (QUEUED slots). */
-void pbx__listen_recount(struct pbx_shm *m);
+/* With no lock held, after publishing at inbox position pos: if that publication ended the
+ * marked empty period, announce it (pbx__listen_fire). */
+void pbx__listen_arrived(struct pbx_shm *m, uint64_t pos);
+/* Under the receive lock: is nothing visible (index without types, nothing new in the inbox)? */
+int pbx__listen_is_empty(const struct pbx_shm *m);
+/* Under the receive lock, after a claim was put back into a mailbox that was empty before
+ * (was_empty, from pbx__listen_is_empty): 1 when the caller must call pbx__listen_fire()
+ * after the lock. */
+int pbx__listen_released(struct pbx_shm *m, int was_empty);
+/* Under the receive lock, after a message left the index: if nothing is visible now, mark the
+ * mailbox empty and wake fd watchers. Returns 1 when a publication raced with the marking and
+ * the caller must call pbx__listen_fire() after releasing the lock. */
+int pbx__listen_taken(struct pbx_shm *m);
+/* Under both locks: set the empty mark from the slots. Returns 1 when the caller must call
+ * pbx__listen_fire() after releasing the locks (the mark said empty, the slots do not). */
+int pbx__listen_recount(struct pbx_shm *m);
+/* Is a message visible, as the empty mark says? */
+int pbx__listen_visible(const struct pbx_shm *m);
 /* With no lock held, after an empty -> non-empty edge: signal the registered processes and
  * wake fd watchers. */
 void pbx__listen_fire(struct pbx_shm *m);
+/* Close the pidfds a handle kept for signalling registrants (at close). */
+void pbx__listen_cache_free(struct pbx_shm *m);
 /* Wake every fd watcher (a removal, a repair). */
 void pbx__listen_wake_watchers(struct pbx_shm *m);
 
