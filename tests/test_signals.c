@@ -6,6 +6,7 @@
  * wait is bounded, so a lost signal or wake-up shows as a failure, never as a hung test.
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1019,4 +1020,62 @@ TEST_THREADS(the_descriptor_serves_a_poll_loop_while_threads_send_and_is_shared_
     ASSERT_EQ(got, 2 * a.n);
     ASSERT_EQ(readable(fd, 0), 0);
     pbx_close(q); /* stops and joins the helper */
+}
+
+static int child_sends_on_inherited_handle(void *arg)
+{
+    pbx_t *q = arg;
+    if (pbx_send(q, 1, "c", 1, 0))
+        return 1;
+    __atomic_add_fetch(&board->ready, 1, __ATOMIC_SEQ_CST);
+    while (load(&board->go) < 1)
+        pbx_test_sleep_ms(1);
+    return 0;
+}
+
+TEST(a_child_using_an_inherited_private_mailbox_is_a_participant_of_its_own)
+{
+    board_init();
+    pbx_t *q;
+    ASSERT_OK(pbx_open_private(NULL, &q));
+    pid_t c = pbx_test_fork(child_sends_on_inherited_handle, q);
+    ASSERT_EQ(wait_for(&board->ready, 1), 1);
+    struct pbx_peer p[4];
+    ssize_t n = peers_of(q, p, 4);
+    ASSERT_EQ(n, 2);
+    ASSERT_TRUE(find_peer(p, n, c) != NULL);
+    ASSERT_EQ(find_peer(p, n, c)->roles, PBX_PEER_OPENED | PBX_PEER_SENT);
+    ASSERT_EQ(find_peer(p, n, getpid())->roles, PBX_PEER_OPENED);
+    __atomic_store_n(&board->go, 1, __ATOMIC_SEQ_CST);
+    pbx_test_wait_ok(c);
+    ASSERT_EQ(peers_of(q, p, 4), 1);
+    pbx_close(q);
+}
+
+static int open_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+TEST(registrations_descriptors_and_announcements_leak_no_file_descriptor)
+{
+    signal(SIGURG, SIG_IGN);
+    pbx_t *q = open_box(16, 64);
+    int before = open_fds();
+    for (int i = 0; i < 200; i++) {
+        pbx_t *q2;
+        ASSERT_OK(pbx_open(NAME, 0, NULL, &q2));
+        ASSERT_OK(pbx_notify(q2, SIGURG, i));
+        if (i % 10 == 0)
+            ASSERT_OK(pbx_fd(q2));
+        ASSERT_OK(pbx_send(q2, 1, "x", 1, 0)); /* an announced arrival: a pidfd kept */
+        char b[4];
+        ASSERT_EQ(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, NULL), 1);
+        pbx_close(q2);
+    }
+    ASSERT_EQ(open_fds(), before);
+    pbx_close(q);
 }
