@@ -1079,3 +1079,47 @@ TEST(registrations_descriptors_and_announcements_leak_no_file_descriptor)
     ASSERT_EQ(open_fds(), before);
     pbx_close(q);
 }
+
+static int storm_consumer(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(NAME, 0, NULL, &q))
+        return 1;
+    uint32_t v;
+    for (int got = 0; got < 2 * SHARED_MSGS;) {
+        ssize_t n = pbx_recv(q, 0, &v, sizeof(v), 0, NULL);
+        if (n < 0)
+            return 2;
+        got++;
+    }
+    pbx_close(q);
+    return 0;
+}
+
+TEST(after_a_storm_the_next_arrival_into_the_empty_mailbox_is_announced_once)
+{
+    board_init();
+    pbx_t *q = open_box(64, 64);
+    pid_t r = pbx_test_fork(registrant, (void *) 0);
+    ASSERT_EQ(wait_for(&board->ready, 1), 1);
+    pid_t c = pbx_test_fork(storm_consumer, NULL);
+    pid_t p1 = pbx_test_fork(storm_producer_n, (void *) (intptr_t) SHARED_MSGS);
+    pid_t p2 = pbx_test_fork(storm_producer_n, (void *) (intptr_t) SHARED_MSGS);
+    pbx_test_wait_ok(p1);
+    pbx_test_wait_ok(p2);
+    pbx_test_wait_ok(c);
+    /* Drained: every arrival announced was one edge; now one more send, one more signal. */
+    pbx_test_sleep_ms(SETTLE_MS);
+    int before = load(&board->signals[0]);
+    printf("%d arrivals into an empty mailbox announced during the storm\n", before);
+    ASSERT_GT(before, 0);
+    ASSERT_OK(pbx_send(q, 1, "z", 1, 0));
+    ASSERT_EQ(wait_for(&board->signals[0], before + 1), before + 1);
+    ASSERT_OK(pbx_send(q, 1, "z", 1, 0)); /* not empty: no edge */
+    pbx_test_sleep_ms(SETTLE_MS);
+    ASSERT_EQ(load(&board->signals[0]), before + 1);
+    __atomic_store_n(&board->go, 3, __ATOMIC_SEQ_CST);
+    pbx_test_wait_ok(r);
+    pbx_close(q);
+}
