@@ -420,7 +420,7 @@ int pbx__os_pidfd_of(uint64_t ident)
         return -ESRCH;
     int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
     if (pfd < 0)
-        return errno == ESRCH ? -ESRCH : -ENOSYS;
+        return errno == EPERM ? -ENOSYS : -errno; /* EPERM: a seccomp filter that forbids it */
     /* Checked after the descriptor exists: from now on it names this process or nothing. */
     if (!pbx__os_ident_alive(ident)) {
         close(pfd);

@@ -127,7 +127,7 @@ int pbx__os_signal_ident(uint64_t ident, int signo, int value);
 
 /* A pidfd (close-on-exec) for the process named by the process identity ident, opened before
  * its start time is checked, so that it names that process or none: the descriptor, -ESRCH
- * (dead, or its PID now another process's) or -ENOSYS (no pidfds here). */
+ * (dead, or its PID now another process's), -ENOSYS (no pidfds here), -EMFILE, ... */
 int pbx__os_pidfd_of(uint64_t ident);
 /* Queue signo with value (SI_QUEUE) to the process of a pidfd. 0, -ESRCH (it died), -EPERM. */
 int pbx__os_pidfd_signal(int pidfd, int signo, int value);

@@ -210,12 +210,17 @@ static int notify_one(struct pbx_shm *m, unsigned i, uint64_t ident, int signo, 
         c->fd[i] = pbx__os_pidfd_of(ident);
     }
     int r;
-    if (c->fd[i] >= 0)
+    if (c->fd[i] >= 0) {
         r = pbx__os_pidfd_signal(c->fd[i], signo, value);
-    else if (c->fd[i] == -ENOSYS)
+    } else if (c->fd[i] == -ESRCH) {
+        r = -ESRCH;
+    } else {
+        /* No pidfds here (kept: -ENOSYS), or none to be had now (-EMFILE: try again next time):
+         * check and signal afresh. */
         r = pbx__os_signal_ident(ident, signo, value);
-    else
-        r = c->fd[i]; /* -ESRCH */
+        if (c->fd[i] != -ENOSYS)
+            c->fd[i] = -1;
+    }
     if (r == -ESRCH) {
         if (c->fd[i] >= 0)
             close(c->fd[i]);
