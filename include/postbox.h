@@ -285,11 +285,10 @@ PBX_API ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int fl
  *   pbx_ack(q, id)      removes it for good (it counts as received then), or
  *   pbx_release(q, id)  puts it back where it was: same type, same place in arrival order.
  * A claim belongs to the process (any of its threads or handles on the same mailbox may
- * settle it) and lasts until it is settled or the process dies — pbx_close() does not end it,
- * so settle claims before closing the last handle: a process that dies holding
- * claims — even by SIGKILL — has its messages put back on their own, each to be received
- * again exactly once (by whoever next looks after dead peers; waiting receivers do within
- * 100 ms). A claimed message counts in pbx_stat() msgs, bytes and claimed, and occupies room.
+ * settle it) and lasts until it is settled or the process dies; pbx_close() does not end it,
+ * so settle claims before closing the last handle. A process that dies holding claims (even by
+ * SIGKILL) has its messages put back on their own, each to be received again exactly once (by
+ * whoever next looks after dead peers; waiting receivers do within 100 ms). A claimed message counts in pbx_stat() msgs, bytes and claimed, and occupies room.
  * Returns the bytes copied, or the errors of pbx_recv(). Blocks like pbx_recv(). Thread-safe.
  * With the spool transport: -EOPNOTSUPP in this version.
  */
