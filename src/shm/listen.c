@@ -6,10 +6,11 @@
  * LISTENERS. Two counts on the header's control line, notifiers and watchers, say how many
  * peer entries hold a pbx_notify() registration or run a pbx_fd() watcher. Every send and
  * every receive reads them (one load of a line that both sides read anyway, for the removed
- * flag and the run-time limit); while both are zero nothing else happens. They change only
- * with both locks held (send, then receive), so every publication and every take happens
- * either before a change — and is accounted for by the empty mark the change sets from the
- * slots — or after it, and then sees the new counts.
+ * flag and the run-time limit); while both are zero nothing else happens. They rise only with
+ * both locks held (send, then receive), and a rise from zero sets the empty mark from the
+ * slots, so every publication and every take happens either before it — and is accounted for
+ * by the mark it sets — or after it, and then sees the counts and keeps the mark. They may fall
+ * without the locks: while they fall the mark is still kept, and at zero nobody needs it.
  *
  * A message is VISIBLE when a receive could take it now: published (in the inbox or the index),
  * not being copied out by a receiver, not claimed. The mailbox is EMPTY when none is visible.

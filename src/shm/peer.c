@@ -15,7 +15,10 @@
  * inherited handle claims an entry of its own on its first send, receive or registration.
  *
  * Registrations live in the entry (signo and value for pbx_notify, watch for pbx_fd) and are
- * counted on the control line (LISTENERS in listen.c); both change only with both locks held.
+ * counted on the control line (LISTENERS in listen.c). A registration is added with both locks
+ * held, since the first one sets the empty mark afresh; one ends (close, pruning, signo 0)
+ * without needing them. A pruner first moves a dead entry's ident to a value no thread can
+ * have, so that of two pruners only one ends its registrations.
  * A registration carries a check word over the identity, signal and value: an entry damaged by
  * a stray write signals nobody.
  *
@@ -107,7 +110,9 @@ static void listeners_about_to_start(struct pbx_shm *m)
         (void) pbx__listen_recount(m);
 }
 
-/* Both locks held: end the entry's registrations. */
+/* End the entry's registrations. No lock is needed to end one (LISTENERS in listen.c): only the
+ * count's rise from zero must happen under both locks, when the empty mark is set afresh; while
+ * it falls, the mark is kept, and once it is zero nobody relies on it. */
 static void clear_listening(struct pbx_shm *m, struct pbx_peer_entry *p)
 {
     if (PBX_LOAD(&p->signo)) {
@@ -133,24 +138,22 @@ static void entry_free(struct pbx_peer_entry *p, uint64_t ident)
 int pbx__peers_prune(struct pbx_shm *m)
 {
     struct pbx_header *h = m->h;
-    int n = 0, locked = 0;
+    int n = 0;
     for (unsigned i = 0; i < PBX_PEERS; i++) {
         struct pbx_peer_entry *p = &h->peers[i];
         uint64_t ident = PBX_ACQUIRE(&p->ident);
         if (!ident || pbx__os_ident_alive(ident))
             continue;
-        if (PBX_LOAD(&p->signo) || PBX_LOAD(&p->watch)) {
-            if (!locked && lock_both(m) == 0)
-                locked = 1;
-            if (!locked || PBX_LOAD(&p->ident) != ident)
-                continue;
-            clear_listening(m, p);
-        }
-        entry_free(p, ident);
+        /* Only one pruner ends the registrations: the one that takes the entry from ident to a
+         * value no live process has (ident | 1 << 31 cannot name a thread: ids are 30 bits). */
+        uint64_t dying = ident | 0x80000000ull;
+        if (!__atomic_compare_exchange_n(&p->ident, &ident, dying, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_RELAXED))
+            continue;
+        clear_listening(m, p);
+        entry_free(p, dying);
         n++;
     }
-    if (locked)
-        unlock_both(m);
     return n;
 }
 
@@ -358,12 +361,7 @@ void pbx__peer_leave(struct pbx_shm *m)
     uint64_t me = pbx__os_proc_ident();
     if (PBX_LOAD(&p->ident) != me)
         return;
-    if (PBX_LOAD(&p->signo) || PBX_LOAD(&p->watch)) {
-        if (lock_both(m) == 0) {
-            clear_listening(m, p);
-            unlock_both(m);
-        }
-    }
+    clear_listening(m, p);
     entry_free(p, me);
     m->peer = -1;
 }
