@@ -1123,3 +1123,34 @@ TEST(after_a_storm_the_next_arrival_into_the_empty_mailbox_is_announced_once)
     pbx_test_wait_ok(r);
     pbx_close(q);
 }
+
+static int sync_send_into(void *arg)
+{
+    pbx_t *q = arg;
+    board->result = pbx_send(q, 1, "first", 5, PBX_SYNC);
+    return 0;
+}
+
+TEST(a_sync_message_dropped_by_drop_oldest_gives_its_sender_enobufs)
+{
+    board_init();
+    struct pbx_options o = pbx_test_options(1, 1024, 64, PBX_DROP_OLDEST);
+    pbx_t *q;
+    ASSERT_OK(pbx_open(NAME, PBX_CREATE, &o, &q));
+    board->result = 1;
+    pid_t s = pbx_test_fork(sync_send_into, q);
+    struct pbx_stat st;
+    double end = pbx_test_now_ms() + WAIT_MS;
+    do {
+        pbx_test_sleep_ms(2);
+        ASSERT_OK(pbx_stat(q, &st));
+    } while (st.msgs == 0 && pbx_test_now_ms() < end);
+    ASSERT_EQ(pbx_send(q, 2, "second", 6, 0), 1); /* one dropped: the sync sender's */
+    pbx_test_wait_ok(s);
+    ASSERT_EQ(board->result, -ENOBUFS);
+    char buf[8];
+    long type;
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 6);
+    ASSERT_EQ(type, 2);
+    pbx_close(q);
+}
