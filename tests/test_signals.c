@@ -1155,3 +1155,37 @@ TEST(a_sync_message_dropped_by_drop_oldest_gives_its_sender_enobufs)
     ASSERT_EQ(type, 2);
     pbx_close(q);
 }
+
+static int watch_and_wait(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(NAME, 0, NULL, &q) || pbx_fd(q) < 0)
+        return 1;
+    __atomic_add_fetch(&board->ready, 1, __ATOMIC_SEQ_CST);
+    for (;;)
+        pause(); /* killed with its helper thread, closing nothing */
+}
+
+TEST(a_watcher_killed_stops_costing_senders_a_wake)
+{
+    board_init();
+    pbx_t *q = open_box(16, 64);
+    struct pbx_shm *m = pbx__handle_shm(q);
+    pid_t w = pbx_test_fork(watch_and_wait, NULL);
+    ASSERT_EQ(wait_for(&board->ready, 1), 1);
+    ASSERT_EQ(m->h->watchers, 1);
+    kill(w, SIGKILL);
+    ASSERT_EQ(pbx_test_wait(w), 128 + SIGKILL);
+    /* Edges wake nobody; within about a second one of them prunes the dead watcher. */
+    double end = pbx_test_now_ms() + WAIT_MS;
+    char b[4];
+    while (__atomic_load_n(&m->h->watchers, __ATOMIC_SEQ_CST) && pbx_test_now_ms() < end) {
+        ASSERT_OK(pbx_send(q, 1, "e", 1, 0));
+        ASSERT_EQ(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, NULL), 1);
+        pbx_test_sleep_ms(10);
+    }
+    ASSERT_EQ(m->h->watchers, 0);
+    ASSERT_EQ(pbx_peers(q, NULL, 0), 1);
+    pbx_close(q);
+}

@@ -64,10 +64,22 @@
 #include "../os/os.h"
 #include "shm.h"
 
+#define PRUNE_INTERVAL_NS 1000000000ull
+
 void pbx__listen_wake_watchers(struct pbx_shm *m)
 {
-    __atomic_add_fetch(&m->h->listen.edge_seq, 1, __ATOMIC_SEQ_CST);
-    pbx__os_futex_wake(&m->h->listen.edge_seq, INT_MAX);
+    struct pbx_listen *l = &m->h->listen;
+    __atomic_add_fetch(&l->edge_seq, 1, __ATOMIC_SEQ_CST);
+    if (pbx__os_futex_wake(&l->edge_seq, INT_MAX) != 0)
+        return;
+    /* Watchers are counted but nobody slept: they may all be busy, or dead (a process killed
+     * holding a descriptor closes nothing). At most once a second, prune the dead, so that a
+     * killed watcher does not make every later edge pay for a wake of nobody. */
+    uint64_t now = pbx__os_mono_ns(), last = PBX_LOAD(&l->last_prune_ns);
+    if (now - last >= PRUNE_INTERVAL_NS &&
+        __atomic_compare_exchange_n(&l->last_prune_ns, &last, now, 0, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED))
+        pbx__peers_prune(m);
 }
 
 int pbx__listen_visible(const struct pbx_shm *m)

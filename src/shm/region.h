@@ -204,7 +204,9 @@ struct pbx_listen {
     uint64_t empty;    /* 0, or 1 + the inbox position at which the mailbox was seen empty */
     uint32_t edge_seq; /* futex word: bumped on empty <-> non-empty while watchers > 0 */
     uint32_t pad;
+    uint64_t last_prune_ns; /* CLOCK_MONOTONIC of the last pruning a wake of nobody started */
 };
+_Static_assert(sizeof(struct pbx_listen) <= PBX_CACHELINE, "the listen line is one line");
 
 /* One entry per open handle (PEERS in peer.c). Claimed by a compare-and-swap of ident from 0;
  * freed by its handle's close, or pruned once its process is dead. */
