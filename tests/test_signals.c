@@ -424,6 +424,15 @@ TEST(a_sync_sender_killed_while_waiting_leaves_nothing_wrong)
     ASSERT_EQ(pbx_test_wait(s), 128 + SIGKILL);
     char buf[8];
     ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    /* Receivers that look in vain free the dead sender's entry within about a second. */
+    struct pbx_shm *m0 = pbx__handle_shm(q);
+    end = pbx_test_now_ms() + WAIT_MS;
+    while (__atomic_load_n(&m0->h->sync_count, __ATOMIC_SEQ_CST) && pbx_test_now_ms() < end) {
+        ASSERT_OK(pbx_send(q, 1, "p", 1, 0));
+        ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+        pbx_test_sleep_ms(10);
+    }
+    ASSERT_EQ(m0->h->sync_count, 0);
     /* Every sync entry can be used again, the dead one's too. */
     struct pbx_shm *m = pbx__handle_shm(q);
     for (int i = 0; i < PBX_SYNC_ENTRIES + 2; i++) {

@@ -75,11 +75,17 @@ void pbx__listen_wake_watchers(struct pbx_shm *m)
     /* Watchers are counted but nobody slept: they may all be busy, or dead (a process killed
      * holding a descriptor closes nothing). At most once a second, prune the dead, so that a
      * killed watcher does not make every later edge pay for a wake of nobody. */
-    uint64_t now = pbx__os_mono_ns(), last = PBX_LOAD(&l->last_prune_ns);
-    if (now - last >= PRUNE_INTERVAL_NS &&
-        __atomic_compare_exchange_n(&l->last_prune_ns, &last, now, 0, __ATOMIC_RELAXED,
-                                    __ATOMIC_RELAXED))
+    if (pbx__prune_due(m))
         pbx__peers_prune(m);
+}
+
+int pbx__prune_due(struct pbx_shm *m)
+{
+    struct pbx_listen *l = &m->h->listen;
+    uint64_t now = pbx__os_mono_ns(), last = PBX_LOAD(&l->last_prune_ns);
+    return now - last >= PRUNE_INTERVAL_NS &&
+           __atomic_compare_exchange_n(&l->last_prune_ns, &last, now, 0, __ATOMIC_RELAXED,
+                                       __ATOMIC_RELAXED);
 }
 
 int pbx__listen_visible(const struct pbx_shm *m)

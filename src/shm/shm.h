@@ -173,6 +173,9 @@ int pbx__listen_visible(const struct pbx_shm *m);
 /* With no lock held, after an empty -> non-empty edge: signal the registered processes and
  * wake fd watchers. */
 void pbx__listen_fire(struct pbx_shm *m);
+/* Has a second passed since the last pruning started by a hint (a wake of nobody, a look for a
+ * sync sender in vain)? Claims the next one if so. */
+int pbx__prune_due(struct pbx_shm *m);
 /* Close the pidfds a handle kept for signalling registrants (at close). */
 void pbx__listen_cache_free(struct pbx_shm *m);
 /* Wake every fd watcher (a removal, a repair). */

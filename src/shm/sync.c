@@ -19,9 +19,9 @@
  * WAITING with the message gone: every tenth slice the sender looks for its message among
  * the slots and, when no slot holds it any more, counts it taken. A sender that dies while it
  * waits leaves an entry naming a dead thread: the next look after dead peers frees it
- * (pbx__sync_prune), and until then a sync sender that finds no free entry takes it over;
- * meanwhile sync_count still counts it, which costs receivers a look at the table, nothing
- * else. pbx_remove() wakes every waiting sync sender with -EIDRM.
+ * (pbx__sync_prune), or a receiver that looked through the table in vain (at most once a
+ * second), and until then a sync sender that finds no free entry takes it over; meanwhile
+ * sync_count still counts it, which costs receivers a look at the table, nothing else. pbx_remove() wakes every waiting sync sender with -EIDRM.
  */
 #include <errno.h>
 #include <limits.h>
@@ -63,12 +63,18 @@ void pbx__sync_publish(struct pbx_shm *m, int sync, uint64_t seq)
 void pbx__sync_complete(struct pbx_shm *m, uint64_t seq, int dropped)
 {
     struct pbx_sync_entry *t = m->h->sync;
+    int found = 0;
     for (unsigned i = 0; i < PBX_SYNC_ENTRIES; i++) {
         if (PBX_ACQUIRE(&t[i].state) != PBX_SYNC_WAITING || PBX_LOAD(&t[i].seq) != seq)
             continue;
         PBX_RELEASE(&t[i].state, (uint32_t) (dropped ? PBX_SYNC_DROPPED : PBX_SYNC_TAKEN));
         pbx__os_futex_wake(&t[i].state, INT_MAX);
+        found = 1;
     }
+    /* Looked in vain: perhaps only dead senders' entries keep sync_count up. At most once a
+     * second, free them, so that receivers stop looking. */
+    if (!found && pbx__prune_due(m))
+        pbx__sync_prune(m);
 }
 
 /* Does any slot still hold the message that arrived at seq? */
