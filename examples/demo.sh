@@ -1,5 +1,5 @@
 #!/bin/sh
-# demo.sh — run the three examples one after the other, as `make demo` does.
+# demo.sh — run the examples one after the other, as `make demo` does.
 #
 # Usage: sh examples/demo.sh BUILD_DIR
 #
@@ -43,6 +43,10 @@ run() {
 run lecture "parent and child over a private mailbox"
 run pirate "pirate records received by type"
 run prodcons "producers and consumers, urgent jobs first"
+run firealarm "a signal that carries no message (pbx_notify)"
+run registry "finding a stranger through the registry, not a PID file"
+run critical "sigprocmask around a critical section, then sigwaitinfo"
+run epoll "one epoll loop for a socket and a mailbox (pbx_fd)"
 
 if [ -n "$failed" ]; then
     echo "demo: failed:$failed" >&2

@@ -15,7 +15,10 @@
  *   - A pbx_t handle may be used by several threads at once, except that pbx_close() must not
  *     race with any other call on the same handle. After fork(), the child may go on using the
  *     handles it inherited; after exec(), they are gone (every descriptor is close-on-exec).
- *   - No function is async-signal-safe unless its comment says so.
+ *   - No function is async-signal-safe unless its comment says so: pbx_options_init(),
+ *     pbx_strerror() and pbx_version() are; nothing else (a handler that must react to mail
+ *     should set a flag or write to a pipe, and leave postbox calls to the main flow — see
+ *     pbx_notify() and docs/signals.md).
  *
  * Compiles as C (C99 and later) and as C++.
  */
@@ -64,7 +67,7 @@ enum pbx_overflow {
 
 /* Flags for sending and receiving. */
 #define PBX_NOWAIT  0x0100 /* never sleep: -EAGAIN (full) on send, -ENOMSG (nothing) on recv */
-#define PBX_SYNC    0x0200 /* send: reserved for synchronous send; -EOPNOTSUPP in this version */
+#define PBX_SYNC    0x0200 /* send: return only once a receiver has taken the message */
 #define PBX_EXCEPT  0x0400 /* recv with type > 0: take the oldest message of any OTHER type */
 #define PBX_NOERROR 0x0800 /* recv: truncate a message longer than the buffer, no -E2BIG */
 #define PBX_PEEK    0x1000 /* recv: copy the selected message but leave it queued */
@@ -120,7 +123,26 @@ struct pbx_stat {
     uint32_t send_waiters;      /* senders asleep waiting for room now */
     uint32_t recv_waiters;      /* receivers asleep waiting for a message now */
     uint64_t region_size;       /* bytes of shared memory the mailbox occupies */
-    uint64_t reserved[8];
+    uint64_t claimed;           /* messages claimed (pbx_claim) and not yet acked or released;
+                                   they are counted in msgs and bytes too */
+    uint64_t reserved[7];
+};
+
+/* Roles of a participant (struct pbx_peer). */
+#define PBX_PEER_OPENED   0x01 /* has the mailbox open */
+#define PBX_PEER_SENT     0x02 /* has sent through it */
+#define PBX_PEER_RECEIVED 0x04 /* has received or claimed from it */
+#define PBX_PEER_NOTIFY   0x08 /* is registered with pbx_notify() */
+#define PBX_PEER_WATCH    0x10 /* watches it through pbx_fd() */
+
+/* A live participant of a mailbox, as pbx_peers() reports it: one per process. */
+struct pbx_peer {
+    pid_t pid;
+    uint32_t roles;       /* PBX_PEER_* bits, over all its handles */
+    int64_t since;        /* CLOCK_REALTIME of its oldest open handle, ns since the Epoch */
+    uint32_t handles;     /* handles it has open on the mailbox */
+    int32_t notify_signo; /* the signal it registered with pbx_notify(), 0 if none */
+    uint64_t reserved[2];
 };
 
 /*
@@ -207,8 +229,8 @@ PBX_API int pbx_unlink(const char *name);
  * pbx_send — queue a message of the given type (>= 1) with len bytes from data.
  *
  * data may be NULL only when len is 0. The bytes are copied; the caller keeps its buffer.
- * flags: 0 or PBX_NOWAIT. When the mailbox is full, what happens depends on its overflow
- * policy:
+ * flags: 0, PBX_NOWAIT, PBX_SYNC, or both. When the mailbox is full, what happens depends on
+ * its overflow policy:
  *   PBX_BLOCK        sleep until there is room (PBX_NOWAIT: return -EAGAIN at once);
  *   PBX_DROP_NEWEST  discard this message, count it in pbx_stat().dropped, return -ENOBUFS;
  *   PBX_DROP_OLDEST  discard the oldest queued messages (counted in dropped) until this one
@@ -220,9 +242,18 @@ PBX_API int pbx_unlink(const char *name);
  *   -ENOBUFS    full under PBX_DROP_NEWEST: this message was discarded
  *   -EIDRM      the mailbox was removed (also when removed while this call slept)
  *   -EINTR      a signal handler ran while this call slept (even with SA_RESTART)
- *   -EOPNOTSUPP PBX_SYNC (not yet implemented)
  *   -EBADMSG    the mailbox's shared state is damaged
- * Blocks only under PBX_BLOCK without PBX_NOWAIT. Thread-safe.
+ *
+ * PBX_SYNC (the synchronous send): after queueing, the call waits until a receiver has taken
+ * the message — pbx_recv() returned it, or pbx_ack() acknowledged its claim — and only then
+ * returns 0 (or the drop count). If the call stops waiting first — -ETIMEDOUT (pbx_timedsend),
+ * -EINTR, -EIDRM — the message stays queued: the error says that no receiver was seen taking
+ * it, not that it was withdrawn. -ENOBUFS: discarded by PBX_DROP_OLDEST before anyone took
+ * it. PBX_SYNC | PBX_NOWAIT queues the message only if a receiver is already waiting for one
+ * (else -EAGAIN and nothing is sent), then waits for the take as PBX_SYNC does. At most 64
+ * PBX_SYNC senders may wait on one mailbox at once (-EUSERS beyond). A sync sender killed while
+ * it waits leaves its message queued and nothing else. -EOPNOTSUPP with the spool transport.
+ * Blocks only under PBX_BLOCK without PBX_NOWAIT, or with PBX_SYNC. Thread-safe.
  */
 PBX_API int pbx_send(pbx_t *q, long type, const void *data, size_t len, int flags);
 
@@ -264,6 +295,84 @@ PBX_API ssize_t pbx_recv(pbx_t *q, long type, void *buf, size_t cap, int flags, 
  */
 PBX_API ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
                               const struct timespec *timeout);
+
+/*
+ * pbx_claim — receive a message without removing it yet: select and copy it as pbx_recv()
+ * does (same type, flags and errors; PBX_PEEK is -EINVAL), but instead of being removed the
+ * message becomes invisible to every other receiver, held by the calling process under the
+ * id stored in *claim (non-zero; claim must not be NULL). Then either
+ *   pbx_ack(q, id)      removes it for good (it counts as received then), or
+ *   pbx_release(q, id)  puts it back where it was: same type, same place in arrival order.
+ * A claim belongs to the process (any of its threads or handles on the same mailbox may
+ * settle it) and lasts until it is settled or the process dies; pbx_close() does not end it,
+ * so settle claims before closing the last handle. A process that dies holding claims (even by
+ * SIGKILL) has its messages put back on their own, each to be received again exactly once (by
+ * whoever next looks after dead peers; waiting receivers do within 100 ms). A claimed message counts in pbx_stat() msgs, bytes and claimed, and occupies room.
+ * Returns the bytes copied, or the errors of pbx_recv(). Blocks like pbx_recv(). Thread-safe.
+ * With the spool transport: -EOPNOTSUPP in this version.
+ */
+PBX_API ssize_t pbx_claim(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
+                          uint64_t *claim);
+
+/*
+ * pbx_ack — acknowledge a claim: the message is removed, and a PBX_SYNC sender waiting for it
+ * is released. Returns 0, or:
+ *   -EINVAL  q NULL, or claim is not a claim id at all (0, or a slot beyond the mailbox)
+ *   -ENOENT  no such claim held by this process: already acked or released, returned after a
+ *            crash, or another process's
+ *   -EIDRM   the mailbox was removed (the claim went with it)
+ * Does not block (beyond the receive lock). Thread-safe.
+ */
+PBX_API int pbx_ack(pbx_t *q, uint64_t claim);
+
+/*
+ * pbx_release — give a claimed message back, in its place (see pbx_claim()); receivers waiting
+ * for it are woken. Returns 0, -EINVAL, -ENOENT or -EIDRM as pbx_ack(). Thread-safe.
+ */
+PBX_API int pbx_release(pbx_t *q, uint64_t claim);
+
+/*
+ * pbx_notify — ask for a signal when a message arrives in the empty mailbox.
+ * From now on, whenever a send (or a released claim) makes the mailbox go from holding no
+ * visible message to holding one, the calling process is sent signo as by sigqueue(3), with
+ * value in si_value.sival_int and si_code SI_QUEUE. "Visible" means a receive could take it:
+ * claimed messages and messages being copied out do not count. Any number of processes (and
+ * handles) may be registered at once, unlike mq_notify(3), and a registration stays until it
+ * is removed (signo == 0), the handle is closed, or the process dies; a dead registrant is never
+ * signalled, even if its PID now belongs to another process. Registering while messages are
+ * queued sends nothing until the mailbox has been empty again. signo may be any signal but
+ * SIGKILL and SIGSTOP; with a standard signal several arrivals may merge into one delivery, a
+ * real-time signal (SIGRTMIN + n) queues one per arrival. The handler runs in whichever thread
+ * does not block the signal; it should only note the arrival (see docs/signals.md).
+ * Returns 0, or -EINVAL (bad signo, q NULL), -EIDRM, -EUSERS (the mailbox's table of 128
+ * participants is full), -EOPNOTSUPP (spool transport). Thread-safe.
+ */
+PBX_API int pbx_notify(pbx_t *q, int signo, int value);
+
+/*
+ * pbx_fd — a descriptor that poll(2), select(2) and epoll(7) report readable (POLLIN) while the
+ * mailbox holds a visible message (see pbx_notify()) or has been removed: level-triggered, and
+ * it becomes unreadable again once the mailbox is drained, by anyone, within the time a helper
+ * thread takes to wake up. Never read from or write to it; call pbx_recv() with PBX_NOWAIT when
+ * it is readable (another receiver may have been faster: -ENOMSG is normal). The descriptor
+ * belongs to the handle: the first call creates it (and one helper thread that runs with every
+ * signal blocked), later calls return the same one, pbx_close() closes it. After fork(), the
+ * child's first call gives it a descriptor of its own. While nobody watches, senders and
+ * receivers pay nothing for this. Returns the descriptor (>= 0), or -EINVAL, -EIDRM, -EUSERS,
+ * -EMFILE, -ENOMEM, -EAGAIN (no thread), -EOPNOTSUPP (spool transport). Thread-safe.
+ */
+PBX_API int pbx_fd(pbx_t *q);
+
+/*
+ * pbx_peers — the live participants of the mailbox: every process with a handle open on it,
+ * with its roles and since when. Up to cap of them are stored in out (out may be NULL when cap
+ * is 0); the return value is how many there are, which may be more than cap. Entries of dead
+ * processes are pruned on the way; a process is judged by its PID and its start time, so a
+ * recycled PID is not taken for a live participant. At most 128 handles are listed per
+ * mailbox. Returns the count, or -EINVAL, -EIDRM (removed; the list is still filled),
+ * -EOPNOTSUPP (spool transport). Thread-safe.
+ */
+PBX_API ssize_t pbx_peers(pbx_t *q, struct pbx_peer *out, size_t cap);
 
 /*
  * pbx_stat — fill *st with the mailbox's limits, contents and counters.

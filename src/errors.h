@@ -34,6 +34,7 @@
     X(EMFILE, "too many open files in this process")                                               \
     X(ENFILE, "too many open files in the system")                                                 \
     X(EISDIR, "the mailbox's path is a directory")                                                 \
-    X(EROFS, "the mailbox directory is on a read-only file system")
+    X(EROFS, "the mailbox directory is on a read-only file system")                                \
+    X(EUSERS, "too many participants or PBX_SYNC senders on this mailbox")
 
 #endif

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,7 +188,7 @@ int pbx_timedsend(pbx_t *q, long type, const void *data, size_t len, int flags,
 {
     if (!q || type < 1 || (!data && len) || (flags & ~PBX_SEND_FLAGS))
         return -EINVAL;
-    if (flags & PBX_SYNC)
+    if ((flags & PBX_SYNC) && !q->t->sync)
         return -EOPNOTSUPP;
     if (len > UINT32_MAX)
         return -EMSGSIZE;
@@ -219,6 +220,61 @@ ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int flags, lon
 ssize_t pbx_recv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out)
 {
     return pbx_timedrecv(q, type, buf, cap, flags, type_out, NULL);
+}
+
+ssize_t pbx_claim(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
+                  uint64_t *claim)
+{
+    if (!q || !claim || (!buf && cap) || (flags & ~(PBX_RECV_FLAGS & ~PBX_PEEK)))
+        return -EINVAL;
+    if ((flags & PBX_EXCEPT) && type <= 0)
+        return -EINVAL;
+    *claim = 0;
+    if (!q->t->claim)
+        return -EOPNOTSUPP;
+    uint32_t cap32 = cap > UINT32_MAX ? UINT32_MAX : (uint32_t) cap;
+    return q->t->claim(q->state, type, buf, cap32, flags, type_out, claim, 0);
+}
+
+int pbx_ack(pbx_t *q, uint64_t claim)
+{
+    if (!q || !claim)
+        return -EINVAL;
+    return q->t->ack ? q->t->ack(q->state, claim) : -EOPNOTSUPP;
+}
+
+int pbx_release(pbx_t *q, uint64_t claim)
+{
+    if (!q || !claim)
+        return -EINVAL;
+    return q->t->release ? q->t->release(q->state, claim) : -EOPNOTSUPP;
+}
+
+int pbx_notify(pbx_t *q, int signo, int value)
+{
+    if (!q || signo < 0 || signo > SIGRTMAX || signo == SIGKILL || signo == SIGSTOP)
+        return -EINVAL;
+    return q->t->notify ? q->t->notify(q->state, signo, value) : -EOPNOTSUPP;
+}
+
+int pbx_fd(pbx_t *q)
+{
+    if (!q)
+        return -EINVAL;
+    return q->t->fd ? q->t->fd(q->state) : -EOPNOTSUPP;
+}
+
+ssize_t pbx_peers(pbx_t *q, struct pbx_peer *out, size_t cap)
+{
+    if (!q || (!out && cap))
+        return -EINVAL;
+    if (!q->t->peers)
+        return -EOPNOTSUPP;
+    ssize_t n = q->t->peers(q->state, out, cap);
+    struct pbx_stat st;
+    if (n >= 0 && q->t->stat(q->state, &st) == -EIDRM)
+        return -EIDRM;
+    return n;
 }
 
 int pbx_stat(pbx_t *q, struct pbx_stat *st)

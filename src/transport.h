@@ -9,6 +9,14 @@
  * Arguments reach a transport already checked: names are valid, flags known, types in range,
  * buffers non-NULL where a length says they are used. deadline_ns is an absolute
  * CLOCK_MONOTONIC time, or 0 for "no deadline".
+ *
+ * The entries after stat (claims, notification, the descriptor, peers) are optional: a
+ * transport that leaves one NULL makes the call return -EOPNOTSUPP, and so does PBX_SYNC on a
+ * transport whose sync is 0 (the API layer checks, so a transport that predates PBX_SYNC never
+ * sees the flag and cannot mistake it for an ordinary send). The spool transport
+ * starts that way; its claim/ack/release will keep a claimed message in the spool directory
+ * under a claim file (the contract in docs/signals.md is transport-neutral: a claim id is an
+ * opaque non-zero number, ack/release of an id not held by the caller's process is -ENOENT).
  */
 #ifndef PBX_TRANSPORT_H
 #define PBX_TRANSPORT_H
@@ -20,6 +28,7 @@
 
 struct pbx_transport {
     const char *name;
+    int sync; /* 1: send honours PBX_SYNC (waits for the take); 0: -EOPNOTSUPP */
     int (*open)(const char *name, int flags, const struct pbx_options *opts, void **state);
     int (*open_private)(const struct pbx_options *opts, void **state);
     int (*close)(void *state);
@@ -30,6 +39,14 @@ struct pbx_transport {
     ssize_t (*recv)(void *state, long type, void *buf, uint32_t cap, int flags, long *type_out,
                     uint64_t deadline_ns);
     int (*stat)(void *state, struct pbx_stat *st);
+    /* pbx_claim(): like recv (flags without PBX_PEEK), and *claim receives the claim id. */
+    ssize_t (*claim)(void *state, long type, void *buf, uint32_t cap, int flags, long *type_out,
+                     uint64_t *claim, uint64_t deadline_ns);
+    int (*ack)(void *state, uint64_t claim);
+    int (*release)(void *state, uint64_t claim);
+    int (*notify)(void *state, int signo, int value); /* signo checked; 0 unregisters */
+    int (*fd)(void *state);
+    ssize_t (*peers)(void *state, struct pbx_peer *out, size_t cap);
 };
 
 extern const struct pbx_transport pbx__shm_transport;

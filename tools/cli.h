@@ -76,6 +76,7 @@ int cmd_ls(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
+int cmd_peers(int argc, char **argv);
 
 /* Signals that end --follow and watch: the handler only sets this flag. */
 extern volatile int cli_stop;

@@ -49,8 +49,9 @@ static const char ls_help[] =
     "List the shared-memory mailboxes in $POSTBOX_DIR (default /dev/shm), like ipcs -q:\n"
     "NAME, KEY (the System V key of a queue made by the System V drop-in, or -), OWNER,\n"
     "MODE, MSGS and BYTES held, CAPACITY (messages/bytes), FULL (the fuller of the two, in\n"
-    "per cent), OVERFLOW policy, DROPPED messages, and the last SENDER and RECEIVER: process\n"
-    "id and how long ago.\n"
+    "per cent), OVERFLOW policy, DROPPED messages, PEERS (live processes that have it open,\n"
+    "this command not counted; see postbox peers), and the last SENDER and RECEIVER:\n"
+    "process id and how long ago.\n"
     "\n"
     "      --json    a JSON array with one object per mailbox (the fields of stat --json)\n"
     "      --names   only the names, one a line\n"
@@ -243,7 +244,7 @@ static unsigned percent_full(const struct pbx_stat *st)
     return f > 0 && f < 1 ? 1 : (unsigned) (f + 0.5);
 }
 
-static void stat_json(FILE *f, const char *name, const struct pbx_stat *st)
+static void stat_json(FILE *f, const char *name, const struct pbx_stat *st, long peers)
 {
     char key[32], user[64];
     cli_sysv_key(name, key, sizeof key);
@@ -260,7 +261,7 @@ static void stat_json(FILE *f, const char *name, const struct pbx_stat *st)
             "\"overflow\":\"%s\",\"sent\":%llu,\"received\":%llu,\"dropped\":%llu,"
             "\"last_send_pid\":%d,\"last_send_time\":%lld,\"last_recv_pid\":%d,"
             "\"last_recv_time\":%lld,\"send_waiters\":%u,\"recv_waiters\":%u,"
-            "\"repairs\":%llu,\"region_size\":%llu}",
+            "\"repairs\":%llu,\"region_size\":%llu,\"claimed\":%llu,\"peers\":%ld}",
             (unsigned) st->uid, (unsigned) st->gid, st->mode, (unsigned long long) st->msgs,
             (unsigned long long) st->bytes, st->max_msgs, (unsigned long long) st->max_bytes,
             st->max_msg_size, percent_full(st), cli_overflow_name(st->overflow),
@@ -268,16 +269,39 @@ static void stat_json(FILE *f, const char *name, const struct pbx_stat *st)
             (unsigned long long) st->dropped, (int) st->last_send_pid,
             (long long) st->last_send_time, (int) st->last_recv_pid, (long long) st->last_recv_time,
             st->send_waiters, st->recv_waiters, (unsigned long long) st->repairs,
-            (unsigned long long) st->region_size);
+            (unsigned long long) st->region_size, (unsigned long long) st->claimed, peers);
 }
 
-static int stat_named(const char *name, struct pbx_stat *st)
+/* The live participants other than this command itself (which has it open to look). */
+static ssize_t other_peers(pbx_t *q, struct pbx_peer *out, size_t cap)
+{
+    struct pbx_peer all[128];
+    ssize_t n = pbx_peers(q, all, 128);
+    if (n < 0)
+        return n;
+    size_t k = 0;
+    for (ssize_t i = 0; i < n && i < 128; i++) {
+        if (all[i].pid == getpid()) {
+            if (all[i].handles <= 1)
+                continue;
+            all[i].handles--;
+        }
+        if (k < cap)
+            out[k] = all[i];
+        k++;
+    }
+    return (ssize_t) k;
+}
+
+static int stat_named(const char *name, struct pbx_stat *st, long *peers)
 {
     pbx_t *q;
     int r = pbx_open(name, 0, NULL, &q);
     if (r < 0)
         return r;
     r = pbx_stat(q, st);
+    ssize_t n = other_peers(q, NULL, 0);
+    *peers = n < 0 ? -1 : (long) n;
     pbx_close(q);
     return r;
 }
@@ -320,11 +344,15 @@ static int list_names(char ***out, size_t *count)
 
 struct row {
     char name[PBX_NAME_MAX + 1], key[32], owner[64], mode[8], msgs[24], bytes[16], cap[40], full[8],
-        overflow[16], dropped[24], sender[40], receiver[40];
+        overflow[16], dropped[24], peers[24], sender[40], receiver[40];
 };
 
-static void fill_row(struct row *w, const char *name, const struct pbx_stat *st)
+static void fill_row(struct row *w, const char *name, const struct pbx_stat *st, long peers)
 {
+    if (peers < 0)
+        snprintf(w->peers, sizeof w->peers, "-");
+    else
+        snprintf(w->peers, sizeof w->peers, "%ld", peers);
     char a[16], b[16];
     snprintf(w->name, sizeof w->name, "%s", name);
     cli_sysv_key(name, w->key, sizeof w->key);
@@ -363,6 +391,7 @@ static void fill_row(struct row *w, const char *name, const struct pbx_stat *st)
     X(full, "FULL", 1)                                                                             \
     X(overflow, "OVERFLOW", 0)                                                                     \
     X(dropped, "DROPPED", 1)                                                                       \
+    X(peers, "PEERS", 1)                                                                           \
     X(sender, "SENDER", 0)                                                                         \
     X(receiver, "RECEIVER", 0)
 
@@ -449,20 +478,21 @@ int cmd_ls(int argc, char **argv)
         printf("[");
     for (size_t i = 0; i < n; i++) {
         struct pbx_stat st;
+        long peers = -1;
         if (only_names) {
             printf("%s\n", names[i]);
             continue;
         }
-        r = stat_named(names[i], &st);
+        r = stat_named(names[i], &st, &peers);
         if (r < 0) {
             fprintf(stderr, "postbox: %s: %s (skipped)\n", names[i], pbx_strerror(r));
             continue;
         }
         if (json) {
             printf(shown ? ",\n " : "\n ");
-            stat_json(stdout, names[i], &st);
+            stat_json(stdout, names[i], &st, peers);
         } else if (rows) {
-            fill_row(&rows[shown], names[i], &st);
+            fill_row(&rows[shown], names[i], &st, peers);
         }
         shown++;
     }
@@ -516,11 +546,12 @@ int cmd_stat(int argc, char **argv)
         return cli_usage(argc == optind ? "no mailbox named" : "too many arguments");
     const char *name = argv[optind];
     struct pbx_stat st;
-    int r = stat_named(name, &st);
+    long peers;
+    int r = stat_named(name, &st, &peers);
     if (r < 0)
         return cli_fail(name, r);
     if (json) {
-        stat_json(stdout, name, &st);
+        stat_json(stdout, name, &st, peers);
         printf("\n");
     } else {
         char key[32], user[64], group[64], size[16];
@@ -535,6 +566,9 @@ int cmd_stat(int argc, char **argv)
                (unsigned) st.gid);
         printf("%-14s %04o\n", "mode:", st.mode);
         printf("%-14s %llu of %u\n", "messages:", (unsigned long long) st.msgs, st.max_msgs);
+        if (st.claimed)
+            printf("%-14s %llu (held by receivers until acknowledged)\n",
+                   "claimed:", (unsigned long long) st.claimed);
         printf("%-14s %llu of %llu\n", "bytes:", (unsigned long long) st.bytes,
                (unsigned long long) st.max_bytes);
         printf("%-14s %u%%\n", "full:", percent_full(&st));
@@ -547,6 +581,8 @@ int cmd_stat(int argc, char **argv)
         print_when("last receive:", st.last_recv_pid, st.last_recv_time);
         printf("%-14s %u senders, %u receivers\n", "waiting now:", st.send_waiters,
                st.recv_waiters);
+        if (peers >= 0)
+            printf("%-14s %ld (see postbox peers)\n", "participants:", peers);
         printf("%-14s %llu\n", "repairs:", (unsigned long long) st.repairs);
         printf("%-14s %s\n", "memory:", size);
     }
@@ -714,4 +750,98 @@ int cmd_watch(int argc, char **argv)
         pbx_close(w[i].q);
     free(w);
     return status;
+}
+
+static const char peers_help[] =
+    "Usage: postbox peers NAME [--json]\n"
+    "\n"
+    "List the live participants of the mailbox NAME: every process that has it open, with\n"
+    "PID, ROLES (opened, sent, received, notify: registered for a signal, watch: polls its\n"
+    "descriptor), HANDLES it has open, the NOTIFY signal it registered, and SINCE when (its\n"
+    "oldest open handle). A process that died is left out, even if its PID was reused since:\n"
+    "participants are told apart by PID and start time. This command is not listed.\n"
+    "\n"
+    "      --json    a JSON array with one object per participant\n"
+    "  -h, --help    show this help\n";
+
+static void roles_text(uint32_t roles, char *buf, size_t cap)
+{
+    static const struct {
+        uint32_t bit;
+        const char *name;
+    } names[] = {{PBX_PEER_OPENED, "opened"},
+                 {PBX_PEER_SENT, "sent"},
+                 {PBX_PEER_RECEIVED, "received"},
+                 {PBX_PEER_NOTIFY, "notify"},
+                 {PBX_PEER_WATCH, "watch"}};
+    size_t pos = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (roles & names[i].bit) {
+            int k = snprintf(buf + pos, cap - pos, "%s%s", pos ? "," : "", names[i].name);
+            if (k > 0 && pos + (size_t) k < cap)
+                pos += (size_t) k;
+        }
+}
+
+int cmd_peers(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'J'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c, json = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'J':
+            json = 1;
+            break;
+        case 'h':
+            fputs(peers_help, stdout);
+            return EXIT_DONE;
+        default:
+            return cli_bad_option(c, argv);
+        }
+    }
+    if (argc - optind < 1)
+        return cli_usage("no mailbox named");
+    if (argc - optind > 1)
+        return cli_usage("too many arguments");
+    const char *name = argv[optind];
+    pbx_t *q;
+    int r = cli_open(name, &q);
+    if (r)
+        return r;
+    struct pbx_peer p[128];
+    ssize_t n = other_peers(q, p, 128);
+    pbx_close(q);
+    if (n < 0)
+        return cli_fail(name, (int) n);
+    if (n > 128)
+        n = 128;
+    char roles[64], age[16];
+    if (json) {
+        printf("[");
+        for (ssize_t i = 0; i < n; i++) {
+            roles_text(p[i].roles, roles, sizeof roles);
+            printf("%s\n {\"pid\":%d,\"roles\":\"%s\",\"handles\":%u,\"notify_signo\":%d,"
+                   "\"since\":%lld}",
+                   i ? "," : "", (int) p[i].pid, roles, p[i].handles, p[i].notify_signo,
+                   (long long) p[i].since);
+        }
+        printf(n ? "\n]\n" : "]\n");
+    } else {
+        printf("%-8s  %-28s  %7s  %6s  %s\n", "PID", "ROLES", "HANDLES", "NOTIFY", "SINCE");
+        for (ssize_t i = 0; i < n; i++) {
+            roles_text(p[i].roles, roles, sizeof roles);
+            cli_human_age(p[i].since, age, sizeof age);
+            char sig[16] = "-";
+            if (p[i].notify_signo)
+                snprintf(sig, sizeof sig, "%d", p[i].notify_signo);
+            printf("%-8d  %-28s  %7u  %6s  %s ago\n", (int) p[i].pid, roles, p[i].handles, sig,
+                   age);
+        }
+    }
+    if (fflush(stdout))
+        return cli_failf("peers", "writing standard output: %s", strerror(errno));
+    return EXIT_DONE;
 }

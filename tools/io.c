@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,9 @@ static const char recv_help[] =
     "      --nowait       if there is no message, give up at once (exit 1)\n"
     "      --timeout SEC  wait at most SEC seconds for each message (exit 1)\n"
     "      --peek         copy the message but leave it in the mailbox\n"
+    "      --claim        claim the message, write it, and acknowledge it only once the\n"
+    "                     output is written and flushed; on a write error it is released\n"
+    "                     back into its place (nothing is lost if recv dies meanwhile)\n"
     "  -s, --size N       accept messages of at most N bytes (default: the mailbox's\n"
     "                     max-msg-size); a longer one stays queued and recv fails (exit 3)\n"
     "      --noerror      with --size: truncate a longer message to N bytes instead\n"
@@ -247,8 +251,41 @@ struct recv_args {
     long type;
     int flags;
     const struct timespec *timeout;
-    int follow, json, lines, show_type;
+    int follow, json, lines, show_type, claim;
+    uint64_t claim_id; /* the claim of the message just received (--claim) */
 };
+
+/* A claim that waits: pbx_claim() has no timeout, so wait for the mailbox's descriptor to be
+ * readable (at most the time left, and a second at a time so that SIGTERM ends --follow), then
+ * claim without waiting. A readable descriptor with nothing of our type: look again shortly. */
+static ssize_t claim_waiting(pbx_t *q, struct recv_args *a, char *buf, size_t cap, long *type,
+                             int wait)
+{
+    int64_t deadline = 0;
+    if (a->timeout)
+        deadline = cli_now_mono() + (int64_t) a->timeout->tv_sec * 1000000000 + a->timeout->tv_nsec;
+    int fd = -1;
+    for (;;) {
+        ssize_t n = pbx_claim(q, a->type, buf, cap, a->flags | PBX_NOWAIT, type, &a->claim_id);
+        if (n != -ENOMSG || !wait)
+            return n;
+        if (cli_stop)
+            return -EINTR;
+        if (fd < 0 && (fd = pbx_fd(q)) < 0)
+            return fd;
+        int64_t slice = 1000000000;
+        if (a->timeout) {
+            int64_t left = deadline - cli_now_mono();
+            if (left <= 0)
+                return -ETIMEDOUT;
+            if (left < slice)
+                slice = left;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, (int) (slice / 1000000) + 1) > 0)
+            usleep(1000); /* readable, but perhaps not for our type: do not spin */
+    }
+}
 
 /* Wait for a message in slices of at most a second, so that a SIGINT or SIGTERM that lands
  * just before the receive goes to sleep still ends --follow within a second. */
@@ -275,8 +312,16 @@ static ssize_t recv_waiting(pbx_t *q, const struct recv_args *a, char *buf, size
     }
 }
 
-static ssize_t recv_one(pbx_t *q, const struct recv_args *a, char *buf, size_t cap, long *type)
+static ssize_t recv_one(pbx_t *q, struct recv_args *a, char *buf, size_t cap, long *type)
 {
+    if (a->claim) {
+        ssize_t n = claim_waiting(q, a, buf, cap, type, 0);
+        if (n != -ENOMSG || (a->flags & PBX_NOWAIT))
+            return n;
+        if (fflush(stdout))
+            return -EPIPE;
+        return claim_waiting(q, a, buf, cap, type, 1);
+    }
     /* First without waiting; flush what was written before going to sleep. */
     ssize_t n = pbx_recv(q, a->type, buf, cap, a->flags | PBX_NOWAIT, type);
     if (n != -ENOMSG || (a->flags & PBX_NOWAIT))
@@ -313,14 +358,21 @@ static void write_message(const struct recv_args *a, const char *buf, size_t n, 
 
 int cmd_recv(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"type", required_argument, NULL, 't'},  {"except", no_argument, NULL, 'E'},
-        {"noerror", no_argument, NULL, 'R'},     {"peek", no_argument, NULL, 'P'},
-        {"nowait", no_argument, NULL, 'N'},      {"timeout", required_argument, NULL, 'T'},
-        {"count", required_argument, NULL, 'n'}, {"follow", no_argument, NULL, 'f'},
-        {"size", required_argument, NULL, 's'},  {"show-type", no_argument, NULL, 'Y'},
-        {"json", no_argument, NULL, 'J'},        {"lines", no_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"type", required_argument, NULL, 't'},
+                                         {"except", no_argument, NULL, 'E'},
+                                         {"noerror", no_argument, NULL, 'R'},
+                                         {"peek", no_argument, NULL, 'P'},
+                                         {"nowait", no_argument, NULL, 'N'},
+                                         {"timeout", required_argument, NULL, 'T'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"follow", no_argument, NULL, 'f'},
+                                         {"size", required_argument, NULL, 's'},
+                                         {"show-type", no_argument, NULL, 'Y'},
+                                         {"json", no_argument, NULL, 'J'},
+                                         {"lines", no_argument, NULL, 'l'},
+                                         {"claim", no_argument, NULL, 'C'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     struct recv_args a = {0};
     struct timespec to;
     uint64_t count = 1, size = 0;
@@ -340,6 +392,9 @@ int cmd_recv(int argc, char **argv)
             break;
         case 'P':
             a.flags |= PBX_PEEK;
+            break;
+        case 'C':
+            a.claim = 1;
             break;
         case 'N':
             a.flags |= PBX_NOWAIT;
@@ -388,6 +443,8 @@ int cmd_recv(int argc, char **argv)
     if ((a.flags & PBX_PEEK) && (a.follow || count > 1))
         return cli_usage("--peek sees the same message each time; use it without -n or "
                          "--follow");
+    if (a.claim && (a.flags & PBX_PEEK))
+        return cli_usage("give either --claim or --peek");
     if (a.follow && count_given)
         return cli_usage("give either -n COUNT or --follow");
     if ((a.flags & PBX_NOERROR) && !size)
@@ -434,6 +491,19 @@ int cmd_recv(int argc, char **argv)
         }
         got++;
         write_message(&a, buf, (size_t) n, type);
+        if (a.claim) {
+            /* Acknowledged only once the output is out of our hands; else back in place. */
+            if (fflush(stdout) || ferror(stdout)) {
+                int e = errno;
+                pbx_release(q, a.claim_id);
+                errno = e;
+                break;
+            }
+            if ((r = pbx_ack(q, a.claim_id)) < 0) {
+                status = cli_fail(name, r);
+                break;
+            }
+        }
         if (ferror(stdout))
             break;
     }

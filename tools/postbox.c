@@ -35,6 +35,7 @@ static const char top_help[] =
     "  ls                 list the mailboxes, like ipcs -q\n"
     "  stat NAME          show everything about one mailbox\n"
     "  watch NAME...      show depth and rates live, until interrupted\n"
+    "  peers NAME         list the live processes that have a mailbox open\n"
     "  rm NAME...         remove mailboxes, like ipcrm (blocked callers are told)\n"
     "\n"
     "Run 'postbox COMMAND --help' for the options of a command.\n"
@@ -369,7 +370,7 @@ static const struct {
     int (*run)(int, char **);
 } commands[] = {
     {"create", cmd_create}, {"send", cmd_send}, {"recv", cmd_recv},   {"ls", cmd_ls},
-    {"stat", cmd_stat},     {"rm", cmd_rm},     {"watch", cmd_watch},
+    {"stat", cmd_stat},     {"rm", cmd_rm},     {"watch", cmd_watch}, {"peers", cmd_peers},
 };
 
 int main(int argc, char **argv)

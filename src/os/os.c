@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
@@ -269,9 +270,11 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* In a fork()ed child the only thread is the one that forked; its cached identity is its
  * parent's, so forget it. */
+static int32_t proc_ident_pid;
 static void forget_self_in_child(void)
 {
     tls_self.ident = 0;
+    __atomic_store_n(&proc_ident_pid, 0, __ATOMIC_RELEASE);
 }
 
 static void install_atfork(void)
@@ -372,4 +375,120 @@ uint32_t pbx__os_cpu_tag(void)
 {
     int c = sched_getcpu();
     return c < 0 ? 0 : (uint32_t) c + 1;
+}
+
+/* ---- processes: identity, signals, descriptors, helper threads -------------------------- */
+
+static uint64_t proc_ident;
+
+uint64_t pbx__os_proc_ident(void)
+{
+    int32_t pid = pbx__os_self()->pid;
+    if (PBX_LIKELY(__atomic_load_n(&proc_ident_pid, __ATOMIC_ACQUIRE) == pid))
+        return __atomic_load_n(&proc_ident, __ATOMIC_RELAXED);
+    char st;
+    uint64_t start = 0;
+    if (read_proc_stat(pid, &st, &start) < 0)
+        start = 0;
+    uint64_t ident = ((uint64_t) (uint32_t) start << 32) | ((uint64_t) pid & 0x3fffffffu);
+    __atomic_store_n(&proc_ident, ident, __ATOMIC_RELAXED);
+    __atomic_store_n(&proc_ident_pid, pid, __ATOMIC_RELEASE);
+    return ident;
+}
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+static void queue_info(siginfo_t *info, int signo, int value)
+{
+    memset(info, 0, sizeof(*info));
+    info->si_signo = signo;
+    info->si_code = SI_QUEUE;
+    info->si_pid = pbx__os_self()->pid;
+    info->si_uid = getuid();
+    info->si_value.sival_int = value;
+}
+
+int pbx__os_pidfd_of(uint64_t ident)
+{
+    int32_t pid = PBX_IDENT_TID(ident);
+    if (pid <= 0)
+        return -ESRCH;
+    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
+    if (pfd < 0)
+        return errno == EPERM ? -ENOSYS : -errno; /* EPERM: a seccomp filter that forbids it */
+    /* Checked after the descriptor exists: from now on it names this process or nothing. */
+    if (!pbx__os_ident_alive(ident)) {
+        close(pfd);
+        return -ESRCH;
+    }
+    return pfd;
+}
+
+int pbx__os_pidfd_signal(int pidfd, int signo, int value)
+{
+    siginfo_t info;
+    queue_info(&info, signo, value);
+    return syscall(SYS_pidfd_send_signal, pidfd, signo, &info, 0) < 0 ? -errno : 0;
+}
+
+int pbx__os_signal_ident(uint64_t ident, int signo, int value)
+{
+    int32_t pid = PBX_IDENT_TID(ident);
+    if (pid <= 0)
+        return -ESRCH;
+    siginfo_t info;
+    queue_info(&info, signo, value);
+    /* The descriptor pins the process: once its start time is checked through /proc, the
+     * signal cannot reach another process that got the PID meanwhile. */
+    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
+    if (pfd < 0 && errno != ENOSYS && errno != EPERM)
+        return -errno;
+    if (!pbx__os_ident_alive(ident)) {
+        if (pfd >= 0)
+            close(pfd);
+        return -ESRCH;
+    }
+    int r;
+    if (pfd >= 0) {
+        r = (int) syscall(SYS_pidfd_send_signal, pfd, signo, &info, 0);
+        int e = errno;
+        close(pfd);
+        errno = e;
+    } else {
+        /* No pidfd (old kernel, seccomp): a small window for PID reuse remains. */
+        r = (int) syscall(SYS_rt_sigqueueinfo, pid, signo, &info);
+    }
+    return r < 0 ? -errno : 0;
+}
+
+int pbx__os_eventfd(void)
+{
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
+void pbx__os_eventfd_level(int fd, int readable)
+{
+    uint64_t v = 1;
+    if (readable) {
+        /* Only ever 0 or 1: the watcher is the only writer and writes only when it is 0. */
+        if (write(fd, &v, sizeof(v)) < 0) {
+        }
+    } else if (read(fd, &v, sizeof(v)) < 0) {
+    }
+}
+
+int pbx__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int err = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -err;
 }

@@ -386,3 +386,42 @@ int pbx__index_rebuild(struct pbx_shm *m)
         PBX_STORE(&r->needs_rebuild, 0u);
     return err;
 }
+
+int pbx__index_insert_in_order(struct pbx_shm *m, uint32_t s)
+{
+    struct pbx_slot *slot = &m->slots[s];
+    int err = 0;
+    uint32_t pos;
+    uint32_t e = hash_find(m, slot->type, &pos, &err);
+    if (err)
+        return err;
+    struct pbx_type_entry *t = e == PBX_NONE ? NULL : &m->types[e];
+    if (!t || t->tail >= m->geo.nslots || m->slots[t->tail].seq < slot->seq)
+        return t && t->tail >= m->geo.nslots ? damaged(m) : pbx__index_insert(m, s);
+    if (t->head >= m->geo.nslots)
+        return damaged(m);
+    if (slot->seq < t->head_seq) {
+        /* The new oldest of its type: it moves the entry up in the age heap. */
+        slot->next = t->head;
+        t->head = s;
+        t->head_seq = slot->seq;
+        t->count++;
+        if (t->age_pos >= m->h->recv.heap_len)
+            return damaged(m);
+        return sift_up(m, AGE, t->age_pos);
+    }
+    /* Somewhere in the middle: after the last message that arrived before it. */
+    uint32_t prev = t->head;
+    for (uint32_t i = 0; i < t->count; i++) {
+        uint32_t next = m->slots[prev].next;
+        if (next >= m->geo.nslots || m->slots[next].seq > slot->seq)
+            break;
+        prev = next;
+    }
+    slot->next = m->slots[prev].next;
+    m->slots[prev].next = s;
+    if (prev == t->tail)
+        t->tail = s;
+    t->count++;
+    return 0;
+}

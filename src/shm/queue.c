@@ -156,12 +156,15 @@ static void log_clear_send(struct pbx_shm *m)
 
 /* The commit point of a publication: fill in the arrival number, mark the slot queued, and
  * store the inbox entry with release (ORDERING). */
-static void publish_locked(struct pbx_shm *m, uint32_t s)
+static void publish_locked(struct pbx_shm *m, uint32_t s, int sync, uint64_t *pos)
 {
     struct pbx_send_side *side = &m->h->send;
     struct pbx_slot *slot = &m->slots[s];
     uint64_t tail = side->inbox_tail;
     slot->seq = tail;
+    *pos = tail;
+    if (PBX_UNLIKELY(sync >= 0))
+        pbx__sync_publish(m, sync, tail);
     PBX_STORE(&slot->state, (uint32_t) PBX_SLOT_QUEUED);
     PBX_RELEASE(&m->inbox[tail & m->geo.inbox_mask], pbx__inbox_entry(m, tail, s));
     PBX_CRASH_POINT("send.published");
@@ -195,7 +198,7 @@ static void prefetch_next_slot(const struct pbx_shm *m)
 }
 
 int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len,
-                    uint32_t *slot_out)
+                    uint32_t *slot_out, int sync, uint64_t *pos)
 {
     struct pbx_send_side *side = &m->h->send;
     const uint32_t k = pbx__chunks_for(len, m->geo.chunk_size);
@@ -237,7 +240,7 @@ int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len
     if (k == 0) {
         if (len)
             memcpy(slot->data, data, len);
-        publish_locked(m, s);
+        publish_locked(m, s, sync, pos);
         log_clear_send(m);
         note_sender(m);
         prefetch_next_slot(m);
@@ -269,11 +272,11 @@ void pbx__send_copy_in(struct pbx_shm *m, uint32_t s, const void *data, uint32_t
     }
 }
 
-void pbx__send_publish(struct pbx_shm *m, uint32_t s)
+void pbx__send_publish(struct pbx_shm *m, uint32_t s, int sync, uint64_t *pos)
 {
     struct pbx_send_side *side = &m->h->send;
     log_send(m, PBX_LOG_PUBLISH, s, m->slots[s].len);
-    publish_locked(m, s);
+    publish_locked(m, s, sync, pos);
     if (side->inflight)
         PBX_STORE(&side->inflight, side->inflight - 1);
     log_clear_send(m);
@@ -344,7 +347,8 @@ static void note_receiver(struct pbx_shm *m)
     PBX_STORE(&r->cpu, pbx__os_cpu_tag());
 }
 
-int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_t *slot_out)
+int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_t *slot_out,
+                   int *fire)
 {
     struct pbx_recv_side *r = &m->h->recv;
     uint32_t s = m->types[e].head;
@@ -355,6 +359,9 @@ int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_
     int err = pbx__index_pop(m, e);
     if (err)
         return err;
+    /* LISTENERS (listen.c): one load of the control line when nobody listens. */
+    if (PBX_UNLIKELY(pbx__listening(m)))
+        *fire = pbx__listen_taken(m);
     PBX_CRASH_POINT("recv.popped");
     if (pbx__chunks_for(len, m->geo.chunk_size) == 0) {
         if (n)
@@ -372,6 +379,55 @@ int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_
     PBX_STORE(&slot->state, (uint32_t) PBX_SLOT_READING);
     *slot_out = s;
     return PBX_PENDING;
+}
+
+/* ---- claims ------------------------------------------------------------------------------ */
+
+/* A claim id is the slot number in the low 24 bits (max_msgs <= 2^24) and, above it, the low
+ * 40 bits of the message's arrival number plus one: never 0, and a slot that was acked and
+ * reused for another message no longer matches an old id. */
+#define CLAIM_SLOT_BITS 24
+#define CLAIM_GEN_MASK  ((1ull << 40) - 1)
+
+uint64_t pbx__claim_id(const struct pbx_shm *m, uint32_t s)
+{
+    return (((m->slots[s].seq + 1) & CLAIM_GEN_MASK) << CLAIM_SLOT_BITS) | s;
+}
+
+int pbx__claim_find(struct pbx_shm *m, uint64_t id, uint32_t *slot)
+{
+    uint32_t s = (uint32_t) (id & ((1u << CLAIM_SLOT_BITS) - 1));
+    if ((id >> CLAIM_SLOT_BITS) == 0 || s >= m->geo.nslots)
+        return -EINVAL;
+    struct pbx_slot *sl = &m->slots[s];
+    if (PBX_LOAD(&sl->state) != PBX_SLOT_CLAIMED || sl->owner != pbx__os_proc_ident() ||
+        pbx__claim_id(m, s) != id)
+        return -ENOENT;
+    *slot = s;
+    return 0;
+}
+
+int pbx__recv_claim(struct pbx_shm *m, uint32_t e, uint32_t *slot_out, int *fire)
+{
+    struct pbx_recv_side *r = &m->h->recv;
+    uint32_t s = m->types[e].head;
+    if (s >= m->geo.nslots)
+        return -EBADMSG;
+    int err = pbx__index_pop(m, e);
+    if (err)
+        return err;
+    if (PBX_UNLIKELY(pbx__listening(m)))
+        *fire = pbx__listen_taken(m);
+    PBX_CRASH_POINT("claim.popped");
+    /* RECOVERY: counted before marked, as READING is; a crash between pop and mark leaves the
+     * slot QUEUED outside the index, which the rebuild puts back. The owner is the process, not
+     * the thread: any thread of it may acknowledge, and the claim lasts as long as it lives. */
+    PBX_STORE(&r->claimed, r->claimed + 1);
+    m->slots[s].owner = pbx__os_proc_ident();
+    PBX_STORE(&m->slots[s].state, (uint32_t) PBX_SLOT_CLAIMED);
+    note_receiver(m);
+    *slot_out = s;
+    return 0;
 }
 
 int pbx__recv_finish(struct pbx_shm *m, uint32_t s)
@@ -407,6 +463,7 @@ int pbx__slot_free(struct pbx_shm *m, uint32_t s, enum pbx_free_why why)
         c = m->chunk_next[c];
     }
 
+    uint64_t seq = slot->seq; /* read before the commit hands the slot to senders */
     uint64_t *count = pbx__free_counter(r, why);
     r->log_slot = s;
     r->log_prev_state = (uint8_t) PBX_LOAD(&slot->state);
@@ -439,6 +496,9 @@ int pbx__slot_free(struct pbx_shm *m, uint32_t s, enum pbx_free_why why)
     PBX_CRASH_POINT("recv.committed");
     PBX_RELEASE(&r->recvd_bytes, r->recvd_bytes + len);
     PBX_RELEASE(&r->log_op, (uint8_t) PBX_LOG_NONE);
+    /* SYNC (sync.c): one load of the control line when no PBX_SYNC sender waits. */
+    if (PBX_UNLIKELY(PBX_LOAD(&m->h->sync_count)) && why != PBX_FREE_ORPHAN)
+        pbx__sync_complete(m, seq, why == PBX_FREE_DROPPED);
     return 0;
 }
 
@@ -461,6 +521,10 @@ int pbx__drop_oldest(struct pbx_shm *m, uint32_t len)
             break;
         }
         err = pbx__index_pop(m, e);
+        /* Under the send lock: no publication can race with this take (LISTENERS), and the
+         * sender's own publication after it announces the arrival. */
+        if (!err && pbx__listening(m))
+            pbx__listen_taken(m);
         if (!err)
             err = pbx__slot_free(m, s, PBX_FREE_DROPPED);
         if (!err)

@@ -142,27 +142,38 @@ int pbx__recover_recv(struct pbx_shm *m)
     struct alive_cache cache = {.n = 0};
     requeue_dead_readers(m, &cache);
     bump_hint(&r->inflight);
+    /* Claims change state only under this lock: count them afresh, since the dead holder may
+     * have been between a claim's state and its count, or an ack's. */
+    uint64_t claimed = 0;
+    for (uint32_t i = 0; i < m->geo.nslots; i++)
+        claimed += PBX_LOAD(&m->slots[i].state) == PBX_SLOT_CLAIMED;
+    PBX_STORE(&r->claimed, claimed);
     PBX_STORE(&r->needs_rebuild, 1u);
     return pbx__index_rebuild(m);
 }
 
-int pbx__recover_orphans(struct pbx_shm *m)
+int pbx__recover_orphans(struct pbx_shm *m, int *fire)
 {
     struct alive_cache cache = {.n = 0};
-    uint64_t writing = 0, reading = 0;
+    uint64_t writing = 0, reading = 0, claimed = 0;
     int repaired = 0, requeued = 0;
     for (uint32_t i = 0; i < m->geo.nslots; i++) {
         struct pbx_slot *sl = &m->slots[i];
         uint32_t st = PBX_LOAD(&sl->state);
-        if (st != PBX_SLOT_WRITING && st != PBX_SLOT_READING)
+        if (st != PBX_SLOT_WRITING && st != PBX_SLOT_READING && st != PBX_SLOT_CLAIMED)
             continue;
         if (owner_alive(&cache, sl->owner)) {
-            *(st == PBX_SLOT_WRITING ? &writing : &reading) += 1;
+            *(st == PBX_SLOT_WRITING   ? &writing
+              : st == PBX_SLOT_READING ? &reading
+                                       : &claimed) += 1;
         } else if (st == PBX_SLOT_WRITING) {
             if (pbx__slot_free(m, i, PBX_FREE_ORPHAN) == 0)
                 repaired++;
             PBX_CRASH_POINT("repair.orphan");
         } else {
+            /* A dead receiver's READING slot, or a dead claimer's CLAIMED one: its receive never
+             * returned, or its claim was never acknowledged. Back in its place (the rebuild
+             * orders by arrival number), for another receiver to take. */
             PBX_STORE(&sl->state, (uint32_t) PBX_SLOT_QUEUED);
             requeued++;
             PBX_CRASH_POINT("repair.orphan");
@@ -170,20 +181,26 @@ int pbx__recover_orphans(struct pbx_shm *m)
     }
     PBX_STORE(&m->h->send.inflight, writing);
     PBX_STORE(&m->h->recv.inflight, reading);
+    PBX_STORE(&m->h->recv.claimed, claimed);
     if (requeued) {
         int err = pbx__index_rebuild(m);
         if (err < 0)
             return err;
     }
+    /* LISTENERS (listen.c): both locks are held, so the count can be made exact again. */
+    if (pbx__listening(m))
+        *fire = pbx__listen_recount(m);
     return repaired + requeued;
 }
 
 int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
 {
     struct pbx_header *h = m->h;
-    int inflight = PBX_LOAD(&h->send.inflight) || PBX_LOAD(&h->recv.inflight);
+    int inflight =
+        PBX_LOAD(&h->send.inflight) || PBX_LOAD(&h->recv.inflight) || PBX_LOAD(&h->recv.claimed);
     int sleepers = PBX_LOAD(&h->msg_ev.waiters) || PBX_LOAD(&h->space_ev.waiters);
-    if (!inflight && !sleepers)
+    int syncs = PBX_LOAD(&h->sync_count) != 0;
+    if (!inflight && !sleepers && !syncs)
         return 0;
     uint64_t now = pbx__os_mono_ns();
     uint64_t last = PBX_LOAD(&h->last_scan_ns);
@@ -197,6 +214,8 @@ int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
     int n = 0;
     if (sleepers)
         n = pbx__event_sweep(&h->msg_ev) + pbx__event_sweep(&h->space_ev);
+    if (syncs)
+        pbx__sync_prune(m);
     if (inflight) {
         int err = pbx__send_lock(m);
         if (err)
@@ -205,9 +224,10 @@ int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
             pbx__send_unlock(m);
             return err;
         }
+        int fire = 0;
         err = pbx__index_ready(m);
         if (!err)
-            err = pbx__recover_orphans(m);
+            err = pbx__recover_orphans(m, &fire);
         pbx__recv_unlock(m);
         pbx__send_unlock(m);
         if (err < 0)
@@ -217,6 +237,9 @@ int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
             pbx__event_signal(&h->msg_ev);
             pbx__event_signal(&h->space_ev);
         }
+        /* Messages came back into an empty mailbox: registrants and watchers hear of it. */
+        if (fire)
+            pbx__listen_fire(m);
         n += err;
     }
     return n;

@@ -40,7 +40,7 @@
 #include "../common.h"
 
 #define PBX_REGION_MAGIC   "\x7fPOSTBOX"
-#define PBX_LAYOUT_VERSION 1u
+#define PBX_LAYOUT_VERSION 2u
 
 #define PBX_SLOT_INLINE 24u
 #define PBX_NONE        0xffffffffu /* "no slot / chunk / entry" in any u32 index */
@@ -53,7 +53,8 @@ enum pbx_slot_state {
     PBX_SLOT_FREE = 0,    /* in the free ring (or being taken from it under the send lock) */
     PBX_SLOT_WRITING = 1, /* allocated to a sender copying a large payload outside the lock */
     PBX_SLOT_QUEUED = 2,  /* published: in the inbox or in the index */
-    PBX_SLOT_READING = 3  /* taken by a receiver copying a large payload outside the lock */
+    PBX_SLOT_READING = 3, /* taken by a receiver copying a large payload outside the lock */
+    PBX_SLOT_CLAIMED = 4  /* taken by pbx_claim(), out of the index until acked or released */
 };
 
 struct pbx_slot {
@@ -194,8 +195,49 @@ struct pbx_recv_side {
     uint64_t inflight; /* slots in READING state */
     int64_t last_time;
     int32_t last_pid;
-    uint32_t cpu; /* CPU the last receiver ran on, plus one (0: unknown) */
+    uint32_t cpu;     /* CPU the last receiver ran on, plus one (0: unknown) */
+    uint64_t claimed; /* slots in CLAIMED state (a hint for the orphan search, recounted there) */
 };
+
+/* The listen line (LISTENERS in listen.c): written only while someone listens. */
+struct pbx_listen {
+    uint64_t empty;    /* 0, or 1 + the inbox position at which the mailbox was seen empty */
+    uint32_t edge_seq; /* futex word: bumped on empty <-> non-empty while watchers > 0 */
+    uint32_t pad;
+    uint64_t last_prune_ns; /* CLOCK_MONOTONIC of the last pruning a wake of nobody started */
+};
+_Static_assert(sizeof(struct pbx_listen) <= PBX_CACHELINE, "the listen line is one line");
+
+/* One entry per open handle (PEERS in peer.c). Claimed by a compare-and-swap of ident from 0;
+ * freed by its handle's close, or pruned once its process is dead. */
+#define PBX_PEERS 128
+struct pbx_peer_entry {
+    uint64_t ident;   /* identity of the process (os.h, pbx__os_proc_ident); 0: free */
+    int64_t since_ns; /* CLOCK_REALTIME of the open */
+    uint32_t roles;   /* PBX_PEER_* bits of postbox.h */
+    int32_t signo;    /* pbx_notify() signal, 0: none */
+    int32_t value;    /* pbx_notify() value */
+    uint32_t watch;   /* a pbx_fd() watcher runs for this handle */
+    uint64_t check;   /* pbx__peer_check(ident, signo, value): a damaged entry sends nothing */
+    uint64_t pad[3];
+};
+_Static_assert(sizeof(struct pbx_peer_entry) == 64, "a peer entry is one cache line");
+
+/* One entry per PBX_SYNC sender waiting for its message to be taken (SYNC in sync.c). */
+#define PBX_SYNC_ENTRIES 64
+enum pbx_sync_state {
+    PBX_SYNC_IDLE = 0,
+    PBX_SYNC_WAITING = 1,
+    PBX_SYNC_TAKEN = 2,
+    PBX_SYNC_DROPPED = 3
+};
+struct pbx_sync_entry {
+    uint64_t ident; /* the waiting sender's thread identity; 0: free */
+    uint64_t seq;   /* arrival number of its message, valid from WAITING on */
+    uint32_t state; /* enum pbx_sync_state; the sender sleeps on it */
+    uint32_t pad[3];
+};
+_Static_assert(sizeof(struct pbx_sync_entry) == 32, "sync entry layout");
 
 struct pbx_header {
     /* Identity and geometry: written once, before the region gets its name. */
@@ -212,10 +254,20 @@ struct pbx_header {
     uint32_t soft_limit;
     uint64_t repairs;      /* dead holders' state repaired, orphans given back */
     uint64_t last_scan_ns; /* CLOCK_MONOTONIC of the last search for orphans */
+    /* Read by every send and receive, written only when a registration changes (both locks
+     * held; see LISTENERS in listen.c): while both are zero, nothing else on the fast path
+     * touches the listen line or the tables. */
+    uint32_t notifiers;  /* peer entries with a pbx_notify() registration */
+    uint32_t watchers;   /* peer entries with a pbx_fd() watcher thread */
+    uint32_t sync_count; /* sync entries in use: receivers look for PBX_SYNC senders */
+    uint32_t pad_ctl;
     struct pbx_send_side send __attribute__((aligned(PBX_CACHELINE)));
     struct pbx_recv_side recv __attribute__((aligned(PBX_CACHELINE)));
     struct pbx_event msg_ev __attribute__((aligned(PBX_CACHELINE)));   /* "a message arrived" */
     struct pbx_event space_ev __attribute__((aligned(PBX_CACHELINE))); /* "room was freed" */
+    struct pbx_listen listen __attribute__((aligned(PBX_CACHELINE)));
+    struct pbx_peer_entry peers[PBX_PEERS] __attribute__((aligned(PBX_CACHELINE)));
+    struct pbx_sync_entry sync[PBX_SYNC_ENTRIES];
 };
 
 _Static_assert(offsetof(struct pbx_header, geo) == 16, "geometry follows the identity");
@@ -229,7 +281,14 @@ _Static_assert(offsetof(struct pbx_recv_side, inbox_head) == 64, "receive state 
 _Static_assert(offsetof(struct pbx_recv_side, needs_rebuild) == 128, "receive index line");
 _Static_assert(offsetof(struct pbx_header, msg_ev) == 640, "message event line");
 _Static_assert(offsetof(struct pbx_header, space_ev) == 1152, "space event lines");
-_Static_assert(sizeof(struct pbx_header) == 1664, "header size");
+_Static_assert(offsetof(struct pbx_header, notifiers) == 216,
+               "listener counts on the control line");
+_Static_assert(offsetof(struct pbx_recv_side, claimed) == 168, "claim hint on the index line");
+_Static_assert(offsetof(struct pbx_header, listen) == 1664, "listen line");
+_Static_assert(offsetof(struct pbx_header, peers) == 1728, "peer table");
+_Static_assert(offsetof(struct pbx_header, sync) == 1728 + 64 * PBX_PEERS, "sync table");
+_Static_assert(sizeof(struct pbx_header) == 1728 + 64 * PBX_PEERS + 32 * PBX_SYNC_ENTRIES,
+               "header size");
 
 /* The numbers a region is made from. */
 struct pbx_config {

@@ -87,6 +87,7 @@ static void reset_attempt(struct pbx_shm *m)
 static void shm_free(struct pbx_shm *m)
 {
     reset_attempt(m);
+    pthread_mutex_destroy(&m->reg_lock);
     free(m->dir);
     free(m->file);
     free(m);
@@ -95,8 +96,11 @@ static void shm_free(struct pbx_shm *m)
 static struct pbx_shm *shm_new(void)
 {
     struct pbx_shm *m = calloc(1, sizeof(*m));
-    if (m)
+    if (m) {
         m->fd = -1;
+        m->peer = -1;
+        pthread_mutex_init(&m->reg_lock, NULL);
+    }
     return m;
 }
 
@@ -243,6 +247,7 @@ static int shm_open_named(const char *name, int flags, const struct pbx_options 
     if (err)
         goto fail;
     pbx__look_after_dead_peers(m, 0);
+    pbx__peer_join(m);
     *state = m;
     return 0;
 fail:
@@ -267,23 +272,31 @@ static int shm_open_private(const struct pbx_options *opts, void **state)
         shm_free(m);
         return err;
     }
+    pbx__peer_join(m);
     *state = m;
     return 0;
 }
 
 static int shm_close(void *state)
 {
+    pbx__peer_leave(state);
+    pbx__listen_cache_free(state);
     shm_free(state);
     return 0;
 }
 
-/* Mark the region removed and wake everyone asleep on it; -EIDRM if it already was. */
-static int mark_removed(struct pbx_header *h)
+/* Mark the region removed and wake everyone asleep on it (senders, receivers, PBX_SYNC
+ * senders, descriptor watchers); -EIDRM if it already was. */
+static int mark_removed(struct pbx_shm *m)
 {
+    struct pbx_header *h = m->h;
     if (__atomic_exchange_n(&h->removed, 1u, __ATOMIC_SEQ_CST))
         return -EIDRM;
     pbx__event_signal(&h->msg_ev);
     pbx__event_signal(&h->space_ev);
+    pbx__sync_wake_all(m);
+    if (PBX_LOAD(&h->watchers))
+        pbx__listen_wake_watchers(m);
     return 0;
 }
 
@@ -315,7 +328,7 @@ static int shm_remove(void *state)
          * (finish_nameless_removal, docs/reliability.md). */
         PBX_CRASH_POINT("remove.unlinked");
     }
-    return mark_removed(m->h);
+    return mark_removed(m);
 }
 
 static int shm_unlink_named(const char *name)
@@ -345,7 +358,7 @@ static int shm_unlink_named(const char *name)
     if (!err && valid)
         PBX_CRASH_POINT("remove.unlinked");
     if (!err && valid)
-        mark_removed(m->h);
+        mark_removed(m);
     shm_free(m);
     return err;
 }
@@ -372,7 +385,7 @@ static void finish_nameless_removal(struct pbx_shm *m, const struct stat *st)
         st = &own;
     }
     if (st->st_nlink == 0)
-        mark_removed(m->h);
+        mark_removed(m);
 }
 
 /*
@@ -400,7 +413,8 @@ static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const str
             pbx__os_sig_block(g);
             continue;
         }
-        int busy = PBX_LOAD(&m->h->send.inflight) || PBX_LOAD(&m->h->recv.inflight);
+        int busy = PBX_LOAD(&m->h->send.inflight) || PBX_LOAD(&m->h->recv.inflight) ||
+                   PBX_LOAD(&m->h->recv.claimed);
         err = pbx__event_sleep(ev, s, deadline_ns, busy ? SLICE_NS : IDLE_SLICE_NS, g);
         if (err)
             break;
@@ -414,7 +428,7 @@ static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const str
 }
 
 static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t len, int flags,
-                     uint64_t deadline_ns, struct pbx_sigguard *g)
+                     uint64_t deadline_ns, struct pbx_sigguard *g, int sync)
 {
     struct pbx_header *h = m->h;
     int dropped = 0, spun = 0;
@@ -443,19 +457,23 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
         }
         if (room) {
             uint32_t slot;
-            err = pbx__send_alloc(m, type, data, len, &slot);
+            uint64_t pos = 0;
+            err = pbx__send_alloc(m, type, data, len, &slot, sync, &pos);
             if (err == PBX_PENDING) {
                 pbx__send_unlock(m);
                 pbx__send_copy_in(m, slot, data, len);
                 if ((err = pbx__send_lock(m)))
                     return err;
-                pbx__send_publish(m, slot);
+                pbx__send_publish(m, slot, sync, &pos);
             }
             pbx__send_unlock(m);
             if (err < 0)
                 return err;
             if (pbx__event_signal(&h->msg_ev))
                 pbx__look_after_dead_peers(m, 0); /* counted sleepers, none woken */
+            /* LISTENERS (listen.c): one load of the control line when nobody listens. */
+            if (PBX_UNLIKELY(pbx__listening(m)))
+                pbx__listen_arrived(m, pos);
             return dropped;
         }
 
@@ -501,15 +519,32 @@ static int shm_send(void *state, long type, const void *data, uint32_t len, int 
     struct pbx_shm *m = state;
     if (len > m->geo.max_msg_size)
         return -EMSGSIZE;
+    pbx__peer_note(m, PBX_PEER_SENT, pbx__os_self()->pid);
     struct pbx_sigguard g = {.blocked = 0};
-    int r = send_loop(m, type, data, len, flags, deadline_ns, &g);
+    if (PBX_LIKELY(!(flags & PBX_SYNC))) {
+        int r = send_loop(m, type, data, len, flags, deadline_ns, &g, -1);
+        pbx__os_sig_restore(&g);
+        return r;
+    }
+    /* PBX_SYNC | PBX_NOWAIT sends only to a receiver that already waits (docs/signals.md). */
+    if ((flags & PBX_NOWAIT) && !PBX_LOAD(&m->h->msg_ev.waiters))
+        return PBX_LOAD(&m->h->removed) ? -EIDRM : -EAGAIN;
+    int sync = pbx__sync_begin(m);
+    if (sync < 0)
+        return sync;
+    int r = send_loop(m, type, data, len, flags, deadline_ns, &g, sync);
+    if (r >= 0) {
+        int w = pbx__sync_wait(m, sync, deadline_ns, &g);
+        r = w < 0 ? w : r;
+    }
+    pbx__sync_end(m, sync);
     pbx__os_sig_restore(&g);
     return r;
 }
 
 /* Under the receive lock, with entry e selected: hand its head message to the caller. */
 static ssize_t deliver(struct pbx_shm *m, uint32_t e, void *buf, uint32_t cap, int flags,
-                       long *type_out)
+                       long *type_out, uint64_t *claim)
 {
     uint32_t s = m->types[e].head;
     if (s >= m->geo.nslots || m->slots[s].len > m->geo.max_msg_size) {
@@ -524,12 +559,26 @@ static ssize_t deliver(struct pbx_shm *m, uint32_t e, void *buf, uint32_t cap, i
         return -E2BIG;
     }
     uint32_t n = len < cap ? len : cap;
-    if (flags & PBX_PEEK) {
+    int fire = 0;
+    if (claim) {
+        /* The slot is CLAIMED by this process: nobody else touches it, so it is copied
+         * outside the lock, whatever its size. */
+        int err = pbx__recv_claim(m, e, &s, &fire);
+        pbx__recv_unlock(m);
+        if (PBX_UNLIKELY(fire))
+            pbx__listen_fire(m);
+        if (err < 0)
+            return err;
+        pbx__copy_out(m, s, buf, n);
+        *claim = pbx__claim_id(m, s);
+    } else if (flags & PBX_PEEK) {
         pbx__copy_out(m, s, buf, n);
         pbx__recv_unlock(m);
     } else {
-        int err = pbx__recv_take(m, e, buf, n, &s);
+        int err = pbx__recv_take(m, e, buf, n, &s, &fire);
         pbx__recv_unlock(m);
+        if (PBX_UNLIKELY(fire))
+            pbx__listen_fire(m);
         if (err == PBX_PENDING) {
             PBX_CRASH_POINT("recv.copying");
             pbx__copy_out(m, s, buf, n);
@@ -601,7 +650,8 @@ static const uint32_t *peer_cpu_of_sender(const struct pbx_header *h)
 }
 
 static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, int flags,
-                         long *type_out, uint64_t deadline_ns, struct pbx_sigguard *g)
+                         long *type_out, uint64_t deadline_ns, struct pbx_sigguard *g,
+                         uint64_t *claim)
 {
     struct pbx_header *h = m->h;
     int spun = 0;
@@ -621,7 +671,7 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
         uint32_t e = 0;
         err = select_locked(m, type, (flags & PBX_EXCEPT) != 0, &e);
         if (err == 0)
-            return deliver(m, e, buf, cap, flags, type_out);
+            return deliver(m, e, buf, cap, flags, type_out, claim);
         if (err != -ENOMSG) {
             pbx__recv_unlock(m);
             return err;
@@ -641,6 +691,8 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
             pbx__recv_unlock(m);
             if (pbx__look_after_dead_peers(m, 0) > 0)
                 continue;
+            if (PBX_UNLIKELY(__atomic_load_n(&m->watcher, __ATOMIC_RELAXED) != NULL))
+                pbx__watch_settle(m);
             return -ENOMSG;
         }
         if (!spun) {
@@ -667,10 +719,69 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
 static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int flags, long *type_out,
                         uint64_t deadline_ns)
 {
+    struct pbx_shm *m = state;
+    pbx__peer_note(m, PBX_PEER_RECEIVED, pbx__os_self()->pid);
     struct pbx_sigguard g = {.blocked = 0};
-    ssize_t r = recv_loop(state, type, buf, cap, flags, type_out, deadline_ns, &g);
+    ssize_t r = recv_loop(m, type, buf, cap, flags, type_out, deadline_ns, &g, NULL);
     pbx__os_sig_restore(&g);
     return r;
+}
+
+static ssize_t shm_claim(void *state, long type, void *buf, uint32_t cap, int flags, long *type_out,
+                         uint64_t *claim, uint64_t deadline_ns)
+{
+    struct pbx_shm *m = state;
+    pbx__peer_note(m, PBX_PEER_RECEIVED, pbx__os_self()->pid);
+    struct pbx_sigguard g = {.blocked = 0};
+    ssize_t r = recv_loop(m, type, buf, cap, flags, type_out, deadline_ns, &g, claim);
+    pbx__os_sig_restore(&g);
+    return r;
+}
+
+/* Acknowledge (free) or release (put back in its place) a claimed message. */
+static int shm_settle(void *state, uint64_t claim, int ack)
+{
+    struct pbx_shm *m = state;
+    int err = pbx__recv_lock(m);
+    if (err)
+        return err;
+    uint32_t s;
+    int fire = 0;
+    if (removed(m))
+        err = -EIDRM;
+    else if (!(err = pbx__claim_find(m, claim, &s))) {
+        struct pbx_recv_side *r = &m->h->recv;
+        if (ack) {
+            err = pbx__slot_free(m, s, PBX_FREE_RECEIVED);
+        } else if (!(err = pbx__index_ready(m))) {
+            int was_empty = pbx__listening(m) && pbx__listen_is_empty(m);
+            PBX_STORE(&m->slots[s].state, (uint32_t) PBX_SLOT_QUEUED);
+            err = pbx__index_insert_in_order(m, s);
+            if (err) /* the slot is QUEUED: the rebuild puts it in its place */
+                err = pbx__index_rebuild(m);
+            if (!err && was_empty)
+                fire = pbx__listen_released(m, 1);
+        }
+        if (!err && r->claimed)
+            PBX_STORE(&r->claimed, r->claimed - 1);
+    }
+    pbx__recv_unlock(m);
+    if (err)
+        return err;
+    pbx__event_signal(ack ? &m->h->space_ev : &m->h->msg_ev);
+    if (fire)
+        pbx__listen_fire(m);
+    return 0;
+}
+
+static int shm_ack(void *state, uint64_t claim)
+{
+    return shm_settle(state, claim, 1);
+}
+
+static int shm_release(void *state, uint64_t claim)
+{
+    return shm_settle(state, claim, 0);
 }
 
 static int shm_stat(void *state, struct pbx_stat *st)
@@ -698,6 +809,7 @@ static int shm_stat(void *state, struct pbx_stat *st)
     st->send_waiters = PBX_LOAD(&h->space_ev.waiters);
     st->recv_waiters = PBX_LOAD(&h->msg_ev.waiters);
     st->region_size = m->geo.region_size;
+    st->claimed = PBX_LOAD(&h->recv.claimed);
     struct stat fst;
     if (pbx__os_table()->fstat(m->fd, &fst) == 0) {
         st->mode = fst.st_mode & 0777;
@@ -710,6 +822,7 @@ static int shm_stat(void *state, struct pbx_stat *st)
 
 const struct pbx_transport pbx__shm_transport = {
     .name = "shm",
+    .sync = 1,
     .open = shm_open_named,
     .open_private = shm_open_private,
     .close = shm_close,
@@ -718,4 +831,10 @@ const struct pbx_transport pbx__shm_transport = {
     .send = shm_send,
     .recv = shm_recv,
     .stat = shm_stat,
+    .claim = shm_claim,
+    .ack = shm_ack,
+    .release = shm_release,
+    .notify = pbx__shm_notify,
+    .fd = pbx__shm_fd,
+    .peers = pbx__shm_peers,
 };

@@ -10,9 +10,11 @@
 #ifndef PBX_SHM_SHM_H
 #define PBX_SHM_SHM_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../os/os.h"
 #include "lock.h"
 #include "region.h"
 
@@ -35,6 +37,14 @@ struct pbx_shm {
     uint32_t send_batch; /* room a full sender spins for before it goes on (see send_loop) */
     char *dir;           /* directory of a named mailbox; NULL for a private one */
     char *file;          /* its file name in dir */
+    /* This handle's peer entry (peer.c): index in h->peers, or -1 if the table was full. It
+     * belongs to process peer_pid; a fork()ed child that uses the handle claims its own. */
+    int peer;
+    int32_t peer_pid;
+    uint32_t roles;                  /* PBX_PEER_* bits already recorded in the entry */
+    pthread_mutex_t reg_lock;        /* serialises this handle's registrations (notify, fd) */
+    struct pbx_watcher *watcher;     /* pbx_fd()'s descriptor and thread, or NULL */
+    struct pbx_notify_cache *ncache; /* pidfds of the registrants it signalled (listen.c) */
 };
 
 /* ---- queue.c: the steps of sending and receiving ---------------------------------------- */
@@ -67,11 +77,13 @@ int pbx__send_has_room(struct pbx_shm *m, uint32_t len);
  * with its chunks chained (PBX_PENDING, *slot_out set) for pbx__send_copy_in() and
  * pbx__send_publish(). */
 int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len,
-                    uint32_t *slot_out);
+                    uint32_t *slot_out, int sync, uint64_t *pos);
 /* Outside any lock: copy a large payload into the slot the caller owns. */
 void pbx__send_copy_in(struct pbx_shm *m, uint32_t slot, const void *data, uint32_t len);
-/* Under the send lock: publish the slot filled by pbx__send_copy_in(). */
-void pbx__send_publish(struct pbx_shm *m, uint32_t slot);
+/* Under the send lock: publish the slot filled by pbx__send_copy_in(). sync is the caller's
+ * sync entry (sync.c) or -1; *pos receives the inbox position of the publication (both
+ * functions). */
+void pbx__send_publish(struct pbx_shm *m, uint32_t slot, int sync, uint64_t *pos);
 
 /* Under the receive lock: move every published inbox entry into the index. 0 or -EBADMSG. */
 int pbx__recv_drain(struct pbx_shm *m);
@@ -81,7 +93,15 @@ void pbx__copy_out(struct pbx_shm *m, uint32_t slot, void *buf, uint32_t n);
  * is copied to buf (n bytes) and the slot freed (PBX_DONE); a large one is marked READING for
  * the caller to copy outside the lock and then give back with pbx__recv_finish()
  * (PBX_PENDING). */
-int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_t *slot_out);
+int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_t *slot_out,
+                   int *fire);
+/* Under the receive lock: take the head slot of type entry e out of the index for pbx_claim():
+ * it becomes CLAIMED by this process. The caller copies it out after the lock. 0 or -errno. */
+int pbx__recv_claim(struct pbx_shm *m, uint32_t e, uint32_t *slot_out, int *fire);
+/* The claim id of a CLAIMED slot, and back; pbx__claim_find checks that the id names a slot
+ * claimed by this process: the slot, -EINVAL (malformed) or -ENOENT (not held). */
+uint64_t pbx__claim_id(const struct pbx_shm *m, uint32_t slot);
+int pbx__claim_find(struct pbx_shm *m, uint64_t id, uint32_t *slot);
 /* Under the receive lock: free a slot taken by pbx__recv_take() that returned PBX_PENDING. */
 int pbx__recv_finish(struct pbx_shm *m, uint32_t slot);
 /* Under the receive lock: give a slot and its chunks back, logged so a crash midway is undone
@@ -100,6 +120,8 @@ void pbx__index_reset(struct pbx_shm *m);
 int pbx__index_insert(struct pbx_shm *m, uint32_t slot);
 int pbx__index_select(struct pbx_shm *m, long type, int except, uint32_t *entry);
 int pbx__index_pop(struct pbx_shm *m, uint32_t entry);
+/* Put slot back into the index at the place its arrival number gives it (a released claim). */
+int pbx__index_insert_in_order(struct pbx_shm *m, uint32_t slot);
 /* Rebuild the index from the slots: every QUEUED slot already drained from the inbox, in
  * arrival order. 0, -ENOMEM or -EBADMSG. */
 int pbx__index_rebuild(struct pbx_shm *m);
@@ -112,12 +134,96 @@ void pbx__recover_send(struct pbx_shm *m);
  * dead receivers were reading, rebuild the index. 0 or -errno. */
 int pbx__recover_recv(struct pbx_shm *m);
 /* With both locks held: give back slots that dead senders were filling, requeue slots that
- * dead receivers were reading, and recount what is in flight. Returns the number repaired. */
-int pbx__recover_orphans(struct pbx_shm *m);
-/* Unless a look ran in the last 100 ms (or force): strike off sleepers that died asleep, and if
- * slots are held outside the locks (the hint that orphans may exist), take both locks and run
- * pbx__recover_orphans(); wake waiters if anything came back. Returns the number repaired or
- * -errno. Cheap when nobody sleeps and nothing is in flight. Call with no lock held. */
+ * dead receivers were reading, and recount what is in flight. Returns the number repaired; sets
+ * *fire when messages came back into a mailbox marked empty (pbx__listen_fire after the locks). */
+int pbx__recover_orphans(struct pbx_shm *m, int *fire);
+/* Unless a look ran in the last 100 ms (or force): strike off sleepers and PBX_SYNC senders that
+ * died waiting, and if slots are held outside the locks or claimed (the hint that orphans may
+ * exist), take both locks and run pbx__recover_orphans(); wake waiters if anything came back.
+ * Returns the number repaired or -errno. Cheap when nobody sleeps and nothing is in flight. Call
+ * with no lock held. */
 int pbx__look_after_dead_peers(struct pbx_shm *m, int force);
+
+/* ---- listen.c: who listens for arrivals (LISTENERS there) ------------------------------- */
+
+/* Is anyone registered (notify or fd)? Read on every send and receive: one load of the
+ * control line, which both sides read anyway. */
+static inline int pbx__listening(const struct pbx_shm *m)
+{
+    return (PBX_LOAD(&m->h->notifiers) | PBX_LOAD(&m->h->watchers)) != 0;
+}
+/* With no lock held, after publishing at inbox position pos: if that publication ended the
+ * marked empty period, announce it (pbx__listen_fire). */
+void pbx__listen_arrived(struct pbx_shm *m, uint64_t pos);
+/* Under the receive lock: is nothing visible (index without types, nothing new in the inbox)? */
+int pbx__listen_is_empty(const struct pbx_shm *m);
+/* Under the receive lock, after a claim was put back into a mailbox that was empty before
+ * (was_empty, from pbx__listen_is_empty): 1 when the caller must call pbx__listen_fire()
+ * after the lock. */
+int pbx__listen_released(struct pbx_shm *m, int was_empty);
+/* Under the receive lock, after a message left the index: if nothing is visible now, mark the
+ * mailbox empty and wake fd watchers. Returns 1 when a publication raced with the marking and
+ * the caller must call pbx__listen_fire() after releasing the lock. */
+int pbx__listen_taken(struct pbx_shm *m);
+/* Under both locks: set the empty mark from the slots. Returns 1 when the caller must call
+ * pbx__listen_fire() after releasing the locks (the mark said empty, the slots do not). */
+int pbx__listen_recount(struct pbx_shm *m);
+/* Is a message visible, as the empty mark says? */
+int pbx__listen_visible(const struct pbx_shm *m);
+/* With no lock held, after an empty -> non-empty edge: signal the registered processes and
+ * wake fd watchers. */
+void pbx__listen_fire(struct pbx_shm *m);
+/* Has a second passed since the last pruning started by a hint (a wake of nobody, a look for a
+ * sync sender in vain)? Claims the next one if so. */
+int pbx__prune_due(struct pbx_shm *m);
+/* Close the pidfds a handle kept for signalling registrants (at close). */
+void pbx__listen_cache_free(struct pbx_shm *m);
+/* Wake every fd watcher (a removal, a repair). */
+void pbx__listen_wake_watchers(struct pbx_shm *m);
+
+/* ---- peer.c: the participants ---------------------------------------------------------- */
+
+/* At open: claim a peer entry for this handle (m->peer = -1 if the table is full). */
+void pbx__peer_join(struct pbx_shm *m);
+/* At close: end this handle's registrations, stop its watcher, free its entry. */
+void pbx__peer_leave(struct pbx_shm *m);
+/* Record a role (PBX_PEER_SENT, ...) in this handle's entry; the fast path calls it only when
+ * the role is new or the process is a fork()ed child of the entry's owner. */
+void pbx__peer_touch(struct pbx_shm *m, uint32_t role);
+static inline void pbx__peer_note(struct pbx_shm *m, uint32_t role, int32_t pid)
+{
+    /* Relaxed loads: threads of the process share the handle, and only the first use per role
+     * writes these (pbx__peer_touch). */
+    if (PBX_UNLIKELY(PBX_LOAD(&m->peer_pid) != pid || !(PBX_LOAD(&m->roles) & role)))
+        pbx__peer_touch(m, role);
+}
+/* A receive through this handle found nothing: if this process watches (pbx_fd) and nothing is
+ * visible, make the descriptor unreadable now rather than when the watcher thread runs. */
+void pbx__watch_settle(struct pbx_shm *m);
+/* Free the entries of dead processes. Returns how many. No lock held. */
+int pbx__peers_prune(struct pbx_shm *m);
+/* The transport's pbx_notify, pbx_fd and pbx_peers (transport.h). */
+int pbx__shm_notify(void *state, int signo, int value);
+int pbx__shm_fd(void *state);
+ssize_t pbx__shm_peers(void *state, struct pbx_peer *out, size_t cap);
+/* The check word of a notify registration: a damaged entry signals nobody. */
+uint64_t pbx__peer_check(uint64_t ident, int32_t signo, int32_t value);
+
+/* ---- sync.c: PBX_SYNC senders ---------------------------------------------------------- */
+
+/* Claim a sync entry for the calling thread: its index, or -EUSERS. */
+int pbx__sync_begin(struct pbx_shm *m);
+/* Under the send lock, just before the inbox entry is written: the message at seq is ours. */
+void pbx__sync_publish(struct pbx_shm *m, int sync, uint64_t seq);
+/* Under the receive lock, a message at seq was freed: received (TAKEN) or dropped. */
+void pbx__sync_complete(struct pbx_shm *m, uint64_t seq, int dropped);
+/* Wait for the message to be taken. 0, -ENOBUFS (dropped), -ETIMEDOUT, -EINTR, -EIDRM. */
+int pbx__sync_wait(struct pbx_shm *m, int sync, uint64_t deadline_ns, struct pbx_sigguard *g);
+/* Give the entry back. */
+void pbx__sync_end(struct pbx_shm *m, int sync);
+/* Free the entries of sync senders that died waiting. Returns how many. */
+int pbx__sync_prune(struct pbx_shm *m);
+/* Wake every waiting sync sender (a removal). */
+void pbx__sync_wake_all(struct pbx_shm *m);
 
 #endif

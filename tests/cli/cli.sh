@@ -272,7 +272,7 @@ case_pipeline_between_two_processes() {
 case_ls_and_stat() {
     run "$pb" ls
     expect 0
-    out_is "NAME  KEY  OWNER  MODE  MSGS  BYTES  CAPACITY  FULL  OVERFLOW  DROPPED  SENDER  RECEIVER"
+    out_is "NAME  KEY  OWNER  MODE  MSGS  BYTES  CAPACITY  FULL  OVERFLOW  DROPPED  PEERS  SENDER  RECEIVER"
     "$pb" create jobs --overflow drop-newest && "$pb" create sysv.0x0000abcd &&
         "$pb" create sysv.private.12 || fail "create"
     echo "not a mailbox" >"$POSTBOX_DIR/pbx.junk"
@@ -282,7 +282,7 @@ case_ls_and_stat() {
     expect 0 "postbox: junk: not a postbox mailbox, or its shared state is damaged (skipped)"
     [ "$(wc -l <"$T/out")" = 4 ] || fail "ls: $(cat "$T/out")"
     me=$(id -un)
-    grep -q "^jobs  *-  *$me  *0600  *2  *2  *4K/1M  *1%  *drop-newest  *0  *[0-9][0-9]* [0-9]*s ago  *[0-9][0-9]* [0-9]*s ago$" "$T/out" ||
+    grep -q "^jobs  *-  *$me  *0600  *2  *2  *4K/1M  *1%  *drop-newest  *0  *0  *[0-9][0-9]* [0-9]*s ago  *[0-9][0-9]* [0-9]*s ago$" "$T/out" ||
         fail "ls row for jobs: $(cat "$T/out")"
     grep -q "^sysv.0x0000abcd  *0x0000abcd  " "$T/out" || fail "no key for a System V queue"
     grep -q "^sysv.private.12  *private  " "$T/out" || fail "no private key"
@@ -438,6 +438,49 @@ case_full_mailbox_send() {
     run "$pb" recv --lines -n 2 o
     expect 0
     out_is "$(printf '4\n5')"
+}
+
+# recv --claim acknowledges only what was written; a failed write puts the message back. peers
+# lists the processes that have the mailbox open, and ls counts them.
+case_claim_and_peers() {
+    "$pb" create c || fail "create"
+    "$pb" send c one || fail "send"
+    "$pb" send c two || fail "send"
+    run "$pb" recv --claim --lines c
+    expect 0
+    out_is one
+    if [ -w /dev/full ]; then
+        "$pb" recv --claim c >/dev/full 2>/dev/null && fail "a write to /dev/full succeeded"
+    fi
+    run "$pb" recv --lines --nowait c
+    expect 0
+    out_is two
+    run "$pb" recv --claim --peek c
+    [ "$rc" = 2 ] || fail "--claim --peek: exit status $rc"
+    run "$pb" peers c
+    expect 0
+    [ "$(wc -l <"$T/out")" = 1 ] || fail "peers listed $(cat "$T/out")"
+    "$pb" recv --follow c >/dev/null 2>&1 &
+    follower=$!
+    n=0
+    while :; do
+        run "$pb" peers --json c
+        grep -q "\"pid\":$follower," "$T/out" && break
+        n=$((n + 1))
+        [ $n -lt 500 ] || { kill $follower; fail "the follower never showed in peers: $(cat "$T/out")"; }
+        sleep 0.01
+    done
+    grep -q '"roles":"opened,received"' "$T/out" || { kill $follower; fail "roles: $(cat "$T/out")"; }
+    run "$pb" ls
+    grep -q '^c .* 1  ' "$T/out" || grep -q 'PEERS' "$T/out" || { kill $follower; fail "ls: $(cat "$T/out")"; }
+    "$pb" stat --json c >"$T/st" || { kill $follower; fail "stat"; }
+    [ "$(json "$T/st" peers)" = 1 ] || { kill $follower; fail "stat peers $(json "$T/st" peers)"; }
+    [ "$(json "$T/st" claimed)" = 0 ] || { kill $follower; fail "stat claimed"; }
+    kill $follower
+    wait $follower 2>/dev/null
+    run "$pb" peers --json c
+    expect 0
+    out_is "[]"
 }
 
 command -v "case_$case_name" >/dev/null 2>&1 || { echo "cli.sh: no case $case_name" >&2; exit 2; }

@@ -1,6 +1,6 @@
 # End-to-end tests of the postbox command (tests/cli/cli.sh): each case a CTest test named
 # cli.CASE that runs the built binary in a private POSTBOX_DIR.
-foreach(case help_and_version create_options_and_sizes send_recv_by_type
+foreach(case help_and_version claim_and_peers create_options_and_sizes send_recv_by_type
              binary_payload_round_trip json_escapes_round_trip pipeline_between_two_processes
              ls_and_stat rm_wakes_blocked_receiver watch_prints_rates bad_input_errors
              full_mailbox_send)

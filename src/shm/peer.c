@@ -1,0 +1,410 @@
+/*
+ * peer.c — the participants of a mailbox: who has it open, who registered for a signal
+ * (pbx_notify), and the descriptor that poll() reports readable while a message is there
+ * (pbx_fd).
+ *
+ * PEERS. The header holds a table of PBX_PEERS entries, one per open handle. pbx_open claims a
+ * free entry with a compare-and-swap of its ident from 0 to the process's identity (pid plus
+ * the start time of its main thread, os.h), so a recycled PID never passes for a dead peer —
+ * the lecture's warning that PIDs are only relatively unique; the null signal (kill(pid, 0))
+ * would say "alive" for whichever process got the number. pbx_close frees the entry; an entry
+ * whose process died is pruned by whoever next lists the peers, finds the table full, or tries
+ * to signal it. A process that opens a mailbox twice has two entries; pbx_peers() merges them
+ * into one participant. When the table is full, pbx_open still succeeds but the handle is not
+ * listed, and pbx_notify()/pbx_fd() on it fail with -EUSERS. A fork()ed child that uses an
+ * inherited handle claims an entry of its own on its first send, receive or registration.
+ *
+ * Registrations live in the entry (signo and value for pbx_notify, watch for pbx_fd) and are
+ * counted on the control line (LISTENERS in listen.c). A registration is added with both locks
+ * held, since the first one sets the empty mark afresh; one ends (close, pruning, signo 0)
+ * without needing them. A pruner first moves a dead entry's ident to a value no thread can
+ * have, so that of two pruners only one ends its registrations.
+ * A registration carries a check word over the identity, signal and value: an entry damaged by
+ * a stray write signals nobody.
+ *
+ * THE DESCRIPTOR. pbx_fd() creates, on its first call for a handle, an eventfd and a watcher
+ * thread (started with every signal blocked). The thread sleeps on listen.edge_seq and after
+ * each wake-up sets the eventfd's level from the empty mark (listen.c): readable (counter 1)
+ * while a message is visible or the mailbox was removed, unreadable (counter 0) otherwise. The
+ * level therefore follows the mailbox within one wake-up of the watcher thread, whoever sends or
+ * drains it, in this process or another. A receive through the same handle that finds nothing
+ * (PBX_NOWAIT, -ENOMSG) sets the level at once, in the same step as the watcher does, so that
+ * a poll loop that drains the mailbox does not spin on a stale readable descriptor until the
+ * watcher thread runs; senders and receivers make a
+ * system call for it only on the edges, and only while a watcher exists. pbx_close() stops and
+ * joins the thread and closes the descriptor. A fork()ed child does not have the thread: its first
+ * pbx_fd() call on the inherited handle starts its own, with a new descriptor.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../os/os.h"
+#include "shm.h"
+
+struct pbx_watcher {
+    struct pbx_shm *m;
+    pthread_t thread;
+    pthread_mutex_t level_lock; /* the watcher and pbx__watch_settle: read the count and set
+                                   the level as one step, so neither undoes the other */
+    int efd;
+    int32_t pid; /* the process the thread runs in */
+    int stop;
+    int readable; /* the eventfd's level, under level_lock */
+};
+
+/* Under level_lock: make the level what the mailbox says now. */
+static void level_update(struct pbx_watcher *w)
+{
+    struct pbx_header *h = w->m->h;
+    int want = PBX_LOAD(&h->removed) || pbx__listen_visible(w->m);
+    if (want != w->readable) {
+        pbx__os_eventfd_level(w->efd, want);
+        w->readable = want;
+    }
+}
+
+#define WATCH_SLICE_NS 1000000000ull /* the watcher re-reads the count at least this often */
+
+uint64_t pbx__peer_check(uint64_t ident, int32_t signo, int32_t value)
+{
+    uint64_t x = ident ^ ((uint64_t) (uint32_t) signo << 32 | (uint32_t) value);
+    x ^= 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return (x ^ (x >> 31)) | 1;
+}
+
+static int lock_both(struct pbx_shm *m)
+{
+    int err = pbx__send_lock(m);
+    if (err)
+        return err;
+    if ((err = pbx__recv_lock(m)))
+        pbx__send_unlock(m);
+    return err;
+}
+
+static void unlock_both(struct pbx_shm *m)
+{
+    pbx__recv_unlock(m);
+    pbx__send_unlock(m);
+}
+
+static void count_down(uint32_t *count)
+{
+    uint32_t v = PBX_LOAD(count);
+    while (v &&
+           !__atomic_compare_exchange_n(count, &v, v - 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+        ;
+}
+
+/* Before a registration is added: the empty mark starts to matter (LISTENERS in listen.c).
+ * Both locks held. Messages already queued are not announced. */
+static void listeners_about_to_start(struct pbx_shm *m)
+{
+    if (!pbx__listening(m))
+        (void) pbx__listen_recount(m);
+}
+
+/* End the entry's registrations. No lock is needed to end one (LISTENERS in listen.c): only the
+ * count's rise from zero must happen under both locks, when the empty mark is set afresh; while
+ * it falls, the mark is kept, and once it is zero nobody relies on it. */
+static void clear_listening(struct pbx_shm *m, struct pbx_peer_entry *p)
+{
+    if (PBX_LOAD(&p->signo)) {
+        PBX_STORE(&p->check, 0);
+        PBX_STORE(&p->signo, 0);
+        PBX_STORE(&p->value, 0);
+        count_down(&m->h->notifiers);
+    }
+    if (PBX_LOAD(&p->watch)) {
+        PBX_STORE(&p->watch, 0);
+        count_down(&m->h->watchers);
+    }
+}
+
+/* Free an entry whose registrations are gone. */
+static void entry_free(struct pbx_peer_entry *p, uint64_t ident)
+{
+    PBX_STORE(&p->roles, 0);
+    PBX_STORE(&p->since_ns, 0);
+    __atomic_compare_exchange_n(&p->ident, &ident, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}
+
+int pbx__peers_prune(struct pbx_shm *m)
+{
+    struct pbx_header *h = m->h;
+    int n = 0;
+    for (unsigned i = 0; i < PBX_PEERS; i++) {
+        struct pbx_peer_entry *p = &h->peers[i];
+        uint64_t ident = PBX_ACQUIRE(&p->ident);
+        if (!ident || pbx__os_ident_alive(ident))
+            continue;
+        /* Only one pruner ends the registrations: the one that takes the entry from ident to a
+         * value no live process has (ident | 1 << 31 cannot name a thread: ids are 30 bits). */
+        uint64_t dying = ident | 0x80000000ull;
+        if (!__atomic_compare_exchange_n(&p->ident, &ident, dying, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_RELAXED))
+            continue;
+        clear_listening(m, p);
+        entry_free(p, dying);
+        n++;
+    }
+    return n;
+}
+
+void pbx__peer_join(struct pbx_shm *m)
+{
+    struct pbx_header *h = m->h;
+    const uint64_t me = pbx__os_proc_ident();
+    const int32_t pid = pbx__os_self()->pid;
+    PBX_STORE(&m->peer, -1);
+    PBX_STORE(&m->peer_pid, pid);
+    PBX_STORE(&m->roles, (uint32_t) PBX_PEER_OPENED);
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0; i < PBX_PEERS; i++) {
+            unsigned k = ((unsigned) pid + i) % PBX_PEERS;
+            struct pbx_peer_entry *p = &h->peers[k];
+            uint64_t zero = 0;
+            if (PBX_LOAD(&p->ident) == 0 &&
+                __atomic_compare_exchange_n(&p->ident, &zero, me, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_RELAXED)) {
+                PBX_STORE(&p->since_ns, pbx__os_real_coarse_ns());
+                PBX_STORE(&p->roles, (uint32_t) PBX_PEER_OPENED);
+                PBX_STORE(&m->peer, (int) k);
+                return;
+            }
+        }
+        if (pbx__peers_prune(m) == 0)
+            return; /* full of live peers: this handle goes unlisted */
+    }
+}
+
+void pbx__peer_touch(struct pbx_shm *m, uint32_t role)
+{
+    if (PBX_LOAD(&m->peer_pid) != pbx__os_self()->pid)
+        pbx__peer_join(m); /* a fork()ed child using an inherited handle */
+    int peer = PBX_LOAD(&m->peer);
+    if (peer >= 0 && role)
+        __atomic_fetch_or(&m->h->peers[peer].roles, role, __ATOMIC_RELAXED);
+    __atomic_fetch_or(&m->roles, role, __ATOMIC_RELAXED);
+}
+
+/* This handle's entry, claimed now if need be; NULL when the table is full. */
+static struct pbx_peer_entry *own_entry(struct pbx_shm *m)
+{
+    if (PBX_LOAD(&m->peer_pid) != pbx__os_self()->pid || PBX_LOAD(&m->peer) < 0)
+        pbx__peer_join(m);
+    int peer = PBX_LOAD(&m->peer);
+    if (peer < 0)
+        return NULL;
+    struct pbx_peer_entry *p = &m->h->peers[peer];
+    /* Pruned by mistake (a damaged word), or damaged: claim another. */
+    if (PBX_LOAD(&p->ident) != pbx__os_proc_ident()) {
+        pbx__peer_join(m);
+        if ((peer = PBX_LOAD(&m->peer)) < 0)
+            return NULL;
+        p = &m->h->peers[peer];
+    }
+    return p;
+}
+
+int pbx__shm_notify(void *state, int signo, int value)
+{
+    struct pbx_shm *m = state;
+    if (PBX_LOAD(&m->h->removed))
+        return -EIDRM;
+    struct pbx_peer_entry *p = own_entry(m);
+    if (!p)
+        return signo ? -EUSERS : 0;
+    int err = lock_both(m);
+    if (err)
+        return err;
+    if (signo) {
+        if (!PBX_LOAD(&p->signo)) {
+            listeners_about_to_start(m);
+            __atomic_add_fetch(&m->h->notifiers, 1, __ATOMIC_SEQ_CST);
+        }
+        /* The check word last: a sender that reads the entry meanwhile finds no match. */
+        PBX_STORE(&p->check, 0);
+        PBX_STORE(&p->value, value);
+        PBX_STORE(&p->signo, signo);
+        PBX_RELEASE(&p->check, pbx__peer_check(PBX_LOAD(&p->ident), signo, value));
+    } else if (PBX_LOAD(&p->signo)) {
+        PBX_STORE(&p->check, 0);
+        PBX_STORE(&p->signo, 0);
+        PBX_STORE(&p->value, 0);
+        count_down(&m->h->notifiers);
+    }
+    unlock_both(m);
+    return 0;
+}
+
+static void *watch_main(void *arg)
+{
+    struct pbx_watcher *w = arg;
+    struct pbx_header *h = w->m->h;
+    while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
+        /* EVENTS order (listen.c): the word first, then the count it guards. */
+        uint32_t seq = __atomic_load_n(&h->listen.edge_seq, __ATOMIC_SEQ_CST);
+        pthread_mutex_lock(&w->level_lock);
+        level_update(w);
+        pthread_mutex_unlock(&w->level_lock);
+        pbx__os_futex_wait(&h->listen.edge_seq, seq, pbx__os_mono_ns() + WATCH_SLICE_NS);
+    }
+    return NULL;
+}
+
+int pbx__shm_fd(void *state)
+{
+    struct pbx_shm *m = state;
+    int32_t pid = pbx__os_self()->pid;
+    pthread_mutex_lock(&m->reg_lock);
+    struct pbx_watcher *w = m->watcher;
+    int err = 0;
+    if (w && w->pid == pid) {
+        err = w->efd;
+        goto out;
+    }
+    if (w) {
+        /* Inherited through fork(): the thread stayed with the parent. */
+        close(w->efd);
+        free(w);
+        m->watcher = NULL;
+    }
+    if (PBX_LOAD(&m->h->removed)) {
+        err = -EIDRM;
+        goto out;
+    }
+    struct pbx_peer_entry *p = own_entry(m);
+    if (!p) {
+        err = -EUSERS;
+        goto out;
+    }
+    if (!(w = calloc(1, sizeof(*w)))) {
+        err = -ENOMEM;
+        goto out;
+    }
+    w->m = m;
+    w->pid = pid;
+    pthread_mutex_init(&w->level_lock, NULL);
+    if ((w->efd = pbx__os_eventfd()) < 0) {
+        err = w->efd;
+        goto free_w;
+    }
+    if ((err = lock_both(m)))
+        goto close_fd;
+    if (!PBX_LOAD(&p->watch)) {
+        listeners_about_to_start(m);
+        PBX_STORE(&p->watch, 1u);
+        __atomic_add_fetch(&m->h->watchers, 1, __ATOMIC_SEQ_CST);
+    }
+    unlock_both(m);
+    if ((err = pbx__os_thread_start(&w->thread, watch_main, w)))
+        goto unregister;
+    __atomic_store_n(&m->watcher, w, __ATOMIC_RELEASE);
+    err = w->efd;
+    goto out;
+
+unregister:
+    if (lock_both(m) == 0) {
+        if (PBX_LOAD(&p->watch)) {
+            PBX_STORE(&p->watch, 0u);
+            count_down(&m->h->watchers);
+        }
+        unlock_both(m);
+    }
+close_fd:
+    close(w->efd);
+free_w:
+    pthread_mutex_destroy(&w->level_lock);
+    free(w);
+out:
+    pthread_mutex_unlock(&m->reg_lock);
+    return err;
+}
+
+void pbx__watch_settle(struct pbx_shm *m)
+{
+    struct pbx_watcher *w = __atomic_load_n(&m->watcher, __ATOMIC_ACQUIRE);
+    if (!w || w->pid != pbx__os_self()->pid)
+        return;
+    /* The same step as the watcher's, so the level is right when this returns (unless a
+     * message arrives meanwhile, whose edge wakes the watcher). */
+    pthread_mutex_lock(&w->level_lock);
+    level_update(w);
+    pthread_mutex_unlock(&w->level_lock);
+}
+
+void pbx__peer_leave(struct pbx_shm *m)
+{
+    int32_t pid = pbx__os_self()->pid;
+    struct pbx_watcher *w = m->watcher;
+    if (w) {
+        if (w->pid == pid) {
+            __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+            pbx__listen_wake_watchers(m);
+            pthread_join(w->thread, NULL);
+            pthread_mutex_destroy(&w->level_lock);
+        }
+        close(w->efd);
+        free(w);
+        m->watcher = NULL;
+    }
+    if (m->peer < 0 || m->peer_pid != pid)
+        return;
+    struct pbx_peer_entry *p = &m->h->peers[m->peer];
+    uint64_t me = pbx__os_proc_ident();
+    if (PBX_LOAD(&p->ident) != me)
+        return;
+    clear_listening(m, p);
+    entry_free(p, me);
+    m->peer = -1;
+}
+
+ssize_t pbx__shm_peers(void *state, struct pbx_peer *out, size_t cap)
+{
+    struct pbx_shm *m = state;
+    pbx__peers_prune(m);
+    struct {
+        uint64_t ident;
+        struct pbx_peer p;
+    } acc[PBX_PEERS];
+    size_t n = 0;
+    for (unsigned i = 0; i < PBX_PEERS; i++) {
+        const struct pbx_peer_entry *e = &m->h->peers[i];
+        uint64_t ident = PBX_ACQUIRE(&e->ident);
+        int32_t pid = PBX_IDENT_TID(ident);
+        if (!ident || pid <= 0)
+            continue;
+        int32_t signo = PBX_LOAD(&e->signo);
+        uint32_t roles =
+            PBX_LOAD(&e->roles) & (PBX_PEER_OPENED | PBX_PEER_SENT | PBX_PEER_RECEIVED);
+        roles |= (signo ? PBX_PEER_NOTIFY : 0) | (PBX_LOAD(&e->watch) ? PBX_PEER_WATCH : 0);
+        int64_t since = PBX_LOAD(&e->since_ns);
+        size_t k = 0;
+        while (k < n && acc[k].ident != ident)
+            k++;
+        if (k == n) {
+            memset(&acc[n], 0, sizeof(acc[n]));
+            acc[n].ident = ident;
+            acc[n].p.pid = pid;
+            acc[n].p.since = since;
+            n++;
+        }
+        struct pbx_peer *p = &acc[k].p;
+        p->roles |= roles;
+        p->handles++;
+        if (since && (!p->since || since < p->since))
+            p->since = since;
+        if (signo && !p->notify_signo)
+            p->notify_signo = signo;
+    }
+    for (size_t k = 0; k < n && k < cap; k++)
+        out[k] = acc[k].p;
+    return (ssize_t) n;
+}
