@@ -89,6 +89,9 @@ int pbx__os_futex_wake(uint32_t *addr, int n);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t pbx__os_mono_ns(void);
+/* CLOCK_MONOTONIC at the coarse (tick) resolution: never ahead of pbx__os_mono_ns(), behind by
+ * at most a tick, and cheaper to read. For time slices, never for deadlines. */
+uint64_t pbx__os_mono_coarse_ns(void);
 /* CLOCK_REALTIME in nanoseconds since the Epoch, at the coarse (tick) resolution that the
  * vDSO serves without a system call. */
 int64_t pbx__os_real_coarse_ns(void);

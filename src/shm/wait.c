@@ -83,7 +83,10 @@ int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t
 {
     if (pbx__os_sig_caught_pending(g))
         return -EINTR;
-    uint64_t now = pbx__os_mono_ns();
+    /* The coarse clock is enough to place the end of a slice; a deadline the coarse clock has
+     * not reached yet but the real one has is caught by the futex wait, which is given the
+     * deadline itself and returns -ETIMEDOUT at once. */
+    uint64_t now = pbx__os_mono_coarse_ns();
     if (deadline_ns && now >= deadline_ns)
         return -ETIMEDOUT;
     uint64_t until = now + slice_ns;
