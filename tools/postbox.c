@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pwd.h>
 #include <signal.h>
@@ -16,11 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
 const char *cli_command = "";
 volatile int cli_stop;
+unsigned cli_closed_fds;
 
 static const char top_help[] =
     "Usage: postbox COMMAND [OPTIONS] [ARGS]\n"
@@ -373,8 +376,28 @@ static const struct {
     {"stat", cmd_stat},     {"rm", cmd_rm},     {"watch", cmd_watch}, {"peers", cmd_peers},
 };
 
+/* A closed standard descriptor would be taken by the next open(): a mailbox's descriptor on
+ * fd 0 would be read as the message, one on fd 1 written to. Fill each with /dev/null and
+ * remember it, so that send and recv can refuse instead. */
+static void guard_standard_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (n < 0)
+            _exit(EXIT_FAIL); /* nothing safe to do, nowhere to say it */
+        if (n != fd) {
+            dup2(n, fd);
+            close(n);
+        }
+        cli_closed_fds |= 1u << fd;
+    }
+}
+
 int main(int argc, char **argv)
 {
+    guard_standard_fds();
     if (argc < 2)
         return cli_usage("no command given");
     const char *cmd = argv[1];

@@ -483,6 +483,62 @@ case_claim_and_peers() {
     out_is "[]"
 }
 
+# stat_msgs NAME: how many messages NAME holds now.
+stat_msgs() {
+    "$pb" stat --json "$1" >"$T/st" || fail "stat $1 failed"
+    json "$T/st" msgs
+}
+
+case_follow_ends_when_reader_goes() {
+    "$pb" create q || fail "create"
+    "$pb" send q first || fail "send"
+    # The reader takes one line and goes; recv, waiting for more, must notice and end at once
+    # (killed by SIGPIPE, as a write would have it), not at the next message.
+    { "$pb" recv --lines --follow q; echo $? >"$T/rc"; } | head -n 1 >"$T/head" &
+    pids="$pids $!"
+    wait_for test -s "$T/rc"
+    [ "$(cat "$T/rc")" = 141 ] || fail "recv --follow ended with $(cat "$T/rc"), expected 141"
+    [ "$(cat "$T/head")" = first ] || fail "head read $(cat "$T/head")"
+    { "$pb" recv --claim --lines --follow q; echo $? >"$T/rc2"; } | head -n 1 >/dev/null &
+    pids="$pids $!"
+    "$pb" send q second || fail "send"
+    wait_for test -s "$T/rc2"
+    [ "$(cat "$T/rc2")" = 141 ] || fail "recv --claim --follow ended with $(cat "$T/rc2")"
+    # -n takes exactly COUNT messages, whatever the reader does.
+    for m in a b c; do "$pb" send q "$m" || fail "send $m"; done
+    "$pb" recv --lines -n 1 q | head -n 1 >"$T/head"
+    [ "$(cat "$T/head")" = a ] || fail "recv -n 1 gave $(cat "$T/head")"
+    [ "$(stat_msgs q)" = 2 ] || fail "recv -n 1 took more than one message"
+}
+
+case_closed_standard_fds() {
+    "$pb" create q || fail "create"
+    "$pb" send q kept || fail "send"
+    "$pb" recv q >&- 2>"$T/err"
+    rc=$?
+    expect 3 "postbox: q: standard output is closed"
+    [ "$(stat_msgs q)" = 1 ] || fail "recv with stdout closed took the message"
+    "$pb" send q <&- >"$T/out" 2>"$T/err"
+    rc=$?
+    expect 3 "postbox: q: standard input is closed (give DATA, or redirect it)"
+    "$pb" send q data <&- >"$T/out" 2>"$T/err"
+    rc=$?
+    expect 0
+    [ "$(stat_msgs q)" = 2 ] || fail "send DATA with stdin closed did not send"
+    run "$pb" recv --lines -n 2 q
+    expect 0
+    printf 'kept\ndata\n' >"$T/want"
+    cmp -s "$T/want" "$T/out" || fail "recv: $(cat "$T/out")"
+}
+
+case_send_lines_too_long() {
+    "$pb" create s --max-bytes 4K || fail "create"
+    { echo one; head -c 5000 /dev/zero | tr '\0' x; echo; echo three; } >"$T/in"
+    run "$pb" send --lines s <"$T/in"
+    expect 3 "postbox: s: line 2: message is larger than the mailbox's max_msg_size (5000 bytes; at most 4096); the lines before it were sent"
+    [ "$(stat_msgs s)" = 1 ] || fail "expected only line 1 sent"
+}
+
 command -v "case_$case_name" >/dev/null 2>&1 || { echo "cli.sh: no case $case_name" >&2; exit 2; }
 "case_$case_name"
 echo "ok: $case_name"
