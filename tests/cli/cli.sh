@@ -539,6 +539,53 @@ case_send_lines_too_long() {
     [ "$(stat_msgs s)" = 1 ] || fail "expected only line 1 sent"
 }
 
+case_hostile_names() {
+    "$pb" create good || fail "create"
+    : >"$POSTBOX_DIR/pbx.a
+b" || fail "touch"
+    : >"$POSTBOX_DIR/pbx.pbx.*" || fail "touch"
+    : >"$POSTBOX_DIR/pbx.$(printf '\377')" || fail "touch"
+    run "$pb" ls --names
+    [ "$rc" = 0 ] || fail "ls --names: exit $rc"
+    out_is good
+    # One escaped line per foreign file, nothing raw.
+    [ "$(wc -l <"$T/err")" = 3 ] || fail "ls --names stderr: $(cat "$T/err")"
+    grep -qx 'postbox: pbx\.a\\nb: not a valid mailbox name (skipped)' "$T/err" || fail "no escaped newline: $(cat "$T/err")"
+    grep -qx 'postbox: pbx\.\\xff: not a valid mailbox name (skipped)' "$T/err" || fail "no escaped byte: $(cat "$T/err")"
+    run "$pb" ls --json
+    [ "$rc" = 0 ] || fail "ls --json: exit $rc"
+    [ "$(json "$T/out" 0.name)" = good ] || fail "ls --json: $(cat "$T/out")"
+    [ "$(wc -l <"$T/err")" = 3 ] || fail "ls --json stderr: $(cat "$T/err")"
+}
+
+case_stat_json_binary_spool_name() {
+    d=$T/spools
+    mkdir "$d" || fail "mkdir"
+    sp="spool:$d/s$(printf '\377')"
+    run "$pb" create "$sp"
+    [ "$rc" = 0 ] || { [ "$rc" = 3 ] && grep -q 'not supported' "$T/err" && exit 77; fail "create spool: $(cat "$T/err")"; }
+    "$pb" stat --json "$sp" >"$T/st" || fail "stat"
+    want=$(printf '%s' "$sp" | base64 | tr -d '\n')
+    [ "$(json "$T/st" name_base64)" = "$want" ] || fail "name_base64: $(cat "$T/st")"
+    grep -q '"name":' "$T/st" && fail "both name and name_base64: $(cat "$T/st")"
+    "$pb" create "spool:$d/plain" || fail "create plain spool"
+    "$pb" stat --json "spool:$d/plain" >"$T/st" || fail "stat plain"
+    [ "$(json "$T/st" name)" = "spool:$d/plain" ] || fail "name: $(cat "$T/st")"
+}
+
+case_create_limits() {
+    run "$pb" create x --max-msgs 0
+    expect 2 "postbox create: bad value '0' for --max-msgs: from 1 to 16777216 (16M); try 'postbox create --help'"
+    run "$pb" create x --max-msgs 17M
+    expect 2 "postbox create: bad value '17M' for --max-msgs: from 1 to 16777216 (16M); try 'postbox create --help'"
+    run "$pb" create x --max-bytes 0
+    expect 2 "postbox create: bad value '0' for --max-bytes: at least 1; try 'postbox create --help'"
+    run "$pb" create x --max-bytes 1K --max-msg-size 2K
+    expect 2 "postbox create: --max-msg-size 2048 is larger than --max-bytes 1024; try 'postbox create --help'"
+    run "$pb" create x --max-msgs 16M --max-bytes 16M
+    expect 0
+}
+
 command -v "case_$case_name" >/dev/null 2>&1 || { echo "cli.sh: no case $case_name" >&2; exit 2; }
 "case_$case_name"
 echo "ok: $case_name"
