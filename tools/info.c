@@ -202,7 +202,7 @@ int cmd_create(int argc, char **argv)
             fputs(create_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (argc - optind < 1)
@@ -516,7 +516,7 @@ int cmd_ls(int argc, char **argv)
             fputs(ls_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (optind < argc)
@@ -596,7 +596,7 @@ int cmd_stat(int argc, char **argv)
             fputs(stat_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (argc - optind != 1)
@@ -665,7 +665,7 @@ int cmd_rm(int argc, char **argv)
             fputs(rm_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (optind == argc)
@@ -765,7 +765,7 @@ int cmd_watch(int argc, char **argv)
             fputs(watch_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (optind == argc)
@@ -856,7 +856,7 @@ int cmd_peers(int argc, char **argv)
             fputs(peers_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (argc - optind < 1)

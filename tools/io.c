@@ -201,7 +201,7 @@ int cmd_send(int argc, char **argv)
             fputs(send_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     int npos = argc - optind;
@@ -466,7 +466,7 @@ int cmd_recv(int argc, char **argv)
             fputs(recv_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (argc - optind < 1)

@@ -70,7 +70,7 @@ int cli_fail(const char *name, int err)
     if (err == -EINVAL && strncmp(name, "spool:", 6) != 0 && strchr(name, '/') == NULL &&
         cli_command && (!strcmp(cli_command, "create") || !strcmp(cli_command, "rm")))
         why = "invalid mailbox name (1-200 characters of A-Z a-z 0-9 . _ -)";
-    fprintf(stderr, "postbox: %s: %s\n", name, why);
+    fprintf(stderr, "postbox: %s: %s\n", *name ? name : "''", why);
     return err == -ENOMSG || err == -EAGAIN || err == -ETIMEDOUT ? EXIT_NOMSG : EXIT_FAIL;
 }
 
@@ -78,20 +78,34 @@ int cli_failf(const char *name, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "postbox: %s: ", name);
+    fprintf(stderr, "postbox: %s: ", *name ? name : "''"); /* an empty name, visibly */
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
     return EXIT_FAIL;
 }
 
-int cli_bad_option(int c, char **argv)
+int cli_bad_option(int c, char **argv, const struct option *opts)
 {
     const char *opt = argv[optind - 1];
     if (c == ':')
         return cli_usage("option '%s' needs a value", opt);
     if (optopt && strncmp(opt, "--", 2) != 0)
         return cli_usage("unknown option '-%c'", optopt);
+    /* getopt_long says '?' for an abbreviation that fits several options too. */
+    if (strncmp(opt, "--", 2) == 0 && opt[2] && opt[2] != '=') {
+        size_t len = strcspn(opt + 2, "="), fits = 0, used = 0;
+        char list[256] = "";
+        for (const struct option *o = opts; o && o->name; o++)
+            if (strncmp(o->name, opt + 2, len) == 0 && used < sizeof list) {
+                int w =
+                    snprintf(list + used, sizeof list - used, "%s--%s", fits ? ", " : "", o->name);
+                used += w > 0 ? (size_t) w : 0;
+                fits++;
+            }
+        if (fits > 1)
+            return cli_usage("ambiguous option '%.*s' (%s)", (int) len + 2, opt, list);
+    }
     return cli_usage("unknown option '%s'", opt);
 }
 

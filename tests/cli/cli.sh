@@ -586,6 +586,22 @@ case_create_limits() {
     expect 0
 }
 
+case_ambiguous_option_and_empty_name() {
+    run "$pb" create x --max 5
+    expect 2 "postbox create: ambiguous option '--max' (--max-bytes, --max-msgs, --max-msg-size); try 'postbox create --help'"
+    run "$pb" create x --maxi 5
+    expect 2 "postbox create: unknown option '--maxi'; try 'postbox create --help'"
+    run "$pb" send "" x
+    [ "$rc" = 3 ] || fail "send to '': exit $rc"
+    grep -q "^postbox: '': " "$T/err" || fail "empty name not quoted: $(cat "$T/err")"
+    "$pb" create q || fail "create"
+    run "$pb" send q -- -5
+    expect 0
+    run "$pb" recv --lines q
+    expect 0
+    out_is -5
+}
+
 command -v "case_$case_name" >/dev/null 2>&1 || { echo "cli.sh: no case $case_name" >&2; exit 2; }
 "case_$case_name"
 echo "ok: $case_name"
