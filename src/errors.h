@@ -24,7 +24,7 @@
     X(EINTR, "interrupted by a signal handler")                                                    \
     X(EBADMSG, "not a postbox mailbox, or its shared state is damaged")                            \
     X(EPROTO, "mailbox was made by an incompatible version of postbox")                            \
-    X(EOPNOTSUPP, "not supported by this version of postbox")                                      \
+    X(EOPNOTSUPP, "not supported for this kind of mailbox, or by this version of postbox")         \
     X(EDEADLK, "re-entered from a signal handler while this thread held the mailbox")              \
     X(ENOSPC, "no space left to create the mailbox (is /dev/shm or the disk full?)")               \
     X(ENOMEM, "out of memory")                                                                     \

@@ -82,7 +82,13 @@ int cmd_peers(int argc, char **argv);
 extern volatile int cli_stop;
 void cli_catch_stop_signals(void);
 
-/* Report an option getopt_long rejected ('?' or ':'); returns EXIT_USAGE. */
-int cli_bad_option(int c, char **argv);
+/* Which of the standard descriptors 0, 1, 2 were closed when postbox started (bit fd): each
+ * was then opened onto /dev/null, so that no mailbox descriptor can land there. */
+extern unsigned cli_closed_fds;
+
+/* Report an option getopt_long rejected ('?' or ':'): a missing value, an unknown option, or
+ * an abbreviation that fits more than one of opts; returns EXIT_USAGE. */
+struct option;
+int cli_bad_option(int c, char **argv, const struct option *opts);
 
 #endif

@@ -9,6 +9,7 @@
  * unchanged, so it works for every transport the library knows (spool:PATH included).
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -161,6 +162,7 @@ int cmd_create(int argc, char **argv)
     pbx_options_init(&o);
     int c, r, given = 0, flags = PBX_CREATE;
     uint64_t v;
+    const char *msgs_arg = "";
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
@@ -174,6 +176,7 @@ int cmd_create(int argc, char **argv)
             if ((r = cli_parse_size("--max-msgs", optarg, UINT32_MAX, &v)))
                 return r;
             o.max_msgs = (uint32_t) v;
+            msgs_arg = optarg;
             given |= GIVEN_MSGS;
             break;
         case 'S':
@@ -199,7 +202,7 @@ int cmd_create(int argc, char **argv)
             fputs(create_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (argc - optind < 1)
@@ -210,6 +213,10 @@ int cmd_create(int argc, char **argv)
     /* A small mailbox gets a matching largest message rather than an error. */
     if ((given & (GIVEN_BYTES | GIVEN_SIZE)) == GIVEN_BYTES && o.max_msg_size > o.max_bytes)
         o.max_msg_size = (uint32_t) o.max_bytes;
+    if ((given & GIVEN_MSGS) && (o.max_msgs < 1 || o.max_msgs > 16777216))
+        return cli_usage("bad value '%s' for --max-msgs: from 1 to 16777216 (16M)", msgs_arg);
+    if ((given & GIVEN_BYTES) && o.max_bytes < 1)
+        return cli_usage("bad value '0' for --max-bytes: at least 1");
     if (o.max_msg_size > o.max_bytes)
         return cli_usage("--max-msg-size %u is larger than --max-bytes %llu", o.max_msg_size,
                          (unsigned long long) o.max_bytes);
@@ -249,8 +256,15 @@ static void stat_json(FILE *f, const char *name, const struct pbx_stat *st, long
     char key[32], user[64];
     cli_sysv_key(name, key, sizeof key);
     cli_user_name(st->uid, user, sizeof user);
-    fputs("{\"name\":", f);
-    cli_json_string(f, name, strlen(name));
+    /* A spool's path may be any bytes: not valid UTF-8, it goes out as base64 (as recv --json
+     * does with payloads), so that the output stays valid JSON. */
+    if (cli_utf8_valid((const unsigned char *) name, strlen(name))) {
+        fputs("{\"name\":", f);
+        cli_json_string(f, name, strlen(name));
+    } else {
+        fputs("{\"name_base64\":", f);
+        cli_base64(f, (const unsigned char *) name, strlen(name));
+    }
     fputs(",\"key\":", f);
     cli_json_string(f, key, strlen(key));
     fputs(",\"owner\":", f);
@@ -311,7 +325,44 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/* The names of the files pbx.NAME in the mailbox directory, sorted. */
+/* Whether s is a name a shared-memory mailbox can have: 1 to PBX_NAME_MAX characters of
+ * A-Z a-z 0-9 . _ -, and not . or .. (the library's rule). */
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > PBX_NAME_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char) *s) && *s != '.' && *s != '_' && *s != '-')
+            return 0;
+    return 1;
+}
+
+/* s on stderr with every byte outside printable ASCII (and the backslash) escaped: \n, \t,
+ * \\, \xff. Anyone can make files in the mailbox directory; their names must not be able to
+ * forge or split our lines. At most 300 bytes of s are shown. */
+static void put_escaped(FILE *f, const char *s)
+{
+    size_t i = 0;
+    for (; s[i] && i < 300; i++) {
+        unsigned char c = (unsigned char) s[i];
+        if (c == '\\')
+            fputs("\\\\", f);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c < 0x20 || c >= 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+    }
+    if (s[i])
+        fputs("...", f);
+}
+
+/* The names of the files pbx.NAME in the mailbox directory, sorted. A file whose NAME is not
+ * a valid mailbox name is reported on stderr (escaped) and left out. */
 static int list_names(char ***out, size_t *count)
 {
     const char *dir = mailbox_dir();
@@ -324,6 +375,12 @@ static int list_names(char ***out, size_t *count)
     while ((e = readdir(d)) != NULL) {
         if (strncmp(e->d_name, "pbx.", 4) != 0 || e->d_name[4] == '\0')
             continue;
+        if (!valid_name(e->d_name + 4)) {
+            fputs("postbox: ", stderr);
+            put_escaped(stderr, e->d_name);
+            fputs(": not a valid mailbox name (skipped)\n", stderr);
+            continue;
+        }
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
             char **more = realloc(names, cap * sizeof *names);
@@ -459,7 +516,7 @@ int cmd_ls(int argc, char **argv)
             fputs(ls_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (optind < argc)
@@ -539,7 +596,7 @@ int cmd_stat(int argc, char **argv)
             fputs(stat_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (argc - optind != 1)
@@ -608,7 +665,7 @@ int cmd_rm(int argc, char **argv)
             fputs(rm_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (optind == argc)
@@ -708,7 +765,7 @@ int cmd_watch(int argc, char **argv)
             fputs(watch_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (optind == argc)
@@ -799,7 +856,7 @@ int cmd_peers(int argc, char **argv)
             fputs(peers_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (argc - optind < 1)

@@ -13,11 +13,13 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
 #include <getopt.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -115,12 +117,21 @@ static int send_lines(const char *name, pbx_t *q, long type, int flags,
         int r = send_one(q, type, line, (size_t) n, flags, timeout);
         if (r == -ENOBUFS) {
             dropped++;
-        } else if (r < 0) {
+        } else if (r == -EMSGSIZE) {
             struct pbx_stat st;
-            pbx_stat(q, &st);
-            status = send_failed(name, r, (size_t) n, st.max_msg_size);
-            if (r == -EMSGSIZE)
-                fprintf(stderr, "postbox: %s: stopped at line %llu\n", name, lines);
+            if (pbx_stat(q, &st) < 0)
+                status = cli_failf(name,
+                                   "line %llu: %s (%zd bytes); the lines before it were "
+                                   "sent",
+                                   lines, pbx_strerror(r), n);
+            else
+                status = cli_failf(name,
+                                   "line %llu: %s (%zd bytes; at most %u); the lines before it "
+                                   "were sent",
+                                   lines, pbx_strerror(r), n, st.max_msg_size);
+            break;
+        } else if (r < 0) {
+            status = send_failed(name, r, (size_t) n, 0);
             break;
         }
     }
@@ -190,7 +201,7 @@ int cmd_send(int argc, char **argv)
             fputs(send_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     int npos = argc - optind;
@@ -203,6 +214,8 @@ int cmd_send(int argc, char **argv)
     if (lines && npos == 2)
         return cli_usage("--lines reads standard input; give no DATA");
     const char *name = argv[optind];
+    if (npos == 1 && (cli_closed_fds & 1))
+        return cli_failf(name, "standard input is closed (give DATA, or redirect it)");
 
     pbx_t *q;
     if ((r = cli_open(name, &q)))
@@ -252,8 +265,17 @@ struct recv_args {
     int flags;
     const struct timespec *timeout;
     int follow, json, lines, show_type, claim;
+    int out_pipe;      /* standard output is a pipe or socket: watch for its reader going away */
     uint64_t claim_id; /* the claim of the message just received (--claim) */
 };
+
+/* Whether the reader of standard output has gone away: a pipe whose reader closed it reports
+ * POLLERR on the write end, a socket POLLHUP. Nothing is asked for, so nothing else shows. */
+static int reader_gone(void)
+{
+    struct pollfd p = {.fd = 1, .events = 0};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLERR | POLLHUP));
+}
 
 /* A claim that waits: pbx_claim() has no timeout, so wait for the mailbox's descriptor to be
  * readable (at most the time left, and a second at a time so that SIGTERM ends --follow), then
@@ -281,14 +303,23 @@ static ssize_t claim_waiting(pbx_t *q, struct recv_args *a, char *buf, size_t ca
             if (left < slice)
                 slice = left;
         }
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, (int) (slice / 1000000) + 1) > 0)
-            usleep(1000); /* readable, but perhaps not for our type: do not spin */
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = 1, .events = 0}};
+        if (poll(p, a->out_pipe ? 2 : 1, (int) (slice / 1000000) + 1) > 0) {
+            if (a->out_pipe && (p[1].revents & (POLLERR | POLLHUP))) {
+                errno = EPIPE;
+                return -EPIPE;
+            }
+            if (p[0].revents)
+                usleep(1000); /* readable, but perhaps not for our type: do not spin */
+        }
     }
 }
 
 /* Wait for a message in slices of at most a second, so that a SIGINT or SIGTERM that lands
- * just before the receive goes to sleep still ends --follow within a second. */
+ * just before the receive goes to sleep still ends --follow within a second. When standard
+ * output is a pipe, the slices are a tenth of a second and the pipe is looked at between
+ * them, so that --follow ends soon after its reader goes away (rather than at the next
+ * message, which would then be lost). */
 static ssize_t recv_waiting(pbx_t *q, const struct recv_args *a, char *buf, size_t cap, long *type)
 {
     int64_t deadline = 0;
@@ -297,7 +328,11 @@ static ssize_t recv_waiting(pbx_t *q, const struct recv_args *a, char *buf, size
     for (;;) {
         if (cli_stop)
             return -EINTR;
-        int64_t slice = 1000000000;
+        if (a->out_pipe && reader_gone()) {
+            errno = EPIPE;
+            return -EPIPE;
+        }
+        int64_t slice = a->out_pipe ? 100000000 : 1000000000;
         if (a->timeout) {
             int64_t left = deadline - cli_now_mono();
             if (left <= 0)
@@ -431,7 +466,7 @@ int cmd_recv(int argc, char **argv)
             fputs(recv_help, stdout);
             return EXIT_DONE;
         default:
-            return cli_bad_option(c, argv);
+            return cli_bad_option(c, argv, opts);
         }
     }
     if (argc - optind < 1)
@@ -453,6 +488,12 @@ int cmd_recv(int argc, char **argv)
         return cli_usage("--json already separates messages and shows types; drop --lines "
                          "and --show-type");
     const char *name = argv[optind];
+    /* Refuse before taking anything: the message would have nowhere to go. */
+    if (cli_closed_fds & 2)
+        return cli_failf(name, "standard output is closed");
+    struct stat out_st;
+    a.out_pipe = a.follow && fstat(1, &out_st) == 0 &&
+                 (S_ISFIFO(out_st.st_mode) || S_ISSOCK(out_st.st_mode));
 
     pbx_t *q;
     if ((r = cli_open(name, &q)))
@@ -478,6 +519,12 @@ int cmd_recv(int argc, char **argv)
         ssize_t n = recv_one(q, &a, buf, cap, &type);
         if (n < 0) {
             if (n == -EPIPE) {
+                /* The reader went away while we waited: end as a write would have, killed
+                 * by SIGPIPE, or, where SIGPIPE is ignored, with the error (exit 3). */
+                if (errno == EPIPE) {
+                    fflush(stdout);
+                    raise(SIGPIPE);
+                }
                 status = cli_failf(name, "writing standard output: %s", strerror(errno));
             } else if (a.follow && (n == -EINTR || ((n == -ENOMSG || n == -ETIMEDOUT) && got))) {
                 status = EXIT_DONE; /* interrupted, or drained: the end of a follow */

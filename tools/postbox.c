@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pwd.h>
 #include <signal.h>
@@ -16,11 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
 const char *cli_command = "";
 volatile int cli_stop;
+unsigned cli_closed_fds;
 
 static const char top_help[] =
     "Usage: postbox COMMAND [OPTIONS] [ARGS]\n"
@@ -67,7 +70,7 @@ int cli_fail(const char *name, int err)
     if (err == -EINVAL && strncmp(name, "spool:", 6) != 0 && strchr(name, '/') == NULL &&
         cli_command && (!strcmp(cli_command, "create") || !strcmp(cli_command, "rm")))
         why = "invalid mailbox name (1-200 characters of A-Z a-z 0-9 . _ -)";
-    fprintf(stderr, "postbox: %s: %s\n", name, why);
+    fprintf(stderr, "postbox: %s: %s\n", *name ? name : "''", why);
     return err == -ENOMSG || err == -EAGAIN || err == -ETIMEDOUT ? EXIT_NOMSG : EXIT_FAIL;
 }
 
@@ -75,20 +78,34 @@ int cli_failf(const char *name, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "postbox: %s: ", name);
+    fprintf(stderr, "postbox: %s: ", *name ? name : "''"); /* an empty name, visibly */
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
     return EXIT_FAIL;
 }
 
-int cli_bad_option(int c, char **argv)
+int cli_bad_option(int c, char **argv, const struct option *opts)
 {
     const char *opt = argv[optind - 1];
     if (c == ':')
         return cli_usage("option '%s' needs a value", opt);
     if (optopt && strncmp(opt, "--", 2) != 0)
         return cli_usage("unknown option '-%c'", optopt);
+    /* getopt_long says '?' for an abbreviation that fits several options too. */
+    if (strncmp(opt, "--", 2) == 0 && opt[2] && opt[2] != '=') {
+        size_t len = strcspn(opt + 2, "="), fits = 0, used = 0;
+        char list[256] = "";
+        for (const struct option *o = opts; o && o->name; o++)
+            if (strncmp(o->name, opt + 2, len) == 0 && used < sizeof list) {
+                int w =
+                    snprintf(list + used, sizeof list - used, "%s--%s", fits ? ", " : "", o->name);
+                used += w > 0 ? (size_t) w : 0;
+                fits++;
+            }
+        if (fits > 1)
+            return cli_usage("ambiguous option '%.*s' (%s)", (int) len + 2, opt, list);
+    }
     return cli_usage("unknown option '%s'", opt);
 }
 
@@ -373,8 +390,28 @@ static const struct {
     {"stat", cmd_stat},     {"rm", cmd_rm},     {"watch", cmd_watch}, {"peers", cmd_peers},
 };
 
+/* A closed standard descriptor would be taken by the next open(): a mailbox's descriptor on
+ * fd 0 would be read as the message, one on fd 1 written to. Fill each with /dev/null and
+ * remember it, so that send and recv can refuse instead. */
+static void guard_standard_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (n < 0)
+            _exit(EXIT_FAIL); /* nothing safe to do, nowhere to say it */
+        if (n != fd) {
+            dup2(n, fd);
+            close(n);
+        }
+        cli_closed_fds |= 1u << fd;
+    }
+}
+
 int main(int argc, char **argv)
 {
+    guard_standard_fds();
     if (argc < 2)
         return cli_usage("no command given");
     const char *cmd = argv[1];

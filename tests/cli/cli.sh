@@ -483,6 +483,125 @@ case_claim_and_peers() {
     out_is "[]"
 }
 
+# stat_msgs NAME: how many messages NAME holds now.
+stat_msgs() {
+    "$pb" stat --json "$1" >"$T/st" || fail "stat $1 failed"
+    json "$T/st" msgs
+}
+
+case_follow_ends_when_reader_goes() {
+    "$pb" create q || fail "create"
+    "$pb" send q first || fail "send"
+    # The reader takes one line and goes; recv, waiting for more, must notice and end at once
+    # (killed by SIGPIPE, as a write would have it), not at the next message.
+    { "$pb" recv --lines --follow q; echo $? >"$T/rc"; } | head -n 1 >"$T/head" &
+    pids="$pids $!"
+    wait_for test -s "$T/rc"
+    [ "$(cat "$T/rc")" = 141 ] || fail "recv --follow ended with $(cat "$T/rc"), expected 141"
+    [ "$(cat "$T/head")" = first ] || fail "head read $(cat "$T/head")"
+    { "$pb" recv --claim --lines --follow q; echo $? >"$T/rc2"; } | head -n 1 >/dev/null &
+    pids="$pids $!"
+    "$pb" send q second || fail "send"
+    wait_for test -s "$T/rc2"
+    [ "$(cat "$T/rc2")" = 141 ] || fail "recv --claim --follow ended with $(cat "$T/rc2")"
+    # -n takes exactly COUNT messages, whatever the reader does.
+    for m in a b c; do "$pb" send q "$m" || fail "send $m"; done
+    "$pb" recv --lines -n 1 q | head -n 1 >"$T/head"
+    [ "$(cat "$T/head")" = a ] || fail "recv -n 1 gave $(cat "$T/head")"
+    [ "$(stat_msgs q)" = 2 ] || fail "recv -n 1 took more than one message"
+}
+
+case_closed_standard_fds() {
+    "$pb" create q || fail "create"
+    "$pb" send q kept || fail "send"
+    "$pb" recv q >&- 2>"$T/err"
+    rc=$?
+    expect 3 "postbox: q: standard output is closed"
+    [ "$(stat_msgs q)" = 1 ] || fail "recv with stdout closed took the message"
+    "$pb" send q <&- >"$T/out" 2>"$T/err"
+    rc=$?
+    expect 3 "postbox: q: standard input is closed (give DATA, or redirect it)"
+    "$pb" send q data <&- >"$T/out" 2>"$T/err"
+    rc=$?
+    expect 0
+    [ "$(stat_msgs q)" = 2 ] || fail "send DATA with stdin closed did not send"
+    run "$pb" recv --lines -n 2 q
+    expect 0
+    printf 'kept\ndata\n' >"$T/want"
+    cmp -s "$T/want" "$T/out" || fail "recv: $(cat "$T/out")"
+}
+
+case_send_lines_too_long() {
+    "$pb" create s --max-bytes 4K || fail "create"
+    { echo one; head -c 5000 /dev/zero | tr '\0' x; echo; echo three; } >"$T/in"
+    run "$pb" send --lines s <"$T/in"
+    expect 3 "postbox: s: line 2: message is larger than the mailbox's max_msg_size (5000 bytes; at most 4096); the lines before it were sent"
+    [ "$(stat_msgs s)" = 1 ] || fail "expected only line 1 sent"
+}
+
+case_hostile_names() {
+    "$pb" create good || fail "create"
+    : >"$POSTBOX_DIR/pbx.a
+b" || fail "touch"
+    : >"$POSTBOX_DIR/pbx.pbx.*" || fail "touch"
+    : >"$POSTBOX_DIR/pbx.$(printf '\377')" || fail "touch"
+    run "$pb" ls --names
+    [ "$rc" = 0 ] || fail "ls --names: exit $rc"
+    out_is good
+    # One escaped line per foreign file, nothing raw.
+    [ "$(wc -l <"$T/err")" = 3 ] || fail "ls --names stderr: $(cat "$T/err")"
+    grep -qx 'postbox: pbx\.a\\nb: not a valid mailbox name (skipped)' "$T/err" || fail "no escaped newline: $(cat "$T/err")"
+    grep -qx 'postbox: pbx\.\\xff: not a valid mailbox name (skipped)' "$T/err" || fail "no escaped byte: $(cat "$T/err")"
+    run "$pb" ls --json
+    [ "$rc" = 0 ] || fail "ls --json: exit $rc"
+    [ "$(json "$T/out" 0.name)" = good ] || fail "ls --json: $(cat "$T/out")"
+    [ "$(wc -l <"$T/err")" = 3 ] || fail "ls --json stderr: $(cat "$T/err")"
+}
+
+case_stat_json_binary_spool_name() {
+    d=$T/spools
+    mkdir "$d" || fail "mkdir"
+    sp="spool:$d/s$(printf '\377')"
+    run "$pb" create "$sp"
+    [ "$rc" = 0 ] || { [ "$rc" = 3 ] && grep -q 'not supported' "$T/err" && exit 77; fail "create spool: $(cat "$T/err")"; }
+    "$pb" stat --json "$sp" >"$T/st" || fail "stat"
+    want=$(printf '%s' "$sp" | base64 | tr -d '\n')
+    [ "$(json "$T/st" name_base64)" = "$want" ] || fail "name_base64: $(cat "$T/st")"
+    grep -q '"name":' "$T/st" && fail "both name and name_base64: $(cat "$T/st")"
+    "$pb" create "spool:$d/plain" || fail "create plain spool"
+    "$pb" stat --json "spool:$d/plain" >"$T/st" || fail "stat plain"
+    [ "$(json "$T/st" name)" = "spool:$d/plain" ] || fail "name: $(cat "$T/st")"
+}
+
+case_create_limits() {
+    run "$pb" create x --max-msgs 0
+    expect 2 "postbox create: bad value '0' for --max-msgs: from 1 to 16777216 (16M); try 'postbox create --help'"
+    run "$pb" create x --max-msgs 17M
+    expect 2 "postbox create: bad value '17M' for --max-msgs: from 1 to 16777216 (16M); try 'postbox create --help'"
+    run "$pb" create x --max-bytes 0
+    expect 2 "postbox create: bad value '0' for --max-bytes: at least 1; try 'postbox create --help'"
+    run "$pb" create x --max-bytes 1K --max-msg-size 2K
+    expect 2 "postbox create: --max-msg-size 2048 is larger than --max-bytes 1024; try 'postbox create --help'"
+    run "$pb" create x --max-msgs 16M --max-bytes 16M
+    expect 0
+}
+
+case_ambiguous_option_and_empty_name() {
+    run "$pb" create x --max 5
+    expect 2 "postbox create: ambiguous option '--max' (--max-bytes, --max-msgs, --max-msg-size); try 'postbox create --help'"
+    run "$pb" create x --maxi 5
+    expect 2 "postbox create: unknown option '--maxi'; try 'postbox create --help'"
+    run "$pb" send "" x
+    [ "$rc" = 3 ] || fail "send to '': exit $rc"
+    grep -q "^postbox: '': " "$T/err" || fail "empty name not quoted: $(cat "$T/err")"
+    "$pb" create q || fail "create"
+    run "$pb" send q -- -5
+    expect 0
+    run "$pb" recv --lines q
+    expect 0
+    out_is -5
+}
+
 command -v "case_$case_name" >/dev/null 2>&1 || { echo "cli.sh: no case $case_name" >&2; exit 2; }
 "case_$case_name"
 echo "ok: $case_name"

@@ -9,6 +9,9 @@ POSTBOX_DIR=$(mktemp -d "$base/postbox-compl.XXXXXX") || exit 1
 export POSTBOX_DIR
 trap 'rm -rf "$POSTBOX_DIR"' EXIT
 "$2" create jobs && "$2" create junk || exit 1
+# Anyone can make files in the directory: foreign names are not offered, split or globbed.
+: >"$POSTBOX_DIR/pbx.j *" && : >"$POSTBOX_DIR/pbx.pbx.*" && : >"$POSTBOX_DIR/pbx.j
+x" || exit 1
 PATH=$(dirname "$2"):$PATH bash -c '
 . "$1"
 complete_words() {

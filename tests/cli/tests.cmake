@@ -3,7 +3,9 @@
 foreach(case help_and_version claim_and_peers create_options_and_sizes send_recv_by_type
              binary_payload_round_trip json_escapes_round_trip pipeline_between_two_processes
              ls_and_stat rm_wakes_blocked_receiver watch_prints_rates bad_input_errors
-             full_mailbox_send)
+             full_mailbox_send follow_ends_when_reader_goes closed_standard_fds
+             send_lines_too_long hostile_names stat_json_binary_spool_name create_limits
+             ambiguous_option_and_empty_name)
   add_test(NAME cli.${case}
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/cli.sh $<TARGET_FILE:postbox_cli>
                    $<TARGET_FILE:pbx_jsoncheck> ${case})
