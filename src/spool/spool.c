@@ -50,6 +50,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,13 @@
 #define CLEAN_NS       1000000000ull /* temporary files of dead writers: looked for this often */
 #define STATE_SIZE     4096
 #define NAME_LEN       80
+
+/* A PBX_SYNC sender waiting for the take of its message (on the handle's list, lock held). */
+struct sync_wait {
+    uint64_t seq;
+    int dropped; /* its file was deleted from q/ (PBX_DROP_OLDEST), not claimed */
+    struct sync_wait *next;
+};
 
 struct spool {
     char *path;
@@ -100,6 +108,7 @@ struct spool {
     int new_boot;  /* opening after a reboot: every owner recorded in the spool is dead */
     dev_t dir_dev; /* the spool directory's identity */
     ino_t dir_ino;
+    struct sync_wait *syncs; /* PBX_SYNC senders of this handle waiting (lock held) */
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -249,6 +258,73 @@ static void quarantine(struct spool *s, int fromfd, const char *from);
 static int owner_alive(const struct spool *s, uint64_t owner)
 {
     return !s->new_boot && pbx__fs_process_alive(owner);
+}
+
+/* ---- claims this process holds --------------------------------------------------------- */
+
+/*
+ * A claim id is CLAIM_TAG | SEQ (SEQ < 2^44, never 0; bits 44-51 zero). The message's file
+ * c/SEQ.TYPE.LEN.OWNER alone cannot tell a pbx_claim() from a receive that is between its
+ * rename and its delete in another thread of the same process, so the process keeps the table
+ * of the claims it holds, by spool (device and inode of its directory) and SEQ: an id not in it
+ * is -ENOENT, even if its file is there. A claim belongs to the process, not the handle: the
+ * table outlives pbx_close(), like the file.
+ */
+#define CLAIM_TAG (0x5b0ull << 52)
+
+struct held {
+    dev_t dev;
+    ino_t ino;
+    uint64_t seq;
+};
+static struct held *held_tab;
+static size_t held_n, held_cap;
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int held_add(const struct spool *s, uint64_t seq)
+{
+    int err = 0;
+    pthread_mutex_lock(&held_mu);
+    if (held_n == held_cap) {
+        size_t cap = held_cap * 2 + 16;
+        struct held *a = realloc(held_tab, cap * sizeof(*a));
+        if (a) {
+            held_tab = a;
+            held_cap = cap;
+        } else {
+            err = -ENOMEM;
+        }
+    }
+    if (!err)
+        held_tab[held_n++] = (struct held){s->dir_dev, s->dir_ino, seq};
+    pthread_mutex_unlock(&held_mu);
+    return err;
+}
+
+static size_t held_find(const struct spool *s, uint64_t seq)
+{
+    for (size_t i = 0; i < held_n; i++)
+        if (held_tab[i].seq == seq && held_tab[i].ino == s->dir_ino &&
+            held_tab[i].dev == s->dir_dev)
+            return i;
+    return SIZE_MAX;
+}
+
+static int held_has(const struct spool *s, uint64_t seq)
+{
+    pthread_mutex_lock(&held_mu);
+    int r = held_find(s, seq) != SIZE_MAX;
+    pthread_mutex_unlock(&held_mu);
+    return r;
+}
+
+static void held_del(const struct spool *s, uint64_t seq)
+{
+    pthread_mutex_lock(&held_mu);
+    size_t i = held_find(s, seq);
+    if (i != SIZE_MAX)
+        held_tab[i] = held_tab[--held_n];
+    pthread_mutex_unlock(&held_mu);
 }
 
 /* ---- the lock and the index ------------------------------------------------------------ */
@@ -457,8 +533,13 @@ static int apply_event(struct spool *s, const struct inotify_event *ev)
         return 0;
     if (to && len <= s->meta.max_msg_size)
         return pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_QUEUED, 0);
-    if (from)
+    if (from) {
         pbx__sidx_leave(&s->idx, seq, PBX_SIDX_QUEUED);
+        if (ev->mask & IN_DELETE) /* deleted while queued: dropped (or the spool removed) */
+            for (struct sync_wait *w = s->syncs; w; w = w->next)
+                if (w->seq == seq)
+                    w->dropped = 1;
+    }
     return 0;
 }
 
@@ -1281,6 +1362,65 @@ static int spool_unlink(const char *name)
 
 /* ---- sending --------------------------------------------------------------------------- */
 
+/* Take sw off the handle's list of sync senders (lock held). */
+static void sync_unlist(struct spool *s, struct sync_wait *sw)
+{
+    for (struct sync_wait **p = &s->syncs; *p; p = &(*p)->next)
+        if (*p == sw) {
+            *p = sw->next;
+            return;
+        }
+}
+
+/*
+ * PBX_SYNC: wait until message sw->seq is taken, that is, its file is in neither q/ nor c/ (the
+ * index, exact under the lock, no longer has it): a receive deleted it, or a claimer acked it.
+ * A claim alone is not a take (the file is in c/). -ENOBUFS if it was deleted while queued
+ * (PBX_DROP_OLDEST); -ETIMEDOUT, -EINTR, -EIDRM leave it queued. While claims exist the sender
+ * also puts back dead claimers' messages, so a receiver killed holding it cannot strand it.
+ */
+static int wait_taken(struct spool *s, struct sync_wait *sw, uint64_t deadline_ns)
+{
+    struct pbx_sigguard g = {.blocked = 0};
+    uint32_t waiting = 0; /* not a send_waiter: it waits for no room */
+    int r;
+    for (;;) {
+        if ((r = spool_lock(s))) {
+            sync_unlist(s, sw); /* (without the lock: the list must not keep our stack) */
+            break;
+        }
+        if (removed(s)) {
+            sync_unlist(s, sw);
+            spool_unlock(s);
+            r = -EIDRM;
+            break;
+        }
+        if (s->idx.nclaimed && pbx__os_mono_ns() - s->last_reap_ns > REAP_NS)
+            reap(s);
+        if (!pbx__sidx_find(&s->idx, sw->seq)) {
+            sync_unlist(s, sw);
+            spool_unlock(s);
+            r = sw->dropped ? -ENOBUFS : 0;
+            break;
+        }
+        uint64_t gen = s->gen;
+        int claims = s->idx.nclaimed != 0;
+        spool_unlock(s);
+        PBX_CRASH_POINT("spool.sync.waiting");
+        if ((r = wait_change(s, gen, claims, deadline_ns, &g, &waiting))) {
+            if (spool_lock(s) == 0) {
+                sync_unlist(s, sw);
+                spool_unlock(s);
+            } else {
+                sync_unlist(s, sw); /* (as above) */
+            }
+            break;
+        }
+    }
+    pbx__os_sig_restore(&g);
+    return r;
+}
+
 /* Write the message to a new temporary file, flushed per the durability mode. */
 static int write_tmp(struct spool *s, long type, const void *data, uint32_t len, char *tmpname)
 {
@@ -1362,7 +1502,8 @@ static int drop_oldest(struct spool *s)
 }
 
 static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t len, int flags,
-                     uint64_t deadline_ns, struct pbx_sigguard *g, uint64_t *mine, uint64_t *bucket)
+                     uint64_t deadline_ns, struct pbx_sigguard *g, uint64_t *mine, uint64_t *bucket,
+                     struct sync_wait *sw)
 {
     int dropped = 0;
     for (;;) {
@@ -1372,6 +1513,11 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
         if (removed(s)) {
             spool_unlock(s);
             return -EIDRM;
+        }
+        if ((flags & (PBX_SYNC | PBX_NOWAIT)) == (PBX_SYNC | PBX_NOWAIT) &&
+            PBX_LOAD(&s->st->recv_waiters) == 0) {
+            spool_unlock(s);
+            return -EAGAIN; /* only to a receiver already waiting */
         }
         if (s->idx.nclaimed && pbx__os_mono_ns() - s->last_reap_ns > REAP_NS)
             reap(s);
@@ -1417,6 +1563,12 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
             spool_unlock(s);
             return err;
         }
+        if (sw) { /* watch for the take from the rename on (its events come at later drains) */
+            sw->seq = seq;
+            sw->dropped = 0;
+            sw->next = s->syncs;
+            s->syncs = sw;
+        }
         PBX_CRASH_POINT("spool.send.renamed");
         *mine = ++s->st->renames;
         if (*bucket < s->st->dirty_lo)
@@ -1445,7 +1597,10 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
         return err;
     struct pbx_sigguard g = {.blocked = 0};
     uint64_t mine = 0, bucket = 0;
-    int r = send_loop(s, type, tmpname, len, flags, deadline_ns, &g, &mine, &bucket);
+    struct sync_wait sw = {0, 0, NULL};
+    int sync = (flags & PBX_SYNC) != 0;
+    int r =
+        send_loop(s, type, tmpname, len, flags, deadline_ns, &g, &mine, &bucket, sync ? &sw : NULL);
     pbx__os_sig_restore(&g);
     if (r < 0) {
         pbx__fs_table()->unlinkat(s->tmpfd, tmpname, 0);
@@ -1456,6 +1611,11 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
     else if (s->meta.durability == PBX_DURABLE_BATCH)
         err = flush_batch(s, 0);
     PBX_CRASH_POINT("spool.send.durable");
+    if (sync) {
+        int w = wait_taken(s, &sw, deadline_ns);
+        if (!err)
+            err = w;
+    }
     /* The message is queued; a failed flush is reported, but it may still be delivered. */
     return err ? err : r;
 }
@@ -1533,7 +1693,8 @@ static int flush_received(struct spool *s, uint64_t bucket)
 }
 
 static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, int flags,
-                         long *type_out, uint64_t deadline_ns, struct pbx_sigguard *g)
+                         long *type_out, uint64_t *claim, uint64_t deadline_ns,
+                         struct pbx_sigguard *g)
 {
     int except = (flags & PBX_EXCEPT) != 0;
     for (;;) {
@@ -1663,6 +1824,23 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
             }
             return err;
         }
+        if (claim) {
+            /* pbx_claim: the file stays in c/ under this process's name, held until pbx_ack or
+             * pbx_release (or the process's death: reap). */
+            if ((err = held_add(s, seq))) {
+                if (spool_lock(s) == 0) {
+                    msg_name(qname, seq, mtype, len);
+                    rename_into_bucket(s, s->cfd, cname, bucket, qname);
+                    spool_unlock(s);
+                }
+                return err;
+            }
+            PBX_CRASH_POINT("spool.claim.held");
+            *claim = CLAIM_TAG | seq;
+            if (type_out)
+                *type_out = mtype;
+            return n;
+        }
         err = pbx__fs_table()->unlinkat(s->cfd, cname, 0);
         PBX_CRASH_POINT("spool.recv.unlinked");
         if (!err && s->meta.durability == PBX_DURABLE_ALWAYS)
@@ -1686,9 +1864,101 @@ static ssize_t spool_recv(void *state, long type, void *buf, uint32_t cap, int f
     if (removed(s))
         return -EIDRM;
     struct pbx_sigguard g = {.blocked = 0};
-    ssize_t r = recv_loop(s, type, buf, cap, flags, type_out, deadline_ns, &g);
+    ssize_t r = recv_loop(s, type, buf, cap, flags, type_out, NULL, deadline_ns, &g);
     pbx__os_sig_restore(&g);
     return r;
+}
+
+/* ---- claims ---------------------------------------------------------------------------- */
+
+static ssize_t spool_claim(void *state, long type, void *buf, uint32_t cap, int flags,
+                           long *type_out, uint64_t *claim, uint64_t deadline_ns)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    struct pbx_sigguard g = {.blocked = 0};
+    ssize_t r = recv_loop(s, type, buf, cap, flags, type_out, claim, deadline_ns, &g);
+    pbx__os_sig_restore(&g);
+    return r;
+}
+
+/* The claimed message id names, if this process holds it: its entry in the index (lock held).
+ * -EINVAL: id cannot be a claim id; -ENOENT: not held by this process. */
+static int held_claim(struct spool *s, uint64_t id, struct pbx_sidx_msg **out)
+{
+    uint64_t seq = id & (PBX_SPOOL_SEQ_LIMIT - 1);
+    if ((id & ~(PBX_SPOOL_SEQ_LIMIT - 1)) != CLAIM_TAG || seq == 0)
+        return -EINVAL;
+    if (!held_has(s, seq))
+        return -ENOENT;
+    struct pbx_sidx_msg *m = pbx__sidx_find(&s->idx, seq);
+    if (!m || m->where != PBX_SIDX_CLAIMED || m->owner != s->owner) {
+        held_del(s, seq); /* put back (a reboot), or a fork()ed child's copy of the table */
+        return -ENOENT;
+    }
+    *out = m;
+    return 0;
+}
+
+static int spool_ack(void *state, uint64_t id)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    int err = spool_lock(s);
+    if (err)
+        return err;
+    struct pbx_sidx_msg *m;
+    if ((err = held_claim(s, id, &m))) {
+        spool_unlock(s);
+        return err;
+    }
+    uint64_t seq = m->seq;
+    char cname[NAME_LEN];
+    claim_name(cname, seq, m->type, m->len, m->owner);
+    /* Under the lock, so that a release of the same id by another thread cannot interleave. */
+    err = pbx__fs_table()->unlinkat(s->cfd, cname, 0);
+    if (err == 0 || err == -ENOENT)
+        held_del(s, seq);
+    spool_unlock(s);
+    if (err)
+        return err;
+    PBX_CRASH_POINT("spool.ack.unlinked");
+    if (s->meta.durability == PBX_DURABLE_ALWAYS)
+        err = flush_received(s, seq >> PBX_SPOOL_BUCKET_BITS);
+    PBX_CRASH_POINT("spool.ack.deleted");
+    if (err)
+        return err;
+    __atomic_fetch_add(&s->st->received, 1, __ATOMIC_RELAXED);
+    PBX_STORE(&s->st->last_recv_pid, pbx__os_self()->pid);
+    PBX_STORE(&s->st->last_recv_time, pbx__os_real_coarse_ns());
+    return 0;
+}
+
+static int spool_release(void *state, uint64_t id)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    int err = spool_lock(s);
+    if (err)
+        return err;
+    struct pbx_sidx_msg *m;
+    if ((err = held_claim(s, id, &m))) {
+        spool_unlock(s);
+        return err;
+    }
+    uint64_t seq = m->seq;
+    char cname[NAME_LEN], qname[NAME_LEN];
+    claim_name(cname, seq, m->type, m->len, m->owner);
+    msg_name(qname, seq, m->type, m->len);
+    /* Back under its old sequence number: its place in arrival order. */
+    err = rename_into_bucket(s, s->cfd, cname, seq >> PBX_SPOOL_BUCKET_BITS, qname);
+    if (err == 0 || err == -ENOENT)
+        held_del(s, seq);
+    spool_unlock(s);
+    return err;
 }
 
 /* ---- statistics ------------------------------------------------------------------------ */
@@ -1701,6 +1971,7 @@ static int spool_stat(void *state, struct pbx_stat *st)
     if (!gone && spool_lock(s) == 0) {
         st->msgs = s->idx.count;
         st->bytes = s->idx.bytes;
+        st->claimed = s->idx.nclaimed; /* held by pbx_claim, or being read by a receive */
         spool_unlock(s);
     }
     struct pbx_spool_state *ss = s->st;
@@ -1730,6 +2001,7 @@ static int spool_stat(void *state, struct pbx_stat *st)
 
 const struct pbx_transport pbx__spool_transport = {
     .name = "spool",
+    .sync = 1,
     .open = spool_open,
     .open_private = spool_open_private,
     .close = spool_close,
@@ -1738,4 +2010,7 @@ const struct pbx_transport pbx__spool_transport = {
     .send = spool_send,
     .recv = spool_recv,
     .stat = spool_stat,
+    .claim = spool_claim,
+    .ack = spool_ack,
+    .release = spool_release,
 };

@@ -1,0 +1,485 @@
+/*
+ * test_spool_signals.c — issue 8 on spools: pbx_claim/pbx_ack/pbx_release and PBX_SYNC, with
+ * the contract of docs/signals.md (the same assertions as test_signals.c where they apply),
+ * and SIGKILL at each new crash point (spool.claim.held, spool.ack.unlinked,
+ * spool.ack.deleted, spool.sync.waiting).
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "spool_util.h"
+
+#define WAIT_MS 5000 /* anything that must happen does within this */
+
+struct board {
+    int ready;
+    int go;
+    int got[4];
+    long long result;
+    uint64_t claim;
+};
+
+static struct board *board;
+static char name[4096], dir[2048];
+
+static void board_init(void)
+{
+    board = mmap(NULL, sizeof(*board), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(board != MAP_FAILED);
+    memset(board, 0, sizeof(*board));
+}
+
+static int load(int *p)
+{
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+}
+
+static int wait_for(int *p, int want)
+{
+    double end = pbx_test_now_ms() + WAIT_MS;
+    while (load(p) < want && pbx_test_now_ms() < end)
+        pbx_test_sleep_ms(1);
+    return load(p);
+}
+
+static pbx_t *open_spool(const char *n, uint32_t max_msgs, enum pbx_overflow ov)
+{
+    struct pbx_options o = pbx_test_options(max_msgs, 1 << 20, 4096, ov);
+    pbx_t *q;
+    ASSERT_OK(pbx_open(spool_name(name, sizeof(name), n), PBX_CREATE, &o, &q));
+    spool_dir(dir, sizeof(dir), n);
+    return q;
+}
+
+static int claim_files(void)
+{
+    char c[4200];
+    snprintf(c, sizeof(c), "%s/c", dir);
+    return count_entries(c);
+}
+
+TEST(spool_a_claimed_message_is_invisible_until_released_back_in_its_place)
+{
+    pbx_t *q = open_spool("cl", 16, PBX_BLOCK);
+    ASSERT_OK(pbx_send(q, 1, "a1", 2, 0));
+    ASSERT_OK(pbx_send(q, 2, "b1", 2, 0));
+    ASSERT_OK(pbx_send(q, 1, "a2", 2, 0));
+    char buf[64];
+    long type;
+    uint64_t c1 = 0;
+    ASSERT_EQ(pbx_claim(q, 1, buf, sizeof(buf), PBX_NOWAIT, &type, &c1), 2);
+    ASSERT_MEM_EQ(buf, "a1", 2);
+    ASSERT_NE(c1, 0);
+    ASSERT_EQ(claim_files(), 1);
+    struct pbx_stat st;
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.claimed, 1);
+    ASSERT_EQ(st.msgs, 3);
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT | PBX_PEEK, &type), 2);
+    ASSERT_MEM_EQ(buf, "b1", 2);
+    ASSERT_EQ(pbx_recv(q, 1, buf, sizeof(buf), PBX_NOWAIT | PBX_PEEK, &type), 2);
+    ASSERT_MEM_EQ(buf, "a2", 2);
+    ASSERT_OK(pbx_release(q, c1));
+    ASSERT_EQ(claim_files(), 0);
+    ASSERT_ERR(pbx_release(q, c1), -ENOENT);
+    ASSERT_ERR(pbx_ack(q, c1), -ENOENT);
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 2);
+    ASSERT_MEM_EQ(buf, "a1", 2);
+
+    /* Released into the middle of its type: a2 claimed, a4 sent after, a2 released. */
+    ASSERT_OK(pbx_send(q, 1, "a3", 2, 0));
+    uint64_t c3;
+    ASSERT_EQ(pbx_claim(q, 1, buf, sizeof(buf), PBX_NOWAIT, &type, &c3), 2);
+    ASSERT_MEM_EQ(buf, "a2", 2);
+    ASSERT_OK(pbx_send(q, 1, "a4", 2, 0));
+    ASSERT_OK(pbx_release(q, c3));
+    const char *want[] = {"b1", "a2", "a3", "a4"};
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 2);
+        ASSERT_MEM_EQ(buf, want[i], 2);
+    }
+
+    /* Ack deletes it; it counts as received. */
+    static char big[3000], out[4096];
+    memset(big, 'x', sizeof(big));
+    ASSERT_OK(pbx_send(q, 7, big, sizeof(big), 0));
+    uint64_t c;
+    ASSERT_EQ(pbx_claim(q, 0, out, sizeof(out), 0, &type, &c), (ssize_t) sizeof(big));
+    ASSERT_EQ(type, 7);
+    ASSERT_MEM_EQ(out, big, sizeof(big));
+    ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+    uint64_t received = (pbx_stat(q, &st), st.received);
+    ASSERT_OK(pbx_ack(q, c));
+    ASSERT_EQ(claim_files(), 0);
+    ASSERT_EQ(count_queued_files(dir), 0);
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.msgs, 0);
+    ASSERT_EQ(st.claimed, 0);
+    ASSERT_EQ(st.received, received + 1);
+    ASSERT_ERR(pbx_ack(q, c), -ENOENT);
+    ASSERT_ERR(pbx_release(q, c), -ENOENT);
+    /* Values that cannot be ids; an id of a message never claimed. */
+    ASSERT_ERR(pbx_ack(q, 0), -EINVAL);
+    ASSERT_ERR(pbx_ack(q, (1ull << 24) | 0xffffffu), -EINVAL);
+    ASSERT_ERR(pbx_release(q, c & ~((1ull << 44) - 1)), -EINVAL);
+    ASSERT_ERR(pbx_ack(q, c + 1), -ENOENT);
+    ASSERT_ERR(pbx_claim(q, 0, buf, sizeof(buf), PBX_PEEK, NULL, &c), -EINVAL);
+    ASSERT_ERR(pbx_claim(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL, &c), -ENOMSG);
+    ASSERT_OK(pbx_send(q, 1, big, 100, 0));
+    ASSERT_ERR(pbx_claim(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL, &c), -E2BIG);
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.claimed, 0);
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}
+
+TEST(spool_a_claim_outlives_pbx_close_and_belongs_to_the_process)
+{
+    pbx_t *q = open_spool("keep", 16, PBX_BLOCK);
+    ASSERT_OK(pbx_send(q, 1, "m", 1, 0));
+    ASSERT_OK(pbx_send(q, 1, "n", 1, 0));
+    char buf[8];
+    uint64_t c, d;
+    ASSERT_EQ(pbx_claim(q, 0, buf, sizeof(buf), 0, NULL, &c), 1);
+    ASSERT_EQ(pbx_claim(q, 0, buf, sizeof(buf), 0, NULL, &d), 1);
+    ASSERT_OK(pbx_close(q));
+    pbx_t *h;
+    ASSERT_OK(pbx_open(name, 0, NULL, &h));
+    ASSERT_ERR(pbx_recv(h, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+    ASSERT_OK(pbx_release(h, c)); /* settled through another handle */
+    ASSERT_OK(pbx_ack(h, d));
+    ASSERT_EQ(pbx_recv(h, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    ASSERT_EQ(buf[0], 'm');
+    ASSERT_ERR(pbx_recv(h, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+    ASSERT_OK(pbx_remove(h));
+    ASSERT_ERR(pbx_ack(h, c), -EIDRM);
+    pbx_close(h);
+}
+
+static int settle_foreign(void *arg)
+{
+    pbx_t *q = arg;
+    pbx_t *h;
+    if (pbx_open(name, 0, NULL, &h))
+        return 1;
+    int r = pbx_ack(q, board->claim) == -ENOENT && pbx_release(q, board->claim) == -ENOENT &&
+                    pbx_ack(h, board->claim) == -ENOENT
+                ? 0
+                : 2;
+    pbx_close(h);
+    return r;
+}
+
+TEST(spool_another_process_cannot_settle_a_claim)
+{
+    board_init();
+    pbx_t *q = open_spool("foreign", 16, PBX_BLOCK);
+    ASSERT_OK(pbx_send(q, 1, "m", 1, 0));
+    char buf[8];
+    ASSERT_OK(pbx_claim(q, 0, buf, sizeof(buf), 0, NULL, &board->claim));
+    pbx_test_wait_ok(pbx_test_fork(settle_foreign, q));
+    ASSERT_EQ(claim_files(), 1);
+    ASSERT_OK(pbx_ack(q, board->claim));
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}
+
+static int claim_and_die(void *arg)
+{
+    const char *crash_at = arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q))
+        return 1;
+    static char buf[4096];
+    uint64_t c;
+    if (crash_at)
+        setenv("PBX_CRASH_AT", crash_at, 1);
+    if (pbx_claim(q, 0, buf, sizeof(buf), 0, NULL, &c) < 0)
+        return 2;
+    board->claim = c;
+    __atomic_add_fetch(&board->ready, 1, __ATOMIC_SEQ_CST);
+    for (;;)
+        pause();
+}
+
+static int consume_all(void *arg)
+{
+    int idx = (int) (intptr_t) arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q))
+        return 1;
+    static char buf[4096];
+    const struct timespec ts = {1, 0}; /* the redelivery comes within ~100 ms */
+    while (pbx_timedrecv(q, 0, buf, sizeof(buf), 0, NULL, &ts) >= 0)
+        __atomic_add_fetch(&board->got[idx], 1, __ATOMIC_SEQ_CST);
+    pbx_close(q);
+    return 0;
+}
+
+TEST(spool_a_claimer_killed_has_its_message_redelivered_to_another_consumer_exactly_once)
+{
+    for (int round = 0; round < 2; round++) {
+        board_init();
+        pbx_t *q = open_spool(round ? "kill1" : "kill0", 16, PBX_BLOCK);
+        static char big[2000];
+        ASSERT_OK(pbx_send(q, 3, big, round == 0 ? 5 : sizeof(big), 0));
+        /* Round 1 dies at the crash point, right after the claim is held. */
+        pid_t claimer = pbx_test_fork(claim_and_die, round ? "spool.claim.held" : NULL);
+        if (round == 0) {
+            ASSERT_EQ(wait_for(&board->ready, 1), 1);
+        } else {
+            ASSERT_EQ(pbx_test_wait(claimer), 128 + SIGKILL);
+        }
+        ASSERT_EQ(claim_files(), 1);
+        pid_t c1 = pbx_test_fork(consume_all, (void *) 0);
+        pid_t c2 = pbx_test_fork(consume_all, (void *) 1);
+        if (round == 0) {
+            pbx_test_sleep_ms(150); /* both asleep: the message is claimed */
+            ASSERT_EQ(load(&board->got[0]) + load(&board->got[1]), 0);
+            kill(claimer, SIGKILL);
+            ASSERT_EQ(pbx_test_wait(claimer), 128 + SIGKILL);
+        }
+        pbx_test_wait_ok(c1);
+        pbx_test_wait_ok(c2);
+        ASSERT_EQ(board->got[0] + board->got[1], 1);
+        struct pbx_stat st;
+        ASSERT_OK(pbx_stat(q, &st));
+        ASSERT_EQ(st.msgs, 0);
+        ASSERT_EQ(st.claimed, 0);
+        ASSERT_EQ(claim_files(), 0);
+        ASSERT_ERR(pbx_ack(q, board->claim ? board->claim : 1), board->claim ? -ENOENT : -EINVAL);
+        ASSERT_OK(pbx_remove(q));
+        pbx_close(q);
+    }
+}
+
+static int ack_and_die(void *arg)
+{
+    const char *crash_at = arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q))
+        return 1;
+    char buf[64];
+    uint64_t c;
+    if (pbx_claim(q, 0, buf, sizeof(buf), 0, NULL, &c) != 2)
+        return 2;
+    setenv("PBX_CRASH_AT", crash_at, 1);
+    pbx_ack(q, c);
+    return 3;
+}
+
+TEST(spool_an_acker_killed_inside_ack_leaves_the_message_gone_once)
+{
+    const char *points[] = {"spool.ack.unlinked", "spool.ack.deleted"};
+    for (int i = 0; i < 2; i++) {
+        pbx_t *q = open_spool(i ? "ack1" : "ack0", 16, PBX_BLOCK);
+        ASSERT_OK(pbx_send(q, 1, "m1", 2, 0));
+        ASSERT_OK(pbx_send(q, 1, "m2", 2, 0));
+        ASSERT_EQ(pbx_test_wait(pbx_test_fork(ack_and_die, (void *) points[i])), 128 + SIGKILL);
+        char buf[64];
+        ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 2);
+        ASSERT_MEM_EQ(buf, "m2", 2);
+        ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+        pbx_t *h; /* a fresh open sees the same */
+        ASSERT_OK(pbx_open(name, 0, NULL, &h));
+        ASSERT_ERR(pbx_recv(h, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+        struct pbx_stat st;
+        ASSERT_OK(pbx_stat(h, &st));
+        ASSERT_EQ(st.msgs, 0);
+        ASSERT_EQ(claim_files(), 0);
+        pbx_close(h);
+        ASSERT_OK(pbx_remove(q));
+        pbx_close(q);
+    }
+}
+
+/* ---- PBX_SYNC --------------------------------------------------------------------------- */
+
+static int receive_later(void *arg)
+{
+    int claim = (int) (intptr_t) arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q))
+        return 1;
+    pbx_test_sleep_ms(200);
+    char buf[64];
+    if (claim == 2) { /* a claim released, then a receive */
+        uint64_t c;
+        if (pbx_claim(q, 0, buf, sizeof(buf), 0, NULL, &c) != 4 || pbx_release(q, c))
+            return 5;
+        pbx_test_sleep_ms(200);
+    }
+    __atomic_store_n(&board->go, 1, __ATOMIC_SEQ_CST); /* about to take it */
+    if (claim != 1) {
+        if (pbx_recv(q, 0, buf, sizeof(buf), 0, NULL) != 4)
+            return 2;
+    } else {
+        uint64_t c;
+        if (pbx_claim(q, 0, buf, sizeof(buf), 0, NULL, &c) != 4)
+            return 3;
+        pbx_test_sleep_ms(200);
+        __atomic_store_n(&board->go, 2, __ATOMIC_SEQ_CST); /* about to ack */
+        if (pbx_ack(q, c))
+            return 4;
+    }
+    pbx_close(q);
+    return 0;
+}
+
+TEST(spool_a_sync_send_returns_only_after_the_receive)
+{
+    for (int claim = 0; claim < 3; claim++) {
+        board_init();
+        char n[16];
+        snprintf(n, sizeof(n), "sync%d", claim);
+        pbx_t *q = open_spool(n, 16, PBX_BLOCK);
+        pid_t r = pbx_test_fork(receive_later, (void *) (intptr_t) claim);
+        ASSERT_OK(pbx_send(q, 1, "sync", 4, PBX_SYNC));
+        ASSERT_EQ(load(&board->go), claim == 1 ? 2 : 1);
+        struct pbx_stat st;
+        ASSERT_OK(pbx_stat(q, &st));
+        ASSERT_EQ(st.msgs, 0);
+        ASSERT_EQ(st.received, 1);
+        pbx_test_wait_ok(r);
+        ASSERT_OK(pbx_remove(q));
+        pbx_close(q);
+    }
+}
+
+static int sync_send(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q))
+        return 1;
+    board->result = pbx_send(q, 1, "s", 1, PBX_SYNC);
+    return 0;
+}
+
+static void wait_queued(pbx_t *q, uint64_t want)
+{
+    struct pbx_stat st;
+    double end = pbx_test_now_ms() + WAIT_MS;
+    do {
+        pbx_test_sleep_ms(5);
+        ASSERT_OK(pbx_stat(q, &st));
+    } while (st.msgs < want && pbx_test_now_ms() < end);
+    ASSERT_EQ(st.msgs, want);
+}
+
+TEST(spool_a_sync_sender_gets_eidrm_etimedout_or_enobufs_and_the_message_stays)
+{
+    board_init();
+    pbx_t *q = open_spool("rm", 16, PBX_BLOCK);
+    /* Timeout: the message stays queued. */
+    const struct timespec ts = {0, 50000000};
+    ASSERT_ERR(pbx_timedsend(q, 1, "t", 1, PBX_SYNC, &ts), -ETIMEDOUT);
+    char buf[8];
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    /* Removal wakes the waiting sync sender. */
+    board->result = 1;
+    pid_t s = pbx_test_fork(sync_send, NULL);
+    wait_queued(q, 1);
+    ASSERT_OK(pbx_remove(q));
+    pbx_test_wait_ok(s);
+    ASSERT_EQ(board->result, -EIDRM);
+    pbx_close(q);
+
+    /* Dropped by a later send under PBX_DROP_OLDEST: -ENOBUFS. */
+    q = open_spool("drop", 1, PBX_DROP_OLDEST);
+    board->result = 1;
+    s = pbx_test_fork(sync_send, NULL);
+    wait_queued(q, 1);
+    ASSERT_EQ(pbx_send(q, 2, "n", 1, 0), 1);
+    pbx_test_wait_ok(s);
+    ASSERT_EQ(board->result, -ENOBUFS);
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    ASSERT_EQ(buf[0], 'n');
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}
+
+static int sync_send_crash(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q))
+        return 1;
+    setenv("PBX_CRASH_AT", "spool.sync.waiting", 1);
+    pbx_send(q, 1, "s", 1, PBX_SYNC);
+    return 9;
+}
+
+TEST(spool_a_sync_sender_killed_while_waiting_leaves_its_message_once)
+{
+    pbx_t *q = open_spool("synckill", 16, PBX_BLOCK);
+    ASSERT_EQ(pbx_test_wait(pbx_test_fork(sync_send_crash, NULL)), 128 + SIGKILL);
+    char buf[8];
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+    char t[4200];
+    snprintf(t, sizeof(t), "%s/tmp", dir);
+    ASSERT_EQ(count_entries(t), 0);
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}
+
+TEST(spool_a_sync_send_is_released_when_a_dead_claimers_message_is_received_again)
+{
+    board_init();
+    pbx_t *q = open_spool("syncdead", 16, PBX_BLOCK);
+    board->result = 1;
+    pid_t s = pbx_test_fork(sync_send, NULL);
+    wait_queued(q, 1);
+    pid_t claimer = pbx_test_fork(claim_and_die, NULL);
+    ASSERT_EQ(wait_for(&board->ready, 1), 1);
+    kill(claimer, SIGKILL);
+    ASSERT_EQ(pbx_test_wait(claimer), 128 + SIGKILL);
+    ASSERT_EQ(board->result, 1); /* a claim is not a take */
+    char buf[8];
+    const struct timespec ts = {2, 0};
+    ASSERT_EQ(pbx_timedrecv(q, 0, buf, sizeof(buf), 0, NULL, &ts), 1);
+    pbx_test_wait_ok(s);
+    ASSERT_EQ(board->result, 0);
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}
+
+static int recv_wait_once(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q))
+        return 1;
+    char buf[8];
+    return pbx_recv(q, 0, buf, sizeof(buf), 0, NULL) == 1 ? 0 : 2;
+}
+
+TEST(spool_sync_nowait_is_sent_only_when_a_receiver_already_waits)
+{
+    pbx_t *q = open_spool("nowait", 16, PBX_BLOCK);
+    ASSERT_ERR(pbx_send(q, 1, "n", 1, PBX_SYNC | PBX_NOWAIT), -EAGAIN);
+    struct pbx_stat st;
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.msgs, 0);
+    char t[4200];
+    snprintf(t, sizeof(t), "%s/tmp", dir);
+    ASSERT_EQ(count_entries(t), 0);
+    pid_t r = pbx_test_fork(recv_wait_once, NULL);
+    double end = pbx_test_now_ms() + WAIT_MS;
+    do {
+        pbx_test_sleep_ms(5);
+        ASSERT_OK(pbx_stat(q, &st));
+    } while (st.recv_waiters == 0 && pbx_test_now_ms() < end);
+    ASSERT_OK(pbx_send(q, 1, "n", 1, PBX_SYNC | PBX_NOWAIT));
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.received, 1);
+    pbx_test_wait_ok(r);
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}
