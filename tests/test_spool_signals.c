@@ -483,3 +483,102 @@ TEST(spool_sync_nowait_is_sent_only_when_a_receiver_already_waits)
     ASSERT_OK(pbx_remove(q));
     pbx_close(q);
 }
+
+/* ---- pbx_peers -------------------------------------------------------------------------- */
+
+static const struct pbx_peer *find_peer(const struct pbx_peer *p, ssize_t n, pid_t pid)
+{
+    for (ssize_t i = 0; i < n; i++)
+        if (p[i].pid == pid)
+            return &p[i];
+    return NULL;
+}
+
+static int open_send_and_wait(void *arg)
+{
+    (void) arg;
+    pbx_t *q, *q2;
+    if (pbx_open(name, 0, NULL, &q) || pbx_open(name, 0, NULL, &q2))
+        return 1;
+    if (pbx_send(q, 1, "x", 1, 0))
+        return 2;
+    __atomic_add_fetch(&board->ready, 1, __ATOMIC_SEQ_CST);
+    for (;;)
+        pause();
+}
+
+static int open_and_die_registering(void *arg)
+{
+    (void) arg;
+    setenv("PBX_CRASH_AT", "spool.peer.taken", 1);
+    pbx_t *q;
+    pbx_open(name, 0, NULL, &q);
+    return 3;
+}
+
+TEST(spool_peers_appear_and_disappear_as_processes_start_and_die)
+{
+    board_init();
+    pbx_t *q = open_spool("peers", 16, PBX_BLOCK);
+    struct pbx_peer p[8];
+    ssize_t n = pbx_peers(q, p, 8);
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(p[0].pid, getpid());
+    ASSERT_EQ(p[0].roles, PBX_PEER_OPENED);
+    ASSERT_EQ(p[0].handles, 1);
+    ASSERT_GT(p[0].since, 0);
+    pid_t child = pbx_test_fork(open_send_and_wait, NULL);
+    ASSERT_EQ(wait_for(&board->ready, 1), 1);
+    n = pbx_peers(q, p, 8);
+    ASSERT_EQ(n, 2);
+    const struct pbx_peer *c = find_peer(p, n, child);
+    ASSERT_TRUE(c != NULL);
+    ASSERT_EQ(c->roles, PBX_PEER_OPENED | PBX_PEER_SENT);
+    ASSERT_EQ(c->handles, 2);
+    ASSERT_EQ(pbx_peers(q, NULL, 0), 2);
+    char buf[8];
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    n = pbx_peers(q, p, 8);
+    ASSERT_EQ(find_peer(p, n, getpid())->roles, PBX_PEER_OPENED | PBX_PEER_RECEIVED);
+    kill(child, SIGKILL);
+    ASSERT_EQ(pbx_test_wait(child), 128 + SIGKILL);
+    ASSERT_EQ(pbx_peers(q, p, 8), 1);
+    /* Killed between taking an entry and filling it: never listed, pruned. */
+    ASSERT_EQ(pbx_test_wait(pbx_test_fork(open_and_die_registering, NULL)), 128 + SIGKILL);
+    ASSERT_EQ(pbx_peers(q, p, 8), 1);
+    /* A second handle, closed; a fork()ed child using an inherited handle is its own peer. */
+    pbx_t *h;
+    ASSERT_OK(pbx_open(name, 0, NULL, &h));
+    ASSERT_EQ((pbx_peers(q, p, 8), p[0].handles), 2);
+    ASSERT_OK(pbx_close(h));
+    ASSERT_EQ((pbx_peers(q, p, 8), p[0].handles), 1);
+    ASSERT_OK(pbx_remove(q));
+    ASSERT_ERR(pbx_peers(q, p, 8), -EIDRM);
+    pbx_close(q);
+}
+
+static int use_inherited(void *arg)
+{
+    pbx_t *q = arg;
+    if (pbx_send(q, 1, "c", 1, 0))
+        return 1;
+    struct pbx_peer p[8];
+    ssize_t n = pbx_peers(q, p, 8);
+    const struct pbx_peer *me = find_peer(p, n, getpid());
+    const struct pbx_peer *parent = find_peer(p, n, getppid());
+    if (n != 2 || !me || !parent || me->roles != (PBX_PEER_OPENED | PBX_PEER_SENT))
+        return 2;
+    pbx_close(q); /* frees the child's entry, not the parent's */
+    return 0;
+}
+
+TEST(spool_a_child_using_an_inherited_handle_is_a_peer_of_its_own)
+{
+    pbx_t *q = open_spool("inherit", 16, PBX_BLOCK);
+    pbx_test_wait_ok(pbx_test_fork(use_inherited, q));
+    struct pbx_peer p[8];
+    ASSERT_EQ(pbx_peers(q, p, 8), 1);
+    ASSERT_EQ(p[0].pid, getpid());
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}

@@ -109,6 +109,8 @@ struct spool {
     dev_t dir_dev; /* the spool directory's identity */
     ino_t dir_ino;
     struct sync_wait *syncs; /* PBX_SYNC senders of this handle waiting (lock held) */
+    int peer_slot;           /* this handle's entry in the participants table, -1: none */
+    uint32_t peer_roles;     /* roles already set in it (atomic) */
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -325,6 +327,107 @@ static void held_del(const struct spool *s, uint64_t seq)
     if (i != SIZE_MAX)
         held_tab[i] = held_tab[--held_n];
     pthread_mutex_unlock(&held_mu);
+}
+
+/* ---- participants ---------------------------------------------------------------------- */
+
+/* Free the entries of dead processes (with keep: every entry but this process's). */
+static void peers_prune(struct spool *s, int all_but_mine)
+{
+    for (unsigned i = 0; i < PBX_SPOOL_PEERS; i++) {
+        struct pbx_spool_peer *e = &s->st->peers[i];
+        uint64_t o = PBX_ACQUIRE(&e->owner);
+        if (!o || (all_but_mine ? o == s->owner : owner_alive(s, o)))
+            continue;
+        /* Roles first: an entry is listed only with roles set, and a new owner sets them. */
+        PBX_STORE(&e->roles, 0u);
+        __atomic_compare_exchange_n(&e->owner, &o, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    }
+}
+
+/* Take an entry for this handle (a full table, even after pruning, leaves it unlisted). */
+static void peer_register(struct spool *s)
+{
+    s->peer_slot = -1;
+    __atomic_store_n(&s->peer_roles, PBX_PEER_OPENED, __ATOMIC_RELAXED);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        for (unsigned i = 0; i < PBX_SPOOL_PEERS; i++) {
+            struct pbx_spool_peer *e = &s->st->peers[i];
+            uint64_t zero = 0;
+            if (PBX_LOAD(&e->owner) ||
+                !__atomic_compare_exchange_n(&e->owner, &zero, s->owner, 0, __ATOMIC_ACQ_REL,
+                                             __ATOMIC_RELAXED))
+                continue;
+            PBX_CRASH_POINT("spool.peer.taken");
+            PBX_STORE(&e->since, (int64_t) pbx__os_real_coarse_ns());
+            __atomic_store_n(&e->roles, PBX_PEER_OPENED, __ATOMIC_RELEASE);
+            s->peer_slot = (int) i;
+            return;
+        }
+        peers_prune(s, 0);
+    }
+}
+
+static void peer_unregister(struct spool *s)
+{
+    if (s->peer_slot < 0 || s->owner != pbx__fs_process_ident())
+        return; /* none, or a fork()ed child's copy of its parent's handle */
+    struct pbx_spool_peer *e = &s->st->peers[s->peer_slot];
+    uint64_t o = s->owner;
+    PBX_STORE(&e->roles, 0u);
+    __atomic_compare_exchange_n(&e->owner, &o, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    s->peer_slot = -1;
+}
+
+/* Record a role of this handle, once. */
+static void peer_role(struct spool *s, uint32_t role)
+{
+    if (PBX_LIKELY(__atomic_load_n(&s->peer_roles, __ATOMIC_RELAXED) & role))
+        return;
+    __atomic_fetch_or(&s->peer_roles, role, __ATOMIC_RELAXED);
+    if (s->peer_slot >= 0)
+        __atomic_fetch_or(&s->st->peers[s->peer_slot].roles, role, __ATOMIC_RELEASE);
+}
+
+static ssize_t spool_peers(void *state, struct pbx_peer *out, size_t cap)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    peers_prune(s, 0);
+    struct {
+        uint64_t owner;
+        struct pbx_peer p;
+    } acc[PBX_SPOOL_PEERS];
+    size_t n = 0;
+    for (unsigned i = 0; i < PBX_SPOOL_PEERS; i++) {
+        const struct pbx_spool_peer *e = &s->st->peers[i];
+        uint64_t o = PBX_ACQUIRE(&e->owner);
+        uint32_t roles = __atomic_load_n(&e->roles, __ATOMIC_ACQUIRE) &
+                         (PBX_PEER_OPENED | PBX_PEER_SENT | PBX_PEER_RECEIVED);
+        int32_t pid = (int32_t) (o & 0x3fffffffu);
+        if (!o || !roles || pid <= 0)
+            continue;
+        int64_t since = PBX_LOAD(&e->since);
+        size_t k = 0;
+        while (k < n && acc[k].owner != o)
+            k++;
+        if (k == n) {
+            memset(&acc[n], 0, sizeof(acc[n]));
+            acc[n].owner = o;
+            acc[n].p.pid = pid;
+            acc[n].p.since = since;
+            n++;
+        }
+        struct pbx_peer *p = &acc[k].p;
+        p->roles |= roles;
+        p->handles++;
+        if (since && (!p->since || since < p->since))
+            p->since = since;
+    }
+    for (size_t k = 0; k < n && k < cap; k++)
+        out[k] = acc[k].p;
+    return (ssize_t) n;
 }
 
 /* ---- the lock and the index ------------------------------------------------------------ */
@@ -615,6 +718,7 @@ static int process_init(struct spool *s)
     s->efd = fd;
     s->pid = pbx__os_self()->pid;
     s->owner = pbx__fs_process_ident();
+    peer_register(s); /* (a fork()ed child: an entry of its own; the parent's stays) */
     return scan(s);
 }
 
@@ -925,6 +1029,7 @@ static struct spool *spool_new(const char *path)
         return NULL;
     s->dirfd = s->qfd = s->cfd = s->tmpfd = s->badfd = s->statefd = -1;
     s->ifd = s->efd = s->bucket_fd = -1;
+    s->peer_slot = -1;
     s->path = strdup(path);
     if (!s->path || pbx__sidx_init(&s->idx)) {
         spool_free(s);
@@ -1047,6 +1152,7 @@ static int open_existing(struct spool *s)
                 s->new_boot = 1;
                 reap(s);
                 clean_tmp(s);
+                peers_prune(s, 1);
                 s->new_boot = 0;
             }
             memcpy(s->st->boot_id, boot, sizeof(boot));
@@ -1274,6 +1380,8 @@ static int spool_close(void *state)
     struct spool *s = state;
     if (s->meta.durability == PBX_DURABLE_BATCH && !removed(s))
         flush_batch(s, 1);
+    if (s->st && !removed(s))
+        peer_unregister(s);
     spool_free(s);
     return 0;
 }
@@ -1342,6 +1450,8 @@ static int spool_unlink(const char *name)
     if (!s)
         return -ENOMEM;
     int err = open_existing(s);
+    if (err == 0)
+        peer_unregister(s); /* (registered by the open; this is no participant) */
     if (err == 0 || (err == -EBADMSG && s->dirfd >= 0 && s->st)) {
         err = remove_spool(s);
     } else if (err == -EBADMSG && s->dirfd >= 0) {
@@ -1576,6 +1686,7 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
         if (*bucket > s->st->dirty_hi)
             s->st->dirty_hi = *bucket;
         s->st->sent++;
+        peer_role(s, PBX_PEER_SENT);
         s->st->last_send_pid = pbx__os_self()->pid;
         s->st->last_send_time = pbx__os_real_coarse_ns();
         spool_unlock(s);
@@ -1836,6 +1947,7 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
                 return err;
             }
             PBX_CRASH_POINT("spool.claim.held");
+            peer_role(s, PBX_PEER_RECEIVED);
             *claim = CLAIM_TAG | seq;
             if (type_out)
                 *type_out = mtype;
@@ -1849,6 +1961,7 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         if (err)
             return err;
         __atomic_fetch_add(&s->st->received, 1, __ATOMIC_RELAXED);
+        peer_role(s, PBX_PEER_RECEIVED);
         PBX_STORE(&s->st->last_recv_pid, pbx__os_self()->pid);
         PBX_STORE(&s->st->last_recv_time, pbx__os_real_coarse_ns());
         if (type_out)
@@ -2013,4 +2126,5 @@ const struct pbx_transport pbx__spool_transport = {
     .claim = spool_claim,
     .ack = spool_ack,
     .release = spool_release,
+    .peers = spool_peers,
 };

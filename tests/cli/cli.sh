@@ -494,6 +494,21 @@ case_claim_and_peers() {
     wait $claimer || fail "a waiting claim on a spool: $(cat "$T/late")"
     [ "$(cat "$T/late")" = two ] || fail "spool claim got $(cat "$T/late")"
     [ -z "$(ls "$T/sp/c")" ] || fail "a claim file was left: $(ls "$T/sp/c")"
+    "$pb" recv --follow "spool:$T/sp" >/dev/null 2>&1 &
+    follower=$!
+    n=0
+    while :; do
+        run "$pb" peers --json "spool:$T/sp"
+        grep -q "\"pid\":$follower," "$T/out" && break
+        n=$((n + 1))
+        [ $n -lt 500 ] || { kill $follower; fail "spool follower never in peers: $(cat "$T/out")"; }
+        sleep 0.01
+    done
+    kill $follower
+    wait $follower 2>/dev/null
+    run "$pb" peers --json "spool:$T/sp"
+    expect 0
+    out_is "[]"
     "$pb" rm "spool:$T/sp" || fail "rm spool"
 }
 
