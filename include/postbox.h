@@ -360,7 +360,7 @@ PBX_API int pbx_notify(pbx_t *q, int signo, int value);
  * signal blocked), later calls return the same one, pbx_close() closes it. After fork(), the
  * child's first call gives it a descriptor of its own. While nobody watches, senders and
  * receivers pay nothing for this. Returns the descriptor (>= 0), or -EINVAL, -EIDRM, -EUSERS,
- * -EMFILE, -ENOMEM, -EAGAIN (no thread), -EOPNOTSUPP (spool transport). Thread-safe.
+ * -EMFILE, -ENOMEM, -EAGAIN (no thread). Thread-safe.
  */
 PBX_API int pbx_fd(pbx_t *q);
 

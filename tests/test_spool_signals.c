@@ -5,6 +5,7 @@
  * spool.ack.deleted, spool.sync.waiting).
  */
 #define _GNU_SOURCE
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -595,6 +596,133 @@ TEST(spool_a_child_using_an_inherited_handle_is_a_peer_of_its_own)
     struct pbx_peer p[8];
     ASSERT_EQ(pbx_peers(q, p, 8), 1);
     ASSERT_EQ(p[0].pid, getpid());
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}
+
+/* ---- pbx_fd ----------------------------------------------------------------------------- */
+
+static int readable(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+}
+
+/* Wait (boundedly) for the level to drop. */
+static int becomes_unreadable(int fd)
+{
+    double end = pbx_test_now_ms() + WAIT_MS;
+    while (readable(fd, 0) && pbx_test_now_ms() < end)
+        pbx_test_sleep_ms(1);
+    return !readable(fd, 0);
+}
+
+static int send_one(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q) || pbx_send(q, 1, "x", 1, 0))
+        return 1;
+    pbx_close(q);
+    return 0;
+}
+
+static int recv_one(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    char buf[8];
+    if (pbx_open(name, 0, NULL, &q) || pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL) != 1)
+        return 1;
+    pbx_close(q);
+    return 0;
+}
+
+TEST(spool_the_descriptor_is_readable_exactly_while_a_message_is_visible)
+{
+    board_init();
+    pbx_t *q = open_spool("fd", 16, PBX_BLOCK);
+    int fd = pbx_fd(q);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pbx_fd(q), fd);
+    ASSERT_TRUE(!readable(fd, 50));
+    struct pbx_peer p[4];
+    ASSERT_EQ(pbx_peers(q, p, 4), 1);
+    ASSERT_EQ(p[0].roles, PBX_PEER_OPENED | PBX_PEER_WATCH);
+    char buf[8];
+    for (int round = 0; round < 10; round++) {
+        /* Another process sends: readable; another receives: not. */
+        pbx_test_wait_ok(pbx_test_fork(send_one, NULL));
+        ASSERT_TRUE(readable(fd, WAIT_MS));
+        pbx_test_wait_ok(pbx_test_fork(recv_one, NULL));
+        ASSERT_TRUE(becomes_unreadable(fd));
+    }
+    /* Our own receive that finds nothing lowers it at once. */
+    pbx_test_wait_ok(pbx_test_fork(send_one, NULL));
+    ASSERT_TRUE(readable(fd, WAIT_MS));
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+    ASSERT_TRUE(!readable(fd, 0));
+    /* A claimed message is not visible; a dead claimer's comes back. */
+    pbx_test_wait_ok(pbx_test_fork(send_one, NULL));
+    ASSERT_TRUE(readable(fd, WAIT_MS));
+    pid_t claimer = pbx_test_fork(claim_and_die, NULL);
+    ASSERT_EQ(wait_for(&board->ready, 1), 1);
+    ASSERT_TRUE(becomes_unreadable(fd));
+    kill(claimer, SIGKILL);
+    ASSERT_EQ(pbx_test_wait(claimer), 128 + SIGKILL);
+    ASSERT_TRUE(readable(fd, WAIT_MS)); /* the helper puts it back */
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    ASSERT_TRUE(becomes_unreadable(fd));
+    /* Removed: readable for good. */
+    pbx_t *h;
+    ASSERT_OK(pbx_open(name, 0, NULL, &h));
+    ASSERT_OK(pbx_remove(h));
+    pbx_close(h);
+    ASSERT_TRUE(readable(fd, WAIT_MS));
+    ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -EIDRM);
+    ASSERT_OK(pbx_close(q)); /* joins the helper */
+}
+
+static int produce(void *arg)
+{
+    int n = (int) (intptr_t) arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q))
+        return 1;
+    for (int i = 0; i < n; i++)
+        if (pbx_send(q, 1, &i, sizeof(i), 0))
+            return 2;
+    pbx_close(q);
+    return 0;
+}
+
+TEST(spool_a_poll_loop_misses_no_message)
+{
+    struct pbx_options o = pbx_test_options(64, 1 << 20, 64, PBX_BLOCK);
+    o.durability = PBX_DURABLE_NONE;
+    pbx_t *q;
+    ASSERT_OK(pbx_open(spool_name(name, sizeof(name), "storm"), PBX_CREATE, &o, &q));
+    int fd = pbx_fd(q);
+    ASSERT_GE(fd, 0);
+    enum { N = 2000 };
+    pid_t a = pbx_test_fork(produce, (void *) (intptr_t) N);
+    pid_t b = pbx_test_fork(produce, (void *) (intptr_t) N);
+    int got = 0;
+    while (got < 2 * N) {
+        if (!readable(fd, WAIT_MS)) {
+            struct pbx_stat st;
+            ASSERT_OK(pbx_stat(q, &st));
+            ASSERT_EQ(st.msgs, 0); /* asleep 5 s while a message was queued: a lost wake-up */
+            continue;
+        }
+        char buf[8];
+        while (pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL) >= 0)
+            got++;
+    }
+    pbx_test_wait_ok(a);
+    pbx_test_wait_ok(b);
+    ASSERT_TRUE(!readable(fd, 0));
     ASSERT_OK(pbx_remove(q));
     pbx_close(q);
 }

@@ -271,9 +271,9 @@ static ssize_t claim_waiting(pbx_t *q, struct recv_args *a, char *buf, size_t ca
             return n;
         if (cli_stop)
             return -EINTR;
-        if (fd < 0 && (fd = pbx_fd(q)) < 0 && fd != -EOPNOTSUPP)
+        if (fd < 0 && (fd = pbx_fd(q)) < 0)
             return fd;
-        int64_t slice = fd < 0 ? 10000000 : 1000000000; /* (spools: no descriptor, look again) */
+        int64_t slice = 1000000000;
         if (a->timeout) {
             int64_t left = deadline - cli_now_mono();
             if (left <= 0)
@@ -281,7 +281,7 @@ static ssize_t claim_waiting(pbx_t *q, struct recv_args *a, char *buf, size_t ca
             if (left < slice)
                 slice = left;
         }
-        struct pollfd p = {.fd = fd, .events = POLLIN}; /* (fd < 0: poll only sleeps) */
+        struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, (int) (slice / 1000000) + 1) > 0)
             usleep(1000); /* readable, but perhaps not for our type: do not spin */
     }

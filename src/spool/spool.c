@@ -55,6 +55,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -111,6 +113,13 @@ struct spool {
     struct sync_wait *syncs; /* PBX_SYNC senders of this handle waiting (lock held) */
     int peer_slot;           /* this handle's entry in the participants table, -1: none */
     uint32_t peer_roles;     /* roles already set in it (atomic) */
+    /* pbx_fd (DESCRIPTOR below): */
+    pthread_mutex_t fd_mu; /* guards the fields below but helper_stop */
+    int wfd, stopfd;       /* the descriptor handed out (its level), the helper's stop */
+    int level;             /* wfd's level: 1 readable */
+    int helper_on, helper_stop;
+    pid_t fd_pid; /* the process that made them (a fork()ed child makes its own) */
+    pthread_t helper;
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -256,6 +265,8 @@ static void finish_lost_removal(struct spool *s)
 }
 
 static void quarantine(struct spool *s, int fromfd, const char *from);
+static void fd_level(struct spool *s, int up);
+static void fd_stop(struct spool *s);
 
 static int owner_alive(const struct spool *s, uint64_t owner)
 {
@@ -404,7 +415,7 @@ static ssize_t spool_peers(void *state, struct pbx_peer *out, size_t cap)
         const struct pbx_spool_peer *e = &s->st->peers[i];
         uint64_t o = PBX_ACQUIRE(&e->owner);
         uint32_t roles = __atomic_load_n(&e->roles, __ATOMIC_ACQUIRE) &
-                         (PBX_PEER_OPENED | PBX_PEER_SENT | PBX_PEER_RECEIVED);
+                         (PBX_PEER_OPENED | PBX_PEER_SENT | PBX_PEER_RECEIVED | PBX_PEER_WATCH);
         int32_t pid = (int32_t) (o & 0x3fffffffu);
         if (!o || !roles || pid <= 0)
             continue;
@@ -1010,12 +1021,13 @@ static void spool_free(struct spool *s)
         return;
     if (s->st)
         pbx__os_table()->munmap(s->st, STATE_SIZE);
-    int *fds[] = {&s->dirfd,   &s->qfd, &s->cfd, &s->tmpfd,    &s->badfd,
-                  &s->statefd, &s->ifd, &s->efd, &s->bucket_fd};
+    int *fds[] = {&s->dirfd, &s->qfd, &s->cfd,       &s->tmpfd, &s->badfd, &s->statefd,
+                  &s->ifd,   &s->efd, &s->bucket_fd, &s->wfd,   &s->stopfd};
     for (size_t i = 0; i < PBX_ARRAY_LEN(fds); i++)
         if (*fds[i] >= 0)
             close(*fds[i]);
     pbx__sidx_fini(&s->idx);
+    pthread_mutex_destroy(&s->fd_mu);
     free(s->wd_bucket);
     free(s->new_buckets);
     free(s->path);
@@ -1030,6 +1042,8 @@ static struct spool *spool_new(const char *path)
     s->dirfd = s->qfd = s->cfd = s->tmpfd = s->badfd = s->statefd = -1;
     s->ifd = s->efd = s->bucket_fd = -1;
     s->peer_slot = -1;
+    s->wfd = s->stopfd = -1;
+    pthread_mutex_init(&s->fd_mu, NULL);
     s->path = strdup(path);
     if (!s->path || pbx__sidx_init(&s->idx)) {
         spool_free(s);
@@ -1368,6 +1382,135 @@ static int spool_open(const char *name, int flags, const struct pbx_options *opt
     return -EAGAIN;
 }
 
+/* ---- the descriptor -------------------------------------------------------------------- */
+
+/*
+ * DESCRIPTOR. pbx_fd() hands out an eventfd whose level says whether a message is visible
+ * (queued, not claimed) or the spool was removed. A helper thread (every signal blocked) is one
+ * more sleeper on the handle's inotify descriptor: at each change it takes the lock, which
+ * applies the events to the index, sets the level from the index's counts, and sleeps again
+ * (counted in local_waiters, so that a thread of the handle that applies events in its place
+ * kicks it). While claims exist it also puts back dead claimers' messages every 100 ms, as a
+ * waiting receiver would. Its level follows every change within one wake-up, and at worst
+ * within a second. A PBX_NOWAIT receive through the handle that finds nothing lowers it at once.
+ */
+
+/* Set the level (fd_mu held, or the spool lock and a level the helper would agree with). */
+static void fd_level(struct spool *s, int up)
+{
+    if (__atomic_load_n(&s->level, __ATOMIC_RELAXED) == up)
+        return;
+    __atomic_store_n(&s->level, up, __ATOMIC_RELAXED);
+    if (up)
+        pbx__fs_eventfd_kick(s->wfd, 1);
+    else
+        pbx__fs_eventfd_take(s->wfd);
+}
+
+/* The level the spool asks for now (spool lock held). */
+static int fd_wanted(const struct spool *s)
+{
+    return removed(s) || s->idx.count > s->idx.nclaimed;
+}
+
+static void *fd_helper(void *arg)
+{
+    struct spool *s = arg;
+    while (!__atomic_load_n(&s->helper_stop, __ATOMIC_ACQUIRE)) {
+        uint64_t gen = 0, slice_ms = IDLE_SLICE_NS / 1000000;
+        int locked = !removed(s) && spool_lock(s) == 0;
+        if (locked) {
+            if (s->idx.nclaimed && pbx__os_mono_ns() - s->last_reap_ns > REAP_NS)
+                reap(s);
+            if (s->idx.nclaimed)
+                slice_ms = CLAIM_SLICE_NS / 1000000;
+            fd_level(s, fd_wanted(s));
+            gen = s->gen;
+            spool_unlock(s);
+        } else if (removed(s)) {
+            fd_level(s, 1);
+        } else {
+            slice_ms = 10; /* could not take the lock: try again shortly */
+        }
+        struct pollfd p[3] = {{.fd = s->stopfd, .events = POLLIN},
+                              {.fd = s->ifd, .events = POLLIN},
+                              {.fd = s->efd, .events = POLLIN}};
+        int nfds = removed(s) ? 1 : 3; /* removed: readable for good, wait for the stop */
+        __atomic_fetch_add(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
+        if (!locked || __atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) == gen)
+            poll(p, (nfds_t) nfds, nfds == 1 ? -1 : (int) slice_ms);
+        __atomic_fetch_sub(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
+        pbx__fs_eventfd_take(s->efd);
+    }
+    return NULL;
+}
+
+static int spool_fd(void *state)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    pthread_mutex_lock(&s->fd_mu);
+    pid_t me = pbx__os_self()->pid;
+    if (s->wfd >= 0 && s->fd_pid == me) {
+        int fd = s->wfd;
+        pthread_mutex_unlock(&s->fd_mu);
+        return fd;
+    }
+    if (s->wfd >= 0) { /* a fork()ed child: the parent's helper is not here */
+        close(s->wfd);
+        close(s->stopfd);
+        s->wfd = s->stopfd = -1;
+        s->helper_on = 0;
+    }
+    int err = 0, w = pbx__fs_eventfd(), stop = pbx__fs_eventfd();
+    if (w < 0 || stop < 0) {
+        err = w < 0 ? w : stop;
+        goto fail;
+    }
+    s->wfd = w;
+    s->stopfd = stop;
+    s->level = 0;
+    s->helper_stop = 0;
+    if ((err = spool_lock(s)) == 0) { /* the right level before anyone polls it */
+        fd_level(s, fd_wanted(s));
+        spool_unlock(s);
+    } else {
+        goto fail;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    err = -pthread_create(&s->helper, NULL, fd_helper, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err)
+        goto fail;
+    s->helper_on = 1;
+    s->fd_pid = me;
+    peer_role(s, PBX_PEER_WATCH);
+    pthread_mutex_unlock(&s->fd_mu);
+    return w;
+fail:
+    if (w >= 0)
+        close(w);
+    if (stop >= 0)
+        close(stop);
+    s->wfd = s->stopfd = -1;
+    pthread_mutex_unlock(&s->fd_mu);
+    return err;
+}
+
+/* Stop and join this process's helper (pbx_close). */
+static void fd_stop(struct spool *s)
+{
+    if (!s->helper_on || s->fd_pid != pbx__os_self()->pid)
+        return;
+    __atomic_store_n(&s->helper_stop, 1, __ATOMIC_RELEASE);
+    pbx__fs_eventfd_kick(s->stopfd, 1);
+    pthread_join(s->helper, NULL);
+    s->helper_on = 0;
+}
+
 static int spool_open_private(const struct pbx_options *opts, void **state)
 {
     (void) opts;
@@ -1380,6 +1523,7 @@ static int spool_close(void *state)
     struct spool *s = state;
     if (s->meta.durability == PBX_DURABLE_BATCH && !removed(s))
         flush_batch(s, 1);
+    fd_stop(s);
     if (s->st && !removed(s))
         peer_unregister(s);
     spool_free(s);
@@ -1823,6 +1967,8 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
             m = pbx__sidx_select(&s->idx, type, except);
         if (!m) {
             if (flags & PBX_NOWAIT) {
+                if (s->wfd >= 0 && s->fd_pid == s->pid && s->idx.count == s->idx.nclaimed)
+                    fd_level(s, 0); /* nothing visible: lower it now, not at the helper's pace */
                 spool_unlock(s);
                 return -ENOMSG;
             }
@@ -2127,4 +2273,5 @@ const struct pbx_transport pbx__spool_transport = {
     .ack = spool_ack,
     .release = spool_release,
     .peers = spool_peers,
+    .fd = spool_fd,
 };
