@@ -346,7 +346,7 @@ PBX_API int pbx_release(pbx_t *q, uint64_t claim);
  * real-time signal (SIGRTMIN + n) queues one per arrival. The handler runs in whichever thread
  * does not block the signal; it should only note the arrival (see docs/signals.md).
  * Returns 0, or -EINVAL (bad signo, q NULL), -EIDRM, -EUSERS (the mailbox's table of 128
- * participants is full), -EOPNOTSUPP (spool transport). Thread-safe.
+ * participants is full). Thread-safe.
  */
 PBX_API int pbx_notify(pbx_t *q, int signo, int value);
 

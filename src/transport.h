@@ -15,7 +15,7 @@
  * transport whose sync is 0 (the API layer checks, so a transport that predates PBX_SYNC never
  * sees the flag and cannot mistake it for an ordinary send). The spool transport has
  * claim/ack/release (a claimed message stays in the spool's c/ directory under a claim file),
- * sync, peers and fd, but no notify (the contract in docs/signals.md is transport-neutral:
+ * sync, peers, fd and notify (the contract in docs/signals.md is transport-neutral:
  * a claim id is an opaque non-zero number, ack/release of an id not held by the caller's
  * process is -ENOENT).
  */

@@ -726,3 +726,93 @@ TEST(spool_a_poll_loop_misses_no_message)
     ASSERT_OK(pbx_remove(q));
     pbx_close(q);
 }
+
+/* ---- pbx_notify ------------------------------------------------------------------------- */
+
+/* Signals of signo (blocked) pending within ms: how many, the last value in *value. */
+static int signals_within(int signo, int ms, int *value)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signo);
+    int n = 0;
+    for (;;) {
+        struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000};
+        siginfo_t si;
+        if (sigtimedwait(&set, &si, &ts) != signo)
+            return n;
+        ASSERT_EQ(si.si_code, SI_QUEUE);
+        *value = si.si_value.sival_int;
+        n++;
+        ms = 300; /* after the first, look whether more come */
+    }
+}
+
+static int register_and_wait(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q) || pbx_notify(q, SIGRTMIN + 1, 7))
+        return 1;
+    __atomic_add_fetch(&board->ready, 1, __ATOMIC_SEQ_CST);
+    for (;;)
+        pause();
+}
+
+TEST(spool_notify_fires_exactly_on_empty_to_non_empty)
+{
+    board_init();
+    int signo = SIGRTMIN;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signo);
+    ASSERT_OK(sigprocmask(SIG_BLOCK, &set, NULL));
+    pbx_t *q = open_spool("notify", 16, PBX_BLOCK);
+    ASSERT_OK(pbx_notify(q, signo, 42));
+    struct pbx_peer p[4];
+    ASSERT_EQ(pbx_peers(q, p, 4), 1);
+    ASSERT_EQ(p[0].roles, PBX_PEER_OPENED | PBX_PEER_NOTIFY);
+    ASSERT_EQ(p[0].notify_signo, signo);
+    /* A registrant that dies is never signalled and is pruned by the next edge. */
+    pid_t dead = pbx_test_fork(register_and_wait, NULL);
+    ASSERT_EQ(wait_for(&board->ready, 1), 1);
+    kill(dead, SIGKILL);
+    ASSERT_EQ(pbx_test_wait(dead), 128 + SIGKILL);
+    int value = 0;
+    char buf[8];
+    for (int round = 0; round < 3; round++) {
+        /* Another process sends into the empty spool: one signal; a second send: none. */
+        pbx_test_wait_ok(pbx_test_fork(send_one, NULL));
+        ASSERT_EQ(signals_within(signo, WAIT_MS, &value), 1);
+        ASSERT_EQ(value, 42);
+        pbx_test_wait_ok(pbx_test_fork(send_one, NULL));
+        ASSERT_EQ(signals_within(signo, 100, &value), 0);
+        ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+        ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    }
+    ASSERT_EQ(pbx_peers(q, NULL, 0), 1);
+    /* Claimed (empty), released (an edge); claimed by a process that dies (put back: an edge). */
+    ASSERT_OK(pbx_send(q, 1, "m", 1, 0));
+    ASSERT_EQ(signals_within(signo, WAIT_MS, &value), 1);
+    uint64_t c;
+    ASSERT_EQ(pbx_claim(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL, &c), 1);
+    ASSERT_OK(pbx_release(q, c));
+    ASSERT_EQ(signals_within(signo, WAIT_MS, &value), 1);
+    board->ready = 0;
+    pid_t claimer = pbx_test_fork(claim_and_die, NULL);
+    ASSERT_EQ(wait_for(&board->ready, 1), 1);
+    kill(claimer, SIGKILL);
+    ASSERT_EQ(pbx_test_wait(claimer), 128 + SIGKILL);
+    /* A receive that finds nothing puts the dead claimer's message back (announced), takes it. */
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    ASSERT_EQ(signals_within(signo, WAIT_MS, &value), 1);
+    ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+    /* Unregistered: nothing. */
+    ASSERT_OK(pbx_notify(q, 0, 0));
+    ASSERT_EQ((pbx_peers(q, p, 4), p[0].roles & PBX_PEER_NOTIFY), 0);
+    pbx_test_wait_ok(pbx_test_fork(send_one, NULL));
+    ASSERT_EQ(signals_within(signo, 100, &value), 0);
+    ASSERT_ERR(pbx_notify(q, SIGKILL, 0), -EINVAL);
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}

@@ -91,8 +91,8 @@ struct pbx_spool_state {
     struct pbx_spool_peer {
         uint64_t owner;
         int64_t since;  /* CLOCK_REALTIME at open, ns */
-        uint32_t roles; /* PBX_PEER_OPENED | SENT | RECEIVED */
-        uint32_t unused;
+        uint32_t roles; /* PBX_PEER_* in the low 16 bits; pbx_notify's signal in bits 16-23 */
+        int32_t value;  /* pbx_notify's value */
     } peers[PBX_SPOOL_PEERS];
 };
 _Static_assert(sizeof(struct pbx_spool_state) <= 4096, "the state fits one page");

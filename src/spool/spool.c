@@ -266,6 +266,8 @@ static void finish_lost_removal(struct spool *s)
 
 static void quarantine(struct spool *s, int fromfd, const char *from);
 static void fd_level(struct spool *s, int up);
+static int spool_lock(struct spool *s);
+static void spool_unlock(struct spool *s);
 static void fd_stop(struct spool *s);
 
 static int owner_alive(const struct spool *s, uint64_t owner)
@@ -400,6 +402,56 @@ static void peer_role(struct spool *s, uint32_t role)
         __atomic_fetch_or(&s->st->peers[s->peer_slot].roles, role, __ATOMIC_RELEASE);
 }
 
+/*
+ * NOTIFICATION. Everything that makes a message visible — a send's rename into q/, a release, a
+ * dead claimer's message put back, a receive giving back what it could not read — is a rename
+ * made under the spool lock, with the index exact (drained). So the one that makes a message
+ * visible while none was (queued count 0 before it) is the empty -> non-empty edge, and it
+ * announces it: with the lock still held, it signals every registrant in the participants table
+ * (pbx__os_signal_ident: never a dead process, nor one that got its PID). One signal per
+ * registrant per edge; a registrant found dead is pruned.
+ */
+static void announce(struct spool *s)
+{
+    for (unsigned i = 0; i < PBX_SPOOL_PEERS; i++) {
+        struct pbx_spool_peer *e = &s->st->peers[i];
+        uint32_t roles = __atomic_load_n(&e->roles, __ATOMIC_ACQUIRE);
+        int signo = (int) (roles >> 16 & 0xff);
+        uint64_t o = PBX_LOAD(&e->owner);
+        if (!signo || !o)
+            continue;
+        int32_t value = PBX_LOAD(&e->value);
+        if (pbx__os_signal_ident(o, signo, value) == -ESRCH) {
+            PBX_STORE(&e->roles, 0u);
+            __atomic_compare_exchange_n(&e->owner, &o, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+static int spool_notify(void *state, int signo, int value)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    int err = spool_lock(s); /* (a fork()ed child gets its own entry here) */
+    if (err)
+        return err;
+    if (s->peer_slot < 0) {
+        spool_unlock(s);
+        return -EUSERS;
+    }
+    struct pbx_spool_peer *e = &s->st->peers[s->peer_slot];
+    PBX_STORE(&e->value, (int32_t) value);
+    uint32_t cur = __atomic_load_n(&e->roles, __ATOMIC_RELAXED), next;
+    do {
+        next = (cur & 0xffffu & ~(uint32_t) PBX_PEER_NOTIFY) |
+               (signo ? (uint32_t) signo << 16 | PBX_PEER_NOTIFY : 0);
+    } while (
+        !__atomic_compare_exchange_n(&e->roles, &cur, next, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    spool_unlock(s);
+    return 0;
+}
+
 static ssize_t spool_peers(void *state, struct pbx_peer *out, size_t cap)
 {
     struct spool *s = state;
@@ -414,8 +466,10 @@ static ssize_t spool_peers(void *state, struct pbx_peer *out, size_t cap)
     for (unsigned i = 0; i < PBX_SPOOL_PEERS; i++) {
         const struct pbx_spool_peer *e = &s->st->peers[i];
         uint64_t o = PBX_ACQUIRE(&e->owner);
-        uint32_t roles = __atomic_load_n(&e->roles, __ATOMIC_ACQUIRE) &
-                         (PBX_PEER_OPENED | PBX_PEER_SENT | PBX_PEER_RECEIVED | PBX_PEER_WATCH);
+        uint32_t all = __atomic_load_n(&e->roles, __ATOMIC_ACQUIRE);
+        uint32_t roles = all & (PBX_PEER_OPENED | PBX_PEER_SENT | PBX_PEER_RECEIVED |
+                                PBX_PEER_WATCH | PBX_PEER_NOTIFY);
+        int32_t signo = (int32_t) (all >> 16 & 0xff);
         int32_t pid = (int32_t) (o & 0x3fffffffu);
         if (!o || !roles || pid <= 0)
             continue;
@@ -435,10 +489,18 @@ static ssize_t spool_peers(void *state, struct pbx_peer *out, size_t cap)
         p->handles++;
         if (since && (!p->since || since < p->since))
             p->since = since;
+        if (signo && !p->notify_signo)
+            p->notify_signo = signo;
     }
     for (size_t k = 0; k < n && k < cap; k++)
         out[k] = acc[k].p;
     return (ssize_t) n;
+}
+
+/* Visible messages: queued, not claimed (lock held). */
+static int visible(const struct spool *s)
+{
+    return s->idx.count > s->idx.nclaimed;
 }
 
 /* ---- the lock and the index ------------------------------------------------------------ */
@@ -830,7 +892,7 @@ static int rename_into_bucket(struct spool *s, int fromfd, const char *from, uin
 /* Put back the claims of dead processes (lock held). Returns how many. */
 static int reap(struct spool *s)
 {
-    int n = 0;
+    int n = 0, was_visible = visible(s);
     s->last_reap_ns = pbx__os_mono_ns();
     for (struct pbx_sidx_msg *m = s->idx.claimed; m; m = m->cnext) {
         if (owner_alive(s, m->owner))
@@ -848,6 +910,8 @@ static int reap(struct spool *s)
     }
     if (n)
         drain(s);
+    if (n && !was_visible)
+        announce(s);
     return n;
 }
 
@@ -1410,7 +1474,7 @@ static void fd_level(struct spool *s, int up)
 /* The level the spool asks for now (spool lock held). */
 static int fd_wanted(const struct spool *s)
 {
-    return removed(s) || s->idx.count > s->idx.nclaimed;
+    return removed(s) || visible(s);
 }
 
 static void *fd_helper(void *arg)
@@ -1812,11 +1876,14 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
         char name[NAME_LEN];
         msg_name(name, seq, type, len);
         *bucket = seq >> PBX_SPOOL_BUCKET_BITS;
+        int was_visible = visible(s);
         err = rename_into_bucket(s, s->tmpfd, tmpname, *bucket, name);
         if (err) {
             spool_unlock(s);
             return err;
         }
+        if (!was_visible)
+            announce(s);
         if (sw) { /* watch for the take from the rename on (its events come at later drains) */
             sw->seq = seq;
             sw->dropped = 0;
@@ -1945,6 +2012,14 @@ static int flush_received(struct spool *s, uint64_t bucket)
         err = fd == -ENOENT ? pbx__fs_table()->fsync(s->qfd) : fd; /* the bucket was removed */
     }
     return err ? err : pbx__fs_table()->fsync(s->cfd);
+}
+
+/* A receive gives back a message it claimed but cannot hand over (lock held). */
+static void give_back(struct spool *s, const char *cname, uint64_t bucket, const char *qname)
+{
+    int was_visible = visible(s);
+    if (rename_into_bucket(s, s->cfd, cname, bucket, qname) == 0 && !was_visible)
+        announce(s);
 }
 
 static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, int flags,
@@ -2076,7 +2151,7 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
             /* Could not read it: give it back rather than lose it. */
             if (spool_lock(s) == 0) {
                 msg_name(qname, seq, mtype, len);
-                rename_into_bucket(s, s->cfd, cname, bucket, qname);
+                give_back(s, cname, bucket, qname);
                 spool_unlock(s);
             }
             return err;
@@ -2087,7 +2162,7 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
             if ((err = held_add(s, seq))) {
                 if (spool_lock(s) == 0) {
                     msg_name(qname, seq, mtype, len);
-                    rename_into_bucket(s, s->cfd, cname, bucket, qname);
+                    give_back(s, cname, bucket, qname);
                     spool_unlock(s);
                 }
                 return err;
@@ -2213,7 +2288,10 @@ static int spool_release(void *state, uint64_t id)
     claim_name(cname, seq, m->type, m->len, m->owner);
     msg_name(qname, seq, m->type, m->len);
     /* Back under its old sequence number: its place in arrival order. */
+    int was_visible = visible(s);
     err = rename_into_bucket(s, s->cfd, cname, seq >> PBX_SPOOL_BUCKET_BITS, qname);
+    if (err == 0 && !was_visible)
+        announce(s);
     if (err == 0 || err == -ENOENT)
         held_del(s, seq);
     spool_unlock(s);
@@ -2274,4 +2352,5 @@ const struct pbx_transport pbx__spool_transport = {
     .release = spool_release,
     .peers = spool_peers,
     .fd = spool_fd,
+    .notify = spool_notify,
 };
