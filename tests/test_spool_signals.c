@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -813,6 +814,44 @@ TEST(spool_notify_fires_exactly_on_empty_to_non_empty)
     pbx_test_wait_ok(pbx_test_fork(send_one, NULL));
     ASSERT_EQ(signals_within(signo, 100, &value), 0);
     ASSERT_ERR(pbx_notify(q, SIGKILL, 0), -EINVAL);
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}
+
+static void *send_thread(void *arg)
+{
+    pbx_t *q = arg;
+    for (int i = 0; i < 1000; i++)
+        if (pbx_send(q, 1, &i, sizeof(i), 0))
+            return (void *) 1;
+    return NULL;
+}
+
+TEST_THREADS(spool_the_descriptor_serves_a_poll_loop_while_a_thread_of_the_handle_sends)
+{
+    struct pbx_options o = pbx_test_options(64, 1 << 20, 64, PBX_BLOCK);
+    o.durability = PBX_DURABLE_NONE;
+    pbx_t *q;
+    ASSERT_OK(pbx_open(spool_name(name, sizeof(name), "thr"), PBX_CREATE, &o, &q));
+    int fd = pbx_fd(q);
+    ASSERT_GE(fd, 0);
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, send_thread, q), 0);
+    int got = 0;
+    while (got < 1000) {
+        if (!readable(fd, WAIT_MS)) {
+            struct pbx_stat st;
+            ASSERT_OK(pbx_stat(q, &st));
+            ASSERT_EQ(st.msgs, 0); /* asleep 5 s while a message was queued: a lost wake-up */
+            continue;
+        }
+        char buf[8];
+        while (pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL) >= 0)
+            got++;
+    }
+    void *r;
+    ASSERT_EQ(pthread_join(t, &r), 0);
+    ASSERT_TRUE(r == NULL);
     ASSERT_OK(pbx_remove(q));
     pbx_close(q);
 }
