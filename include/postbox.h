@@ -252,7 +252,8 @@ PBX_API int pbx_unlink(const char *name);
  * it. PBX_SYNC | PBX_NOWAIT queues the message only if a receiver is already waiting for one
  * (else -EAGAIN and nothing is sent), then waits for the take as PBX_SYNC does. At most 64
  * PBX_SYNC senders may wait on one mailbox at once (-EUSERS beyond). A sync sender killed while
- * it waits leaves its message queued and nothing else. -EOPNOTSUPP with the spool transport.
+ * it waits leaves its message queued and nothing else. Spools: the same (no 64 limit; see
+ * docs/signals.md).
  * Blocks only under PBX_BLOCK without PBX_NOWAIT, or with PBX_SYNC. Thread-safe.
  */
 PBX_API int pbx_send(pbx_t *q, long type, const void *data, size_t len, int flags);
@@ -309,7 +310,7 @@ PBX_API ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int fl
  * SIGKILL) has its messages put back on their own, each to be received again exactly once (by
  * whoever next looks after dead peers; waiting receivers do within 100 ms). A claimed message counts in pbx_stat() msgs, bytes and claimed, and occupies room.
  * Returns the bytes copied, or the errors of pbx_recv(). Blocks like pbx_recv(). Thread-safe.
- * With the spool transport: -EOPNOTSUPP in this version.
+ * Spools: the same (the message stays in the spool's claim directory; docs/spool.md).
  */
 PBX_API ssize_t pbx_claim(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
                           uint64_t *claim);
@@ -345,7 +346,7 @@ PBX_API int pbx_release(pbx_t *q, uint64_t claim);
  * real-time signal (SIGRTMIN + n) queues one per arrival. The handler runs in whichever thread
  * does not block the signal; it should only note the arrival (see docs/signals.md).
  * Returns 0, or -EINVAL (bad signo, q NULL), -EIDRM, -EUSERS (the mailbox's table of 128
- * participants is full), -EOPNOTSUPP (spool transport). Thread-safe.
+ * participants is full). Thread-safe.
  */
 PBX_API int pbx_notify(pbx_t *q, int signo, int value);
 
@@ -359,7 +360,7 @@ PBX_API int pbx_notify(pbx_t *q, int signo, int value);
  * signal blocked), later calls return the same one, pbx_close() closes it. After fork(), the
  * child's first call gives it a descriptor of its own. While nobody watches, senders and
  * receivers pay nothing for this. Returns the descriptor (>= 0), or -EINVAL, -EIDRM, -EUSERS,
- * -EMFILE, -ENOMEM, -EAGAIN (no thread), -EOPNOTSUPP (spool transport). Thread-safe.
+ * -EMFILE, -ENOMEM, -EAGAIN (no thread). Thread-safe.
  */
 PBX_API int pbx_fd(pbx_t *q);
 
@@ -369,8 +370,8 @@ PBX_API int pbx_fd(pbx_t *q);
  * is 0); the return value is how many there are, which may be more than cap. Entries of dead
  * processes are pruned on the way; a process is judged by its PID and its start time, so a
  * recycled PID is not taken for a live participant. At most 128 handles are listed per
- * mailbox. Returns the count, or -EINVAL, -EIDRM (removed; the list is still filled),
- * -EOPNOTSUPP (spool transport). Thread-safe.
+ * mailbox (spools too). Returns the count, or -EINVAL, -EIDRM (removed; the list is still
+ * filled). Thread-safe.
  */
 PBX_API ssize_t pbx_peers(pbx_t *q, struct pbx_peer *out, size_t cap);
 

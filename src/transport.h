@@ -13,10 +13,11 @@
  * The entries after stat (claims, notification, the descriptor, peers) are optional: a
  * transport that leaves one NULL makes the call return -EOPNOTSUPP, and so does PBX_SYNC on a
  * transport whose sync is 0 (the API layer checks, so a transport that predates PBX_SYNC never
- * sees the flag and cannot mistake it for an ordinary send). The spool transport
- * starts that way; its claim/ack/release will keep a claimed message in the spool directory
- * under a claim file (the contract in docs/signals.md is transport-neutral: a claim id is an
- * opaque non-zero number, ack/release of an id not held by the caller's process is -ENOENT).
+ * sees the flag and cannot mistake it for an ordinary send). The spool transport has
+ * claim/ack/release (a claimed message stays in the spool's c/ directory under a claim file),
+ * sync, peers, fd and notify (the contract in docs/signals.md is transport-neutral:
+ * a claim id is an opaque non-zero number, ack/release of an id not held by the caller's
+ * process is -ENOENT).
  */
 #ifndef PBX_TRANSPORT_H
 #define PBX_TRANSPORT_H

@@ -26,7 +26,8 @@
 #define PBX_SPOOL_META_MAGIC  "PBXSPOOL"
 #define PBX_SPOOL_STATE_MAGIC "PBXSPSTA"
 #define PBX_SPOOL_VERSION     1
-#define PBX_SPOOL_BUCKET_BITS 12 /* 4096 messages per queue directory */
+#define PBX_SPOOL_BUCKET_BITS 12  /* 4096 messages per queue directory */
+#define PBX_SPOOL_PEERS       128 /* entries in the state page's table of participants */
 /* Sequence numbers stay below 2^44: a bucket name has 8 hex digits (32 bits) and a bucket
  * holds 2^12 numbers. A name with a higher number is foreign; a send past it is -EOVERFLOW. */
 #define PBX_SPOOL_SEQ_LIMIT (1ull << (32 + PBX_SPOOL_BUCKET_BITS))
@@ -82,6 +83,17 @@ struct pbx_spool_state {
     /* Under the spool lock: /proc/sys/kernel/random/boot_id of the boot in which the spool was
      * last opened. Owners (pid + start time) of another boot are all dead. */
     char boot_id[40];
+    /* The participants (pbx_peers): one entry per open handle. An entry is free while owner
+     * is 0; a handle takes one with a compare-and-swap of owner (its process identity), then
+     * fills since and roles (an entry with roles 0 is not listed yet). Pages of spools made
+     * before this table existed are zero here: an empty table. */
+    uint8_t pad5[56];
+    struct pbx_spool_peer {
+        uint64_t owner;
+        int64_t since;  /* CLOCK_REALTIME at open, ns */
+        uint32_t roles; /* PBX_PEER_* in the low 16 bits; pbx_notify's signal in bits 16-23 */
+        int32_t value;  /* pbx_notify's value */
+    } peers[PBX_SPOOL_PEERS];
 };
 _Static_assert(sizeof(struct pbx_spool_state) <= 4096, "the state fits one page");
 

@@ -50,10 +50,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -74,6 +77,13 @@
 #define CLEAN_NS       1000000000ull /* temporary files of dead writers: looked for this often */
 #define STATE_SIZE     4096
 #define NAME_LEN       80
+
+/* A PBX_SYNC sender waiting for the take of its message (on the handle's list, lock held). */
+struct sync_wait {
+    uint64_t seq;
+    int dropped; /* its file was deleted from q/ (PBX_DROP_OLDEST), not claimed */
+    struct sync_wait *next;
+};
 
 struct spool {
     char *path;
@@ -100,6 +110,16 @@ struct spool {
     int new_boot;  /* opening after a reboot: every owner recorded in the spool is dead */
     dev_t dir_dev; /* the spool directory's identity */
     ino_t dir_ino;
+    struct sync_wait *syncs; /* PBX_SYNC senders of this handle waiting (lock held) */
+    int peer_slot;           /* this handle's entry in the participants table, -1: none */
+    uint32_t peer_roles;     /* roles already set in it (atomic) */
+    /* pbx_fd (DESCRIPTOR below): */
+    pthread_mutex_t fd_mu; /* guards the fields below but helper_stop */
+    int wfd, stopfd;       /* the descriptor handed out (its level), the helper's stop */
+    int level;             /* wfd's level: 1 readable */
+    int helper_on, helper_stop;
+    pid_t fd_pid; /* the process that made them (a fork()ed child makes its own) */
+    pthread_t helper;
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -245,10 +265,242 @@ static void finish_lost_removal(struct spool *s)
 }
 
 static void quarantine(struct spool *s, int fromfd, const char *from);
+static void fd_level(struct spool *s, int up);
+static int spool_lock(struct spool *s);
+static void spool_unlock(struct spool *s);
+static void fd_stop(struct spool *s);
 
 static int owner_alive(const struct spool *s, uint64_t owner)
 {
     return !s->new_boot && pbx__fs_process_alive(owner);
+}
+
+/* ---- claims this process holds --------------------------------------------------------- */
+
+/*
+ * A claim id is CLAIM_TAG | SEQ (SEQ < 2^44, never 0; bits 44-51 zero). The message's file
+ * c/SEQ.TYPE.LEN.OWNER alone cannot tell a pbx_claim() from a receive that is between its
+ * rename and its delete in another thread of the same process, so the process keeps the table
+ * of the claims it holds, by spool (device and inode of its directory) and SEQ: an id not in it
+ * is -ENOENT, even if its file is there. A claim belongs to the process, not the handle: the
+ * table outlives pbx_close(), like the file.
+ */
+#define CLAIM_TAG (0x5b0ull << 52)
+
+struct held {
+    dev_t dev;
+    ino_t ino;
+    uint64_t seq;
+};
+static struct held *held_tab;
+static size_t held_n, held_cap;
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int held_add(const struct spool *s, uint64_t seq)
+{
+    int err = 0;
+    pthread_mutex_lock(&held_mu);
+    if (held_n == held_cap) {
+        size_t cap = held_cap * 2 + 16;
+        struct held *a = realloc(held_tab, cap * sizeof(*a));
+        if (a) {
+            held_tab = a;
+            held_cap = cap;
+        } else {
+            err = -ENOMEM;
+        }
+    }
+    if (!err)
+        held_tab[held_n++] = (struct held){s->dir_dev, s->dir_ino, seq};
+    pthread_mutex_unlock(&held_mu);
+    return err;
+}
+
+static size_t held_find(const struct spool *s, uint64_t seq)
+{
+    for (size_t i = 0; i < held_n; i++)
+        if (held_tab[i].seq == seq && held_tab[i].ino == s->dir_ino &&
+            held_tab[i].dev == s->dir_dev)
+            return i;
+    return SIZE_MAX;
+}
+
+static int held_has(const struct spool *s, uint64_t seq)
+{
+    pthread_mutex_lock(&held_mu);
+    int r = held_find(s, seq) != SIZE_MAX;
+    pthread_mutex_unlock(&held_mu);
+    return r;
+}
+
+static void held_del(const struct spool *s, uint64_t seq)
+{
+    pthread_mutex_lock(&held_mu);
+    size_t i = held_find(s, seq);
+    if (i != SIZE_MAX)
+        held_tab[i] = held_tab[--held_n];
+    pthread_mutex_unlock(&held_mu);
+}
+
+/* ---- participants ---------------------------------------------------------------------- */
+
+/* Free the entries of dead processes (with keep: every entry but this process's). */
+static void peers_prune(struct spool *s, int all_but_mine)
+{
+    for (unsigned i = 0; i < PBX_SPOOL_PEERS; i++) {
+        struct pbx_spool_peer *e = &s->st->peers[i];
+        uint64_t o = PBX_ACQUIRE(&e->owner);
+        if (!o || (all_but_mine ? o == s->owner : owner_alive(s, o)))
+            continue;
+        /* Roles first: an entry is listed only with roles set, and a new owner sets them. */
+        PBX_STORE(&e->roles, 0u);
+        __atomic_compare_exchange_n(&e->owner, &o, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    }
+}
+
+/* Take an entry for this handle (a full table, even after pruning, leaves it unlisted). */
+static void peer_register(struct spool *s)
+{
+    s->peer_slot = -1;
+    __atomic_store_n(&s->peer_roles, PBX_PEER_OPENED, __ATOMIC_RELAXED);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        for (unsigned i = 0; i < PBX_SPOOL_PEERS; i++) {
+            struct pbx_spool_peer *e = &s->st->peers[i];
+            uint64_t zero = 0;
+            if (PBX_LOAD(&e->owner) ||
+                !__atomic_compare_exchange_n(&e->owner, &zero, s->owner, 0, __ATOMIC_ACQ_REL,
+                                             __ATOMIC_RELAXED))
+                continue;
+            PBX_CRASH_POINT("spool.peer.taken");
+            PBX_STORE(&e->since, (int64_t) pbx__os_real_coarse_ns());
+            __atomic_store_n(&e->roles, PBX_PEER_OPENED, __ATOMIC_RELEASE);
+            s->peer_slot = (int) i;
+            return;
+        }
+        peers_prune(s, 0);
+    }
+}
+
+static void peer_unregister(struct spool *s)
+{
+    if (s->peer_slot < 0 || s->owner != pbx__fs_process_ident())
+        return; /* none, or a fork()ed child's copy of its parent's handle */
+    struct pbx_spool_peer *e = &s->st->peers[s->peer_slot];
+    uint64_t o = s->owner;
+    PBX_STORE(&e->roles, 0u);
+    __atomic_compare_exchange_n(&e->owner, &o, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    s->peer_slot = -1;
+}
+
+/* Record a role of this handle, once. */
+static void peer_role(struct spool *s, uint32_t role)
+{
+    if (PBX_LIKELY(__atomic_load_n(&s->peer_roles, __ATOMIC_RELAXED) & role))
+        return;
+    __atomic_fetch_or(&s->peer_roles, role, __ATOMIC_RELAXED);
+    if (s->peer_slot >= 0)
+        __atomic_fetch_or(&s->st->peers[s->peer_slot].roles, role, __ATOMIC_RELEASE);
+}
+
+/*
+ * NOTIFICATION. Everything that makes a message visible — a send's rename into q/, a release, a
+ * dead claimer's message put back, a receive giving back what it could not read — is a rename
+ * made under the spool lock, with the index exact (drained). So the one that makes a message
+ * visible while none was (queued count 0 before it) is the empty -> non-empty edge, and it
+ * announces it: with the lock still held, it signals every registrant in the participants table
+ * (pbx__os_signal_ident: never a dead process, nor one that got its PID). One signal per
+ * registrant per edge; a registrant found dead is pruned.
+ */
+static void announce(struct spool *s)
+{
+    for (unsigned i = 0; i < PBX_SPOOL_PEERS; i++) {
+        struct pbx_spool_peer *e = &s->st->peers[i];
+        uint32_t roles = __atomic_load_n(&e->roles, __ATOMIC_ACQUIRE);
+        int signo = (int) (roles >> 16 & 0xff);
+        uint64_t o = PBX_LOAD(&e->owner);
+        if (!signo || !o)
+            continue;
+        int32_t value = PBX_LOAD(&e->value);
+        if (pbx__os_signal_ident(o, signo, value) == -ESRCH) {
+            PBX_STORE(&e->roles, 0u);
+            __atomic_compare_exchange_n(&e->owner, &o, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+static int spool_notify(void *state, int signo, int value)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    int err = spool_lock(s); /* (a fork()ed child gets its own entry here) */
+    if (err)
+        return err;
+    if (s->peer_slot < 0) {
+        spool_unlock(s);
+        return -EUSERS;
+    }
+    struct pbx_spool_peer *e = &s->st->peers[s->peer_slot];
+    PBX_STORE(&e->value, (int32_t) value);
+    uint32_t cur = __atomic_load_n(&e->roles, __ATOMIC_RELAXED), next;
+    do {
+        next = (cur & 0xffffu & ~(uint32_t) PBX_PEER_NOTIFY) |
+               (signo ? (uint32_t) signo << 16 | PBX_PEER_NOTIFY : 0);
+    } while (
+        !__atomic_compare_exchange_n(&e->roles, &cur, next, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    spool_unlock(s);
+    return 0;
+}
+
+static ssize_t spool_peers(void *state, struct pbx_peer *out, size_t cap)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    peers_prune(s, 0);
+    struct {
+        uint64_t owner;
+        struct pbx_peer p;
+    } acc[PBX_SPOOL_PEERS];
+    size_t n = 0;
+    for (unsigned i = 0; i < PBX_SPOOL_PEERS; i++) {
+        const struct pbx_spool_peer *e = &s->st->peers[i];
+        uint64_t o = PBX_ACQUIRE(&e->owner);
+        uint32_t all = __atomic_load_n(&e->roles, __ATOMIC_ACQUIRE);
+        uint32_t roles = all & (PBX_PEER_OPENED | PBX_PEER_SENT | PBX_PEER_RECEIVED |
+                                PBX_PEER_WATCH | PBX_PEER_NOTIFY);
+        int32_t signo = (int32_t) (all >> 16 & 0xff);
+        int32_t pid = (int32_t) (o & 0x3fffffffu);
+        if (!o || !roles || pid <= 0)
+            continue;
+        int64_t since = PBX_LOAD(&e->since);
+        size_t k = 0;
+        while (k < n && acc[k].owner != o)
+            k++;
+        if (k == n) {
+            memset(&acc[n], 0, sizeof(acc[n]));
+            acc[n].owner = o;
+            acc[n].p.pid = pid;
+            acc[n].p.since = since;
+            n++;
+        }
+        struct pbx_peer *p = &acc[k].p;
+        p->roles |= roles;
+        p->handles++;
+        if (since && (!p->since || since < p->since))
+            p->since = since;
+        if (signo && !p->notify_signo)
+            p->notify_signo = signo;
+    }
+    for (size_t k = 0; k < n && k < cap; k++)
+        out[k] = acc[k].p;
+    return (ssize_t) n;
+}
+
+/* Visible messages: queued, not claimed (lock held). */
+static int visible(const struct spool *s)
+{
+    return s->idx.count > s->idx.nclaimed;
 }
 
 /* ---- the lock and the index ------------------------------------------------------------ */
@@ -457,8 +709,13 @@ static int apply_event(struct spool *s, const struct inotify_event *ev)
         return 0;
     if (to && len <= s->meta.max_msg_size)
         return pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_QUEUED, 0);
-    if (from)
+    if (from) {
         pbx__sidx_leave(&s->idx, seq, PBX_SIDX_QUEUED);
+        if (ev->mask & IN_DELETE) /* deleted while queued: dropped (or the spool removed) */
+            for (struct sync_wait *w = s->syncs; w; w = w->next)
+                if (w->seq == seq)
+                    w->dropped = 1;
+    }
     return 0;
 }
 
@@ -534,6 +791,7 @@ static int process_init(struct spool *s)
     s->efd = fd;
     s->pid = pbx__os_self()->pid;
     s->owner = pbx__fs_process_ident();
+    peer_register(s); /* (a fork()ed child: an entry of its own; the parent's stays) */
     return scan(s);
 }
 
@@ -634,7 +892,7 @@ static int rename_into_bucket(struct spool *s, int fromfd, const char *from, uin
 /* Put back the claims of dead processes (lock held). Returns how many. */
 static int reap(struct spool *s)
 {
-    int n = 0;
+    int n = 0, was_visible = visible(s);
     s->last_reap_ns = pbx__os_mono_ns();
     for (struct pbx_sidx_msg *m = s->idx.claimed; m; m = m->cnext) {
         if (owner_alive(s, m->owner))
@@ -652,6 +910,8 @@ static int reap(struct spool *s)
     }
     if (n)
         drain(s);
+    if (n && !was_visible)
+        announce(s);
     return n;
 }
 
@@ -825,12 +1085,13 @@ static void spool_free(struct spool *s)
         return;
     if (s->st)
         pbx__os_table()->munmap(s->st, STATE_SIZE);
-    int *fds[] = {&s->dirfd,   &s->qfd, &s->cfd, &s->tmpfd,    &s->badfd,
-                  &s->statefd, &s->ifd, &s->efd, &s->bucket_fd};
+    int *fds[] = {&s->dirfd, &s->qfd, &s->cfd,       &s->tmpfd, &s->badfd, &s->statefd,
+                  &s->ifd,   &s->efd, &s->bucket_fd, &s->wfd,   &s->stopfd};
     for (size_t i = 0; i < PBX_ARRAY_LEN(fds); i++)
         if (*fds[i] >= 0)
             close(*fds[i]);
     pbx__sidx_fini(&s->idx);
+    pthread_mutex_destroy(&s->fd_mu);
     free(s->wd_bucket);
     free(s->new_buckets);
     free(s->path);
@@ -844,6 +1105,9 @@ static struct spool *spool_new(const char *path)
         return NULL;
     s->dirfd = s->qfd = s->cfd = s->tmpfd = s->badfd = s->statefd = -1;
     s->ifd = s->efd = s->bucket_fd = -1;
+    s->peer_slot = -1;
+    s->wfd = s->stopfd = -1;
+    pthread_mutex_init(&s->fd_mu, NULL);
     s->path = strdup(path);
     if (!s->path || pbx__sidx_init(&s->idx)) {
         spool_free(s);
@@ -966,6 +1230,7 @@ static int open_existing(struct spool *s)
                 s->new_boot = 1;
                 reap(s);
                 clean_tmp(s);
+                peers_prune(s, 1);
                 s->new_boot = 0;
             }
             memcpy(s->st->boot_id, boot, sizeof(boot));
@@ -1181,6 +1446,135 @@ static int spool_open(const char *name, int flags, const struct pbx_options *opt
     return -EAGAIN;
 }
 
+/* ---- the descriptor -------------------------------------------------------------------- */
+
+/*
+ * DESCRIPTOR. pbx_fd() hands out an eventfd whose level says whether a message is visible
+ * (queued, not claimed) or the spool was removed. A helper thread (every signal blocked) is one
+ * more sleeper on the handle's inotify descriptor: at each change it takes the lock, which
+ * applies the events to the index, sets the level from the index's counts, and sleeps again
+ * (counted in local_waiters, so that a thread of the handle that applies events in its place
+ * kicks it). While claims exist it also puts back dead claimers' messages every 100 ms, as a
+ * waiting receiver would. Its level follows every change within one wake-up, and at worst
+ * within a second. A PBX_NOWAIT receive through the handle that finds nothing lowers it at once.
+ */
+
+/* Set the level (fd_mu held, or the spool lock and a level the helper would agree with). */
+static void fd_level(struct spool *s, int up)
+{
+    if (__atomic_load_n(&s->level, __ATOMIC_RELAXED) == up)
+        return;
+    __atomic_store_n(&s->level, up, __ATOMIC_RELAXED);
+    if (up)
+        pbx__fs_eventfd_kick(s->wfd, 1);
+    else
+        pbx__fs_eventfd_take(s->wfd);
+}
+
+/* The level the spool asks for now (spool lock held). */
+static int fd_wanted(const struct spool *s)
+{
+    return removed(s) || visible(s);
+}
+
+static void *fd_helper(void *arg)
+{
+    struct spool *s = arg;
+    while (!__atomic_load_n(&s->helper_stop, __ATOMIC_ACQUIRE)) {
+        uint64_t gen = 0, slice_ms = IDLE_SLICE_NS / 1000000;
+        int locked = !removed(s) && spool_lock(s) == 0;
+        if (locked) {
+            if (s->idx.nclaimed && pbx__os_mono_ns() - s->last_reap_ns > REAP_NS)
+                reap(s);
+            if (s->idx.nclaimed)
+                slice_ms = CLAIM_SLICE_NS / 1000000;
+            fd_level(s, fd_wanted(s));
+            gen = s->gen;
+            spool_unlock(s);
+        } else if (removed(s)) {
+            fd_level(s, 1);
+        } else {
+            slice_ms = 10; /* could not take the lock: try again shortly */
+        }
+        struct pollfd p[3] = {{.fd = s->stopfd, .events = POLLIN},
+                              {.fd = s->ifd, .events = POLLIN},
+                              {.fd = s->efd, .events = POLLIN}};
+        int nfds = removed(s) ? 1 : 3; /* removed: readable for good, wait for the stop */
+        __atomic_fetch_add(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
+        if (!locked || __atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) == gen)
+            poll(p, (nfds_t) nfds, nfds == 1 ? -1 : (int) slice_ms);
+        __atomic_fetch_sub(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
+        pbx__fs_eventfd_take(s->efd);
+    }
+    return NULL;
+}
+
+static int spool_fd(void *state)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    pthread_mutex_lock(&s->fd_mu);
+    pid_t me = pbx__os_self()->pid;
+    if (s->wfd >= 0 && s->fd_pid == me) {
+        int fd = s->wfd;
+        pthread_mutex_unlock(&s->fd_mu);
+        return fd;
+    }
+    if (s->wfd >= 0) { /* a fork()ed child: the parent's helper is not here */
+        close(s->wfd);
+        close(s->stopfd);
+        s->wfd = s->stopfd = -1;
+        s->helper_on = 0;
+    }
+    int err = 0, w = pbx__fs_eventfd(), stop = pbx__fs_eventfd();
+    if (w < 0 || stop < 0) {
+        err = w < 0 ? w : stop;
+        goto fail;
+    }
+    s->wfd = w;
+    s->stopfd = stop;
+    s->level = 0;
+    s->helper_stop = 0;
+    if ((err = spool_lock(s)) == 0) { /* the right level before anyone polls it */
+        fd_level(s, fd_wanted(s));
+        spool_unlock(s);
+    } else {
+        goto fail;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    err = -pthread_create(&s->helper, NULL, fd_helper, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err)
+        goto fail;
+    s->helper_on = 1;
+    s->fd_pid = me;
+    peer_role(s, PBX_PEER_WATCH);
+    pthread_mutex_unlock(&s->fd_mu);
+    return w;
+fail:
+    if (w >= 0)
+        close(w);
+    if (stop >= 0)
+        close(stop);
+    s->wfd = s->stopfd = -1;
+    pthread_mutex_unlock(&s->fd_mu);
+    return err;
+}
+
+/* Stop and join this process's helper (pbx_close). */
+static void fd_stop(struct spool *s)
+{
+    if (!s->helper_on || s->fd_pid != pbx__os_self()->pid)
+        return;
+    __atomic_store_n(&s->helper_stop, 1, __ATOMIC_RELEASE);
+    pbx__fs_eventfd_kick(s->stopfd, 1);
+    pthread_join(s->helper, NULL);
+    s->helper_on = 0;
+}
+
 static int spool_open_private(const struct pbx_options *opts, void **state)
 {
     (void) opts;
@@ -1193,6 +1587,9 @@ static int spool_close(void *state)
     struct spool *s = state;
     if (s->meta.durability == PBX_DURABLE_BATCH && !removed(s))
         flush_batch(s, 1);
+    fd_stop(s);
+    if (s->st && !removed(s))
+        peer_unregister(s);
     spool_free(s);
     return 0;
 }
@@ -1261,6 +1658,8 @@ static int spool_unlink(const char *name)
     if (!s)
         return -ENOMEM;
     int err = open_existing(s);
+    if (err == 0)
+        peer_unregister(s); /* (registered by the open; this is no participant) */
     if (err == 0 || (err == -EBADMSG && s->dirfd >= 0 && s->st)) {
         err = remove_spool(s);
     } else if (err == -EBADMSG && s->dirfd >= 0) {
@@ -1280,6 +1679,65 @@ static int spool_unlink(const char *name)
 }
 
 /* ---- sending --------------------------------------------------------------------------- */
+
+/* Take sw off the handle's list of sync senders (lock held). */
+static void sync_unlist(struct spool *s, struct sync_wait *sw)
+{
+    for (struct sync_wait **p = &s->syncs; *p; p = &(*p)->next)
+        if (*p == sw) {
+            *p = sw->next;
+            return;
+        }
+}
+
+/*
+ * PBX_SYNC: wait until message sw->seq is taken, that is, its file is in neither q/ nor c/ (the
+ * index, exact under the lock, no longer has it): a receive deleted it, or a claimer acked it.
+ * A claim alone is not a take (the file is in c/). -ENOBUFS if it was deleted while queued
+ * (PBX_DROP_OLDEST); -ETIMEDOUT, -EINTR, -EIDRM leave it queued. While claims exist the sender
+ * also puts back dead claimers' messages, so a receiver killed holding it cannot strand it.
+ */
+static int wait_taken(struct spool *s, struct sync_wait *sw, uint64_t deadline_ns)
+{
+    struct pbx_sigguard g = {.blocked = 0};
+    uint32_t waiting = 0; /* not a send_waiter: it waits for no room */
+    int r;
+    for (;;) {
+        if ((r = spool_lock(s))) {
+            sync_unlist(s, sw); /* (without the lock: the list must not keep our stack) */
+            break;
+        }
+        if (removed(s)) {
+            sync_unlist(s, sw);
+            spool_unlock(s);
+            r = -EIDRM;
+            break;
+        }
+        if (s->idx.nclaimed && pbx__os_mono_ns() - s->last_reap_ns > REAP_NS)
+            reap(s);
+        if (!pbx__sidx_find(&s->idx, sw->seq)) {
+            sync_unlist(s, sw);
+            spool_unlock(s);
+            r = sw->dropped ? -ENOBUFS : 0;
+            break;
+        }
+        uint64_t gen = s->gen;
+        int claims = s->idx.nclaimed != 0;
+        spool_unlock(s);
+        PBX_CRASH_POINT("spool.sync.waiting");
+        if ((r = wait_change(s, gen, claims, deadline_ns, &g, &waiting))) {
+            if (spool_lock(s) == 0) {
+                sync_unlist(s, sw);
+                spool_unlock(s);
+            } else {
+                sync_unlist(s, sw); /* (as above) */
+            }
+            break;
+        }
+    }
+    pbx__os_sig_restore(&g);
+    return r;
+}
 
 /* Write the message to a new temporary file, flushed per the durability mode. */
 static int write_tmp(struct spool *s, long type, const void *data, uint32_t len, char *tmpname)
@@ -1362,7 +1820,8 @@ static int drop_oldest(struct spool *s)
 }
 
 static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t len, int flags,
-                     uint64_t deadline_ns, struct pbx_sigguard *g, uint64_t *mine, uint64_t *bucket)
+                     uint64_t deadline_ns, struct pbx_sigguard *g, uint64_t *mine, uint64_t *bucket,
+                     struct sync_wait *sw)
 {
     int dropped = 0;
     for (;;) {
@@ -1372,6 +1831,11 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
         if (removed(s)) {
             spool_unlock(s);
             return -EIDRM;
+        }
+        if ((flags & (PBX_SYNC | PBX_NOWAIT)) == (PBX_SYNC | PBX_NOWAIT) &&
+            PBX_LOAD(&s->st->recv_waiters) == 0) {
+            spool_unlock(s);
+            return -EAGAIN; /* only to a receiver already waiting */
         }
         if (s->idx.nclaimed && pbx__os_mono_ns() - s->last_reap_ns > REAP_NS)
             reap(s);
@@ -1412,10 +1876,19 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
         char name[NAME_LEN];
         msg_name(name, seq, type, len);
         *bucket = seq >> PBX_SPOOL_BUCKET_BITS;
+        int was_visible = visible(s);
         err = rename_into_bucket(s, s->tmpfd, tmpname, *bucket, name);
         if (err) {
             spool_unlock(s);
             return err;
+        }
+        if (!was_visible)
+            announce(s);
+        if (sw) { /* watch for the take from the rename on (its events come at later drains) */
+            sw->seq = seq;
+            sw->dropped = 0;
+            sw->next = s->syncs;
+            s->syncs = sw;
         }
         PBX_CRASH_POINT("spool.send.renamed");
         *mine = ++s->st->renames;
@@ -1424,6 +1897,7 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
         if (*bucket > s->st->dirty_hi)
             s->st->dirty_hi = *bucket;
         s->st->sent++;
+        peer_role(s, PBX_PEER_SENT);
         s->st->last_send_pid = pbx__os_self()->pid;
         s->st->last_send_time = pbx__os_real_coarse_ns();
         spool_unlock(s);
@@ -1445,7 +1919,10 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
         return err;
     struct pbx_sigguard g = {.blocked = 0};
     uint64_t mine = 0, bucket = 0;
-    int r = send_loop(s, type, tmpname, len, flags, deadline_ns, &g, &mine, &bucket);
+    struct sync_wait sw = {0, 0, NULL};
+    int sync = (flags & PBX_SYNC) != 0;
+    int r =
+        send_loop(s, type, tmpname, len, flags, deadline_ns, &g, &mine, &bucket, sync ? &sw : NULL);
     pbx__os_sig_restore(&g);
     if (r < 0) {
         pbx__fs_table()->unlinkat(s->tmpfd, tmpname, 0);
@@ -1456,6 +1933,11 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
     else if (s->meta.durability == PBX_DURABLE_BATCH)
         err = flush_batch(s, 0);
     PBX_CRASH_POINT("spool.send.durable");
+    if (sync) {
+        int w = wait_taken(s, &sw, deadline_ns);
+        if (!err)
+            err = w;
+    }
     /* The message is queued; a failed flush is reported, but it may still be delivered. */
     return err ? err : r;
 }
@@ -1532,8 +2014,17 @@ static int flush_received(struct spool *s, uint64_t bucket)
     return err ? err : pbx__fs_table()->fsync(s->cfd);
 }
 
+/* A receive gives back a message it claimed but cannot hand over (lock held). */
+static void give_back(struct spool *s, const char *cname, uint64_t bucket, const char *qname)
+{
+    int was_visible = visible(s);
+    if (rename_into_bucket(s, s->cfd, cname, bucket, qname) == 0 && !was_visible)
+        announce(s);
+}
+
 static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, int flags,
-                         long *type_out, uint64_t deadline_ns, struct pbx_sigguard *g)
+                         long *type_out, uint64_t *claim, uint64_t deadline_ns,
+                         struct pbx_sigguard *g)
 {
     int except = (flags & PBX_EXCEPT) != 0;
     for (;;) {
@@ -1551,6 +2042,8 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
             m = pbx__sidx_select(&s->idx, type, except);
         if (!m) {
             if (flags & PBX_NOWAIT) {
+                if (s->wfd >= 0 && s->fd_pid == s->pid && s->idx.count == s->idx.nclaimed)
+                    fd_level(s, 0); /* nothing visible: lower it now, not at the helper's pace */
                 spool_unlock(s);
                 return -ENOMSG;
             }
@@ -1658,10 +2151,28 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
             /* Could not read it: give it back rather than lose it. */
             if (spool_lock(s) == 0) {
                 msg_name(qname, seq, mtype, len);
-                rename_into_bucket(s, s->cfd, cname, bucket, qname);
+                give_back(s, cname, bucket, qname);
                 spool_unlock(s);
             }
             return err;
+        }
+        if (claim) {
+            /* pbx_claim: the file stays in c/ under this process's name, held until pbx_ack or
+             * pbx_release (or the process's death: reap). */
+            if ((err = held_add(s, seq))) {
+                if (spool_lock(s) == 0) {
+                    msg_name(qname, seq, mtype, len);
+                    give_back(s, cname, bucket, qname);
+                    spool_unlock(s);
+                }
+                return err;
+            }
+            PBX_CRASH_POINT("spool.claim.held");
+            peer_role(s, PBX_PEER_RECEIVED);
+            *claim = CLAIM_TAG | seq;
+            if (type_out)
+                *type_out = mtype;
+            return n;
         }
         err = pbx__fs_table()->unlinkat(s->cfd, cname, 0);
         PBX_CRASH_POINT("spool.recv.unlinked");
@@ -1671,6 +2182,7 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         if (err)
             return err;
         __atomic_fetch_add(&s->st->received, 1, __ATOMIC_RELAXED);
+        peer_role(s, PBX_PEER_RECEIVED);
         PBX_STORE(&s->st->last_recv_pid, pbx__os_self()->pid);
         PBX_STORE(&s->st->last_recv_time, pbx__os_real_coarse_ns());
         if (type_out)
@@ -1686,9 +2198,104 @@ static ssize_t spool_recv(void *state, long type, void *buf, uint32_t cap, int f
     if (removed(s))
         return -EIDRM;
     struct pbx_sigguard g = {.blocked = 0};
-    ssize_t r = recv_loop(s, type, buf, cap, flags, type_out, deadline_ns, &g);
+    ssize_t r = recv_loop(s, type, buf, cap, flags, type_out, NULL, deadline_ns, &g);
     pbx__os_sig_restore(&g);
     return r;
+}
+
+/* ---- claims ---------------------------------------------------------------------------- */
+
+static ssize_t spool_claim(void *state, long type, void *buf, uint32_t cap, int flags,
+                           long *type_out, uint64_t *claim, uint64_t deadline_ns)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    struct pbx_sigguard g = {.blocked = 0};
+    ssize_t r = recv_loop(s, type, buf, cap, flags, type_out, claim, deadline_ns, &g);
+    pbx__os_sig_restore(&g);
+    return r;
+}
+
+/* The claimed message id names, if this process holds it: its entry in the index (lock held).
+ * -EINVAL: id cannot be a claim id; -ENOENT: not held by this process. */
+static int held_claim(struct spool *s, uint64_t id, struct pbx_sidx_msg **out)
+{
+    uint64_t seq = id & (PBX_SPOOL_SEQ_LIMIT - 1);
+    if ((id & ~(PBX_SPOOL_SEQ_LIMIT - 1)) != CLAIM_TAG || seq == 0)
+        return -EINVAL;
+    if (!held_has(s, seq))
+        return -ENOENT;
+    struct pbx_sidx_msg *m = pbx__sidx_find(&s->idx, seq);
+    if (!m || m->where != PBX_SIDX_CLAIMED || m->owner != s->owner) {
+        held_del(s, seq); /* put back (a reboot), or a fork()ed child's copy of the table */
+        return -ENOENT;
+    }
+    *out = m;
+    return 0;
+}
+
+static int spool_ack(void *state, uint64_t id)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    int err = spool_lock(s);
+    if (err)
+        return err;
+    struct pbx_sidx_msg *m;
+    if ((err = held_claim(s, id, &m))) {
+        spool_unlock(s);
+        return err;
+    }
+    uint64_t seq = m->seq;
+    char cname[NAME_LEN];
+    claim_name(cname, seq, m->type, m->len, m->owner);
+    /* Under the lock, so that a release of the same id by another thread cannot interleave. */
+    err = pbx__fs_table()->unlinkat(s->cfd, cname, 0);
+    if (err == 0 || err == -ENOENT)
+        held_del(s, seq);
+    spool_unlock(s);
+    if (err)
+        return err;
+    PBX_CRASH_POINT("spool.ack.unlinked");
+    if (s->meta.durability == PBX_DURABLE_ALWAYS)
+        err = flush_received(s, seq >> PBX_SPOOL_BUCKET_BITS);
+    PBX_CRASH_POINT("spool.ack.deleted");
+    if (err)
+        return err;
+    __atomic_fetch_add(&s->st->received, 1, __ATOMIC_RELAXED);
+    PBX_STORE(&s->st->last_recv_pid, pbx__os_self()->pid);
+    PBX_STORE(&s->st->last_recv_time, pbx__os_real_coarse_ns());
+    return 0;
+}
+
+static int spool_release(void *state, uint64_t id)
+{
+    struct spool *s = state;
+    if (removed(s))
+        return -EIDRM;
+    int err = spool_lock(s);
+    if (err)
+        return err;
+    struct pbx_sidx_msg *m;
+    if ((err = held_claim(s, id, &m))) {
+        spool_unlock(s);
+        return err;
+    }
+    uint64_t seq = m->seq;
+    char cname[NAME_LEN], qname[NAME_LEN];
+    claim_name(cname, seq, m->type, m->len, m->owner);
+    msg_name(qname, seq, m->type, m->len);
+    /* Back under its old sequence number: its place in arrival order. */
+    int was_visible = visible(s);
+    err = rename_into_bucket(s, s->cfd, cname, seq >> PBX_SPOOL_BUCKET_BITS, qname);
+    if (err == 0 && !was_visible)
+        announce(s);
+    if (err == 0 || err == -ENOENT)
+        held_del(s, seq);
+    spool_unlock(s);
+    return err;
 }
 
 /* ---- statistics ------------------------------------------------------------------------ */
@@ -1701,6 +2308,7 @@ static int spool_stat(void *state, struct pbx_stat *st)
     if (!gone && spool_lock(s) == 0) {
         st->msgs = s->idx.count;
         st->bytes = s->idx.bytes;
+        st->claimed = s->idx.nclaimed; /* held by pbx_claim, or being read by a receive */
         spool_unlock(s);
     }
     struct pbx_spool_state *ss = s->st;
@@ -1730,6 +2338,7 @@ static int spool_stat(void *state, struct pbx_stat *st)
 
 const struct pbx_transport pbx__spool_transport = {
     .name = "spool",
+    .sync = 1,
     .open = spool_open,
     .open_private = spool_open_private,
     .close = spool_close,
@@ -1738,4 +2347,10 @@ const struct pbx_transport pbx__spool_transport = {
     .send = spool_send,
     .recv = spool_recv,
     .stat = spool_stat,
+    .claim = spool_claim,
+    .ack = spool_ack,
+    .release = spool_release,
+    .peers = spool_peers,
+    .fd = spool_fd,
+    .notify = spool_notify,
 };

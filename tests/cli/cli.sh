@@ -481,6 +481,35 @@ case_claim_and_peers() {
     run "$pb" peers --json c
     expect 0
     out_is "[]"
+    # On a spool: claim, acknowledge; a waiting claim (spools have no pbx_fd: it looks again).
+    "$pb" create "spool:$T/sp" || fail "create spool"
+    "$pb" send "spool:$T/sp" one || fail "send spool"
+    run "$pb" recv --claim --lines "spool:$T/sp"
+    expect 0
+    out_is one
+    "$pb" recv --claim --lines "spool:$T/sp" >"$T/late" 2>&1 &
+    claimer=$!
+    sleep 0.1
+    "$pb" send "spool:$T/sp" two || { kill $claimer; fail "send spool"; }
+    wait $claimer || fail "a waiting claim on a spool: $(cat "$T/late")"
+    [ "$(cat "$T/late")" = two ] || fail "spool claim got $(cat "$T/late")"
+    [ -z "$(ls "$T/sp/c")" ] || fail "a claim file was left: $(ls "$T/sp/c")"
+    "$pb" recv --follow "spool:$T/sp" >/dev/null 2>&1 &
+    follower=$!
+    n=0
+    while :; do
+        run "$pb" peers --json "spool:$T/sp"
+        grep -q "\"pid\":$follower," "$T/out" && break
+        n=$((n + 1))
+        [ $n -lt 500 ] || { kill $follower; fail "spool follower never in peers: $(cat "$T/out")"; }
+        sleep 0.01
+    done
+    kill $follower
+    wait $follower 2>/dev/null
+    run "$pb" peers --json "spool:$T/sp"
+    expect 0
+    out_is "[]"
+    "$pb" rm "spool:$T/sp" || fail "rm spool"
 }
 
 # stat_msgs NAME: how many messages NAME holds now.
