@@ -308,9 +308,10 @@ PBX_API ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int fl
  * settle it) and lasts until it is settled or the process dies; pbx_close() does not end it,
  * so settle claims before closing the last handle. A process that dies holding claims (even by
  * SIGKILL) has its messages put back on their own, each to be received again exactly once (by
- * whoever next looks after dead peers; waiting receivers do within 100 ms). A claimed message counts in pbx_stat() msgs, bytes and claimed, and occupies room.
- * Returns the bytes copied, or the errors of pbx_recv(). Blocks like pbx_recv(). Thread-safe.
- * Spools: the same (the message stays in the spool's claim directory; docs/spool.md).
+ * whoever next looks after dead peers; waiting receivers do within 100 ms). A claimed message
+ * counts in pbx_stat() msgs, bytes and claimed, and occupies room. Returns the bytes copied, or the
+ * errors of pbx_recv(). Blocks like pbx_recv(). Thread-safe. Spools: the same (the message stays in
+ * the spool's claim directory; docs/spool.md).
  */
 PBX_API ssize_t pbx_claim(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
                           uint64_t *claim);

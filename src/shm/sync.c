@@ -21,7 +21,8 @@
  * waits leaves an entry naming a dead thread: the next look after dead peers frees it
  * (pbx__sync_prune), or a receiver that looked through the table in vain (at most once a
  * second), and until then a sync sender that finds no free entry takes it over; meanwhile
- * sync_count still counts it, which costs receivers a look at the table, nothing else. pbx_remove() wakes every waiting sync sender with -EIDRM.
+ * sync_count still counts it, which costs receivers a look at the table, nothing else. pbx_remove()
+ * wakes every waiting sync sender with -EIDRM.
  */
 #include <errno.h>
 #include <limits.h>
