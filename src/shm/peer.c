@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "../os/os.h"
+#include "../peerlist.h"
 #include "shm.h"
 
 struct pbx_watcher {
@@ -370,11 +371,9 @@ ssize_t pbx__shm_peers(void *state, struct pbx_peer *out, size_t cap)
 {
     struct pbx_shm *m = state;
     pbx__peers_prune(m);
-    struct {
-        uint64_t ident;
-        struct pbx_peer p;
-    } acc[PBX_PEERS];
-    size_t n = 0;
+    _Static_assert(PBX_PEERS <= PBX_PEERLIST_MAX, "every entry fits the list");
+    struct pbx_peerlist list;
+    list.n = 0;
     for (unsigned i = 0; i < PBX_PEERS; i++) {
         const struct pbx_peer_entry *e = &m->h->peers[i];
         uint64_t ident = PBX_ACQUIRE(&e->ident);
@@ -385,26 +384,7 @@ ssize_t pbx__shm_peers(void *state, struct pbx_peer *out, size_t cap)
         uint32_t roles =
             PBX_LOAD(&e->roles) & (PBX_PEER_OPENED | PBX_PEER_SENT | PBX_PEER_RECEIVED);
         roles |= (signo ? PBX_PEER_NOTIFY : 0) | (PBX_LOAD(&e->watch) ? PBX_PEER_WATCH : 0);
-        int64_t since = PBX_LOAD(&e->since_ns);
-        size_t k = 0;
-        while (k < n && acc[k].ident != ident)
-            k++;
-        if (k == n) {
-            memset(&acc[n], 0, sizeof(acc[n]));
-            acc[n].ident = ident;
-            acc[n].p.pid = pid;
-            acc[n].p.since = since;
-            n++;
-        }
-        struct pbx_peer *p = &acc[k].p;
-        p->roles |= roles;
-        p->handles++;
-        if (since && (!p->since || since < p->since))
-            p->since = since;
-        if (signo && !p->notify_signo)
-            p->notify_signo = signo;
+        pbx__peerlist_add(&list, ident, pid, roles, PBX_LOAD(&e->since_ns), signo);
     }
-    for (size_t k = 0; k < n && k < cap; k++)
-        out[k] = acc[k].p;
-    return (ssize_t) n;
+    return pbx__peerlist_out(&list, out, cap);
 }

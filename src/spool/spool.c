@@ -65,6 +65,7 @@
 #include "../crash.h"
 #include "../os/fs.h"
 #include "../os/os.h"
+#include "../peerlist.h"
 #include "../shm/lock.h"
 #include "../transport.h"
 #include "format.h"
@@ -458,11 +459,9 @@ static ssize_t spool_peers(void *state, struct pbx_peer *out, size_t cap)
     if (removed(s))
         return -EIDRM;
     peers_prune(s, 0);
-    struct {
-        uint64_t owner;
-        struct pbx_peer p;
-    } acc[PBX_SPOOL_PEERS];
-    size_t n = 0;
+    _Static_assert(PBX_SPOOL_PEERS <= PBX_PEERLIST_MAX, "every entry fits the list");
+    struct pbx_peerlist list;
+    list.n = 0;
     for (unsigned i = 0; i < PBX_SPOOL_PEERS; i++) {
         const struct pbx_spool_peer *e = &s->st->peers[i];
         uint64_t o = PBX_ACQUIRE(&e->owner);
@@ -473,28 +472,9 @@ static ssize_t spool_peers(void *state, struct pbx_peer *out, size_t cap)
         int32_t pid = (int32_t) (o & 0x3fffffffu);
         if (!o || !roles || pid <= 0)
             continue;
-        int64_t since = PBX_LOAD(&e->since);
-        size_t k = 0;
-        while (k < n && acc[k].owner != o)
-            k++;
-        if (k == n) {
-            memset(&acc[n], 0, sizeof(acc[n]));
-            acc[n].owner = o;
-            acc[n].p.pid = pid;
-            acc[n].p.since = since;
-            n++;
-        }
-        struct pbx_peer *p = &acc[k].p;
-        p->roles |= roles;
-        p->handles++;
-        if (since && (!p->since || since < p->since))
-            p->since = since;
-        if (signo && !p->notify_signo)
-            p->notify_signo = signo;
+        pbx__peerlist_add(&list, o, pid, roles, PBX_LOAD(&e->since), signo);
     }
-    for (size_t k = 0; k < n && k < cap; k++)
-        out[k] = acc[k].p;
-    return (ssize_t) n;
+    return pbx__peerlist_out(&list, out, cap);
 }
 
 /* Visible messages: queued, not claimed (lock held). */
