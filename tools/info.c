@@ -581,24 +581,35 @@ static void print_when(const char *what, pid_t pid, int64_t t)
     printf("%-14s pid %d, %s ago (%s)\n", what, (int) pid, age, date);
 }
 
-int cmd_stat(int argc, char **argv)
+/* The options of a command that takes only --json and --help: parses them, leaving optind at
+ * the first operand. Returns -1 to go on, or the exit status to end with (--help, a bad
+ * option). */
+static int json_and_help_options(int argc, char **argv, const char *help, int *json)
 {
     static const struct option opts[] = {
         {"json", no_argument, NULL, 'J'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int c, json = 0;
+    int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'J':
-            json = 1;
+            *json = 1;
             break;
         case 'h':
-            fputs(stat_help, stdout);
+            fputs(help, stdout);
             return EXIT_DONE;
         default:
             return cli_bad_option(c, argv, opts);
         }
     }
+    return -1;
+}
+
+int cmd_stat(int argc, char **argv)
+{
+    int json = 0, done = json_and_help_options(argc, argv, stat_help, &json);
+    if (done >= 0)
+        return done;
     if (argc - optind != 1)
         return cli_usage(argc == optind ? "no mailbox named" : "too many arguments");
     const char *name = argv[optind];
@@ -843,22 +854,9 @@ static void roles_text(uint32_t roles, char *buf, size_t cap)
 
 int cmd_peers(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'J'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int c, json = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'J':
-            json = 1;
-            break;
-        case 'h':
-            fputs(peers_help, stdout);
-            return EXIT_DONE;
-        default:
-            return cli_bad_option(c, argv, opts);
-        }
-    }
+    int json = 0, done = json_and_help_options(argc, argv, peers_help, &json);
+    if (done >= 0)
+        return done;
     if (argc - optind < 1)
         return cli_usage("no mailbox named");
     if (argc - optind > 1)
