@@ -2215,19 +2215,27 @@ static int held_claim(struct spool *s, uint64_t id, struct pbx_sidx_msg **out)
     return 0;
 }
 
-static int spool_ack(void *state, uint64_t id)
+/* The start of an ack or a release: the spool locked and the claim id's message found. Returns 0
+ * with the lock held, or an error with it released. */
+static int lock_held_claim(struct spool *s, uint64_t id, struct pbx_sidx_msg **out)
 {
-    struct spool *s = state;
     if (removed(s))
         return -EIDRM;
     int err = spool_lock(s);
     if (err)
         return err;
-    struct pbx_sidx_msg *m;
-    if ((err = held_claim(s, id, &m))) {
+    if ((err = held_claim(s, id, out)))
         spool_unlock(s);
+    return err;
+}
+
+static int spool_ack(void *state, uint64_t id)
+{
+    struct spool *s = state;
+    struct pbx_sidx_msg *m;
+    int err = lock_held_claim(s, id, &m);
+    if (err)
         return err;
-    }
     uint64_t seq = m->seq;
     char cname[NAME_LEN];
     claim_name(cname, seq, m->type, m->len, m->owner);
@@ -2253,16 +2261,10 @@ static int spool_ack(void *state, uint64_t id)
 static int spool_release(void *state, uint64_t id)
 {
     struct spool *s = state;
-    if (removed(s))
-        return -EIDRM;
-    int err = spool_lock(s);
+    struct pbx_sidx_msg *m;
+    int err = lock_held_claim(s, id, &m);
     if (err)
         return err;
-    struct pbx_sidx_msg *m;
-    if ((err = held_claim(s, id, &m))) {
-        spool_unlock(s);
-        return err;
-    }
     uint64_t seq = m->seq;
     char cname[NAME_LEN], qname[NAME_LEN];
     claim_name(cname, seq, m->type, m->len, m->owner);
