@@ -31,6 +31,10 @@ extern const char *cli_command;
 /* "postbox CMD: <message>; try 'postbox CMD --help'" on stderr; returns EXIT_USAGE. */
 int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* For a command that takes exactly one mailbox after its options: -1 when argv[optind] is it,
+ * else the usage error ("no mailbox named", or too_many when there are more operands). */
+int cli_one_mailbox(int argc, const char *too_many);
+
 /* "postbox: NAME: <pbx_strerror(err)>" on stderr; returns the exit status err calls for
  * (EXIT_NOMSG for -ENOMSG, -EAGAIN and -ETIMEDOUT, EXIT_FAIL otherwise). */
 int cli_fail(const char *name, int err);

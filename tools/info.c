@@ -205,10 +205,8 @@ int cmd_create(int argc, char **argv)
             return cli_bad_option(c, argv, opts);
         }
     }
-    if (argc - optind < 1)
-        return cli_usage("no mailbox named");
-    if (argc - optind > 1)
-        return cli_usage("too many arguments (one mailbox at a time)");
+    if ((r = cli_one_mailbox(argc, "too many arguments (one mailbox at a time)")) >= 0)
+        return r;
     const char *name = argv[optind];
     /* A small mailbox gets a matching largest message rather than an error. */
     if ((given & (GIVEN_BYTES | GIVEN_SIZE)) == GIVEN_BYTES && o.max_msg_size > o.max_bytes)
@@ -610,8 +608,8 @@ int cmd_stat(int argc, char **argv)
     int json = 0, done = json_and_help_options(argc, argv, stat_help, &json);
     if (done >= 0)
         return done;
-    if (argc - optind != 1)
-        return cli_usage(argc == optind ? "no mailbox named" : "too many arguments");
+    if ((done = cli_one_mailbox(argc, "too many arguments")) >= 0)
+        return done;
     const char *name = argv[optind];
     struct pbx_stat st;
     long peers;
@@ -857,10 +855,8 @@ int cmd_peers(int argc, char **argv)
     int json = 0, done = json_and_help_options(argc, argv, peers_help, &json);
     if (done >= 0)
         return done;
-    if (argc - optind < 1)
-        return cli_usage("no mailbox named");
-    if (argc - optind > 1)
-        return cli_usage("too many arguments");
+    if ((done = cli_one_mailbox(argc, "too many arguments")) >= 0)
+        return done;
     const char *name = argv[optind];
     pbx_t *q;
     int r = cli_open(name, &q);

@@ -469,10 +469,9 @@ int cmd_recv(int argc, char **argv)
             return cli_bad_option(c, argv, opts);
         }
     }
-    if (argc - optind < 1)
-        return cli_usage("no mailbox named");
-    if (argc - optind > 1)
-        return cli_usage("too many arguments");
+    r = cli_one_mailbox(argc, "too many arguments");
+    if (r >= 0)
+        return r;
     if ((a.flags & PBX_EXCEPT) && a.type <= 0)
         return cli_usage("--except needs a type above 0 (-t TYPE)");
     if ((a.flags & PBX_PEEK) && (a.follow || count > 1))

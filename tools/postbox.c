@@ -64,6 +64,15 @@ int cli_usage(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+int cli_one_mailbox(int argc, const char *too_many)
+{
+    if (argc - optind < 1)
+        return cli_usage("no mailbox named");
+    if (argc - optind > 1)
+        return cli_usage("%s", too_many);
+    return -1;
+}
+
 int cli_fail(const char *name, int err)
 {
     const char *why = pbx_strerror(err);
