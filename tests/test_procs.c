@@ -185,7 +185,7 @@ static void run_storm(const char *label, unsigned producers, unsigned consumers,
 
 TEST(four_producers_four_consumers_lose_duplicate_and_reorder_nothing)
 {
-    run_storm("storm", 4, 4, 50000, 64, 0);
+    run_storm("storm", 4, 4, 200000, 64, 0);
 }
 
 TEST(wake_storm_one_pausing_producer_three_sleeping_consumers_all_arrive)

@@ -89,6 +89,37 @@ TEST(recv_type_zero_keeps_arrival_order_across_interleaved_selective_receives)
     pbx_close(q);
 }
 
+/* While the index is empty, a receive that the oldest published message matches takes it
+ * straight from the arrival ring; once a selective receive has moved messages into the index,
+ * they must still come first, and every kind of receive must agree on what is oldest. */
+TEST(receives_taken_straight_from_the_arrival_ring_agree_with_those_through_the_index)
+{
+    pbx_t *q = open_box("sel", 64, 4096, 256);
+    send_str(q, 1, "a1");
+    send_str(q, 2, "b1");
+    EXPECT_RECV(q, 0, 0, 1, "a1"); /* straight from the ring */
+    EXPECT_RECV(q, 2, 0, 2, "b1"); /* exact type at the head: straight too */
+    send_str(q, 3, "c1");
+    send_str(q, 1, "a2");
+    send_str(q, 3, "c2");
+    EXPECT_RECV(q, 1, 0, 1, "a2");          /* head is type 3: drains all three into the index */
+    send_str(q, 1, "a3");                   /* after them, still in the ring */
+    EXPECT_RECV(q, 1, PBX_EXCEPT, 3, "c1"); /* from the index, older than a3 */
+    EXPECT_RECV(q, 0, PBX_PEEK, 3, "c2");   /* the index first, even with a3 waiting */
+    EXPECT_RECV(q, 0, 0, 3, "c2");
+    EXPECT_RECV(q, 0, PBX_PEEK, 1, "a3"); /* the index is empty again: the ring's head */
+    EXPECT_RECV(q, 3, PBX_EXCEPT, 1, "a3");
+    send_str(q, 4, "d1");
+    send_str(q, 5, "e1");
+    EXPECT_RECV(q, 4, PBX_EXCEPT, 5, "e1"); /* head excluded: found through the index */
+    send_str(q, 6, "f1");
+    EXPECT_RECV(q, 0, 0, 4, "d1");
+    EXPECT_RECV(q, 0, 0, 6, "f1");
+    EXPECT_NOMSG(q, 0, 0);
+    EXPECT_NOMSG(q, 6, PBX_EXCEPT);
+    ASSERT_EQ(queued_msgs(q), 0);
+    pbx_close(q);
+}
 /* ---- type > 0 -------------------------------------------------------------------------- */
 
 TEST(recv_positive_type_takes_oldest_of_exactly_that_type)

@@ -73,6 +73,14 @@ struct pbx_sigguard {
     int blocked; /* the mask is blocked now; old holds the caller's */
     int slept;   /* a futex wait has returned in this call */
 };
+/* A guard for a call that has not slept yet. Only the flags are set: old is written by
+ * pbx__os_sig_block before anything reads it, and zeroing its 128 bytes on every call
+ * showed in profiles of the fast path. */
+static inline void pbx__os_sig_guard_init(struct pbx_sigguard *g)
+{
+    g->blocked = 0;
+    g->slept = 0;
+}
 /* Once the call has slept: block all signals in this thread, saving the mask in g (once;
  * later calls do nothing). Before the first sleep it does nothing. */
 void pbx__os_sig_block(struct pbx_sigguard *g);

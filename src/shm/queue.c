@@ -21,6 +21,16 @@
  * So payload copies larger than a slot happen outside both critical sections; a copy of at
  * most PBX_SLOT_INLINE bytes is done inside, where it is cheaper than a second lock round trip.
  *
+ * FAST PATH. While the index is empty, the oldest published message is the one at the inbox
+ * head. A receive with type >= 0 that the head matches (type 0 always does) takes it from
+ * there: the head position moves past it, and the message never enters the index. That saves a
+ * hash lookup, a list link and two heap updates per message of the common FIFO stream, and
+ * keeps the receiver reading the inbox in order, one message at a time, with the slots of the
+ * next ones requested ahead. Anything else (a mismatch, type < 0, a message already in the
+ * index) drains the inbox into the index and selects there, as before. For recovery the two
+ * ways are alike: a message past the head but not yet freed is QUEUED with seq < head, which is
+ * exactly what the rebuild after a dead holder puts back into the index.
+ *
  * ORDERING. Two release/acquire pairs carry everything across:
  *   - the inbox entry: a sender fills the slot (type, len, payload, seq, state) and then
  *     stores the entry with release; a receiver loads the entry with acquire before reading
@@ -347,16 +357,46 @@ static void note_receiver(struct pbx_shm *m)
     PBX_STORE(&r->cpu, pbx__os_cpu_tag());
 }
 
-int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_t *slot_out,
-                   int *fire)
+int pbx__recv_pick_inbox(struct pbx_shm *m, long type, int except, struct pbx_pick *p)
+{
+    uint64_t pos = m->h->recv.inbox_head;
+    uint64_t e = PBX_ACQUIRE(&m->inbox[pos & m->geo.inbox_mask]);
+    if (!pbx__inbox_published(m, pos, e))
+        return -ENOMSG;
+    uint32_t s = (uint32_t) e;
+    if (s >= m->geo.nslots)
+        return 1;
+    const struct pbx_slot *slot = &m->slots[s];
+    if (PBX_LOAD(&slot->state) != PBX_SLOT_QUEUED || slot->seq != pos ||
+        slot->len > m->geo.max_msg_size)
+        return 1;
+    if (type != 0 && (slot->type == type) == (except != 0))
+        return 1;
+    prefetch_published(m, pos + DRAIN_AHEAD);
+    p->entry = PBX_NONE;
+    p->slot = s;
+    return 0;
+}
+
+/* Take the picked message out of where it waits (FAST PATH). */
+static int recv_pop(struct pbx_shm *m, const struct pbx_pick *p)
+{
+    if (p->entry != PBX_NONE)
+        return pbx__index_pop(m, p->entry);
+    PBX_STORE(&m->h->recv.inbox_head, m->h->recv.inbox_head + 1);
+    return 0;
+}
+
+int pbx__recv_take(struct pbx_shm *m, const struct pbx_pick *p, void *buf, uint32_t n,
+                   uint32_t *slot_out, int *fire)
 {
     struct pbx_recv_side *r = &m->h->recv;
-    uint32_t s = m->types[e].head;
+    uint32_t s = p->slot;
     if (s >= m->geo.nslots)
         return -EBADMSG;
     struct pbx_slot *slot = &m->slots[s];
     uint32_t len = slot->len;
-    int err = pbx__index_pop(m, e);
+    int err = recv_pop(m, p);
     if (err)
         return err;
     /* LISTENERS (listen.c): one load of the control line when nobody listens. */
@@ -407,13 +447,13 @@ int pbx__claim_find(struct pbx_shm *m, uint64_t id, uint32_t *slot)
     return 0;
 }
 
-int pbx__recv_claim(struct pbx_shm *m, uint32_t e, uint32_t *slot_out, int *fire)
+int pbx__recv_claim(struct pbx_shm *m, const struct pbx_pick *p, uint32_t *slot_out, int *fire)
 {
     struct pbx_recv_side *r = &m->h->recv;
-    uint32_t s = m->types[e].head;
+    uint32_t s = p->slot;
     if (s >= m->geo.nslots)
         return -EBADMSG;
-    int err = pbx__index_pop(m, e);
+    int err = recv_pop(m, p);
     if (err)
         return err;
     if (PBX_UNLIKELY(pbx__listening(m)))

@@ -520,7 +520,8 @@ static int shm_send(void *state, long type, const void *data, uint32_t len, int 
     if (len > m->geo.max_msg_size)
         return -EMSGSIZE;
     pbx__peer_note(m, PBX_PEER_SENT, pbx__os_self()->pid);
-    struct pbx_sigguard g = {.blocked = 0};
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
     if (PBX_LIKELY(!(flags & PBX_SYNC))) {
         int r = send_loop(m, type, data, len, flags, deadline_ns, &g, -1);
         pbx__os_sig_restore(&g);
@@ -542,11 +543,11 @@ static int shm_send(void *state, long type, const void *data, uint32_t len, int 
     return r;
 }
 
-/* Under the receive lock, with entry e selected: hand its head message to the caller. */
-static ssize_t deliver(struct pbx_shm *m, uint32_t e, void *buf, uint32_t cap, int flags,
-                       long *type_out, uint64_t *claim)
+/* Under the receive lock, with a message picked: hand it to the caller. */
+static ssize_t deliver(struct pbx_shm *m, const struct pbx_pick *p, void *buf, uint32_t cap,
+                       int flags, long *type_out, uint64_t *claim)
 {
-    uint32_t s = m->types[e].head;
+    uint32_t s = p->slot;
     if (s >= m->geo.nslots || m->slots[s].len > m->geo.max_msg_size) {
         PBX_STORE(&m->h->recv.needs_rebuild, 1u);
         pbx__recv_unlock(m);
@@ -563,7 +564,7 @@ static ssize_t deliver(struct pbx_shm *m, uint32_t e, void *buf, uint32_t cap, i
     if (claim) {
         /* The slot is CLAIMED by this process: nobody else touches it, so it is copied
          * outside the lock, whatever its size. */
-        int err = pbx__recv_claim(m, e, &s, &fire);
+        int err = pbx__recv_claim(m, p, &s, &fire);
         pbx__recv_unlock(m);
         if (PBX_UNLIKELY(fire))
             pbx__listen_fire(m);
@@ -575,7 +576,7 @@ static ssize_t deliver(struct pbx_shm *m, uint32_t e, void *buf, uint32_t cap, i
         pbx__copy_out(m, s, buf, n);
         pbx__recv_unlock(m);
     } else {
-        int err = pbx__recv_take(m, e, buf, n, &s, &fire);
+        int err = pbx__recv_take(m, p, buf, n, &s, &fire);
         pbx__recv_unlock(m);
         if (PBX_UNLIKELY(fire))
             pbx__listen_fire(m);
@@ -613,26 +614,41 @@ static int select_after_rebuild(struct pbx_shm *m, long type, int except, uint32
 }
 
 /*
- * Under the receive lock: select, bringing the index up to date from the inbox when needed.
- * 0, -ENOMSG or -errno.
+ * Under the receive lock: pick a message, bringing the index up to date from the inbox when
+ * needed. 0, -ENOMSG or -errno.
  *
  * Messages still in the inbox arrived after every message in the index. So for type >= 0 (with
  * or without PBX_EXCEPT), a match found in the index is older than any match in the inbox, and
  * the inbox is drained only when the index has none. That keeps a receiver that is behind off
- * the inbox line the sender is writing, and lets it drain in batches. A receive with type < 0
- * wants the lowest type, which could be in the inbox: it always drains first.
+ * the inbox line the sender is writing, and lets it drain in batches. With the index empty, a
+ * match at the inbox head is the oldest of all and is taken from there (FAST PATH in queue.c).
+ * A receive with type < 0 wants the lowest type, which could be anywhere in the inbox: it
+ * always drains first.
  */
-static int select_locked(struct pbx_shm *m, long type, int except, uint32_t *e)
+static int select_locked(struct pbx_shm *m, long type, int except, struct pbx_pick *p)
 {
     int err = pbx__index_ready(m);
+    if (!err && type >= 0 && m->h->recv.heap_len == 0) {
+        err = pbx__recv_pick_inbox(m, type, except, p);
+        if (err <= 0)
+            return err;
+        err = 0;
+    }
+    uint32_t e = PBX_NONE;
     if (!err && type >= 0)
-        err = pbx__index_select(m, type, except, e);
+        err = pbx__index_select(m, type, except, &e);
     if (err == -ENOMSG || (!err && type < 0)) {
         err = pbx__recv_drain(m);
         if (!err)
-            err = pbx__index_select(m, type, except, e);
+            err = pbx__index_select(m, type, except, &e);
     }
-    return err == -EBADMSG ? select_after_rebuild(m, type, except, e) : err;
+    if (err == -EBADMSG)
+        err = select_after_rebuild(m, type, except, &e);
+    if (err)
+        return err;
+    p->entry = e;
+    p->slot = m->types[e].head;
+    return 0;
 }
 
 /* The CPU a waiting receiver judges spinning by (pbx__spin_until_change): the last sender's, as
@@ -668,10 +684,10 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
             pbx__recv_unlock(m);
             return -EIDRM;
         }
-        uint32_t e = 0;
-        err = select_locked(m, type, (flags & PBX_EXCEPT) != 0, &e);
+        struct pbx_pick pick;
+        err = select_locked(m, type, (flags & PBX_EXCEPT) != 0, &pick);
         if (err == 0)
-            return deliver(m, e, buf, cap, flags, type_out, claim);
+            return deliver(m, &pick, buf, cap, flags, type_out, claim);
         if (err != -ENOMSG) {
             pbx__recv_unlock(m);
             return err;
@@ -721,7 +737,8 @@ static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int fla
 {
     struct pbx_shm *m = state;
     pbx__peer_note(m, PBX_PEER_RECEIVED, pbx__os_self()->pid);
-    struct pbx_sigguard g = {.blocked = 0};
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
     ssize_t r = recv_loop(m, type, buf, cap, flags, type_out, deadline_ns, &g, NULL);
     pbx__os_sig_restore(&g);
     return r;
@@ -732,7 +749,8 @@ static ssize_t shm_claim(void *state, long type, void *buf, uint32_t cap, int fl
 {
     struct pbx_shm *m = state;
     pbx__peer_note(m, PBX_PEER_RECEIVED, pbx__os_self()->pid);
-    struct pbx_sigguard g = {.blocked = 0};
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
     ssize_t r = recv_loop(m, type, buf, cap, flags, type_out, deadline_ns, &g, claim);
     pbx__os_sig_restore(&g);
     return r;

@@ -89,15 +89,27 @@ void pbx__send_publish(struct pbx_shm *m, uint32_t slot, int sync, uint64_t *pos
 int pbx__recv_drain(struct pbx_shm *m);
 /* Copy the first n payload bytes of slot into buf. */
 void pbx__copy_out(struct pbx_shm *m, uint32_t slot, void *buf, uint32_t n);
-/* Under the receive lock: take the head slot of type entry e out of the index. A small payload
- * is copied to buf (n bytes) and the slot freed (PBX_DONE); a large one is marked READING for
- * the caller to copy outside the lock and then give back with pbx__recv_finish()
+/* What a receive selected, under the receive lock: the oldest message of a type entry of the
+ * index, or (entry == PBX_NONE) the message at the inbox head, taken without passing through the
+ * index (FAST PATH in queue.c). slot is that message's slot either way. */
+struct pbx_pick {
+    uint32_t entry;
+    uint32_t slot;
+};
+/* Under the receive lock, with the index empty and type >= 0: pick the message at the inbox head
+ * if it is published and matches (type 0; type; anything but type with except). 0 (picked),
+ * -ENOMSG (nothing published), or 1: not this way — drain into the index and select there
+ * (the head does not match, or looks damaged: the drain deals with that). */
+int pbx__recv_pick_inbox(struct pbx_shm *m, long type, int except, struct pbx_pick *p);
+/* Under the receive lock: take the picked message out of the index or the inbox. A small
+ * payload is copied to buf (n bytes) and the slot freed (PBX_DONE); a large one is marked
+ * READING for the caller to copy outside the lock and then give back with pbx__recv_finish()
  * (PBX_PENDING). */
-int pbx__recv_take(struct pbx_shm *m, uint32_t e, void *buf, uint32_t n, uint32_t *slot_out,
-                   int *fire);
-/* Under the receive lock: take the head slot of type entry e out of the index for pbx_claim():
- * it becomes CLAIMED by this process. The caller copies it out after the lock. 0 or -errno. */
-int pbx__recv_claim(struct pbx_shm *m, uint32_t e, uint32_t *slot_out, int *fire);
+int pbx__recv_take(struct pbx_shm *m, const struct pbx_pick *p, void *buf, uint32_t n,
+                   uint32_t *slot_out, int *fire);
+/* Under the receive lock: take the picked message for pbx_claim(): it becomes CLAIMED by this
+ * process. The caller copies it out after the lock. 0 or -errno. */
+int pbx__recv_claim(struct pbx_shm *m, const struct pbx_pick *p, uint32_t *slot_out, int *fire);
 /* The claim id of a CLAIMED slot, and back; pbx__claim_find checks that the id names a slot
  * claimed by this process: the slot, -EINVAL (malformed) or -ENOENT (not held). */
 uint64_t pbx__claim_id(const struct pbx_shm *m, uint32_t slot);

@@ -1679,7 +1679,8 @@ static void sync_unlist(struct spool *s, struct sync_wait *sw)
  */
 static int wait_taken(struct spool *s, struct sync_wait *sw, uint64_t deadline_ns)
 {
-    struct pbx_sigguard g = {.blocked = 0};
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
     uint32_t waiting = 0; /* not a send_waiter: it waits for no room */
     int r;
     for (;;) {
@@ -1897,7 +1898,8 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
     int err = write_tmp(s, type, data, len, tmpname);
     if (err)
         return err;
-    struct pbx_sigguard g = {.blocked = 0};
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
     uint64_t mine = 0, bucket = 0;
     struct sync_wait sw = {0, 0, NULL};
     int sync = (flags & PBX_SYNC) != 0;
@@ -2177,7 +2179,8 @@ static ssize_t spool_recv(void *state, long type, void *buf, uint32_t cap, int f
     struct spool *s = state;
     if (removed(s))
         return -EIDRM;
-    struct pbx_sigguard g = {.blocked = 0};
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
     ssize_t r = recv_loop(s, type, buf, cap, flags, type_out, NULL, deadline_ns, &g);
     pbx__os_sig_restore(&g);
     return r;
@@ -2191,7 +2194,8 @@ static ssize_t spool_claim(void *state, long type, void *buf, uint32_t cap, int 
     struct spool *s = state;
     if (removed(s))
         return -EIDRM;
-    struct pbx_sigguard g = {.blocked = 0};
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
     ssize_t r = recv_loop(s, type, buf, cap, flags, type_out, claim, deadline_ns, &g);
     pbx__os_sig_restore(&g);
     return r;
