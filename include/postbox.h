@@ -114,8 +114,9 @@ struct pbx_stat {
     gid_t gid;                  /* group of the mailbox */
     pid_t last_send_pid;        /* process that last sent; 0 if none */
     pid_t last_recv_pid;        /* process that last received; 0 if none */
-    int64_t last_send_time;     /* CLOCK_REALTIME of the last send, ns since the Epoch; 0 */
-    int64_t last_recv_time;     /* CLOCK_REALTIME of the last receive, ns; 0 if none */
+    int64_t last_send_time;     /* CLOCK_REALTIME of the last send, ns since the Epoch, to the
+                                   second (shared memory); 0 if none */
+    int64_t last_recv_time;     /* the same for the last receive; 0 if none */
     uint64_t sent;              /* messages ever queued */
     uint64_t received;          /* messages ever taken by a receiver (PBX_PEEK not counted) */
     uint64_t dropped;           /* messages ever discarded by PBX_DROP_NEWEST/_OLDEST */

@@ -272,7 +272,7 @@ static int read_proc_stat(int32_t tid, char *state, uint64_t *start)
 
 /* initial-exec: read at a fixed offset from the thread pointer, without the call through
  * __tls_get_addr that the default model for shared libraries costs on every operation. */
-static __thread struct pbx_self tls_self __attribute__((tls_model("initial-exec")));
+__thread struct pbx_self pbx__tls_self __attribute__((tls_model("initial-exec")));
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* In a fork()ed child the only thread is the one that forked; its cached identity is its
@@ -280,7 +280,7 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static int32_t proc_ident_pid;
 static void forget_self_in_child(void)
 {
-    tls_self.ident = 0;
+    pbx__tls_self.ident = 0;
     __atomic_store_n(&proc_ident_pid, 0, __ATOMIC_RELEASE);
 }
 
@@ -289,20 +289,18 @@ static void install_atfork(void)
     pthread_atfork(NULL, NULL, forget_self_in_child);
 }
 
-const struct pbx_self *pbx__os_self(void)
+const struct pbx_self *pbx__os_self_slow(void)
 {
-    if (PBX_LIKELY(tls_self.ident != 0))
-        return &tls_self;
     pthread_once(&atfork_once, install_atfork);
     int32_t tid = (int32_t) syscall(SYS_gettid);
     char st;
     uint64_t start = 0;
     if (read_proc_stat(0, &st, &start) < 0 && read_proc_stat(tid, &st, &start) < 0)
         start = 0; /* no /proc: identity falls back to the thread id alone */
-    tls_self.pid = (int32_t) getpid();
-    tls_self.tid = tid;
-    tls_self.ident = ((uint64_t) (uint32_t) start << 32) | ((uint64_t) tid & 0x3fffffffu);
-    return &tls_self;
+    pbx__tls_self.pid = (int32_t) getpid();
+    pbx__tls_self.tid = tid;
+    pbx__tls_self.ident = ((uint64_t) (uint32_t) start << 32) | ((uint64_t) tid & 0x3fffffffu);
+    return &pbx__tls_self;
 }
 
 int pbx__os_ident_alive(uint64_t ident)
@@ -378,7 +376,7 @@ int pbx__os_online_cpus(void)
     return n;
 }
 
-uint32_t pbx__os_cpu_tag(void)
+uint32_t pbx__os_cpu_tag_slow(void)
 {
     int c = sched_getcpu();
     return c < 0 ? 0 : (uint32_t) c + 1;

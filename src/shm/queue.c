@@ -185,7 +185,7 @@ static void note_sender(struct pbx_shm *m)
 {
     struct pbx_send_side *s = &m->h->send;
     PBX_STORE(&s->last_pid, pbx__os_self()->pid);
-    PBX_STORE(&s->last_time, pbx__os_real_coarse_ns());
+    PBX_STORE(&s->last_time, pbx__os_real_stamp_ns());
     PBX_STORE(&s->cpu, pbx__os_cpu_tag());
 }
 
@@ -353,7 +353,7 @@ static void note_receiver(struct pbx_shm *m)
 {
     struct pbx_recv_side *r = &m->h->recv;
     PBX_STORE(&r->last_pid, pbx__os_self()->pid);
-    PBX_STORE(&r->last_time, pbx__os_real_coarse_ns());
+    PBX_STORE(&r->last_time, pbx__os_real_stamp_ns());
     PBX_STORE(&r->cpu, pbx__os_cpu_tag());
 }
 

@@ -10,6 +10,12 @@
 #include <errno.h>
 #include <string.h>
 
+/* Every ring is at least this many entries larger than the most it ever holds. A ring exactly
+ * as large as its content puts the writer's position on the same cache line as the reader's
+ * whenever it is full (the inbox of a full mailbox, the free rings of an empty one): the two
+ * sides then pass that line back and forth on every message. Measured: the 16-byte round trip
+ * went from 2.0 to 1.4 times the bare ring's (layout version 3). */
+#define RING_MARGIN 32
 static uint64_t next_pow2(uint64_t v)
 {
     uint64_t p = 1;
@@ -56,9 +62,9 @@ int pbx__layout(const struct pbx_config *cfg, struct pbx_geometry *geo)
         return -EINVAL;
     geo->nchunks = (uint32_t) nchunks;
 
-    uint64_t inbox = next_pow2(cfg->max_msgs < 2 ? 2 : cfg->max_msgs);
-    uint64_t slot_ring = next_pow2(geo->nslots);
-    uint64_t chunk_ring = next_pow2(nchunks ? nchunks : 1);
+    uint64_t inbox = next_pow2((uint64_t) cfg->max_msgs + RING_MARGIN);
+    uint64_t slot_ring = next_pow2((uint64_t) geo->nslots + RING_MARGIN);
+    uint64_t chunk_ring = next_pow2(nchunks + RING_MARGIN);
     uint64_t hash = next_pow2(2ull * cfg->max_msgs);
     geo->inbox_mask = (uint32_t) (inbox - 1);
     geo->inbox_shift = log2_u64(inbox);
