@@ -168,7 +168,7 @@ int pbx_unlink(const char *name)
 }
 
 /* Turn a relative timeout into an absolute CLOCK_MONOTONIC deadline (0: none). */
-static int deadline_of(const struct timespec *timeout, uint64_t *deadline)
+static inline int deadline_of(const struct timespec *timeout, uint64_t *deadline)
 {
     *deadline = 0;
     if (!timeout)

@@ -158,10 +158,8 @@ void pbx__os_sig_block(struct pbx_sigguard *g)
     g->blocked = pthread_sigmask(SIG_BLOCK, &all, &g->old) == 0;
 }
 
-void pbx__os_sig_restore(struct pbx_sigguard *g)
+void pbx__os_sig_restore_blocked(struct pbx_sigguard *g)
 {
-    if (!g->blocked)
-        return;
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
     g->blocked = 0;
 }

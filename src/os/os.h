@@ -84,8 +84,14 @@ static inline void pbx__os_sig_guard_init(struct pbx_sigguard *g)
 /* Once the call has slept: block all signals in this thread, saving the mask in g (once;
  * later calls do nothing). Before the first sleep it does nothing. */
 void pbx__os_sig_block(struct pbx_sigguard *g);
-/* Put back the mask saved by pbx__os_sig_block (pending signals are delivered now). */
-void pbx__os_sig_restore(struct pbx_sigguard *g);
+/* Put back the mask saved by pbx__os_sig_block (pending signals are delivered now). Inline:
+ * every call ends with it, and almost always nothing was blocked. */
+void pbx__os_sig_restore_blocked(struct pbx_sigguard *g);
+static inline void pbx__os_sig_restore(struct pbx_sigguard *g)
+{
+    if (__builtin_expect(g->blocked, 0))
+        pbx__os_sig_restore_blocked(g);
+}
 /* Is a signal that the saved mask lets through, and that has a handler, pending? */
 int pbx__os_sig_caught_pending(const struct pbx_sigguard *g);
 /* pbx__os_futex_wait with the saved mask put back for the wait, and left in force after it

@@ -46,12 +46,8 @@ static int holder_is_gone(uint64_t v, uint64_t since_ns, uint64_t now,
     return 0;
 }
 
-int pbx__lock_acquire(uint64_t *word, const struct pbx_lock_ctx *ctx)
+int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint64_t me)
 {
-    const uint64_t me = pbx__os_self()->ident;
-    if (PBX_LIKELY(try_take(word, 0, me)))
-        return 0;
-
     if (pbx__os_online_cpus() > 1) {
         for (int i = 0; i < LOCK_SPINS; i++) {
             pbx__os_cpu_relax();
@@ -91,9 +87,7 @@ int pbx__lock_acquire(uint64_t *word, const struct pbx_lock_ctx *ctx)
     }
 }
 
-void pbx__lock_release(uint64_t *word)
+void pbx__lock_wake(uint64_t *word)
 {
-    uint64_t old = __atomic_exchange_n(word, 0, __ATOMIC_RELEASE);
-    if (PBX_UNLIKELY(old & PBX_LOCK_WAITERS))
-        pbx__os_futex_wake(futex_word(word), 1);
+    pbx__os_futex_wake(futex_word(word), 1);
 }

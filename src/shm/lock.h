@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../os/os.h"
+
 #define PBX_LOCK_WAITERS 0x80000000u
 
 /* What a waiter needs to know to judge a holder: the file the lock lives in. */
@@ -40,10 +42,28 @@ struct pbx_lock_ctx {
 
 /* Take the lock. Returns 0 (taken), 1 (taken over from a dead or bogus holder: the caller must
  * repair the state the lock guards before relying on it), or -EDEADLK. Never -EINTR: a lock is
- * held only for short, bounded sections, so signals do not interrupt waiting for one. */
-int pbx__lock_acquire(uint64_t *word, const struct pbx_lock_ctx *ctx);
+ * held only for short, bounded sections, so signals do not interrupt waiting for one.
+ * The uncontended case, one compare-and-swap, is inline: every send and receive takes a lock. */
+int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint64_t me);
+static inline int pbx__lock_acquire(uint64_t *word, const struct pbx_lock_ctx *ctx)
+{
+    const uint64_t me = pbx__os_self()->ident;
+    uint64_t free_word = 0;
+    if (__builtin_expect(__atomic_compare_exchange_n(word, &free_word, me, 0, __ATOMIC_ACQUIRE,
+                                                     __ATOMIC_RELAXED),
+                         1))
+        return 0;
+    return pbx__lock_acquire_slow(word, ctx, me);
+}
 
-/* Release the lock taken by the caller. */
-void pbx__lock_release(uint64_t *word);
+/* Release the lock taken by the caller: one exchange, and a futex wake only when a waiter
+ * marked the word (pbx__lock_wake). */
+void pbx__lock_wake(uint64_t *word);
+static inline void pbx__lock_release(uint64_t *word)
+{
+    uint64_t old = __atomic_exchange_n(word, 0, __ATOMIC_RELEASE);
+    if (__builtin_expect((old & PBX_LOCK_WAITERS) != 0, 0))
+        pbx__lock_wake(word);
+}
 
 #endif

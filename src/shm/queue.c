@@ -79,45 +79,39 @@ int pbx__inbox_published(const struct pbx_shm *m, uint64_t pos, uint64_t entry)
 
 /* ---- locks ----------------------------------------------------------------------------- */
 
-int pbx__send_lock(struct pbx_shm *m)
+void pbx__send_repair(struct pbx_shm *m)
 {
-    int r = pbx__lock_acquire(&m->h->send.lock, &m->lock_ctx);
-    if (r < 0)
-        return r;
-    if (r == 1) {
-        pbx__recover_send(m);
-        __atomic_add_fetch(&m->h->repairs, 1, __ATOMIC_RELAXED);
+    pbx__recover_send(m);
+    __atomic_add_fetch(&m->h->repairs, 1, __ATOMIC_RELAXED);
+}
+
+void pbx__recv_repair(struct pbx_shm *m)
+{
+    __atomic_add_fetch(&m->h->repairs, 1, __ATOMIC_RELAXED);
+    pbx__recover_recv(m); /* a failed rebuild stays flagged for pbx__index_ready() */
+}
+
+/* Copy n <= PBX_SLOT_INLINE bytes with fixed-size moves (the last one overlapping the one before)
+ * rather than a call into the C library: a slot's payload is copied on every small send and
+ * receive. */
+static inline void copy_inline(void *dst, const void *src, uint32_t n)
+{
+    _Static_assert(PBX_SLOT_INLINE <= 24, "three 8-byte moves cover the inline bytes");
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    if (n >= 8) {
+        memcpy(d, s, 8);
+        if (n > 16)
+            memcpy(d + 8, s + 8, 8);
+        memcpy(d + n - 8, s + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(d, s, 4);
+        memcpy(d + n - 4, s + n - 4, 4);
+    } else if (n) {
+        d[0] = s[0];
+        d[n / 2] = s[n / 2];
+        d[n - 1] = s[n - 1];
     }
-    return 0;
-}
-
-void pbx__send_unlock(struct pbx_shm *m)
-{
-    pbx__lock_release(&m->h->send.lock);
-}
-
-int pbx__recv_lock(struct pbx_shm *m)
-{
-    int r = pbx__lock_acquire(&m->h->recv.lock, &m->lock_ctx);
-    if (r < 0)
-        return r;
-    if (r == 1) {
-        __atomic_add_fetch(&m->h->repairs, 1, __ATOMIC_RELAXED);
-        pbx__recover_recv(m); /* a failed rebuild stays flagged for pbx__index_ready() */
-    }
-    return 0;
-}
-
-int pbx__index_ready(struct pbx_shm *m)
-{
-    if (PBX_LIKELY(!PBX_LOAD(&m->h->recv.needs_rebuild)))
-        return 0;
-    return pbx__index_rebuild(m);
-}
-
-void pbx__recv_unlock(struct pbx_shm *m)
-{
-    pbx__lock_release(&m->h->recv.lock);
 }
 
 /* ---- sending --------------------------------------------------------------------------- */
@@ -166,7 +160,7 @@ static void log_clear_send(struct pbx_shm *m)
 
 /* The commit point of a publication: fill in the arrival number, mark the slot queued, and
  * store the inbox entry with release (ORDERING). */
-static void publish_locked(struct pbx_shm *m, uint32_t s, int sync, uint64_t *pos)
+static inline void publish_locked(struct pbx_shm *m, uint32_t s, int sync, uint64_t *pos)
 {
     struct pbx_send_side *side = &m->h->send;
     struct pbx_slot *slot = &m->slots[s];
@@ -195,16 +189,22 @@ static void note_sender(struct pbx_shm *m)
  * ring entry known to be written; otherwise the slot may still be in a receiver's hands. A
  * hint only. */
 #define SEND_AHEAD 4
-static void prefetch_next_slot(const struct pbx_shm *m)
+static inline void prefetch_slot_at(const struct pbx_shm *m, uint64_t pos)
+{
+    uint32_t next = PBX_LOAD(&m->slot_ring[pos & m->geo.slot_ring_mask]);
+    if (next < m->geo.nslots)
+        __builtin_prefetch(&m->slots[next], 1);
+}
+
+static inline void prefetch_next_slot(const struct pbx_shm *m)
 {
     const struct pbx_send_side *side = &m->h->send;
     uint64_t room = m->geo.max_msgs - (side->sent_msgs - side->seen_msgs);
-    for (uint64_t ahead = 0; ahead < SEND_AHEAD && ahead < room; ahead += SEND_AHEAD - 1) {
-        uint64_t pos = side->free_head + ahead;
-        uint32_t next = PBX_LOAD(&m->slot_ring[pos & m->geo.slot_ring_mask]);
-        if (next < m->geo.nslots)
-            __builtin_prefetch(&m->slots[next], 1);
-    }
+    if (room == 0)
+        return;
+    prefetch_slot_at(m, side->free_head);
+    if (room >= SEND_AHEAD)
+        prefetch_slot_at(m, side->free_head + SEND_AHEAD - 1);
 }
 
 int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len,
@@ -248,8 +248,7 @@ int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len
     slot->next = PBX_NONE;
     slot->owner = pbx__os_self()->ident;
     if (k == 0) {
-        if (len)
-            memcpy(slot->data, data, len);
+        copy_inline(slot->data, data, len);
         publish_locked(m, s, sync, pos);
         log_clear_send(m);
         note_sender(m);
@@ -404,8 +403,7 @@ int pbx__recv_take(struct pbx_shm *m, const struct pbx_pick *p, void *buf, uint3
         *fire = pbx__listen_taken(m);
     PBX_CRASH_POINT("recv.popped");
     if (pbx__chunks_for(len, m->geo.chunk_size) == 0) {
-        if (n)
-            memcpy(buf, slot->data, n);
+        copy_inline(buf, slot->data, n);
         err = pbx__slot_free(m, s, PBX_FREE_RECEIVED);
         if (err)
             return err;

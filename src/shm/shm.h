@@ -58,15 +58,48 @@ uint64_t pbx__inbox_entry(const struct pbx_shm *m, uint64_t pos, uint32_t slot);
 /* Does entry (read from position pos) publish a message at pos, rather than last lap's? */
 int pbx__inbox_published(const struct pbx_shm *m, uint64_t pos, uint64_t entry);
 
-/* Lock the send side (repairing after a dead holder). 0 or -errno. */
-int pbx__send_lock(struct pbx_shm *m);
-void pbx__send_unlock(struct pbx_shm *m);
+/* Repair a side whose lock was taken over from a dead holder (RECOVERY in queue.c). */
+void pbx__send_repair(struct pbx_shm *m);
+void pbx__recv_repair(struct pbx_shm *m);
+/* Lock the send side (repairing after a dead holder). 0 or -errno. Inline, as the lock's fast
+ * path is: every send takes it. */
+static inline int pbx__send_lock(struct pbx_shm *m)
+{
+    int r = pbx__lock_acquire(&m->h->send.lock, &m->lock_ctx);
+    if (__builtin_expect(r == 1, 0)) {
+        pbx__send_repair(m);
+        r = 0;
+    }
+    return r;
+}
+static inline void pbx__send_unlock(struct pbx_shm *m)
+{
+    pbx__lock_release(&m->h->send.lock);
+}
 /* Lock the receive side (repairing after a dead holder). 0 or -errno. The index may still be
  * flagged for a rebuild that failed (out of memory): call pbx__index_ready() before using it. */
-int pbx__recv_lock(struct pbx_shm *m);
-void pbx__recv_unlock(struct pbx_shm *m);
-/* Under the receive lock: rebuild the index if it is flagged damaged. 0 or -errno. */
-int pbx__index_ready(struct pbx_shm *m);
+static inline int pbx__recv_lock(struct pbx_shm *m)
+{
+    int r = pbx__lock_acquire(&m->h->recv.lock, &m->lock_ctx);
+    if (__builtin_expect(r == 1, 0)) {
+        pbx__recv_repair(m);
+        r = 0;
+    }
+    return r;
+}
+static inline void pbx__recv_unlock(struct pbx_shm *m)
+{
+    pbx__lock_release(&m->h->recv.lock);
+}
+/* Under the receive lock: rebuild the index if it is flagged damaged (pbx__index_rebuild, in
+ * index.c below). 0 or -errno. */
+int pbx__index_rebuild(struct pbx_shm *m);
+static inline int pbx__index_ready(struct pbx_shm *m)
+{
+    if (__builtin_expect(!__atomic_load_n(&m->h->recv.needs_rebuild, __ATOMIC_RELAXED), 1))
+        return 0;
+    return pbx__index_rebuild(m);
+}
 
 /* Under the send lock: is there room for one more message of len bytes? Refreshes the view of
  * what receivers have freed when the cached one says no. */

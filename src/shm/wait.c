@@ -97,18 +97,8 @@ int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t
     return r;
 }
 
-int pbx__event_signal(struct pbx_event *ev)
+int pbx__event_wake(struct pbx_event *ev)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    /* The callers release a lock with an atomic exchange just before, and on x86 a locked
-     * instruction is a full barrier: the fence would only cost a second drain of the store
-     * buffer. Elsewhere the fence is needed. */
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-#else
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
-    if (PBX_LIKELY(__atomic_load_n(&ev->waiters, __ATOMIC_SEQ_CST) == 0))
-        return 0;
     __atomic_add_fetch(&ev->seq, 1, __ATOMIC_SEQ_CST);
     return pbx__os_futex_wake(&ev->seq, INT_MAX) == 0;
 }

@@ -57,8 +57,23 @@ void pbx__event_cancel(struct pbx_event *ev, const struct pbx_sleeper *s);
  * precede this call, followed by an atomic read-modify-write (every caller releases a lock, or
  * sets the removed flag, with an exchange): on x86 that is the full fence EVENTS needs, and
  * elsewhere the fence is issued here. Returns 1 if sleepers were counted but the kernel woke
- * none: a hint that one died asleep (see pbx__event_sweep), or is about to sleep. */
-int pbx__event_signal(struct pbx_event *ev);
+ * none: a hint that one died asleep (see pbx__event_sweep), or is about to sleep. Inline: every
+ * send and receive asks, and almost always nobody sleeps. */
+int pbx__event_wake(struct pbx_event *ev);
+static inline int pbx__event_signal(struct pbx_event *ev)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    /* The callers release a lock with an atomic exchange just before, and on x86 a locked
+     * instruction is a full barrier: the fence would only cost a second drain of the store
+     * buffer. Elsewhere the fence is needed. */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+    if (__builtin_expect(__atomic_load_n(&ev->waiters, __ATOMIC_SEQ_CST) == 0, 1))
+        return 0;
+    return pbx__event_wake(ev);
+}
 
 /* Strike off registrations whose sleeper died. Returns how many. Lock-free. */
 int pbx__event_sweep(struct pbx_event *ev);
