@@ -117,6 +117,15 @@ TEST(receives_taken_straight_from_the_arrival_ring_agree_with_those_through_the_
     EXPECT_RECV(q, 0, 0, 6, "f1");
     EXPECT_NOMSG(q, 0, 0);
     EXPECT_NOMSG(q, 6, PBX_EXCEPT);
+    /* A message larger than its slot always goes through the index; a small one behind it
+     * must still come second. */
+    char big[100];
+    memset(big, 'g', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    send_str(q, 7, big);
+    send_str(q, 8, "h1");
+    EXPECT_RECV(q, 0, 0, 7, big);
+    EXPECT_RECV(q, 0, 0, 8, "h1");
     ASSERT_EQ(queued_msgs(q), 0);
     pbx_close(q);
 }

@@ -130,9 +130,9 @@ struct pbx_pick {
     uint32_t slot;
 };
 /* Under the receive lock, with the index empty and type >= 0: pick the message at the inbox head
- * if it is published and matches (type 0; type; anything but type with except). 0 (picked),
- * -ENOMSG (nothing published), or 1: not this way — drain into the index and select there
- * (the head does not match, or looks damaged: the drain deals with that). */
+ * if it is published, matches (type 0; type; anything but type with except) and fits in its
+ * slot. 0 (picked), -ENOMSG (nothing published), or 1: not this way — drain into the index and
+ * select there (a large message, no match, or damage: the drain deals with that). */
 int pbx__recv_pick_inbox(struct pbx_shm *m, long type, int except, struct pbx_pick *p);
 /* Under the receive lock: take the picked message out of the index or the inbox. A small
  * payload is copied to buf (n bytes) and the slot freed (PBX_DONE); a large one is marked
