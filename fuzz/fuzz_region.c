@@ -65,7 +65,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (pbx_open(NAME, PBX_CREATE | PBX_EXCL, &o, &before))
         fail("pbx_open");
     static unsigned char buf[BIG];
-    for (int i = 0; i < 13; i++) {
+    /* Wrap every ring at least twice (64 entries for 8 messages; see tests/test_mutate.c). */
+    for (int i = 0; i < 150; i++) {
         size_t n = (size_t) (i * 53) % BIG + 1;
         memset(buf, i, n);
         pbx_send(before, 1 + i % 3, buf, n, 0);

@@ -130,8 +130,10 @@ static int die_during(void *arg)
 static void build_region(pbx_t *q)
 {
     static unsigned char buf[BIG];
-    /* Wrap the rings and the inbox a few times. */
-    for (int i = 0; i < 21; i++) {
+    /* Wrap the rings and the inbox a few times, so that damage meets entries of earlier laps:
+     * for 8 messages they hold 64 entries (max_msgs + 32, rounded up to a power of two; the
+     * chunk ring 128), and 150 round trips of mixed sizes pass over each at least twice. */
+    for (int i = 0; i < 150; i++) {
         size_t n = (size_t) (i * 37) % BIG + 1;
         memset(buf, i, n);
         ASSERT_OK(pbx_send(q, 1 + i % 3, buf, n, 0));

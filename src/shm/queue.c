@@ -408,7 +408,9 @@ int pbx__recv_take(struct pbx_shm *m, const struct pbx_pick *p, void *buf, uint3
         *fire = pbx__listen_taken(m);
     PBX_CRASH_POINT("recv.popped");
     if (pbx__chunks_for(len, m->geo.chunk_size) == 0) {
-        copy_inline(buf, slot->data, n);
+        /* n came from an earlier read of the length; a peer that rewrote it since must not
+         * make the copy leave the slot's inline bytes. */
+        copy_inline(buf, slot->data, n < PBX_SLOT_INLINE ? n : PBX_SLOT_INLINE);
         err = pbx__slot_free(m, s, PBX_FREE_RECEIVED);
         if (err)
             return err;
