@@ -309,6 +309,21 @@ static void prefetch_published(const struct pbx_shm *m, uint64_t pos)
 
 #define DRAIN_AHEAD 4 /* entries whose slots are requested before they are reached */
 
+/* The slot that the inbox entry at pos publishes: 0 with *slot, -ENOMSG when the entry is not
+ * published yet, -EBADMSG when it names no QUEUED slot of that arrival number (damage). */
+static int inbox_slot(const struct pbx_shm *m, uint64_t pos, uint32_t *slot)
+{
+    uint64_t e = PBX_ACQUIRE(&m->inbox[pos & m->geo.inbox_mask]);
+    if (!pbx__inbox_published(m, pos, e))
+        return -ENOMSG;
+    uint32_t s = (uint32_t) e;
+    if (s >= m->geo.nslots || PBX_LOAD(&m->slots[s].state) != PBX_SLOT_QUEUED ||
+        m->slots[s].seq != pos)
+        return -EBADMSG;
+    *slot = s;
+    return 0;
+}
+
 int pbx__recv_drain(struct pbx_shm *m)
 {
     struct pbx_recv_side *r = &m->h->recv;
@@ -316,17 +331,16 @@ int pbx__recv_drain(struct pbx_shm *m)
         prefetch_published(m, r->inbox_head + i);
     for (uint64_t n = 0; n <= m->geo.inbox_mask; n++) {
         uint64_t pos = r->inbox_head;
-        uint64_t e = PBX_ACQUIRE(&m->inbox[pos & m->geo.inbox_mask]);
-        if (!pbx__inbox_published(m, pos, e))
+        uint32_t s;
+        int found = inbox_slot(m, pos, &s);
+        if (found == -ENOMSG)
             return 0;
-        prefetch_published(m, pos + DRAIN_AHEAD + 1);
-        uint32_t s = (uint32_t) e;
-        if (s >= m->geo.nslots || PBX_LOAD(&m->slots[s].state) != PBX_SLOT_QUEUED ||
-            m->slots[s].seq != pos) {
+        if (found) {
             /* A damaged entry: step over it so the mailbox keeps working, and say so. */
             PBX_STORE(&r->inbox_head, pos + 1);
             return -EBADMSG;
         }
+        prefetch_published(m, pos + DRAIN_AHEAD + 1);
         int err = pbx__index_insert(m, s);
         if (err)
             return err; /* not consumed: the rebuild leaves it to the next drain */
@@ -362,15 +376,12 @@ static void note_receiver(struct pbx_shm *m)
 int pbx__recv_pick_inbox(struct pbx_shm *m, long type, int except, struct pbx_pick *p)
 {
     uint64_t pos = m->h->recv.inbox_head;
-    uint64_t e = PBX_ACQUIRE(&m->inbox[pos & m->geo.inbox_mask]);
-    if (!pbx__inbox_published(m, pos, e))
-        return -ENOMSG;
-    uint32_t s = (uint32_t) e;
-    if (s >= m->geo.nslots)
-        return 1;
+    uint32_t s;
+    int found = inbox_slot(m, pos, &s);
+    if (found)
+        return found == -ENOMSG ? -ENOMSG : 1; /* damage: the drain steps over it */
     const struct pbx_slot *slot = &m->slots[s];
-    if (PBX_LOAD(&slot->state) != PBX_SLOT_QUEUED || slot->seq != pos ||
-        slot->len > m->geo.max_msg_size)
+    if (slot->len > m->geo.max_msg_size)
         return 1;
     if (type != 0 && (slot->type == type) == (except != 0))
         return 1;
