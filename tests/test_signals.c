@@ -720,17 +720,30 @@ static int storm_producer_n(void *arg)
     return 0;
 }
 
+/* storm_producer_n(), once the test says go. */
+static int storm_producer_on_go(void *arg)
+{
+    if (wait_for(&board->go, 1) != 1)
+        return 3;
+    return storm_producer_n(arg);
+}
+
+/* The producers are forked before pbx_fd() starts the handle's helper thread, as in
+ * spool_a_poll_loop_misses_no_message (test_spool_signals.c): a fork() while another thread is
+ * inside malloc() can leave the child's allocator locked under the address sanitizer. */
 TEST(an_epoll_loop_misses_no_message_under_a_storm)
 {
+    board_init();
     pbx_t *q = open_box(256, 64);
+    pid_t a = pbx_test_fork(storm_producer_on_go, (void *) (intptr_t) STORM_MSGS);
+    pid_t b = pbx_test_fork(storm_producer_on_go, (void *) (intptr_t) STORM_MSGS);
     int fd = pbx_fd(q);
     ASSERT_OK(fd);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     ASSERT_OK(ep);
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
     ASSERT_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
-    pid_t a = pbx_test_fork(storm_producer_n, (void *) (intptr_t) STORM_MSGS);
-    pid_t b = pbx_test_fork(storm_producer_n, (void *) (intptr_t) STORM_MSGS);
+    __atomic_store_n(&board->go, 1, __ATOMIC_SEQ_CST);
     uint32_t got = 0, waits = 0;
     uint32_t next[2][3] = {{0}};
     (void) next;
