@@ -24,11 +24,6 @@ static uint32_t *futex_word(uint64_t *word)
 #endif
 }
 
-static int try_take(uint64_t *word, uint64_t expect, uint64_t mine)
-{
-    return __atomic_compare_exchange_n(word, &expect, mine, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
-}
-
 /* Decide whether the holder named by v (unchanged since since_ns) may be displaced. */
 static int holder_is_gone(uint64_t v, uint64_t since_ns, uint64_t now,
                           const struct pbx_lock_ctx *ctx)
@@ -51,7 +46,7 @@ int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint6
     if (pbx__os_online_cpus() > 1) {
         for (int i = 0; i < LOCK_SPINS; i++) {
             pbx__os_cpu_relax();
-            if (PBX_LOAD(word) == 0 && try_take(word, 0, me))
+            if (PBX_LOAD(word) == 0 && pbx__lock_try_take(word, 0, me))
                 return 0;
         }
     }
@@ -61,7 +56,7 @@ int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint6
         uint64_t v = PBX_LOAD(word);
         if (v == 0) {
             /* Others may still sleep: keep the bit so our release wakes one. */
-            if (try_take(word, 0, me | PBX_LOCK_WAITERS))
+            if (pbx__lock_try_take(word, 0, me | PBX_LOCK_WAITERS))
                 return 0;
             continue;
         }
@@ -82,7 +77,7 @@ int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint6
         if (r != -ETIMEDOUT || PBX_LOAD(word) != v)
             continue;
         if (holder_is_gone(v, since, pbx__os_mono_ns(), ctx) &&
-            try_take(word, v, me | PBX_LOCK_WAITERS))
+            pbx__lock_try_take(word, v, me | PBX_LOCK_WAITERS))
             return 1;
     }
 }

@@ -45,13 +45,15 @@ struct pbx_lock_ctx {
  * held only for short, bounded sections, so signals do not interrupt waiting for one.
  * The uncontended case, one compare-and-swap, is inline: every send and receive takes a lock. */
 int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint64_t me);
+/* One attempt: the word goes from expect to mine (acquire ordering). 1 if it did. */
+static inline int pbx__lock_try_take(uint64_t *word, uint64_t expect, uint64_t mine)
+{
+    return __atomic_compare_exchange_n(word, &expect, mine, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
 static inline int pbx__lock_acquire(uint64_t *word, const struct pbx_lock_ctx *ctx)
 {
     const uint64_t me = pbx__os_self()->ident;
-    uint64_t free_word = 0;
-    if (__builtin_expect(__atomic_compare_exchange_n(word, &free_word, me, 0, __ATOMIC_ACQUIRE,
-                                                     __ATOMIC_RELAXED),
-                         1))
+    if (__builtin_expect(pbx__lock_try_take(word, 0, me), 1))
         return 0;
     return pbx__lock_acquire_slow(word, ctx, me);
 }
