@@ -8,6 +8,7 @@
 
 #include "../common.h"
 #include "../os/os.h"
+#include "wait.h"
 
 #define LOCK_SPINS         200            /* brief spin before sleeping */
 #define LOCK_CHECK_NS      10000000ull    /* sleep slice: re-check the holder every 10 ms */
@@ -41,7 +42,28 @@ static int holder_is_gone(uint64_t v, uint64_t since_ns, uint64_t now,
     return 0;
 }
 
-int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint64_t me)
+/* Sleep on the word while it holds v, for one slice of a waiter registered on ev (or marked in
+ * the word, ev NULL). With ev, the first slice is short, and its end issues the heavy fence
+ * that a release's plain store relies on (LOCK in lock.h). -ETIMEDOUT when a full slice passed
+ * with the word unchanged: time to judge the holder. */
+static int sleep_slice(uint64_t *word, struct pbx_event *ev, struct pbx_sleeper *s, uint64_t v,
+                       uint64_t now)
+{
+    uint64_t slice = LOCK_CHECK_NS;
+    if (ev && !s->fenced)
+        slice = PBX_ASYM_FIRST_NS;
+    else if (ev && s->fenced < 0 && slice > PBX_ASYM_FALLBACK_NS)
+        slice = PBX_ASYM_FALLBACK_NS;
+    int r = pbx__os_futex_wait(futex_word(word), (uint32_t) v, now + slice);
+    if (ev && !s->fenced && r == -ETIMEDOUT) {
+        s->fenced = pbx__os_heavy_fence() == 0 ? 1 : -1;
+        return 0; /* look again before judging anyone: the fence may show the lock free */
+    }
+    return r;
+}
+
+int pbx__lock_acquire_slow(uint64_t *word, struct pbx_event *ev, const struct pbx_lock_ctx *ctx,
+                           uint64_t me)
 {
     if (pbx__os_online_cpus() > 1) {
         for (int i = 0; i < LOCK_SPINS; i++) {
@@ -51,18 +73,29 @@ int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint6
         }
     }
 
+    /* With a waiter event, registered from here on: every release reads the count. A taker
+     * takes the word plain; the ones still registered keep the count up, so its release wakes
+     * the next. Without one, a taker keeps bit 31 so that its release wakes the next. */
+    struct pbx_sleeper s = {.slot = -1};
+    if (ev)
+        pbx__event_prepare(ev, &s);
+    const uint64_t mine = ev ? me : me | PBX_LOCK_WAITERS;
     uint64_t watched = 0, since = 0;
+    int r;
     for (;;) {
         uint64_t v = PBX_LOAD(word);
         if (v == 0) {
-            /* Others may still sleep: keep the bit so our release wakes one. */
-            if (pbx__lock_try_take(word, 0, me | PBX_LOCK_WAITERS))
-                return 0;
+            if (pbx__lock_try_take(word, 0, mine)) {
+                r = 0;
+                break;
+            }
             continue;
         }
-        if ((v & ~(uint64_t) PBX_LOCK_WAITERS) == me)
-            return -EDEADLK;
-        if (!(v & PBX_LOCK_WAITERS)) {
+        if ((v & ~(uint64_t) PBX_LOCK_WAITERS) == me) {
+            r = -EDEADLK;
+            break;
+        }
+        if (!ev && !(v & PBX_LOCK_WAITERS)) {
             if (!__atomic_compare_exchange_n(word, &v, v | PBX_LOCK_WAITERS, 0, __ATOMIC_RELAXED,
                                              __ATOMIC_RELAXED))
                 continue;
@@ -73,16 +106,20 @@ int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint6
             watched = v;
             since = now;
         }
-        int r = pbx__os_futex_wait(futex_word(word), (uint32_t) v, now + LOCK_CHECK_NS);
-        if (r != -ETIMEDOUT || PBX_LOAD(word) != v)
+        if (sleep_slice(word, ev, &s, v, now) != -ETIMEDOUT || PBX_LOAD(word) != v)
             continue;
-        if (holder_is_gone(v, since, pbx__os_mono_ns(), ctx) &&
-            pbx__lock_try_take(word, v, me | PBX_LOCK_WAITERS))
-            return 1;
+        if (holder_is_gone(v, since, pbx__os_mono_ns(), ctx) && pbx__lock_try_take(word, v, mine)) {
+            r = 1;
+            break;
+        }
     }
+    if (ev)
+        pbx__event_cancel(ev, &s);
+    return r;
 }
 
-void pbx__lock_wake(uint64_t *word)
+void pbx__lock_wake(uint64_t *word, struct pbx_event *ev)
 {
-    pbx__os_futex_wake(futex_word(word), 1);
+    if (pbx__os_futex_wake(futex_word(word), 1) == 0 && ev)
+        pbx__event_sweep_lazily(ev); /* counted, none woken: a waiter may have died asleep */
 }

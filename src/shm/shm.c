@@ -95,6 +95,9 @@ static void shm_free(struct pbx_shm *m)
 
 static struct pbx_shm *shm_new(void)
 {
+    /* Every process that touches a mailbox is registered for heavy fences first (ASYMMETRIC
+     * FENCES in os.h): its releases then need no fence of their own. */
+    pbx__os_asym_setup();
     struct pbx_shm *m = calloc(1, sizeof(*m));
     if (m) {
         m->fd = -1;
@@ -394,7 +397,7 @@ static void finish_nameless_removal(struct pbx_shm *m, const struct stat *st)
  * Between slices it looks after orphans: what a dead peer holds may be what we wait for.
  * Deregisters before returning 0 (re-check), -ETIMEDOUT, -EINTR or -EIDRM.
  */
-static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const struct pbx_sleeper *s,
+static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, struct pbx_sleeper *s,
                               const uint64_t *word, uint64_t old, uint64_t deadline_ns,
                               struct pbx_sigguard *g)
 {

@@ -31,6 +31,7 @@ void pbx__event_prepare(struct pbx_event *ev, struct pbx_sleeper *s)
 {
     const struct pbx_self *self = pbx__os_self();
     s->slot = -1;
+    s->fenced = 0;
     for (unsigned i = 0; i < PBX_SLEEPERS; i++) {
         unsigned k = ((unsigned) self->tid + i) % PBX_SLEEPERS;
         uint64_t zero = 0;
@@ -78,7 +79,16 @@ int pbx__event_sweep(struct pbx_event *ev)
     return n;
 }
 
-int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t deadline_ns,
+uint64_t pbx__event_slice(const struct pbx_sleeper *s, uint64_t slice_ns)
+{
+    if (s->fenced == 0 && slice_ns > PBX_ASYM_FIRST_NS)
+        return PBX_ASYM_FIRST_NS;
+    if (s->fenced < 0 && slice_ns > PBX_ASYM_FALLBACK_NS)
+        return PBX_ASYM_FALLBACK_NS;
+    return slice_ns;
+}
+
+int pbx__event_sleep(struct pbx_event *ev, struct pbx_sleeper *s, uint64_t deadline_ns,
                      uint64_t slice_ns, struct pbx_sigguard *g)
 {
     if (pbx__os_sig_caught_pending(g))
@@ -89,12 +99,30 @@ int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t
     uint64_t now = pbx__os_mono_coarse_ns();
     if (deadline_ns && now >= deadline_ns)
         return -ETIMEDOUT;
-    uint64_t until = now + slice_ns;
+    uint64_t until = now + pbx__event_slice(s, slice_ns);
     int capped = deadline_ns && deadline_ns < until;
     int r = pbx__os_futex_wait_unblocked(&ev->seq, s->seq, capped ? deadline_ns : until, g);
-    if (r == -ETIMEDOUT && !capped)
+    if (r == -ETIMEDOUT && !capped) {
         r = 0;
+        /* The first slice is over unwoken: the heavy fence, so that the caller's next look
+         * sees any signaller's store that raced with our registration (EVENTS in wait.h). */
+        if (s->fenced == 0)
+            s->fenced = pbx__os_heavy_fence() == 0 ? 1 : -1;
+    }
     return r;
+}
+
+#define SWEEP_LAZY_NS 10000000ull
+
+void pbx__event_sweep_lazily(struct pbx_event *ev)
+{
+    uint64_t now = pbx__os_mono_coarse_ns();
+    uint64_t last = PBX_LOAD(&ev->swept_ns);
+    if (now - last < SWEEP_LAZY_NS ||
+        !__atomic_compare_exchange_n(&ev->swept_ns, &last, now, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+        return;
+    pbx__event_sweep(ev);
 }
 
 int pbx__event_wake(struct pbx_event *ev)

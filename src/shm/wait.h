@@ -8,11 +8,15 @@
  *   2. re-checks its condition (a message to take, room to send),
  *   3. if still unmet, sleeps on the sequence word with the value it read (futex),
  *   4. deregisters.
- * A signaller first makes the condition true (its stores), then issues a full fence, then
- * reads the sleeper count, and only if it is non-zero bumps the sequence word and wakes all
- * sleepers. This is the store-buffer (Dekker) pattern: with a full fence on each side, either
- * the signaller sees the registration, or the waiter's re-check sees the new state; a wake-up
- * cannot be lost, and a signaller that finds no sleepers makes no system call.
+ * A signaller first makes the condition true (its stores), then fences, then reads the sleeper
+ * count, and only if it is non-zero bumps the sequence word and wakes all sleepers. This is the
+ * store-buffer (Dekker) pattern: with a fence on each side, either the signaller sees the
+ * registration, or the waiter's re-check sees the new state, and a signaller that finds no
+ * sleepers makes no system call. The fences are asymmetric (ASYMMETRIC FENCES in os.h): the
+ * signaller's is a compiler barrier, and the waiter's first sleep lasts at most
+ * PBX_ASYM_FIRST_NS, after which it issues the heavy fence and re-checks before sleeping on.
+ * So a wake-up is never lost: one that raced with the registration is late by at most that
+ * first slice (in practice a store reaches the other CPU within nanoseconds, long before).
  *
  * Waking all sleepers rather than one is deliberate: receivers wait for different types, and
  * senders for different amounts of room, so the one woken might not be the one that can
@@ -36,6 +40,7 @@
 struct pbx_sleeper {
     uint32_t seq; /* the sequence value seen at registration: sleep while it holds */
     int slot;     /* our entry in ev->sleeper[], or -1 if the table was full */
+    int fenced;   /* 0: first slice; 1: heavy fence issued; -1: none to be had (os.h) */
 };
 
 /* Step 1: register as a sleeper (counted, and named in the table so that the registration can
@@ -43,40 +48,37 @@ struct pbx_sleeper {
 void pbx__event_prepare(struct pbx_event *ev, struct pbx_sleeper *s);
 
 /* Step 3: sleep until the sequence moves from s->seq, or until deadline_ns (CLOCK_MONOTONIC,
- * 0: none), or for at most slice_ns so that the caller can look after dead peers. Signals are
- * let through only during the sleep itself (see SIGNALS in os.h). Returns 0 (woken, or the
- * slice is over: re-check), -ETIMEDOUT (deadline passed) or -EINTR (a signal handler ran, now
- * or since the caller blocked signals). Stays registered. */
-int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t deadline_ns,
+ * 0: none), or for at most slice_ns so that the caller can look after dead peers (the first
+ * sleep of a registration for at most PBX_ASYM_FIRST_NS, then the heavy fence: EVENTS above).
+ * Signals are let through only during the sleep itself (see SIGNALS in os.h). Returns 0
+ * (woken, or the slice is over: re-check), -ETIMEDOUT (deadline passed) or -EINTR (a signal
+ * handler ran, now or since the caller blocked signals). Stays registered. */
+int pbx__event_sleep(struct pbx_event *ev, struct pbx_sleeper *s, uint64_t deadline_ns,
                      uint64_t slice_ns, struct pbx_sigguard *g);
+/* What a slice of a registration may last: the first, short; without heavy fences, bounded. */
+uint64_t pbx__event_slice(const struct pbx_sleeper *s, uint64_t slice_ns);
 
 /* Step 4: deregister. */
 void pbx__event_cancel(struct pbx_event *ev, const struct pbx_sleeper *s);
 
 /* Wake every sleeper if there is any. The caller's own stores that make the condition true must
- * precede this call, followed by an atomic read-modify-write (every caller releases a lock, or
- * sets the removed flag, with an exchange): on x86 that is the full fence EVENTS needs, and
- * elsewhere the fence is issued here. Returns 1 if sleepers were counted but the kernel woke
- * none: a hint that one died asleep (see pbx__event_sweep), or is about to sleep. Inline: every
- * send and receive asks, and almost always nobody sleeps. */
+ * precede this call. Returns 1 if sleepers were counted but the kernel woke none: a hint that
+ * one died asleep (see pbx__event_sweep), or is about to sleep. Inline: every send and receive
+ * asks, and almost always nobody sleeps. */
 int pbx__event_wake(struct pbx_event *ev);
 static inline int pbx__event_signal(struct pbx_event *ev)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    /* The callers release a lock with an atomic exchange just before, and on x86 a locked
-     * instruction is a full barrier: the fence would only cost a second drain of the store
-     * buffer. Elsewhere the fence is needed. */
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-#else
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
-    if (__builtin_expect(__atomic_load_n(&ev->waiters, __ATOMIC_SEQ_CST) == 0, 1))
+    pbx__os_light_fence();
+    if (__builtin_expect(__atomic_load_n(&ev->waiters, __ATOMIC_RELAXED) == 0, 1))
         return 0;
     return pbx__event_wake(ev);
 }
 
 /* Strike off registrations whose sleeper died. Returns how many. Lock-free. */
 int pbx__event_sweep(struct pbx_event *ev);
+/* The same, at most once per 10 ms per event (it reads /proc for every registration): for a
+ * path that keeps finding a count but nobody to wake. */
+void pbx__event_sweep_lazily(struct pbx_event *ev);
 
 /* Spin, for a bounded time, until *word has moved on from old by at least enough (unsigned
  * difference; 1 means "changed"), unless the other party (whose CPU tag is at peer_cpu, see
