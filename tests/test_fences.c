@@ -1,11 +1,13 @@
 /*
- * test_fences.c — the asymmetric fences under every send and receive (ASYMMETRIC FENCES in
- * os.h, LOCK in lock.h, EVENTS in wait.h): registration, the fallback without membarrier, lock
- * waiters that sleep, die or mix both kinds of process, and wake-ups that must not be lost.
+ * test_fences.c — how a send and a receive do without memory fences: the asymmetric fences of
+ * the locks (ASYMMETRIC FENCES in os.h, LOCK in lock.h) and the lock cycle of the wait events
+ * (EVENTS in wait.h). Registration, the fallback without membarrier, lock waiters that sleep,
+ * die or mix both kinds of process, and wake-ups that must not be lost.
  */
 #define _GNU_SOURCE
 #include <linux/membarrier.h>
 #include <signal.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -98,7 +100,7 @@ static int send_later(void *arg)
     pbx_t *q;
     if (pbx_open(NAME, 0, NULL, &q))
         return 1;
-    pbx_test_sleep_ms(150); /* past the receiver's first slice: it sleeps on, bounded */
+    pbx_test_sleep_ms(150); /* the receiver is asleep by then */
     if (pbx_send(q, 7, "late", 4, 0))
         return 2;
     return pbx_close(q) ? 3 : 0;
@@ -134,7 +136,7 @@ static int recv_nowait(void *arg)
     return r == -ENOMSG ? 0 : 2;
 }
 
-TEST(a_lock_waiter_sleeps_past_its_first_slice_and_takes_the_lock_once_it_is_released)
+TEST(a_lock_waiter_sleeps_until_the_lock_is_released_then_takes_it)
 {
     pbx_t *q = open_box(16);
     struct pbx_shm *m = pbx__handle_shm(q);
@@ -142,8 +144,7 @@ TEST(a_lock_waiter_sleeps_past_its_first_slice_and_takes_the_lock_once_it_is_rel
     pid_t p = pbx_test_fork(recv_nowait, NULL);
     ASSERT_EQ(wait_for_u32(&m->h->recv_lockers.waiters, 1), 1);
     ASSERT_EQ(sleeper_entries(&m->h->recv_lockers), 1);
-    /* Well past the first slice (PBX_ASYM_FIRST_NS): the waiter has issued its heavy fence and
-     * sleeps on; the lock is still ours. */
+    /* The waiter has issued its heavy fence and sleeps; the lock is still ours. */
     pbx_test_sleep_ms(50);
     ASSERT_EQ(pbx__os_self()->ident, __atomic_load_n(&m->h->recv.lock, __ATOMIC_SEQ_CST));
     ASSERT_EQ(__atomic_load_n(&m->h->recv_lockers.waiters, __ATOMIC_SEQ_CST), 1);
@@ -175,6 +176,86 @@ TEST(a_lock_waiter_killed_asleep_is_struck_off_by_the_next_release)
     char buf[16];
     ASSERT_OK(pbx_send(q, 1, "x", 1, 0));
     ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    ASSERT_OK(pbx_close(q));
+}
+
+/* ---- the lock cycle of the wait events --------------------------------------------------- */
+
+/* A receive that must find the message published while it was between its registration and
+ * its re-check, although nobody woke it; with a deadline shorter than the idle sleep slice
+ * (1 s), after which it would have looked again anyway. */
+static int recv_unwoken(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(NAME, 0, NULL, &q))
+        return 1;
+    char buf[16];
+    long type = 0;
+    const struct timespec limit = {0, 900000000};
+    ssize_t n = pbx_timedrecv(q, 0, buf, sizeof(buf), 0, &type, &limit);
+    if (n != 5 || type != 3 || memcmp(buf, "quiet", 5))
+        return 2;
+    return pbx_close(q) ? 3 : 0;
+}
+
+TEST(a_message_published_between_a_receivers_registration_and_its_look_is_seen_unwoken)
+{
+    pbx_t *q = open_box(16);
+    struct pbx_shm *m = pbx__handle_shm(q);
+    ASSERT_OK(pbx__send_lock(m));
+    pid_t p = pbx_test_fork(recv_unwoken, NULL);
+    /* The receiver found nothing, registered for messages, and now waits for the send lock
+     * (its cycle) before it looks again. */
+    ASSERT_EQ(wait_for_u32(&m->h->msg_ev.waiters, 1), 1);
+    ASSERT_EQ(wait_for_u32(&m->h->send_lockers.waiters, 1), 1);
+    /* Publish under the lock, then let it go without the wake-up check a send makes: the
+     * signaller that read the count too early. */
+    uint32_t seq = m->h->msg_ev.seq, slot;
+    uint64_t pos;
+    ASSERT_EQ(pbx__send_has_room(m, 5), 1);
+    ASSERT_EQ(pbx__send_alloc(m, 3, "quiet", 5, &slot, -1, &pos), PBX_DONE);
+    pbx__send_unlock(m);
+    pbx_test_wait_ok(p);
+    ASSERT_EQ(m->h->msg_ev.seq, seq); /* it was never woken through the event */
+    ASSERT_EQ(m->h->msg_ev.waiters, 0);
+    ASSERT_OK(pbx_close(q));
+}
+
+static int send_unwoken(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(NAME, 0, NULL, &q))
+        return 1;
+    /* The mailbox is full: this send waits for room, with a deadline shorter than a slice. */
+    const struct timespec limit = {0, 900000000};
+    int r = pbx_timedsend(q, 4, "room", 4, 0, &limit);
+    return r == 0 ? (pbx_close(q) ? 3 : 0) : 2;
+}
+
+TEST(room_made_between_a_senders_registration_and_its_look_is_seen_unwoken)
+{
+    pbx_t *q = open_box(2);
+    ASSERT_OK(pbx_send(q, 1, "a", 1, 0));
+    ASSERT_OK(pbx_send(q, 1, "b", 1, 0));
+    struct pbx_shm *m = pbx__handle_shm(q);
+    ASSERT_OK(pbx__recv_lock(m));
+    pid_t p = pbx_test_fork(send_unwoken, NULL);
+    ASSERT_EQ(wait_for_u32(&m->h->space_ev.waiters, 1), 1);
+    ASSERT_EQ(wait_for_u32(&m->h->recv_lockers.waiters, 1), 1);
+    /* Free a message under the lock, and let it go without the wake-up check. */
+    uint32_t seq = m->h->space_ev.seq;
+    struct pbx_pick pick;
+    ASSERT_EQ(pbx__recv_pick_inbox(m, 0, 0, &pick), 0);
+    char buf[8];
+    uint32_t slot;
+    int fire = 0;
+    ASSERT_EQ(pbx__recv_take(m, &pick, buf, sizeof(buf), &slot, &fire), PBX_DONE);
+    pbx__recv_unlock(m);
+    pbx_test_wait_ok(p);
+    ASSERT_EQ(m->h->space_ev.seq, seq);
+    ASSERT_EQ(m->h->space_ev.waiters, 0);
     ASSERT_OK(pbx_close(q));
 }
 

@@ -212,26 +212,24 @@ static inline uint32_t pbx__os_cpu_tag(void)
 }
 
 /*
- * ASYMMETRIC FENCES. Every send and receive ends with the store-buffer (Dekker) pattern: the
- * caller stores (the lock word back to free, the message published), then loads a count of
- * sleepers, while a sleeper stores its registration, then loads the state it waits for. Each
- * side needs a full fence between its store and its load, or both can read the old values and
- * the sleeper sleeps unwoken. A full fence costs ~5 ns on every operation; sleeping is rare.
- * So the fast side issues only a compiler barrier (pbx__os_light_fence), and a sleeper that
- * stays asleep past its first short slice issues the heavy fence (pbx__os_heavy_fence): the
- * membarrier(2) system call with MEMBARRIER_CMD_GLOBAL_EXPEDITED, which makes every running
- * thread of every registered process pass through a full memory barrier before it returns.
- * Whichever side's fence comes first, the other side sees its store (docs/design.md, LOCK).
+ * ASYMMETRIC FENCES. A lock release stores 0 to the lock word, then loads the count of waiters;
+ * a waiter stores its registration, then loads the lock word. That is the store-buffer
+ * (Dekker) pattern: each side needs a full fence between its store and its load, or both can
+ * read the other's old value and the waiter sleeps unwoken. A full fence, or the exchange that
+ * used to release the lock, costs ~5 ns on every send and receive; sleeping on a lock is rare.
+ * So the releaser issues only a compiler barrier (pbx__os_light_fence), and a waiter, once
+ * registered, issues the heavy fence (pbx__os_heavy_fence): the membarrier(2) system call with
+ * MEMBARRIER_CMD_GLOBAL_EXPEDITED, which returns only once every running thread of every
+ * registered process has passed a full memory barrier (a thread not running passed one when
+ * it was switched out). Whichever side's barrier comes first, the other side sees its store.
  *
  * This needs each process registered (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, done by
  * pbx__os_asym_setup at the first open and again in a fork()ed child). A process that cannot
  * register (a kernel before 4.16, a seccomp filter, or POSTBOX_NO_MEMBARRIER=1 in its
- * environment) issues full fences on its fast path instead, and its sleepers, which cannot
- * force the others' fences, re-check at least every PBX_ASYM_FALLBACK_NS.
+ * environment) issues a full fence in its releases instead; if it waits for a lock, it cannot
+ * force the others' barriers, and relies on the lock's 10 ms sleep slices (lock.c).
  */
-#define PBX_ASYM_FIRST_NS    100000ull   /* a sleeper's first slice, before its heavy fence */
-#define PBX_ASYM_FALLBACK_NS 10000000ull /* a sleeper's longest slice without membarrier */
-extern int pbx__os_asym_light_ok;        /* 1 once this process is registered */
+extern int pbx__os_asym_light_ok; /* 1 once this process is registered */
 /* Register this process once (cheap after the first call). Returns pbx__os_asym_light_ok. */
 int pbx__os_asym_setup(void);
 /* The fast side: a compiler barrier when registered, a full fence otherwise. */
@@ -242,11 +240,11 @@ static inline void pbx__os_light_fence(void)
     else
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
-/* The sleeper's side: 0 when every registered process has passed a full fence, -1 when the
- * system call is unavailable (the caller must then keep its slices short). */
+/* The waiter's side: 0 when every registered process has passed a full fence, -1 when the
+ * system call is unavailable here. */
 int pbx__os_heavy_fence(void);
 /* Go without heavy fences from now on, as if the kernel had none (POSTBOX_NO_MEMBARRIER does
- * this at the first open): full fences on the fast path, bounded slices when asleep. */
+ * this at the first open): full fences in every release. */
 void pbx__os_asym_off(void);
 
 /* One spin-wait hint to the CPU (pause on x86, yield on ARM). */

@@ -42,26 +42,6 @@ static int holder_is_gone(uint64_t v, uint64_t since_ns, uint64_t now,
     return 0;
 }
 
-/* Sleep on the word while it holds v, for one slice of a waiter registered on ev (or marked in
- * the word, ev NULL). With ev, the first slice is short, and its end issues the heavy fence
- * that a release's plain store relies on (LOCK in lock.h). -ETIMEDOUT when a full slice passed
- * with the word unchanged: time to judge the holder. */
-static int sleep_slice(uint64_t *word, struct pbx_event *ev, struct pbx_sleeper *s, uint64_t v,
-                       uint64_t now)
-{
-    uint64_t slice = LOCK_CHECK_NS;
-    if (ev && !s->fenced)
-        slice = PBX_ASYM_FIRST_NS;
-    else if (ev && s->fenced < 0 && slice > PBX_ASYM_FALLBACK_NS)
-        slice = PBX_ASYM_FALLBACK_NS;
-    int r = pbx__os_futex_wait(futex_word(word), (uint32_t) v, now + slice);
-    if (ev && !s->fenced && r == -ETIMEDOUT) {
-        s->fenced = pbx__os_heavy_fence() == 0 ? 1 : -1;
-        return 0; /* look again before judging anyone: the fence may show the lock free */
-    }
-    return r;
-}
-
 int pbx__lock_acquire_slow(uint64_t *word, struct pbx_event *ev, const struct pbx_lock_ctx *ctx,
                            uint64_t me)
 {
@@ -77,22 +57,28 @@ int pbx__lock_acquire_slow(uint64_t *word, struct pbx_event *ev, const struct pb
      * takes the word plain; the ones still registered keep the count up, so its release wakes
      * the next. Without one, a taker keeps bit 31 so that its release wakes the next. */
     struct pbx_sleeper s = {.slot = -1};
-    if (ev)
+    if (ev) {
+        /* Counted; then the releasers' side of the store-buffer pattern is forced on them
+         * (ASYMMETRIC FENCES in os.h), and ours is a full fence: from here on a release either
+         * reads our count or its store of 0 is what we read next. */
         pbx__event_prepare(ev, &s);
+        pbx__os_heavy_fence();
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    }
     const uint64_t mine = ev ? me : me | PBX_LOCK_WAITERS;
     uint64_t watched = 0, since = 0;
-    int r;
+    int taken;
     for (;;) {
         uint64_t v = PBX_LOAD(word);
         if (v == 0) {
             if (pbx__lock_try_take(word, 0, mine)) {
-                r = 0;
+                taken = 0;
                 break;
             }
             continue;
         }
         if ((v & ~(uint64_t) PBX_LOCK_WAITERS) == me) {
-            r = -EDEADLK;
+            taken = -EDEADLK;
             break;
         }
         if (!ev && !(v & PBX_LOCK_WAITERS)) {
@@ -106,16 +92,17 @@ int pbx__lock_acquire_slow(uint64_t *word, struct pbx_event *ev, const struct pb
             watched = v;
             since = now;
         }
-        if (sleep_slice(word, ev, &s, v, now) != -ETIMEDOUT || PBX_LOAD(word) != v)
+        int r = pbx__os_futex_wait(futex_word(word), (uint32_t) v, now + LOCK_CHECK_NS);
+        if (r != -ETIMEDOUT || PBX_LOAD(word) != v)
             continue;
         if (holder_is_gone(v, since, pbx__os_mono_ns(), ctx) && pbx__lock_try_take(word, v, mine)) {
-            r = 1;
+            taken = 1;
             break;
         }
     }
     if (ev)
         pbx__event_cancel(ev, &s);
-    return r;
+    return taken;
 }
 
 void pbx__lock_wake(uint64_t *word, struct pbx_event *ev)

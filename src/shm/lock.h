@@ -9,10 +9,10 @@
  *   - with a waiter event (the shared-memory mailboxes' locks): the waiter registers in a
  *     struct pbx_event kept beside the lock (wait.h: counted, and named so that a waiter
  *     killed asleep can be struck off). Releasing is a plain store of 0, a compiler barrier
- *     (pbx__os_light_fence) and a load of the count: no locked instruction. The waiter's side
- *     of the store-buffer pattern is its heavy fence, issued once its first short slice is
- *     over (ASYMMETRIC FENCES in os.h): a release that read the count before the waiter was
- *     counted can only leave it asleep for that first slice, never longer.
+ *     (pbx__os_light_fence) and a load of the count: no locked instruction. The waiter's
+ *     side of that store-buffer pattern is the heavy fence it issues once registered
+ *     (ASYMMETRIC FENCES in os.h), which forces the releasers' side on them: a release either
+ *     reads the count, or its store of 0 is what the waiter reads next.
  *   - without one (the spool's locks, whose on-disk state page has no room for it): bit 31 of
  *     the word says someone may be asleep; releasing is one exchange to 0, and a futex wake
  *     only when the bit was set.

@@ -31,7 +31,6 @@ void pbx__event_prepare(struct pbx_event *ev, struct pbx_sleeper *s)
 {
     const struct pbx_self *self = pbx__os_self();
     s->slot = -1;
-    s->fenced = 0;
     for (unsigned i = 0; i < PBX_SLEEPERS; i++) {
         unsigned k = ((unsigned) self->tid + i) % PBX_SLEEPERS;
         uint64_t zero = 0;
@@ -79,16 +78,7 @@ int pbx__event_sweep(struct pbx_event *ev)
     return n;
 }
 
-uint64_t pbx__event_slice(const struct pbx_sleeper *s, uint64_t slice_ns)
-{
-    if (s->fenced == 0 && slice_ns > PBX_ASYM_FIRST_NS)
-        return PBX_ASYM_FIRST_NS;
-    if (s->fenced < 0 && slice_ns > PBX_ASYM_FALLBACK_NS)
-        return PBX_ASYM_FALLBACK_NS;
-    return slice_ns;
-}
-
-int pbx__event_sleep(struct pbx_event *ev, struct pbx_sleeper *s, uint64_t deadline_ns,
+int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t deadline_ns,
                      uint64_t slice_ns, struct pbx_sigguard *g)
 {
     if (pbx__os_sig_caught_pending(g))
@@ -99,16 +89,11 @@ int pbx__event_sleep(struct pbx_event *ev, struct pbx_sleeper *s, uint64_t deadl
     uint64_t now = pbx__os_mono_coarse_ns();
     if (deadline_ns && now >= deadline_ns)
         return -ETIMEDOUT;
-    uint64_t until = now + pbx__event_slice(s, slice_ns);
+    uint64_t until = now + slice_ns;
     int capped = deadline_ns && deadline_ns < until;
     int r = pbx__os_futex_wait_unblocked(&ev->seq, s->seq, capped ? deadline_ns : until, g);
-    if (r == -ETIMEDOUT && !capped) {
+    if (r == -ETIMEDOUT && !capped)
         r = 0;
-        /* The first slice is over unwoken: the heavy fence, so that the caller's next look
-         * sees any signaller's store that raced with our registration (EVENTS in wait.h). */
-        if (s->fenced == 0)
-            s->fenced = pbx__os_heavy_fence() == 0 ? 1 : -1;
-    }
     return r;
 }
 

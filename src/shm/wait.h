@@ -8,15 +8,23 @@
  *   2. re-checks its condition (a message to take, room to send),
  *   3. if still unmet, sleeps on the sequence word with the value it read (futex),
  *   4. deregisters.
- * A signaller first makes the condition true (its stores), then fences, then reads the sleeper
- * count, and only if it is non-zero bumps the sequence word and wakes all sleepers. This is the
- * store-buffer (Dekker) pattern: with a fence on each side, either the signaller sees the
- * registration, or the waiter's re-check sees the new state, and a signaller that finds no
- * sleepers makes no system call. The fences are asymmetric (ASYMMETRIC FENCES in os.h): the
- * signaller's is a compiler barrier, and the waiter's first sleep lasts at most
- * PBX_ASYM_FIRST_NS, after which it issues the heavy fence and re-checks before sleeping on.
- * So a wake-up is never lost: one that raced with the registration is late by at most that
- * first slice (in practice a store reaches the other CPU within nanoseconds, long before).
+ * A signaller first makes the condition true (its stores), then reads the sleeper count, and
+ * only if it is non-zero bumps the sequence word and wakes all sleepers; a signaller that
+ * finds no sleepers makes no system call. A store and a load on each side: the store-buffer
+ * (Dekker) pattern, which with plain loads and stores can leave both sides reading the other's
+ * old value, and the sleeper asleep unwoken. A full fence on each side would close it, at
+ * ~5 ns on every send and receive. postbox closes it with the locks instead (LOCK CYCLE):
+ *   - every signaller makes its change inside a critical section of one of the mailbox's two
+ *     locks, and reads the count after taking that lock (so after its acquire);
+ *   - a waiter, after registering and before its re-check, takes and releases every lock under
+ *     which its condition may change (or registers while holding it).
+ * The two critical sections cannot overlap. If the signaller's comes first, the waiter's
+ * acquire of that lock sees the signaller's release, and with it the change: the re-check
+ * finds it. If the waiter's comes first, the signaller's acquire sees the waiter's release,
+ * and with it the registration: the count is not zero. Either way the wake-up is not lost,
+ * and the fast path needs no fence at all; the waiter pays one lock round trip per sleep.
+ * The one change made outside the locks, pbx_remove()'s flag, uses full fences on both sides
+ * (pbx__event_signal_fenced, and the fence every waiter issues before its re-check).
  *
  * Waking all sleepers rather than one is deliberate: receivers wait for different types, and
  * senders for different amounts of room, so the one woken might not be the one that can
@@ -40,7 +48,6 @@
 struct pbx_sleeper {
     uint32_t seq; /* the sequence value seen at registration: sleep while it holds */
     int slot;     /* our entry in ev->sleeper[], or -1 if the table was full */
-    int fenced;   /* 0: first slice; 1: heavy fence issued; -1: none to be had (os.h) */
 };
 
 /* Step 1: register as a sleeper (counted, and named in the table so that the registration can
@@ -48,30 +55,34 @@ struct pbx_sleeper {
 void pbx__event_prepare(struct pbx_event *ev, struct pbx_sleeper *s);
 
 /* Step 3: sleep until the sequence moves from s->seq, or until deadline_ns (CLOCK_MONOTONIC,
- * 0: none), or for at most slice_ns so that the caller can look after dead peers (the first
- * sleep of a registration for at most PBX_ASYM_FIRST_NS, then the heavy fence: EVENTS above).
- * Signals are let through only during the sleep itself (see SIGNALS in os.h). Returns 0
- * (woken, or the slice is over: re-check), -ETIMEDOUT (deadline passed) or -EINTR (a signal
- * handler ran, now or since the caller blocked signals). Stays registered. */
-int pbx__event_sleep(struct pbx_event *ev, struct pbx_sleeper *s, uint64_t deadline_ns,
+ * 0: none), or for at most slice_ns so that the caller can look after dead peers. Signals are
+ * let through only during the sleep itself (see SIGNALS in os.h). Returns 0 (woken, or the
+ * slice is over: re-check), -ETIMEDOUT (deadline passed) or -EINTR (a signal handler ran, now
+ * or since the caller blocked signals). Stays registered. */
+int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t deadline_ns,
                      uint64_t slice_ns, struct pbx_sigguard *g);
-/* What a slice of a registration may last: the first, short; without heavy fences, bounded. */
-uint64_t pbx__event_slice(const struct pbx_sleeper *s, uint64_t slice_ns);
 
 /* Step 4: deregister. */
 void pbx__event_cancel(struct pbx_event *ev, const struct pbx_sleeper *s);
 
-/* Wake every sleeper if there is any. The caller's own stores that make the condition true must
- * precede this call. Returns 1 if sleepers were counted but the kernel woke none: a hint that
- * one died asleep (see pbx__event_sweep), or is about to sleep. Inline: every send and receive
- * asks, and almost always nobody sleeps. */
+/* Wake every sleeper if there is any. The caller changed the condition inside a critical
+ * section of a lock that the waiters cycle (EVENTS above), and calls this after taking that
+ * lock. Returns 1 if sleepers were counted but the kernel woke none: a hint that one died
+ * asleep (see pbx__event_sweep), or is about to sleep. Inline: every send and receive asks,
+ * and almost always nobody sleeps. */
 int pbx__event_wake(struct pbx_event *ev);
 static inline int pbx__event_signal(struct pbx_event *ev)
 {
-    pbx__os_light_fence();
     if (__builtin_expect(__atomic_load_n(&ev->waiters, __ATOMIC_RELAXED) == 0, 1))
         return 0;
     return pbx__event_wake(ev);
+}
+/* The same after a change made outside the locks (its store must be sequentially consistent):
+ * a full fence first. */
+static inline int pbx__event_signal_fenced(struct pbx_event *ev)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return pbx__event_signal(ev);
 }
 
 /* Strike off registrations whose sleeper died. Returns how many. Lock-free. */
