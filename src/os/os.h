@@ -211,42 +211,6 @@ static inline uint32_t pbx__os_cpu_tag(void)
     return pbx__os_cpu_tag_slow();
 }
 
-/*
- * ASYMMETRIC FENCES. A lock release stores 0 to the lock word, then loads the count of waiters;
- * a waiter stores its registration, then loads the lock word. That is the store-buffer
- * (Dekker) pattern: each side needs a full fence between its store and its load, or both can
- * read the other's old value and the waiter sleeps unwoken. A full fence, or the exchange that
- * used to release the lock, costs ~5 ns on every send and receive; sleeping on a lock is rare.
- * So the releaser issues only a compiler barrier (pbx__os_light_fence), and a waiter, once
- * registered, issues the heavy fence (pbx__os_heavy_fence): the membarrier(2) system call with
- * MEMBARRIER_CMD_GLOBAL_EXPEDITED, which returns only once every running thread of every
- * registered process has passed a full memory barrier (a thread not running passed one when
- * it was switched out). Whichever side's barrier comes first, the other side sees its store.
- *
- * This needs each process registered (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, done by
- * pbx__os_asym_setup at the first open and again in a fork()ed child). A process that cannot
- * register (a kernel before 4.16, a seccomp filter, or POSTBOX_NO_MEMBARRIER=1 in its
- * environment) issues a full fence in its releases instead; if it waits for a lock, it cannot
- * force the others' barriers, and relies on the lock's 10 ms sleep slices (lock.c).
- */
-extern int pbx__os_asym_light_ok; /* 1 once this process is registered */
-/* Register this process once (cheap after the first call). Returns pbx__os_asym_light_ok. */
-int pbx__os_asym_setup(void);
-/* The fast side: a compiler barrier when registered, a full fence otherwise. */
-static inline void pbx__os_light_fence(void)
-{
-    if (__builtin_expect(__atomic_load_n(&pbx__os_asym_light_ok, __ATOMIC_RELAXED), 1))
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    else
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-}
-/* The waiter's side: 0 when every registered process has passed a full fence, -1 when the
- * system call is unavailable here. */
-int pbx__os_heavy_fence(void);
-/* Go without heavy fences from now on, as if the kernel had none (POSTBOX_NO_MEMBARRIER does
- * this at the first open): full fences in every release. */
-void pbx__os_asym_off(void);
-
 /* One spin-wait hint to the CPU (pause on x86, yield on ARM). */
 static inline void pbx__os_cpu_relax(void)
 {

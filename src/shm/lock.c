@@ -8,7 +8,6 @@
 
 #include "../common.h"
 #include "../os/os.h"
-#include "wait.h"
 
 #define LOCK_SPINS         200            /* brief spin before sleeping */
 #define LOCK_CHECK_NS      10000000ull    /* sleep slice: re-check the holder every 10 ms */
@@ -42,8 +41,7 @@ static int holder_is_gone(uint64_t v, uint64_t since_ns, uint64_t now,
     return 0;
 }
 
-int pbx__lock_acquire_slow(uint64_t *word, struct pbx_event *ev, const struct pbx_lock_ctx *ctx,
-                           uint64_t me)
+int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint64_t me)
 {
     if (pbx__os_online_cpus() > 1) {
         for (int i = 0; i < LOCK_SPINS; i++) {
@@ -53,35 +51,18 @@ int pbx__lock_acquire_slow(uint64_t *word, struct pbx_event *ev, const struct pb
         }
     }
 
-    /* With a waiter event, registered from here on: every release reads the count. A taker
-     * takes the word plain; the ones still registered keep the count up, so its release wakes
-     * the next. Without one, a taker keeps bit 31 so that its release wakes the next. */
-    struct pbx_sleeper s = {.slot = -1};
-    if (ev) {
-        /* Counted; then the releasers' side of the store-buffer pattern is forced on them
-         * (ASYMMETRIC FENCES in os.h), and ours is a full fence: from here on a release either
-         * reads our count or its store of 0 is what we read next. */
-        pbx__event_prepare(ev, &s);
-        pbx__os_heavy_fence();
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    }
-    const uint64_t mine = ev ? me : me | PBX_LOCK_WAITERS;
     uint64_t watched = 0, since = 0;
-    int taken;
     for (;;) {
         uint64_t v = PBX_LOAD(word);
         if (v == 0) {
-            if (pbx__lock_try_take(word, 0, mine)) {
-                taken = 0;
-                break;
-            }
+            /* Others may still sleep: keep the bit so our release wakes one. */
+            if (pbx__lock_try_take(word, 0, me | PBX_LOCK_WAITERS))
+                return 0;
             continue;
         }
-        if ((v & ~(uint64_t) PBX_LOCK_WAITERS) == me) {
-            taken = -EDEADLK;
-            break;
-        }
-        if (!ev && !(v & PBX_LOCK_WAITERS)) {
+        if ((v & ~(uint64_t) PBX_LOCK_WAITERS) == me)
+            return -EDEADLK;
+        if (!(v & PBX_LOCK_WAITERS)) {
             if (!__atomic_compare_exchange_n(word, &v, v | PBX_LOCK_WAITERS, 0, __ATOMIC_RELAXED,
                                              __ATOMIC_RELAXED))
                 continue;
@@ -95,18 +76,13 @@ int pbx__lock_acquire_slow(uint64_t *word, struct pbx_event *ev, const struct pb
         int r = pbx__os_futex_wait(futex_word(word), (uint32_t) v, now + LOCK_CHECK_NS);
         if (r != -ETIMEDOUT || PBX_LOAD(word) != v)
             continue;
-        if (holder_is_gone(v, since, pbx__os_mono_ns(), ctx) && pbx__lock_try_take(word, v, mine)) {
-            taken = 1;
-            break;
-        }
+        if (holder_is_gone(v, since, pbx__os_mono_ns(), ctx) &&
+            pbx__lock_try_take(word, v, me | PBX_LOCK_WAITERS))
+            return 1;
     }
-    if (ev)
-        pbx__event_cancel(ev, &s);
-    return taken;
 }
 
-void pbx__lock_wake(uint64_t *word, struct pbx_event *ev)
+void pbx__lock_wake(uint64_t *word)
 {
-    if (pbx__os_futex_wake(futex_word(word), 1) == 0 && ev)
-        pbx__event_sweep_lazily(ev); /* counted, none woken: a waiter may have died asleep */
+    pbx__os_futex_wake(futex_word(word), 1);
 }

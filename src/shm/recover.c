@@ -198,8 +198,7 @@ int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
     struct pbx_header *h = m->h;
     int inflight =
         PBX_LOAD(&h->send.inflight) || PBX_LOAD(&h->recv.inflight) || PBX_LOAD(&h->recv.claimed);
-    int sleepers = PBX_LOAD(&h->msg_ev.waiters) || PBX_LOAD(&h->space_ev.waiters) ||
-                   PBX_LOAD(&h->send_lockers.waiters) || PBX_LOAD(&h->recv_lockers.waiters);
+    int sleepers = PBX_LOAD(&h->msg_ev.waiters) || PBX_LOAD(&h->space_ev.waiters);
     int syncs = PBX_LOAD(&h->sync_count) != 0;
     if (!inflight && !sleepers && !syncs)
         return 0;
@@ -214,8 +213,7 @@ int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
 
     int n = 0;
     if (sleepers)
-        n = pbx__event_sweep(&h->msg_ev) + pbx__event_sweep(&h->space_ev) +
-            pbx__event_sweep(&h->send_lockers) + pbx__event_sweep(&h->recv_lockers);
+        n = pbx__event_sweep(&h->msg_ev) + pbx__event_sweep(&h->space_ev);
     if (syncs)
         pbx__sync_prune(m);
     if (inflight) {

@@ -40,7 +40,7 @@
 #include "../common.h"
 
 #define PBX_REGION_MAGIC   "\x7fPOSTBOX"
-#define PBX_LAYOUT_VERSION 4u
+#define PBX_LAYOUT_VERSION 3u
 
 #define PBX_SLOT_INLINE 24u
 #define PBX_NONE        0xffffffffu /* "no slot / chunk / entry" in any u32 index */
@@ -118,7 +118,7 @@ struct pbx_event {
     uint32_t seq;
     uint32_t waiters;
     uint64_t sleeper[PBX_SLEEPERS]; /* identity | PBX_SLEEPER_COUNTED, or 0 */
-    uint64_t swept_ns;              /* CLOCK_MONOTONIC (coarse) of the last lazy sweep (wait.h) */
+    uint64_t pad;
 };
 #define PBX_SLEEPER_COUNTED 0x40000000ull
 _Static_assert(sizeof(struct pbx_event) == 512, "an event is eight cache lines");
@@ -265,10 +265,6 @@ struct pbx_header {
     struct pbx_recv_side recv __attribute__((aligned(PBX_CACHELINE)));
     struct pbx_event msg_ev __attribute__((aligned(PBX_CACHELINE)));   /* "a message arrived" */
     struct pbx_event space_ev __attribute__((aligned(PBX_CACHELINE))); /* "room was freed" */
-    /* Who sleeps on each side's lock (LOCK in lock.h): read by every release, written only by
-     * a waiter. */
-    struct pbx_event send_lockers __attribute__((aligned(PBX_CACHELINE)));
-    struct pbx_event recv_lockers __attribute__((aligned(PBX_CACHELINE)));
     struct pbx_listen listen __attribute__((aligned(PBX_CACHELINE)));
     struct pbx_peer_entry peers[PBX_PEERS] __attribute__((aligned(PBX_CACHELINE)));
     struct pbx_sync_entry sync[PBX_SYNC_ENTRIES];
@@ -288,12 +284,10 @@ _Static_assert(offsetof(struct pbx_header, space_ev) == 1152, "space event lines
 _Static_assert(offsetof(struct pbx_header, notifiers) == 216,
                "listener counts on the control line");
 _Static_assert(offsetof(struct pbx_recv_side, claimed) == 168, "claim hint on the index line");
-_Static_assert(offsetof(struct pbx_header, send_lockers) == 1664, "send lock waiters");
-_Static_assert(offsetof(struct pbx_header, recv_lockers) == 2176, "receive lock waiters");
-_Static_assert(offsetof(struct pbx_header, listen) == 2688, "listen line");
-_Static_assert(offsetof(struct pbx_header, peers) == 2752, "peer table");
-_Static_assert(offsetof(struct pbx_header, sync) == 2752 + 64 * PBX_PEERS, "sync table");
-_Static_assert(sizeof(struct pbx_header) == 2752 + 64 * PBX_PEERS + 32 * PBX_SYNC_ENTRIES,
+_Static_assert(offsetof(struct pbx_header, listen) == 1664, "listen line");
+_Static_assert(offsetof(struct pbx_header, peers) == 1728, "peer table");
+_Static_assert(offsetof(struct pbx_header, sync) == 1728 + 64 * PBX_PEERS, "sync table");
+_Static_assert(sizeof(struct pbx_header) == 1728 + 64 * PBX_PEERS + 32 * PBX_SYNC_ENTRIES,
                "header size");
 
 /* The numbers a region is made from. */

@@ -95,9 +95,6 @@ static void shm_free(struct pbx_shm *m)
 
 static struct pbx_shm *shm_new(void)
 {
-    /* Every process that touches a mailbox is registered for heavy fences first (ASYMMETRIC
-     * FENCES in os.h): its releases then need no fence of their own. */
-    pbx__os_asym_setup();
     struct pbx_shm *m = calloc(1, sizeof(*m));
     if (m) {
         m->fd = -1;
@@ -295,9 +292,8 @@ static int mark_removed(struct pbx_shm *m)
     struct pbx_header *h = m->h;
     if (__atomic_exchange_n(&h->removed, 1u, __ATOMIC_SEQ_CST))
         return -EIDRM;
-    /* Made outside the locks: fenced on both sides (EVENTS in wait.h). */
-    pbx__event_signal_fenced(&h->msg_ev);
-    pbx__event_signal_fenced(&h->space_ev);
+    pbx__event_signal(&h->msg_ev);
+    pbx__event_signal(&h->space_ev);
     pbx__sync_wake_all(m);
     if (PBX_LOAD(&h->watchers))
         pbx__listen_wake_watchers(m);
@@ -390,27 +386,6 @@ static void finish_nameless_removal(struct pbx_shm *m, const struct stat *st)
     }
     if (st->st_nlink == 0)
         mark_removed(m);
-}
-
-/*
- * After registering on an event, before the re-check: take and release the lock under which
- * the awaited change is made (LOCK CYCLE in wait.h), then a full fence for the one change made
- * outside the locks, the removal. 0, or -errno with the registration cancelled.
- */
-static int cycle_lock(struct pbx_shm *m, struct pbx_event *ev, const struct pbx_sleeper *s,
-                      int send_side)
-{
-    int err = send_side ? pbx__send_lock(m) : pbx__recv_lock(m);
-    if (err) {
-        pbx__event_cancel(ev, s);
-        return err;
-    }
-    if (send_side)
-        pbx__send_unlock(m);
-    else
-        pbx__recv_unlock(m);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    return 0;
 }
 
 /*
@@ -507,7 +482,6 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
          * judgement, and then wait for another one.) What a dead peer holds in flight may be
          * what fills it. */
         uint64_t freed = h->send.seen_msgs;
-        uint32_t limit = PBX_LOAD(&h->soft_limit); /* a raised one is room too (sysv_hooks.c) */
         pbx__send_unlock(m);
         if (flags & PBX_NOWAIT) {
             if (pbx__look_after_dead_peers(m, 0) > 0)
@@ -532,12 +506,6 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
             continue;
         struct pbx_sleeper sl;
         pbx__event_prepare(&h->space_ev, &sl);
-        if ((err = cycle_lock(m, &h->space_ev, &sl, 0)))
-            return err; /* room is made under the receive lock */
-        if (PBX_LOAD(&h->soft_limit) != limit) {
-            pbx__event_cancel(&h->space_ev, &sl);
-            continue;
-        }
         err = sleep_until_change(m, &h->space_ev, &sl, &h->recv.recvd_msgs, freed, deadline_ns, g);
         if (err)
             return err;
@@ -752,15 +720,11 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
             continue;                 /* look again, under the lock */
         }
         pbx__os_sig_block(g);
-        /* Register while still holding the lock: a message put back (a released claim, a
-         * repair) needs this lock, so it cannot slip between our look and our registration.
-         * Messages are published under the send lock: that one is cycled (LOCK CYCLE in
-         * wait.h), after this one is let go (the lock order is send, then receive). */
+        /* Register while still holding the lock: a message put back by a repair needs this
+         * lock, so it cannot slip between our look and our registration. */
         struct pbx_sleeper sl;
         pbx__event_prepare(&h->msg_ev, &sl);
         pbx__recv_unlock(m);
-        if ((err = cycle_lock(m, &h->msg_ev, &sl, 1)))
-            return err;
         err = sleep_until_change(m, &h->msg_ev, &sl, watch, old, deadline_ns, g);
         if (err)
             return err;

@@ -65,7 +65,7 @@ void pbx__recv_repair(struct pbx_shm *m);
  * path is: every send takes it. */
 static inline int pbx__send_lock(struct pbx_shm *m)
 {
-    int r = pbx__lock_acquire(&m->h->send.lock, &m->h->send_lockers, &m->lock_ctx);
+    int r = pbx__lock_acquire(&m->h->send.lock, &m->lock_ctx);
     if (__builtin_expect(r == 1, 0)) {
         pbx__send_repair(m);
         r = 0;
@@ -74,13 +74,13 @@ static inline int pbx__send_lock(struct pbx_shm *m)
 }
 static inline void pbx__send_unlock(struct pbx_shm *m)
 {
-    pbx__lock_release(&m->h->send.lock, &m->h->send_lockers);
+    pbx__lock_release(&m->h->send.lock);
 }
 /* Lock the receive side (repairing after a dead holder). 0 or -errno. The index may still be
  * flagged for a rebuild that failed (out of memory): call pbx__index_ready() before using it. */
 static inline int pbx__recv_lock(struct pbx_shm *m)
 {
-    int r = pbx__lock_acquire(&m->h->recv.lock, &m->h->recv_lockers, &m->lock_ctx);
+    int r = pbx__lock_acquire(&m->h->recv.lock, &m->lock_ctx);
     if (__builtin_expect(r == 1, 0)) {
         pbx__recv_repair(m);
         r = 0;
@@ -89,7 +89,7 @@ static inline int pbx__recv_lock(struct pbx_shm *m)
 }
 static inline void pbx__recv_unlock(struct pbx_shm *m)
 {
-    pbx__lock_release(&m->h->recv.lock, &m->h->recv_lockers);
+    pbx__lock_release(&m->h->recv.lock);
 }
 /* Under the receive lock: rebuild the index if it is flagged damaged (pbx__index_rebuild, in
  * index.c below). 0 or -errno. */

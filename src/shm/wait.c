@@ -97,19 +97,6 @@ int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t
     return r;
 }
 
-#define SWEEP_LAZY_NS 10000000ull
-
-void pbx__event_sweep_lazily(struct pbx_event *ev)
-{
-    uint64_t now = pbx__os_mono_coarse_ns();
-    uint64_t last = PBX_LOAD(&ev->swept_ns);
-    if (now - last < SWEEP_LAZY_NS ||
-        !__atomic_compare_exchange_n(&ev->swept_ns, &last, now, 0, __ATOMIC_RELAXED,
-                                     __ATOMIC_RELAXED))
-        return;
-    pbx__event_sweep(ev);
-}
-
 int pbx__event_wake(struct pbx_event *ev)
 {
     __atomic_add_fetch(&ev->seq, 1, __ATOMIC_SEQ_CST);

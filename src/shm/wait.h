@@ -8,23 +8,11 @@
  *   2. re-checks its condition (a message to take, room to send),
  *   3. if still unmet, sleeps on the sequence word with the value it read (futex),
  *   4. deregisters.
- * A signaller first makes the condition true (its stores), then reads the sleeper count, and
- * only if it is non-zero bumps the sequence word and wakes all sleepers; a signaller that
- * finds no sleepers makes no system call. A store and a load on each side: the store-buffer
- * (Dekker) pattern, which with plain loads and stores can leave both sides reading the other's
- * old value, and the sleeper asleep unwoken. A full fence on each side would close it, at
- * ~5 ns on every send and receive. postbox closes it with the locks instead (LOCK CYCLE):
- *   - every signaller makes its change inside a critical section of one of the mailbox's two
- *     locks, and reads the count after taking that lock (so after its acquire);
- *   - a waiter, after registering and before its re-check, takes and releases every lock under
- *     which its condition may change (or registers while holding it).
- * The two critical sections cannot overlap. If the signaller's comes first, the waiter's
- * acquire of that lock sees the signaller's release, and with it the change: the re-check
- * finds it. If the waiter's comes first, the signaller's acquire sees the waiter's release,
- * and with it the registration: the count is not zero. Either way the wake-up is not lost,
- * and the fast path needs no fence at all; the waiter pays one lock round trip per sleep.
- * The one change made outside the locks, pbx_remove()'s flag, uses full fences on both sides
- * (pbx__event_signal_fenced, and the fence every waiter issues before its re-check).
+ * A signaller first makes the condition true (its stores), then issues a full fence, then
+ * reads the sleeper count, and only if it is non-zero bumps the sequence word and wakes all
+ * sleepers. This is the store-buffer (Dekker) pattern: with a full fence on each side, either
+ * the signaller sees the registration, or the waiter's re-check sees the new state; a wake-up
+ * cannot be lost, and a signaller that finds no sleepers makes no system call.
  *
  * Waking all sleepers rather than one is deliberate: receivers wait for different types, and
  * senders for different amounts of room, so the one woken might not be the one that can
@@ -65,31 +53,30 @@ int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t
 /* Step 4: deregister. */
 void pbx__event_cancel(struct pbx_event *ev, const struct pbx_sleeper *s);
 
-/* Wake every sleeper if there is any. The caller changed the condition inside a critical
- * section of a lock that the waiters cycle (EVENTS above), and calls this after taking that
- * lock. Returns 1 if sleepers were counted but the kernel woke none: a hint that one died
- * asleep (see pbx__event_sweep), or is about to sleep. Inline: every send and receive asks,
- * and almost always nobody sleeps. */
+/* Wake every sleeper if there is any. The caller's own stores that make the condition true must
+ * precede this call, followed by an atomic read-modify-write (every caller releases a lock, or
+ * sets the removed flag, with an exchange): on x86 that is the full fence EVENTS needs, and
+ * elsewhere the fence is issued here. Returns 1 if sleepers were counted but the kernel woke
+ * none: a hint that one died asleep (see pbx__event_sweep), or is about to sleep. Inline: every
+ * send and receive asks, and almost always nobody sleeps. */
 int pbx__event_wake(struct pbx_event *ev);
 static inline int pbx__event_signal(struct pbx_event *ev)
 {
-    if (__builtin_expect(__atomic_load_n(&ev->waiters, __ATOMIC_RELAXED) == 0, 1))
+#if defined(__x86_64__) || defined(__i386__)
+    /* The callers release a lock with an atomic exchange just before, and on x86 a locked
+     * instruction is a full barrier: the fence would only cost a second drain of the store
+     * buffer. Elsewhere the fence is needed. */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+    if (__builtin_expect(__atomic_load_n(&ev->waiters, __ATOMIC_SEQ_CST) == 0, 1))
         return 0;
     return pbx__event_wake(ev);
-}
-/* The same after a change made outside the locks (its store must be sequentially consistent):
- * a full fence first. */
-static inline int pbx__event_signal_fenced(struct pbx_event *ev)
-{
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    return pbx__event_signal(ev);
 }
 
 /* Strike off registrations whose sleeper died. Returns how many. Lock-free. */
 int pbx__event_sweep(struct pbx_event *ev);
-/* The same, at most once per 10 ms per event (it reads /proc for every registration): for a
- * path that keeps finding a count but nobody to wake. */
-void pbx__event_sweep_lazily(struct pbx_event *ev);
 
 /* Spin, for a bounded time, until *word has moved on from old by at least enough (unsigned
  * difference; 1 means "changed"), unless the other party (whose CPU tag is at peer_cpu, see

@@ -777,14 +777,14 @@ static int process_init(struct spool *s)
 
 static void spool_unlock(struct spool *s)
 {
-    pbx__lock_release(&s->st->lock, NULL);
+    pbx__lock_release(&s->st->lock);
 }
 
 /* Take the spool lock and bring the index up to date. A process that stays open for long
  * also deletes, every CLEAN_NS, the temporary files of writers that died since. */
 static int spool_lock(struct spool *s)
 {
-    int r = pbx__lock_acquire(&s->st->lock, NULL, &s->lctx);
+    int r = pbx__lock_acquire(&s->st->lock, &s->lctx);
     if (r < 0)
         return r;
     if (r == 1)
@@ -957,15 +957,15 @@ static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
     struct pbx_lock_ctx *ctx = &s->lctx;
     if (PBX_ACQUIRE(&s->st->flushed) >= mine)
         return 0;
-    int r = pbx__lock_acquire(&s->st->flush_lock, NULL, ctx);
+    int r = pbx__lock_acquire(&s->st->flush_lock, ctx);
     if (r < 0)
         return r;
     if (PBX_ACQUIRE(&s->st->flushed) >= mine) {
-        pbx__lock_release(&s->st->flush_lock, NULL);
+        pbx__lock_release(&s->st->flush_lock);
         return 0;
     }
     if ((r = spool_lock(s)) < 0) {
-        pbx__lock_release(&s->st->flush_lock, NULL);
+        pbx__lock_release(&s->st->flush_lock);
         return r;
     }
     uint64_t target = s->st->renames;
@@ -1031,7 +1031,7 @@ static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
             spool_unlock(s);
         }
     }
-    pbx__lock_release(&s->st->flush_lock, NULL);
+    pbx__lock_release(&s->st->flush_lock);
     return err;
 }
 
