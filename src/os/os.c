@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -276,10 +277,17 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 /* In a fork()ed child the only thread is the one that forked; its cached identity is its
  * parent's, so forget it. */
 static int32_t proc_ident_pid;
+static void register_membarrier(void);
 static void forget_self_in_child(void)
 {
     pbx__tls_self.ident = 0;
     __atomic_store_n(&proc_ident_pid, 0, __ATOMIC_RELEASE);
+    /* Whether the kernel carries a registration over to the child or not, the child asks for
+     * its own: until it has one, it must not rely on others' heavy fences. */
+    if (__atomic_load_n(&pbx__os_asym_light_ok, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&pbx__os_asym_light_ok, 0, __ATOMIC_RELAXED);
+        register_membarrier();
+    }
 }
 
 static void install_atfork(void)
@@ -494,4 +502,47 @@ int pbx__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
     int err = pthread_create(t, NULL, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return -err;
+}
+
+/* ASYMMETRIC FENCES (os.h). */
+int pbx__os_asym_light_ok;
+static int asym_state; /* 0: not tried, 1: registered, -1: unavailable */
+static pthread_once_t asym_once = PTHREAD_ONCE_INIT;
+
+static void register_membarrier(void)
+{
+    const long need = MEMBARRIER_CMD_GLOBAL_EXPEDITED | MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED;
+    const char *off = getenv("POSTBOX_NO_MEMBARRIER");
+    long q =
+        off && *off && strcmp(off, "0") ? 0 : syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    int ok = q > 0 && (q & need) == need &&
+             syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+    __atomic_store_n(&asym_state, ok ? 1 : -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&pbx__os_asym_light_ok, ok, __ATOMIC_SEQ_CST);
+}
+
+static void asym_first(void)
+{
+    pthread_once(&atfork_once, install_atfork);
+    register_membarrier();
+}
+
+int pbx__os_asym_setup(void)
+{
+    pthread_once(&asym_once, asym_first);
+    return __atomic_load_n(&pbx__os_asym_light_ok, __ATOMIC_RELAXED);
+}
+
+void pbx__os_asym_off(void)
+{
+    pbx__os_asym_setup();
+    __atomic_store_n(&asym_state, -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&pbx__os_asym_light_ok, 0, __ATOMIC_SEQ_CST);
+}
+
+int pbx__os_heavy_fence(void)
+{
+    if (__atomic_load_n(&asym_state, __ATOMIC_RELAXED) != 1)
+        return -1;
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0 ? 0 : -1;
 }

@@ -211,6 +211,32 @@ static inline uint32_t pbx__os_cpu_tag(void)
     return pbx__os_cpu_tag_slow();
 }
 
+/*
+ * ASYMMETRIC FENCES. The owner of a biased lock (BIAS in lock.h) marks itself busy with a store,
+ * then loads the bias; a revoker clears the bias, then loads the busy mark. That is the
+ * store-buffer (Dekker) pattern: each side needs a full fence between its store and its load,
+ * or both can read the other's old value and both enter the critical section. The owner takes
+ * the lock on every send or receive and may issue no fence; a revocation is rare. So the
+ * revoker issues the heavy fence (pbx__os_heavy_fence): the membarrier(2) system call with
+ * MEMBARRIER_CMD_GLOBAL_EXPEDITED, which returns only once every running thread of every
+ * registered process has passed a full memory barrier (a thread not running passed one when it
+ * was switched out). Whichever side's barrier comes first, the other side sees its store.
+ *
+ * This needs each process registered (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, done by
+ * pbx__os_asym_setup at the first open and again in a fork()ed child). A process that is not
+ * (a kernel before 4.16, a seccomp filter, or POSTBOX_NO_MEMBARRIER=1 in its environment)
+ * never takes a bias, and stops every mailbox it opens from granting one (lock.c).
+ */
+extern int pbx__os_asym_light_ok; /* 1 once this process is registered */
+/* Register this process once (cheap after the first call). Returns pbx__os_asym_light_ok. */
+int pbx__os_asym_setup(void);
+/* The revoker's side: 0 when every registered process has passed a full fence, -1 when the
+ * system call is unavailable here. */
+int pbx__os_heavy_fence(void);
+/* Go without heavy fences from now on, as if the kernel had none (POSTBOX_NO_MEMBARRIER does
+ * this at the first open). */
+void pbx__os_asym_off(void);
+
 /* One spin-wait hint to the CPU (pause on x86, yield on ARM). */
 static inline void pbx__os_cpu_relax(void)
 {

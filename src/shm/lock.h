@@ -23,6 +23,32 @@
  * A word that names the caller's own thread means a signal handler re-entered postbox while
  * the interrupted code held the lock (or the word was damaged to name us): the call fails with
  * -EDEADLK rather than breaking the interrupted critical section.
+ *
+ * BIAS. Between two CPUs, every locked instruction waits until the caller's earlier stores have
+ * reached lines the other CPU holds, so a compare-and-swap and an exchange per message cap a
+ * stream at what one cache-line round trip allows (bench/lock_model.c). A shared-memory
+ * mailbox's lock can therefore be biased to the one thread that keeps taking it (struct
+ * pbx_bias, beside the lock). The owner takes the lock by storing its identity in busy and
+ * checking that the bias is still its own, and gives it back by storing 0 in busy: no locked
+ * instruction. Anyone else takes the word as before, then revokes the bias: it clears owner,
+ * issues the heavy fence (ASYMMETRIC FENCES in os.h), and waits until busy no longer names the
+ * owner. Either the owner's check came after that fence and saw the bias gone (it backs off and
+ * takes the word), or its busy mark is what the revoker sees, and the revoker waits. An owner
+ * that died busy is judged like a dead holder, and the revoker repairs.
+ *   - A bias is granted, under the word, to a thread of a process registered for heavy fences
+ *     and alone on its side of the mailbox (streak->alone), once it has taken the word
+ *     BIAS_STREAK times in a row through the handle with nobody in its way, and no sooner
+ *     than BIAS_COOL_NS after the last revocation. That wait doubles
+ *     with every bias revoked within a second of its grant, up to 1.28 s: a revocation costs a
+ *     membarrier(2) (0.3 us, or ~14 us on a VM when the owner runs), so a lock that several
+ *     threads take in turns soon stays unbiased.
+ *   - A process that cannot issue heavy fences sets no_bias for good at open; it still revokes
+ *     a bias granted before, with a 10 ms pause instead of the fence (the time for the owner's
+ *     mark to reach memory, which in practice takes nanoseconds).
+ *   - Sleepers: a release through the bias issues no fence before the wake-up check after it
+ *     (LOCK CYCLE in wait.h): a sleeper that finds the lock biased to another thread issues
+ *     the heavy fence itself, or revokes the bias if it did so less than 10 ms before (shm.c,
+ *     see_lock_pass).
  */
 #ifndef PBX_SHM_LOCK_H
 #define PBX_SHM_LOCK_H
@@ -31,6 +57,8 @@
 #include <sys/types.h>
 
 #include "../os/os.h"
+#include "region.h"
+#include <errno.h>
 
 #define PBX_LOCK_WAITERS 0x80000000u
 
@@ -45,10 +73,12 @@ struct pbx_lock_ctx {
  * held only for short, bounded sections, so signals do not interrupt waiting for one.
  * The uncontended case, one compare-and-swap, is inline: every send and receive takes a lock. */
 int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint64_t me);
-/* One attempt: the word goes from expect to mine (acquire ordering). 1 if it did. */
+/* One attempt: the word goes from expect to mine. 1 if it did. Sequentially consistent, not
+ * just acquire: a sleeper that saw the lock free before this take must be counted by the
+ * wake-up check after it (LOCK CYCLE in wait.h). On x86 it is the same instruction. */
 static inline int pbx__lock_try_take(uint64_t *word, uint64_t expect, uint64_t mine)
 {
-    return __atomic_compare_exchange_n(word, &expect, mine, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    return __atomic_compare_exchange_n(word, &expect, mine, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 }
 static inline int pbx__lock_acquire(uint64_t *word, const struct pbx_lock_ctx *ctx)
 {
@@ -66,6 +96,63 @@ static inline void pbx__lock_release(uint64_t *word)
     uint64_t old = __atomic_exchange_n(word, 0, __ATOMIC_RELEASE);
     if (__builtin_expect((old & PBX_LOCK_WAITERS) != 0, 0))
         pbx__lock_wake(word);
+}
+
+/* The biased lock (BIAS above). streak is the handle's own count of takes in a row (process
+ * memory, shared by the process's threads as a hint); last_pid is the side's record of the
+ * last process to use it, which breaks the streak when another process came between. */
+#define BIAS_STREAK  4096
+#define BIAS_COOL_NS 10000000ull
+struct pbx_streak {
+    uint64_t ident;
+    uint32_t count;
+    int (*alone)(void *arg); /* 1 if no other process uses this side: only then a grant */
+    void *arg;
+};
+/* Out of line: take the word (waiting, taking over), revoke another thread's bias, grant one.
+ * Same results as pbx__lock_acquire; 1 also when the revoked owner died busy. */
+int pbx__block_acquire_slow(uint64_t *word, struct pbx_bias *b, const struct pbx_lock_ctx *ctx,
+                            struct pbx_streak *st, uint64_t me, int taken);
+static inline int pbx__block_acquire(uint64_t *word, struct pbx_bias *b,
+                                     const struct pbx_lock_ctx *ctx, struct pbx_streak *st,
+                                     const int32_t *last_pid)
+{
+    const struct pbx_self *self = pbx__os_self();
+    const uint64_t me = self->ident;
+    if (__builtin_expect(__atomic_load_n(&b->owner, __ATOMIC_RELAXED) == me, 1)) {
+        if (__atomic_load_n(&b->busy, __ATOMIC_RELAXED) == me ||
+            (__atomic_load_n(word, __ATOMIC_RELAXED) & ~(uint64_t) PBX_LOCK_WAITERS) == me)
+            return -EDEADLK; /* a signal handler inside our own critical section */
+        __atomic_store_n(&b->busy, me, __ATOMIC_RELAXED);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the revoker's heavy fence does the rest */
+        if (__builtin_expect(__atomic_load_n(&b->owner, __ATOMIC_ACQUIRE) == me, 1))
+            return 0;
+        __atomic_store_n(&b->busy, 0, __ATOMIC_RELEASE); /* revoked meanwhile */
+    }
+    int taken = pbx__lock_try_take(word, 0, me);
+    if (__builtin_expect(taken && __atomic_load_n(&b->owner, __ATOMIC_SEQ_CST) == 0, 1)) {
+        /* Nobody in the way: one more in the streak (BIAS above), unless another process
+         * used this side since our last call (the side's last pid, written on each use). */
+        uint64_t who = __atomic_load_n(&st->ident, __ATOMIC_RELAXED);
+        uint32_t n = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
+        if (who != me || __atomic_load_n(last_pid, __ATOMIC_RELAXED) != self->pid) {
+            __atomic_store_n(&st->ident, me, __ATOMIC_RELAXED);
+            n = 0;
+        }
+        __atomic_store_n(&st->count, n + 1, __ATOMIC_RELAXED);
+        if (__builtin_expect(n + 1 < BIAS_STREAK, 1))
+            return 0;
+    }
+    return pbx__block_acquire_slow(word, b, ctx, st, me, taken);
+}
+/* Give the biased lock back: through the bias if that is how it was taken, else the word. */
+static inline void pbx__block_release(uint64_t *word, struct pbx_bias *b)
+{
+    if (__atomic_load_n(&b->busy, __ATOMIC_RELAXED) == pbx__os_self()->ident) {
+        __atomic_store_n(&b->busy, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    pbx__lock_release(word);
 }
 
 #endif

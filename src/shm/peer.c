@@ -195,6 +195,18 @@ void pbx__peer_touch(struct pbx_shm *m, uint32_t role)
     __atomic_fetch_or(&m->roles, role, __ATOMIC_RELAXED);
 }
 
+int pbx__peer_alone_in(struct pbx_shm *m, uint32_t role)
+{
+    const uint64_t me = pbx__os_proc_ident();
+    for (unsigned i = 0; i < PBX_PEERS; i++) {
+        const struct pbx_peer_entry *e = &m->h->peers[i];
+        uint64_t ident = PBX_LOAD(&e->ident);
+        if (ident != 0 && ident != me && (PBX_LOAD(&e->roles) & role))
+            return 0;
+    }
+    return 1;
+}
+
 /* This handle's entry, claimed now if need be; NULL when the table is full. */
 static struct pbx_peer_entry *own_entry(struct pbx_shm *m)
 {

@@ -40,7 +40,7 @@
 #include "../common.h"
 
 #define PBX_REGION_MAGIC   "\x7fPOSTBOX"
-#define PBX_LAYOUT_VERSION 3u
+#define PBX_LAYOUT_VERSION 4u
 
 #define PBX_SLOT_INLINE 24u
 #define PBX_NONE        0xffffffffu /* "no slot / chunk / entry" in any u32 index */
@@ -123,6 +123,17 @@ struct pbx_event {
 #define PBX_SLEEPER_COUNTED 0x40000000ull
 _Static_assert(sizeof(struct pbx_event) == 512, "an event is eight cache lines");
 
+/* The bias of a side's lock (BIAS in lock.h): the thread it is biased to, whether that thread
+ * is inside a critical section taken through the bias, and when a bias was last revoked. */
+struct pbx_bias {
+    uint64_t owner;      /* identity of the thread the lock is biased to, or 0 */
+    uint64_t busy;       /* the owner's identity while it holds the lock through the bias, else 0 */
+    uint64_t revoked_ns; /* CLOCK_MONOTONIC (coarse) of the last revocation */
+    uint64_t granted_ns; /* CLOCK_MONOTONIC (coarse) of the last grant */
+    uint32_t no_bias;    /* set for good by a process that cannot revoke with membarrier(2) */
+    uint32_t cool_shift; /* the wait before a new grant is BIAS_COOL_NS << cool_shift */
+};
+
 /* Kinds of operation an undo log can describe (see RECOVERY in shm.c). */
 enum pbx_log_op {
     PBX_LOG_NONE = 0,
@@ -161,6 +172,8 @@ struct pbx_send_side {
     int64_t last_time;
     int32_t last_pid;
     uint32_t cpu; /* CPU the last sender ran on, plus one (0: unknown); see wait.h */
+    /* Line 4: the send lock's bias: read by every take of the lock, written by its owner. */
+    struct pbx_bias bias __attribute__((aligned(PBX_CACHELINE)));
 };
 
 struct pbx_recv_side {
@@ -197,6 +210,8 @@ struct pbx_recv_side {
     int32_t last_pid;
     uint32_t cpu;     /* CPU the last receiver ran on, plus one (0: unknown) */
     uint64_t claimed; /* slots in CLAIMED state (a hint for the orphan search, recounted there) */
+    /* Line 4: the receive lock's bias. */
+    struct pbx_bias bias __attribute__((aligned(PBX_CACHELINE)));
 };
 
 /* The listen line (LISTENERS in listen.c): written only while someone listens. */
@@ -275,19 +290,21 @@ _Static_assert(offsetof(struct pbx_header, removed) == 192, "control line");
 _Static_assert(offsetof(struct pbx_header, send) == 256, "send side");
 _Static_assert(offsetof(struct pbx_send_side, free_head) == 64, "send state line");
 _Static_assert(offsetof(struct pbx_send_side, dropped) == 128, "send stats line");
-_Static_assert(offsetof(struct pbx_header, recv) == 448, "receive side");
+_Static_assert(offsetof(struct pbx_send_side, bias) == 192, "send bias line");
+_Static_assert(offsetof(struct pbx_header, recv) == 512, "receive side");
+_Static_assert(offsetof(struct pbx_recv_side, bias) == 192, "receive bias line");
 _Static_assert(offsetof(struct pbx_recv_side, log_free_tail) == 24, "receive log");
 _Static_assert(offsetof(struct pbx_recv_side, inbox_head) == 64, "receive state line");
 _Static_assert(offsetof(struct pbx_recv_side, needs_rebuild) == 128, "receive index line");
-_Static_assert(offsetof(struct pbx_header, msg_ev) == 640, "message event line");
-_Static_assert(offsetof(struct pbx_header, space_ev) == 1152, "space event lines");
+_Static_assert(offsetof(struct pbx_header, msg_ev) == 768, "message event line");
+_Static_assert(offsetof(struct pbx_header, space_ev) == 1280, "space event lines");
 _Static_assert(offsetof(struct pbx_header, notifiers) == 216,
                "listener counts on the control line");
 _Static_assert(offsetof(struct pbx_recv_side, claimed) == 168, "claim hint on the index line");
-_Static_assert(offsetof(struct pbx_header, listen) == 1664, "listen line");
-_Static_assert(offsetof(struct pbx_header, peers) == 1728, "peer table");
-_Static_assert(offsetof(struct pbx_header, sync) == 1728 + 64 * PBX_PEERS, "sync table");
-_Static_assert(sizeof(struct pbx_header) == 1728 + 64 * PBX_PEERS + 32 * PBX_SYNC_ENTRIES,
+_Static_assert(offsetof(struct pbx_header, listen) == 1792, "listen line");
+_Static_assert(offsetof(struct pbx_header, peers) == 1856, "peer table");
+_Static_assert(offsetof(struct pbx_header, sync) == 1856 + 64 * PBX_PEERS, "sync table");
+_Static_assert(sizeof(struct pbx_header) == 1856 + 64 * PBX_PEERS + 32 * PBX_SYNC_ENTRIES,
                "header size");
 
 /* The numbers a region is made from. */

@@ -93,12 +93,29 @@ static void shm_free(struct pbx_shm *m)
     free(m);
 }
 
+static int alone_sending(void *arg)
+{
+    return pbx__peer_alone_in(arg, PBX_PEER_SENT);
+}
+
+static int alone_receiving(void *arg)
+{
+    return pbx__peer_alone_in(arg, PBX_PEER_RECEIVED);
+}
+
 static struct pbx_shm *shm_new(void)
 {
+    /* Every process that touches a mailbox is registered for heavy fences first (ASYMMETRIC
+     * FENCES in os.h): its locks may then be biased to it. */
+    pbx__os_asym_setup();
     struct pbx_shm *m = calloc(1, sizeof(*m));
     if (m) {
         m->fd = -1;
         m->peer = -1;
+        m->send_streak.alone = alone_sending;
+        m->send_streak.arg = m;
+        m->recv_streak.alone = alone_receiving;
+        m->recv_streak.arg = m;
         pthread_mutex_init(&m->reg_lock, NULL);
     }
     return m;
@@ -210,6 +227,16 @@ static int open_named(struct pbx_shm *m, int dirfd, const char *file)
     return map_existing(m);
 }
 
+/* A process that cannot issue heavy fences cannot revoke a bias safely: it stops the mailbox
+ * from granting any (BIAS in lock.h). */
+static void refuse_bias_if_blind(struct pbx_shm *m)
+{
+    if (!pbx__os_asym_setup()) {
+        __atomic_store_n(&m->h->send.bias.no_bias, 1u, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&m->h->recv.bias.no_bias, 1u, __ATOMIC_SEQ_CST);
+    }
+}
+
 static int shm_open_named(const char *name, int flags, const struct pbx_options *opts, void **state)
 {
     char file[PBX_NAME_MAX + sizeof(FILE_PREFIX)];
@@ -247,6 +274,7 @@ static int shm_open_named(const char *name, int flags, const struct pbx_options 
     if (err)
         goto fail;
     pbx__look_after_dead_peers(m, 0);
+    refuse_bias_if_blind(m);
     pbx__peer_join(m);
     *state = m;
     return 0;
@@ -272,6 +300,7 @@ static int shm_open_private(const struct pbx_options *opts, void **state)
         shm_free(m);
         return err;
     }
+    refuse_bias_if_blind(m);
     pbx__peer_join(m);
     *state = m;
     return 0;
@@ -292,8 +321,9 @@ static int mark_removed(struct pbx_shm *m)
     struct pbx_header *h = m->h;
     if (__atomic_exchange_n(&h->removed, 1u, __ATOMIC_SEQ_CST))
         return -EIDRM;
-    pbx__event_signal(&h->msg_ev);
-    pbx__event_signal(&h->space_ev);
+    /* Made outside the locks: fenced on both sides (LOCK CYCLE in wait.h). */
+    pbx__event_signal_fenced(&h->msg_ev);
+    pbx__event_signal_fenced(&h->space_ev);
     pbx__sync_wake_all(m);
     if (PBX_LOAD(&h->watchers))
         pbx__listen_wake_watchers(m);
@@ -386,6 +416,44 @@ static void finish_nameless_removal(struct pbx_shm *m, const struct stat *st)
     }
     if (st->st_nlink == 0)
         mark_removed(m);
+}
+
+/*
+ * After registering on an event, before the re-check (LOCK CYCLE in wait.h). A lock that is not
+ * biased was given back with an exchange, a full fence, before its holder's wake-up check, and
+ * our registration is a full fence too: nothing more to do. A lock biased to us: no other
+ * thread can have been inside it without revoking. A lock biased to another thread was given
+ * back with a plain store: we issue the heavy fence for the owner, which keeps the bias; but a
+ * process that sleeps again within BIAS_FENCE_GAP_NS (ping-pong, where every message sleeps)
+ * revokes the bias instead, by taking and giving back the lock, so that its sleeps cost no
+ * system call from then on. Then a full fence for the one change made outside the locks, the
+ * removal. 0, or -errno with the registration cancelled.
+ */
+#define BIAS_FENCE_GAP_NS 10000000ull
+static int see_lock_pass(struct pbx_shm *m, struct pbx_event *ev, const struct pbx_sleeper *s,
+                         int send_side)
+{
+    const struct pbx_bias *bias = send_side ? &m->h->send.bias : &m->h->recv.bias;
+    uint64_t owner = __atomic_load_n(&bias->owner, __ATOMIC_SEQ_CST);
+    if (owner != 0 && owner != pbx__os_self()->ident) {
+        uint64_t *last = send_side ? &m->send_fenced_ns : &m->recv_fenced_ns;
+        uint64_t now = pbx__os_mono_coarse_ns();
+        if (now - PBX_LOAD(last) >= BIAS_FENCE_GAP_NS && pbx__os_heavy_fence() == 0) {
+            PBX_STORE(last, now);
+        } else {
+            int err = send_side ? pbx__send_lock(m) : pbx__recv_lock(m);
+            if (err) {
+                pbx__event_cancel(ev, s);
+                return err;
+            }
+            if (send_side)
+                pbx__send_unlock(m);
+            else
+                pbx__recv_unlock(m);
+        }
+    }
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return 0;
 }
 
 /*
@@ -482,6 +550,7 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
          * judgement, and then wait for another one.) What a dead peer holds in flight may be
          * what fills it. */
         uint64_t freed = h->send.seen_msgs;
+        uint32_t limit = PBX_LOAD(&h->soft_limit); /* a raised one is room too (sysv_hooks.c) */
         pbx__send_unlock(m);
         if (flags & PBX_NOWAIT) {
             if (pbx__look_after_dead_peers(m, 0) > 0)
@@ -506,6 +575,12 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
             continue;
         struct pbx_sleeper sl;
         pbx__event_prepare(&h->space_ev, &sl);
+        if ((err = see_lock_pass(m, &h->space_ev, &sl, 0)))
+            return err; /* room is made under the receive lock */
+        if (PBX_LOAD(&h->soft_limit) != limit) {
+            pbx__event_cancel(&h->space_ev, &sl);
+            continue;
+        }
         err = sleep_until_change(m, &h->space_ev, &sl, &h->recv.recvd_msgs, freed, deadline_ns, g);
         if (err)
             return err;
@@ -720,11 +795,15 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
             continue;                 /* look again, under the lock */
         }
         pbx__os_sig_block(g);
-        /* Register while still holding the lock: a message put back by a repair needs this
-         * lock, so it cannot slip between our look and our registration. */
+        /* Register while still holding the lock: a message put back (a released claim, a
+         * repair) needs this lock, so it cannot slip between our look and our registration.
+         * Messages are published under the send lock: we see that one pass (LOCK CYCLE in
+         * wait.h), after this one is let go (the lock order is send, then receive). */
         struct pbx_sleeper sl;
         pbx__event_prepare(&h->msg_ev, &sl);
         pbx__recv_unlock(m);
+        if ((err = see_lock_pass(m, &h->msg_ev, &sl, 1)))
+            return err;
         err = sleep_until_change(m, &h->msg_ev, &sl, watch, old, deadline_ns, g);
         if (err)
             return err;

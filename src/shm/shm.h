@@ -34,6 +34,8 @@ struct pbx_shm {
     size_t map_size;
     int fd;
     struct pbx_lock_ctx lock_ctx;
+    struct pbx_streak send_streak, recv_streak; /* takes in a row, towards a bias (lock.h) */
+    uint64_t send_fenced_ns, recv_fenced_ns;    /* last heavy fence before a sleep (shm.c) */
     uint32_t send_batch; /* room a full sender spins for before it goes on (see send_loop) */
     char *dir;           /* directory of a named mailbox; NULL for a private one */
     char *file;          /* its file name in dir */
@@ -65,7 +67,8 @@ void pbx__recv_repair(struct pbx_shm *m);
  * path is: every send takes it. */
 static inline int pbx__send_lock(struct pbx_shm *m)
 {
-    int r = pbx__lock_acquire(&m->h->send.lock, &m->lock_ctx);
+    int r = pbx__block_acquire(&m->h->send.lock, &m->h->send.bias, &m->lock_ctx, &m->send_streak,
+                               &m->h->send.last_pid);
     if (__builtin_expect(r == 1, 0)) {
         pbx__send_repair(m);
         r = 0;
@@ -74,13 +77,14 @@ static inline int pbx__send_lock(struct pbx_shm *m)
 }
 static inline void pbx__send_unlock(struct pbx_shm *m)
 {
-    pbx__lock_release(&m->h->send.lock);
+    pbx__block_release(&m->h->send.lock, &m->h->send.bias);
 }
 /* Lock the receive side (repairing after a dead holder). 0 or -errno. The index may still be
  * flagged for a rebuild that failed (out of memory): call pbx__index_ready() before using it. */
 static inline int pbx__recv_lock(struct pbx_shm *m)
 {
-    int r = pbx__lock_acquire(&m->h->recv.lock, &m->lock_ctx);
+    int r = pbx__block_acquire(&m->h->recv.lock, &m->h->recv.bias, &m->lock_ctx, &m->recv_streak,
+                               &m->h->recv.last_pid);
     if (__builtin_expect(r == 1, 0)) {
         pbx__recv_repair(m);
         r = 0;
@@ -89,7 +93,7 @@ static inline int pbx__recv_lock(struct pbx_shm *m)
 }
 static inline void pbx__recv_unlock(struct pbx_shm *m)
 {
-    pbx__lock_release(&m->h->recv.lock);
+    pbx__block_release(&m->h->recv.lock, &m->h->recv.bias);
 }
 /* Under the receive lock: rebuild the index if it is flagged damaged (pbx__index_rebuild, in
  * index.c below). 0 or -errno. */
@@ -245,6 +249,9 @@ static inline void pbx__peer_note(struct pbx_shm *m, uint32_t role, int32_t pid)
 /* A receive through this handle found nothing: if this process watches (pbx_fd) and nothing is
  * visible, make the descriptor unreadable now rather than when the watcher thread runs. */
 void pbx__watch_settle(struct pbx_shm *m);
+/* Does no other process's entry carry role (PBX_PEER_SENT, PBX_PEER_RECEIVED)? A lock is biased
+ * only to a process alone on its side (BIAS in lock.h). */
+int pbx__peer_alone_in(struct pbx_shm *m, uint32_t role);
 /* Free the entries of dead processes. Returns how many. No lock held. */
 int pbx__peers_prune(struct pbx_shm *m);
 /* The transport's pbx_notify, pbx_fd and pbx_peers (transport.h). */

@@ -21,9 +21,13 @@ int pbx__sysv_set_limit(pbx_t *q, uint32_t limit)
     if (!m)
         return -EINVAL;
     /* ORDERING: a sender reads the limit under the send lock with a relaxed load; a store that
-     * it misses is seen by its next room check. A raised limit is room: the event's seq bump
-     * (wait.c) orders the store before any sleeper re-checks. */
+     * it misses is seen by its next room check. A raised limit is room, made like all room
+     * under the receive lock, which a sender about to sleep sees pass (LOCK CYCLE in wait.h). */
+    int err = pbx__recv_lock(m);
+    if (err)
+        return err;
     __atomic_store_n(&m->h->soft_limit, limit, __ATOMIC_SEQ_CST);
+    pbx__recv_unlock(m);
     pbx__event_signal(&m->h->space_ev);
     return 0;
 }

@@ -8,11 +8,26 @@
  *   2. re-checks its condition (a message to take, room to send),
  *   3. if still unmet, sleeps on the sequence word with the value it read (futex),
  *   4. deregisters.
- * A signaller first makes the condition true (its stores), then issues a full fence, then
- * reads the sleeper count, and only if it is non-zero bumps the sequence word and wakes all
- * sleepers. This is the store-buffer (Dekker) pattern: with a full fence on each side, either
- * the signaller sees the registration, or the waiter's re-check sees the new state; a wake-up
- * cannot be lost, and a signaller that finds no sleepers makes no system call.
+ * A signaller first makes the condition true (its stores), then reads the sleeper count, and
+ * only if it is non-zero bumps the sequence word and wakes all sleepers; a signaller that
+ * finds no sleepers makes no system call. A store and a load on each side: the store-buffer
+ * (Dekker) pattern, which needs a full fence on each side, or both can read the other's old
+ * value and the sleeper sleeps unwoken. (LOCK CYCLE) Every change a sleeper waits for is made
+ * inside a critical section of one of the mailbox's two locks, and its wake-up check comes
+ * after that lock is given back:
+ *   - given back through the word, the exchange is the signaller's full fence, and the
+ *     sleeper's registration (a locked increment, then a fence) is its own;
+ *   - given back through a bias (BIAS in lock.h), a plain store: no fence. A sleeper that finds
+ *     the lock biased to another thread, after registering and before its last look, issues
+ *     the heavy fence for the owner (ASYMMETRIC FENCES in os.h): either the owner's wake-up
+ *     check comes after that barrier and sees the registration, or its change came before it
+ *     and the sleeper's look sees the change. A sleeper that did so less than 10 ms before
+ *     revokes the bias instead (shm.c, see_lock_pass); one that finds the lock biased to its
+ *     own thread needs nothing, since no other thread can be inside without revoking.
+ * A receiver registers while it holds the receive lock, under which claims and repairs put
+ * messages back, and then looks at the send lock, under which messages are published; a
+ * sender waiting for room looks at the receive lock. The one change made outside the locks,
+ * pbx_remove()'s flag, uses full fences on both sides (pbx__event_signal_fenced).
  *
  * Waking all sleepers rather than one is deliberate: receivers wait for different types, and
  * senders for different amounts of room, so the one woken might not be the one that can
@@ -53,26 +68,24 @@ int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t
 /* Step 4: deregister. */
 void pbx__event_cancel(struct pbx_event *ev, const struct pbx_sleeper *s);
 
-/* Wake every sleeper if there is any. The caller's own stores that make the condition true must
- * precede this call, followed by an atomic read-modify-write (every caller releases a lock, or
- * sets the removed flag, with an exchange): on x86 that is the full fence EVENTS needs, and
- * elsewhere the fence is issued here. Returns 1 if sleepers were counted but the kernel woke
- * none: a hint that one died asleep (see pbx__event_sweep), or is about to sleep. Inline: every
- * send and receive asks, and almost always nobody sleeps. */
+/* Wake every sleeper if there is any. The caller changed the condition inside a critical
+ * section of one of the mailbox's locks and has given it back (LOCK CYCLE above). Returns 1 if
+ * sleepers were counted but the kernel woke none: a hint that one died asleep (see
+ * pbx__event_sweep), or is about to sleep. Inline: every send and receive asks, and almost
+ * always nobody sleeps. */
 int pbx__event_wake(struct pbx_event *ev);
 static inline int pbx__event_signal(struct pbx_event *ev)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    /* The callers release a lock with an atomic exchange just before, and on x86 a locked
-     * instruction is a full barrier: the fence would only cost a second drain of the store
-     * buffer. Elsewhere the fence is needed. */
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-#else
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
     if (__builtin_expect(__atomic_load_n(&ev->waiters, __ATOMIC_SEQ_CST) == 0, 1))
         return 0;
     return pbx__event_wake(ev);
+}
+/* The same after a change made outside the locks (its store must be sequentially consistent):
+ * a full fence first. */
+static inline int pbx__event_signal_fenced(struct pbx_event *ev)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return pbx__event_signal(ev);
 }
 
 /* Strike off registrations whose sleeper died. Returns how many. Lock-free. */
