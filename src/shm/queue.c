@@ -307,7 +307,7 @@ static void prefetch_published(const struct pbx_shm *m, uint64_t pos)
         __builtin_prefetch(&m->slots[(uint32_t) e], 1);
 }
 
-#define DRAIN_AHEAD 8 /* entries whose slots are requested before they are reached */
+#define DRAIN_AHEAD 16 /* entries whose slots are requested before they are reached */
 
 /* The slot that the inbox entry at pos publishes: 0 with *slot, -ENOMSG when the entry is not
  * published yet, -EBADMSG when it names no QUEUED slot of that arrival number (damage). */
