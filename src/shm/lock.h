@@ -119,7 +119,10 @@ static inline int pbx__block_acquire(uint64_t *word, struct pbx_bias *b,
 {
     const struct pbx_self *self = pbx__os_self();
     const uint64_t me = self->ident;
-    if (__builtin_expect(__atomic_load_n(&b->owner, __ATOMIC_RELAXED) == me, 1)) {
+    /* Registered for heavy fences now, not only when the bias was granted: the same thread
+     * identity survives an exec(), into an image that may not be. */
+    if (__builtin_expect(__atomic_load_n(&b->owner, __ATOMIC_RELAXED) == me, 1) &&
+        __builtin_expect(__atomic_load_n(&pbx__os_asym_light_ok, __ATOMIC_RELAXED), 1)) {
         if (__atomic_load_n(&b->busy, __ATOMIC_RELAXED) == me ||
             (__atomic_load_n(word, __ATOMIC_RELAXED) & ~(uint64_t) PBX_LOCK_WAITERS) == me)
             return -EDEADLK; /* a signal handler inside our own critical section */
