@@ -47,8 +47,8 @@
  *     mark to reach memory, which in practice takes nanoseconds).
  *   - Sleepers: a release through the bias issues no fence before the wake-up check after it
  *     (LOCK CYCLE in wait.h): a sleeper that finds the lock biased to another thread issues
- *     the heavy fence itself, or revokes the bias if it did so less than 10 ms before (shm.c,
- *     see_lock_pass).
+ *     the heavy fence itself, or revokes the bias once it has done so 16 times within 10 ms
+ *     (shm.c, see_lock_pass).
  */
 #ifndef PBX_SHM_LOCK_H
 #define PBX_SHM_LOCK_H

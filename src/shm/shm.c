@@ -423,23 +423,29 @@ static void finish_nameless_removal(struct pbx_shm *m, const struct stat *st)
  * biased was given back with an exchange, a full fence, before its holder's wake-up check, and
  * our registration is a full fence too: nothing more to do. A lock biased to us: no other
  * thread can have been inside it without revoking. A lock biased to another thread was given
- * back with a plain store: we issue the heavy fence for the owner, which keeps the bias; but a
- * process that sleeps again within BIAS_FENCE_GAP_NS (ping-pong, where every message sleeps)
- * revokes the bias instead, by taking and giving back the lock, so that its sleeps cost no
- * system call from then on. Then a full fence for the one change made outside the locks, the
- * removal. 0, or -errno with the registration cancelled.
+ * back with a plain store: we issue the heavy fence for the owner, which keeps the bias. But a
+ * process that has done so BIAS_FENCES times within BIAS_FENCE_WINDOW_NS sleeps on nearly every
+ * message (ping-pong): it revokes the bias instead, by taking and giving back the lock, so that
+ * its sleeps cost no system call from then on. Then a full fence for the one change made
+ * outside the locks, the removal. 0, or -errno with the registration cancelled.
  */
-#define BIAS_FENCE_GAP_NS 10000000ull
+#define BIAS_FENCES          16
+#define BIAS_FENCE_WINDOW_NS 10000000ull
 static int see_lock_pass(struct pbx_shm *m, struct pbx_event *ev, const struct pbx_sleeper *s,
                          int send_side)
 {
     const struct pbx_bias *bias = send_side ? &m->h->send.bias : &m->h->recv.bias;
     uint64_t owner = __atomic_load_n(&bias->owner, __ATOMIC_SEQ_CST);
     if (owner != 0 && owner != pbx__os_self()->ident) {
-        uint64_t *last = send_side ? &m->send_fenced_ns : &m->recv_fenced_ns;
+        struct pbx_fences *f = send_side ? &m->send_fences : &m->recv_fences;
         uint64_t now = pbx__os_mono_coarse_ns();
-        if (now - PBX_LOAD(last) >= BIAS_FENCE_GAP_NS && pbx__os_heavy_fence() == 0) {
-            PBX_STORE(last, now);
+        if (now - PBX_LOAD(&f->since_ns) >= BIAS_FENCE_WINDOW_NS) {
+            PBX_STORE(&f->since_ns, now);
+            PBX_STORE(&f->count, 0u);
+        }
+        uint32_t n = PBX_LOAD(&f->count);
+        if (n < BIAS_FENCES && pbx__os_heavy_fence() == 0) {
+            PBX_STORE(&f->count, n + 1);
         } else {
             int err = send_side ? pbx__send_lock(m) : pbx__recv_lock(m);
             if (err) {

@@ -35,10 +35,13 @@ struct pbx_shm {
     int fd;
     struct pbx_lock_ctx lock_ctx;
     struct pbx_streak send_streak, recv_streak; /* takes in a row, towards a bias (lock.h) */
-    uint64_t send_fenced_ns, recv_fenced_ns;    /* last heavy fence before a sleep (shm.c) */
-    uint32_t send_batch; /* room a full sender spins for before it goes on (see send_loop) */
-    char *dir;           /* directory of a named mailbox; NULL for a private one */
-    char *file;          /* its file name in dir */
+    struct pbx_fences {
+        uint64_t since_ns;      /* start of the window (coarse clock) */
+        uint32_t count;         /* heavy fences issued for a bias in it */
+    } send_fences, recv_fences; /* before sleeps (shm.c, see_lock_pass) */
+    uint32_t send_batch;        /* room a full sender spins for before it goes on (see send_loop) */
+    char *dir;                  /* directory of a named mailbox; NULL for a private one */
+    char *file;                 /* its file name in dir */
     /* This handle's peer entry (peer.c): index in h->peers, or -1 if the table was full. It
      * belongs to process peer_pid; a fork()ed child that uses the handle claims its own. */
     int peer;

@@ -21,7 +21,7 @@
  *     the lock biased to another thread, after registering and before its last look, issues
  *     the heavy fence for the owner (ASYMMETRIC FENCES in os.h): either the owner's wake-up
  *     check comes after that barrier and sees the registration, or its change came before it
- *     and the sleeper's look sees the change. A sleeper that did so less than 10 ms before
+ *     and the sleeper's look sees the change. A process that did so 16 times within 10 ms
  *     revokes the bias instead (shm.c, see_lock_pass); one that finds the lock biased to its
  *     own thread needs nothing, since no other thread can be inside without revoking.
  * A receiver registers while it holds the receive lock, under which claims and repairs put
