@@ -68,10 +68,27 @@ static uint64_t owner_of(const struct pbx_bias *b)
     return __atomic_load_n(&b->owner, __ATOMIC_SEQ_CST);
 }
 
-TEST(a_lock_is_biased_to_the_thread_that_keeps_taking_it)
+/* Where biases can be granted at all (else the test is skipped). */
+static void need_biases(void)
 {
     if (!pbx__os_asym_setup())
         SKIP("membarrier GLOBAL_EXPEDITED is not available here: no bias is ever granted");
+}
+
+/* Open the mailbox and earn the bias of its send lock with round trips of our own. */
+static pbx_t *biased_box(uint32_t max_msgs, struct pbx_shm **m)
+{
+    need_biases();
+    pbx_t *q = open_box(max_msgs);
+    *m = pbx__handle_shm(q);
+    ASSERT_OK(round_trips(q, TAKES));
+    ASSERT_EQ(owner_of(&(*m)->h->send.bias), pbx__os_self()->ident);
+    return q;
+}
+
+TEST(a_lock_is_biased_to_the_thread_that_keeps_taking_it)
+{
+    need_biases();
     pbx_t *q = open_box(16);
     struct pbx_shm *m = pbx__handle_shm(q);
     ASSERT_EQ(owner_of(&m->h->send.bias), 0);
@@ -101,13 +118,9 @@ static int send_numbered(void *arg)
 
 TEST(another_process_revokes_the_bias_and_nothing_is_lost)
 {
-    if (!pbx__os_asym_setup())
-        SKIP("membarrier GLOBAL_EXPEDITED is not available here: no bias is ever granted");
-    pbx_t *q = open_box(64);
-    struct pbx_shm *m = pbx__handle_shm(q);
-    ASSERT_OK(round_trips(q, TAKES));
+    struct pbx_shm *m;
+    pbx_t *q = biased_box(64, &m);
     const uint64_t me = pbx__os_self()->ident;
-    ASSERT_EQ(owner_of(&m->h->send.bias), me);
     /* Another sender takes the send lock: it must revoke our bias first. */
     pid_t p = pbx_test_fork(send_numbered, (void *) (intptr_t) 50);
     pbx_test_wait_ok(p);
@@ -138,8 +151,7 @@ static int sender_beside(void *arg)
 
 TEST(no_bias_while_another_process_also_sends)
 {
-    if (!pbx__os_asym_setup())
-        SKIP("membarrier GLOBAL_EXPEDITED is not available here: no bias is ever granted");
+    need_biases();
     board_init();
     pbx_t *q = open_box(16);
     struct pbx_shm *m = pbx__handle_shm(q);
@@ -176,8 +188,7 @@ static int biased_then_die(void *arg)
 
 TEST(an_owner_killed_inside_its_biased_critical_section_is_taken_over_and_repaired)
 {
-    if (!pbx__os_asym_setup())
-        SKIP("membarrier GLOBAL_EXPEDITED is not available here: no bias is ever granted");
+    need_biases();
     pbx_t *q = open_box(16);
     struct pbx_shm *m = pbx__handle_shm(q);
     pid_t p = pbx_test_fork(biased_then_die, NULL);
@@ -213,13 +224,9 @@ static void call_in(int sig)
 
 TEST(a_signal_handler_that_calls_in_during_a_biased_critical_section_gets_edeadlk)
 {
-    if (!pbx__os_asym_setup())
-        SKIP("membarrier GLOBAL_EXPEDITED is not available here: no bias is ever granted");
-    pbx_t *q = open_box(16);
+    struct pbx_shm *m;
+    pbx_t *q = biased_box(16, &m);
     handler_q = q;
-    struct pbx_shm *m = pbx__handle_shm(q);
-    ASSERT_OK(round_trips(q, TAKES));
-    ASSERT_EQ(owner_of(&m->h->send.bias), pbx__os_self()->ident);
     /* Inside a critical section taken through the bias, as the interrupted code would be. */
     ASSERT_OK(pbx__send_lock(m));
     ASSERT_EQ(m->h->send.bias.busy, pbx__os_self()->ident);
@@ -245,12 +252,8 @@ static int send_without_membarrier(void *arg)
 
 TEST(a_process_without_membarrier_revokes_blind_and_stops_every_bias)
 {
-    if (!pbx__os_asym_setup())
-        SKIP("membarrier GLOBAL_EXPEDITED is not available here: no bias is ever granted");
-    pbx_t *q = open_box(64);
-    struct pbx_shm *m = pbx__handle_shm(q);
-    ASSERT_OK(round_trips(q, TAKES));
-    ASSERT_EQ(owner_of(&m->h->send.bias), pbx__os_self()->ident);
+    struct pbx_shm *m;
+    pbx_t *q = biased_box(64, &m);
     pbx_test_wait_ok(pbx_test_fork(send_without_membarrier, NULL));
     ASSERT_EQ(m->h->send.bias.no_bias, 1);
     ASSERT_EQ(m->h->recv.bias.no_bias, 1);
@@ -291,13 +294,9 @@ static int receive_after_ready(void *arg)
 
 TEST(a_receiver_asleep_while_the_senders_lock_is_biased_is_woken)
 {
-    if (!pbx__os_asym_setup())
-        SKIP("membarrier GLOBAL_EXPEDITED is not available here: no bias is ever granted");
     board_init();
-    pbx_t *q = open_box(16);
-    struct pbx_shm *m = pbx__handle_shm(q);
-    ASSERT_OK(round_trips(q, TAKES));
-    ASSERT_EQ(owner_of(&m->h->send.bias), pbx__os_self()->ident);
+    struct pbx_shm *m;
+    pbx_t *q = biased_box(16, &m);
     pid_t p = pbx_test_fork(receive_after_ready, NULL);
     ASSERT_EQ(wait_for_int(&board->ready), 1);
     for (int i = 0; i < 3; i++) {
