@@ -699,6 +699,26 @@ static int produce(void *arg)
 }
 
 /* produce(), once the test says go. */
+/* A poll loop: wait for the descriptor, then receive all there is, until want messages came.
+ * A descriptor that stays unreadable for WAIT_MS while a message is queued is a lost wake-up.
+ * Returns how many were received. */
+static int drain_through_fd(pbx_t *q, int fd, int want)
+{
+    int got = 0;
+    while (got < want) {
+        if (!readable(fd, WAIT_MS)) {
+            struct pbx_stat st;
+            ASSERT_OK(pbx_stat(q, &st));
+            ASSERT_EQ(st.msgs, 0); /* asleep 5 s while a message was queued: a lost wake-up */
+            continue;
+        }
+        char buf[8];
+        while (pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL) >= 0)
+            got++;
+    }
+    return got;
+}
+
 static int produce_on_go(void *arg)
 {
     if (wait_for(&board->go, 1) != 1)
@@ -724,18 +744,7 @@ TEST(spool_a_poll_loop_misses_no_message)
     int fd = pbx_fd(q);
     ASSERT_GE(fd, 0);
     __atomic_store_n(&board->go, 1, __ATOMIC_SEQ_CST);
-    int got = 0;
-    while (got < 2 * N) {
-        if (!readable(fd, WAIT_MS)) {
-            struct pbx_stat st;
-            ASSERT_OK(pbx_stat(q, &st));
-            ASSERT_EQ(st.msgs, 0); /* asleep 5 s while a message was queued: a lost wake-up */
-            continue;
-        }
-        char buf[8];
-        while (pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL) >= 0)
-            got++;
-    }
+    ASSERT_EQ(drain_through_fd(q, fd, 2 * N), 2 * N);
     pbx_test_wait_ok(a);
     pbx_test_wait_ok(b);
     ASSERT_TRUE(!readable(fd, 0));
@@ -852,18 +861,7 @@ TEST_THREADS(spool_the_descriptor_serves_a_poll_loop_while_a_thread_of_the_handl
     ASSERT_GE(fd, 0);
     pthread_t t;
     ASSERT_EQ(pthread_create(&t, NULL, send_thread, q), 0);
-    int got = 0;
-    while (got < 1000) {
-        if (!readable(fd, WAIT_MS)) {
-            struct pbx_stat st;
-            ASSERT_OK(pbx_stat(q, &st));
-            ASSERT_EQ(st.msgs, 0); /* asleep 5 s while a message was queued: a lost wake-up */
-            continue;
-        }
-        char buf[8];
-        while (pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL) >= 0)
-            got++;
-    }
+    ASSERT_EQ(drain_through_fd(q, fd, 1000), 1000);
     void *r;
     ASSERT_EQ(pthread_join(t, &r), 0);
     ASSERT_TRUE(r == NULL);
