@@ -139,9 +139,13 @@ static int bias_revoke(struct pbx_bias *b, uint64_t o, const struct pbx_lock_ctx
 int pbx__block_acquire_slow(uint64_t *word, struct pbx_bias *b, const struct pbx_lock_ctx *ctx,
                             struct pbx_streak *st, uint64_t me, int taken)
 {
-    int r = taken ? 0 : pbx__lock_acquire_slow(word, ctx, me);
-    if (r < 0)
-        return r;
+    int r = 0;
+    if (!taken) {
+        __atomic_store_n(&st->count, 0, __ATOMIC_RELAXED); /* someone was in the way */
+        r = pbx__lock_acquire_slow(word, ctx, me);
+        if (r < 0)
+            return r;
+    }
     uint64_t o = __atomic_load_n(&b->owner, __ATOMIC_SEQ_CST);
     if (o != 0 && o != me) {
         if (bias_revoke(b, o, ctx) == 1)

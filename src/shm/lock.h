@@ -99,8 +99,8 @@ static inline void pbx__lock_release(uint64_t *word)
 }
 
 /* The biased lock (BIAS above). streak is the handle's own count of takes in a row (process
- * memory, shared by the process's threads as a hint); last_pid is the side's record of the
- * last process to use it, which breaks the streak when another process came between. */
+ * memory, shared by the process's threads as a hint), broken by another thread's take or by a
+ * take that had to wait; whether other processes use the side is asked only at the grant. */
 #define BIAS_STREAK  4096
 #define BIAS_COOL_NS 10000000ull
 struct pbx_streak {
@@ -114,11 +114,9 @@ struct pbx_streak {
 int pbx__block_acquire_slow(uint64_t *word, struct pbx_bias *b, const struct pbx_lock_ctx *ctx,
                             struct pbx_streak *st, uint64_t me, int taken);
 static inline int pbx__block_acquire(uint64_t *word, struct pbx_bias *b,
-                                     const struct pbx_lock_ctx *ctx, struct pbx_streak *st,
-                                     const int32_t *last_pid)
+                                     const struct pbx_lock_ctx *ctx, struct pbx_streak *st)
 {
-    const struct pbx_self *self = pbx__os_self();
-    const uint64_t me = self->ident;
+    const uint64_t me = pbx__os_self()->ident;
     /* Registered for heavy fences now, not only when the bias was granted: the same thread
      * identity survives an exec(), into an image that may not be. */
     if (__builtin_expect(__atomic_load_n(&b->owner, __ATOMIC_RELAXED) == me, 1) &&
@@ -134,11 +132,11 @@ static inline int pbx__block_acquire(uint64_t *word, struct pbx_bias *b,
     }
     int taken = pbx__lock_try_take(word, 0, me);
     if (__builtin_expect(taken && __atomic_load_n(&b->owner, __ATOMIC_SEQ_CST) == 0, 1)) {
-        /* Nobody in the way: one more in the streak (BIAS above), unless another process
-         * used this side since our last call (the side's last pid, written on each use). */
+        /* Nobody in the way: one more in the streak (BIAS above). Nothing shared is read
+         * here: under contention this is inside the critical section. */
         uint64_t who = __atomic_load_n(&st->ident, __ATOMIC_RELAXED);
         uint32_t n = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
-        if (who != me || __atomic_load_n(last_pid, __ATOMIC_RELAXED) != self->pid) {
+        if (who != me) {
             __atomic_store_n(&st->ident, me, __ATOMIC_RELAXED);
             n = 0;
         }

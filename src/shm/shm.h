@@ -70,8 +70,7 @@ void pbx__recv_repair(struct pbx_shm *m);
  * path is: every send takes it. */
 static inline int pbx__send_lock(struct pbx_shm *m)
 {
-    int r = pbx__block_acquire(&m->h->send.lock, &m->h->send.bias, &m->lock_ctx, &m->send_streak,
-                               &m->h->send.last_pid);
+    int r = pbx__block_acquire(&m->h->send.lock, &m->h->send.bias, &m->lock_ctx, &m->send_streak);
     if (__builtin_expect(r == 1, 0)) {
         pbx__send_repair(m);
         r = 0;
@@ -86,8 +85,7 @@ static inline void pbx__send_unlock(struct pbx_shm *m)
  * flagged for a rebuild that failed (out of memory): call pbx__index_ready() before using it. */
 static inline int pbx__recv_lock(struct pbx_shm *m)
 {
-    int r = pbx__block_acquire(&m->h->recv.lock, &m->h->recv.bias, &m->lock_ctx, &m->recv_streak,
-                               &m->h->recv.last_pid);
+    int r = pbx__block_acquire(&m->h->recv.lock, &m->h->recv.bias, &m->lock_ctx, &m->recv_streak);
     if (__builtin_expect(r == 1, 0)) {
         pbx__recv_repair(m);
         r = 0;
