@@ -160,7 +160,14 @@ int pbx__block_acquire_slow(uint64_t *word, struct pbx_bias *b, const struct pbx
         __atomic_store_n(&st->count, 0, __ATOMIC_RELAXED);
         uint64_t now = pbx__os_mono_coarse_ns();
         uint32_t shift = PBX_LOAD(&b->cool_shift);
-        if (pbx__os_asym_light_ok && !PBX_LOAD(&b->no_bias) && (!st->alone || st->alone(st->arg)) &&
+        int quiet = 1;
+        if (st->woken) {
+            uint32_t seq = PBX_LOAD(st->woken);
+            quiet = seq == PBX_LOAD(&st->woken_seen);
+            PBX_STORE(&st->woken_seen, seq);
+        }
+        if (quiet && pbx__os_asym_light_ok && !PBX_LOAD(&b->no_bias) &&
+            (!st->alone || st->alone(st->arg)) &&
             now - PBX_LOAD(&b->revoked_ns) >=
                 (BIAS_COOL_NS << (shift < BIAS_COOL_MAX_SHIFT ? shift : BIAS_COOL_MAX_SHIFT))) {
             PBX_STORE(&b->granted_ns, now);

@@ -37,8 +37,9 @@
  * that died busy is judged like a dead holder, and the revoker repairs.
  *   - A bias is granted, under the word, to a thread of a process registered for heavy fences
  *     and alone on its side of the mailbox (streak->alone), once it has taken the word
- *     BIAS_STREAK times in a row through the handle with nobody in its way, and no sooner
- *     than BIAS_COOL_NS after the last revocation. That wait doubles
+ *     BIAS_STREAK times in a row through the handle with nobody in its way and without waking
+ *     a sleeper of the other side meanwhile (a sleeper would have to pay a heavy fence), and
+ *     no sooner than BIAS_COOL_NS after the last revocation. That wait doubles
  *     with every bias revoked within a second of its grant, up to 1.28 s: a revocation costs a
  *     membarrier(2) (0.3 us, or ~14 us on a VM when the owner runs), so a lock that several
  *     threads take in turns soon stays unbiased.
@@ -108,6 +109,8 @@ struct pbx_streak {
     uint32_t count;
     int (*alone)(void *arg); /* 1 if no other process uses this side: only then a grant */
     void *arg;
+    const uint32_t *woken; /* the sequence word of the event this side's holders signal */
+    uint32_t woken_seen;   /* its value at the last grant attempt: a change is a sleeper */
 };
 /* Out of line: take the word (waiting, taking over), revoke another thread's bias, grant one.
  * Same results as pbx__lock_acquire; 1 also when the revoked owner died busy. */

@@ -70,6 +70,10 @@ static void point_arrays(struct pbx_shm *m)
     m->age_heap = (uint32_t *) (b + g->off_age_heap);
     m->value_heap = (uint32_t *) (b + g->off_value_heap);
     m->send_batch = g->max_msgs / 4 < 1 ? 1 : g->max_msgs / 4 > 256 ? 256 : g->max_msgs / 4;
+    /* A bias is granted only over a streak that woke no sleeper of the other side (lock.h):
+     * senders wake receivers through msg_ev, receivers wake senders through space_ev. */
+    m->send_streak.woken = &m->h->msg_ev.seq;
+    m->recv_streak.woken = &m->h->space_ev.seq;
 }
 
 /* Unmap and close; also undoes a failed attempt to open, so that the next starts clean. */
