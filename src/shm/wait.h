@@ -15,8 +15,9 @@
  * value and the sleeper sleeps unwoken. (LOCK CYCLE) Every change a sleeper waits for is made
  * inside a critical section of one of the mailbox's two locks, and its wake-up check comes
  * after that lock is given back:
- *   - given back through the word, the exchange is the signaller's full fence, and the
- *     sleeper's registration (a locked increment, then a fence) is its own;
+ *   - given back through the word, the exchange is the signaller's full fence on x86 (elsewhere
+ *     pbx__event_signal issues one), and the sleeper's registration (a locked increment, then
+ *     a fence) is its own;
  *   - given back through a bias (BIAS in lock.h), a plain store: no fence. A sleeper that finds
  *     the lock biased to another thread, after registering and before its last look, issues
  *     the heavy fence for the owner (ASYMMETRIC FENCES in os.h): either the owner's wake-up
@@ -76,6 +77,15 @@ void pbx__event_cancel(struct pbx_event *ev, const struct pbx_sleeper *s);
 int pbx__event_wake(struct pbx_event *ev);
 static inline int pbx__event_signal(struct pbx_event *ev)
 {
+#if defined(__x86_64__) || defined(__i386__)
+    /* A lock given back through its word was given back with an exchange, and on x86 a locked
+     * instruction is a full barrier: a fence would only drain the store buffer again. One given
+     * back through a bias is covered by the sleeper's heavy fence (LOCK CYCLE above). */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+#else
+    /* Elsewhere a release exchange is no full barrier: the fence is needed. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
     if (__builtin_expect(__atomic_load_n(&ev->waiters, __ATOMIC_SEQ_CST) == 0, 1))
         return 0;
     return pbx__event_wake(ev);
