@@ -9,18 +9,28 @@
 #include <string.h>
 #include <unistd.h>
 
-void pbx__crash_point(const char *name)
+/* The N of a setting ("NAME" or "NAME:N", N = 1 by default) that names this point, else 0. */
+static long nth_of(const char *want, const char *name)
 {
-    static long hits;
-    const char *want = getenv("PBX_CRASH_AT");
     if (!want)
-        return;
+        return 0;
     size_t n = strlen(name);
     if (strncmp(want, name, n) != 0 || (want[n] != '\0' && want[n] != ':'))
-        return;
-    long nth = want[n] == ':' ? strtol(want + n + 1, NULL, 10) : 1;
-    if (++hits >= nth)
+        return 0;
+    return want[n] == ':' ? strtol(want + n + 1, NULL, 10) : 1;
+}
+
+void pbx__crash_point(const char *name)
+{
+    static long hits, stops;
+    long nth = nth_of(getenv("PBX_CRASH_AT"), name);
+    if (nth && ++hits >= nth)
         kill(getpid(), SIGKILL);
+    /* PBX_STOP_AT: the process stops itself there (SIGSTOP), the N-th time only, and goes on
+     * when continued: a participant frozen at the worst instruction. */
+    nth = nth_of(getenv("PBX_STOP_AT"), name);
+    if (nth && ++stops == nth)
+        raise(SIGSTOP);
 }
 #else
 /* Keeps the translation unit non-empty in builds without crash points. */

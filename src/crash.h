@@ -6,7 +6,8 @@
  * that programs link they compile to nothing. In the build the tests link (PBX_CRASH_POINTS
  * defined), a point whose name matches the environment variable PBX_CRASH_AT kills the process
  * with SIGKILL when it is reached ("NAME", or "NAME:N" for the N-th time it is reached), so a
- * test can kill a helper process exactly there and check what the survivors find.
+ * test can kill a helper process exactly there and check what the survivors find. PBX_STOP_AT
+ * works the same way but stops the process (SIGSTOP) there, to be continued later.
  */
 #ifndef PBX_CRASH_H
 #define PBX_CRASH_H

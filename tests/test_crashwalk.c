@@ -6,7 +6,10 @@
  * that reaches it and whether that operation had committed there. For each row a helper process
  * is killed at the point; then, for rows that leave a lock held or a slot in flight, the walk is
  * repeated with a second helper killed inside the repair of the first crash (repair.send,
- * repair.recv, repair.rebuild, repair.orphan). After the kills the survivor checks the contract
+ * repair.recv, repair.rebuild, repair.orphan). A third walk goes through every step of the
+ * revocation of a biased lock (REVOCATION in lock.h), with the biased owner idle or stopped
+ * inside its critical section, and a second revoker killed while finishing the first one's
+ * revocation. After the kills the survivor checks the contract
  * of docs/reliability.md:
  *   - a send that had not returned left nothing visible, unless it had committed, and then its
  *     message is there exactly once;
@@ -17,9 +20,14 @@
  */
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "internal.h"
+#include "os/os.h"
+#include "shm/shm.h"
 
 #define BIG 3000 /* beyond the slot's inline bytes: copied outside the locks */
 
@@ -255,5 +263,192 @@ TEST(a_sleeper_learns_of_a_removal_whose_remover_died_after_unlinking)
      * time slice (1 s while nothing is in flight) and wakes everyone with -EIDRM. */
     pbx_test_wait_ok(rx);
     ASSERT_ERR(pbx_stat(q, &st), -EIDRM);
+    pbx_close(q);
+}
+
+/* ---- The revocation of a bias (REVOCATION in lock.h) ------------------------------------ */
+
+/* A revoker killed at step at (PBX_CRASH_AT), the owner idle or stopped inside a critical
+ * section it took through the bias, and perhaps a second revoker killed at step second while
+ * it finishes the first one's revocation. */
+struct revocation {
+    const char *at;
+    int owner_inside;
+    const char *second;
+};
+
+static const struct revocation revocations[] = {
+    {"bias.marked", 0, NULL},          {"bias.fenced", 0, NULL},
+    {"bias.revoked", 0, NULL},         {"bias.marked", 1, NULL},
+    {"bias.fenced", 1, NULL},          {"bias.waiting", 1, NULL},
+    {"bias.marked", 1, "bias.fenced"}, {"bias.waiting", 1, "bias.waiting"},
+};
+
+struct owner_board {
+    int ready; /* the owner holds both biases */
+    int go;    /* the owner may close and leave */
+};
+static struct owner_board *ob;
+
+/* The biased owner: earns the biases with round trips of its own (type 1), then either waits,
+ * or sends "owner" (type 5) with PBX_STOP_AT set, so that it stops inside the critical section
+ * it took through the bias, and finishes the send when continued. */
+static int biased_owner(void *arg)
+{
+    const char *stop_at = arg;
+    pbx_t *h;
+    if (pbx_open(NAME, 0, NULL, &h) != 0)
+        return 4;
+    struct pbx_shm *m = pbx__handle_shm(h);
+    const uint64_t me = pbx__os_self()->ident;
+    char buf[8];
+    for (int i = 0; i < 10 * BIAS_STREAK; i++) {
+        if (__atomic_load_n(&m->h->send.bias.owner, __ATOMIC_SEQ_CST) == me)
+            break;
+        if (pbx_send(h, 1, "rt", 2, 0) != 0 || pbx_recv(h, 1, buf, sizeof(buf), 0, NULL) != 2)
+            return 5;
+    }
+    if (__atomic_load_n(&m->h->send.bias.owner, __ATOMIC_SEQ_CST) != me)
+        return 6; /* never biased: the walk would prove nothing */
+    __atomic_store_n(&ob->ready, 1, __ATOMIC_SEQ_CST);
+    if (stop_at) {
+        setenv("PBX_STOP_AT", stop_at, 1);
+        if (pbx_send(h, 5, "owner", 5, 0) != 0)
+            return 7;
+    }
+    for (int i = 0; i < 20000 && !__atomic_load_n(&ob->go, __ATOMIC_SEQ_CST); i++)
+        pbx_test_sleep_ms(1);
+    return pbx_close(h) ? 8 : 0;
+}
+
+static void walk_revocation(const struct revocation *v)
+{
+    printf("walk: revoker killed at %s, owner %s%s%s\n", v->at,
+           v->owner_inside ? "stopped inside" : "idle", v->second ? ", then a finisher at " : "",
+           v->second ? v->second : "");
+    fflush(stdout);
+    struct pbx_options o = pbx_test_options(MAX, 64 * 1024, 4096, PBX_BLOCK);
+    ASSERT_OK(pbx_open(NAME, PBX_CREATE | PBX_EXCL, &o, &q));
+    struct pbx_shm *m = pbx__handle_shm(q);
+    memset(ob, 0, sizeof(*ob));
+    pid_t owner = pbx_test_fork(biased_owner, v->owner_inside ? "send.logged" : NULL);
+    for (int i = 0; i < 20000 && !__atomic_load_n(&ob->ready, __ATOMIC_SEQ_CST); i++) {
+        int st;
+        if (waitpid(owner, &st, WNOHANG) == owner)
+            pbx_test_fail(__FILE__, __LINE__, "the owner left early (%d)", st);
+        pbx_test_sleep_ms(1);
+    }
+    ASSERT_EQ(__atomic_load_n(&ob->ready, __ATOMIC_SEQ_CST), 1);
+    if (v->owner_inside) {
+        int st = 0;
+        ASSERT_EQ(waitpid(owner, &st, WUNTRACED), owner);
+        ASSERT_TRUE(WIFSTOPPED(st));
+        ASSERT_NE(m->h->send.bias.busy, 0); /* inside, through the bias */
+    }
+
+    kill_helper(v->at, SEND, 6, 8);
+    if (v->second)
+        kill_helper(v->second, SEND, 8, 8);
+
+    char buf[8];
+    if (v->owner_inside) {
+        /* Nobody gets in beside the stopped owner, and calls with a limit return. */
+        struct timespec t = {0, 200000000};
+        ASSERT_ERR(pbx_send(q, 7, "nowait", 6, PBX_NOWAIT), -EAGAIN);
+        ASSERT_ERR(pbx_timedsend(q, 7, "timed", 5, 0, &t), -ETIMEDOUT);
+        ASSERT_ERR(pbx_recv(q, 5, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
+        ASSERT_EQ(kill(owner, SIGCONT), 0);
+    }
+    ASSERT_OK(pbx_send(q, 7, "taker", 5, 0));
+    ASSERT_EQ(__atomic_load_n(&m->h->send.bias.owner, __ATOMIC_SEQ_CST), 0);
+    __atomic_store_n(&ob->go, 1, __ATOMIC_SEQ_CST);
+    pbx_test_wait_ok(owner);
+
+    /* The owner's message (committed by the owner once continued), then the taker's; the
+     * killed revokers' never. */
+    long type = 0;
+    if (v->owner_inside) {
+        ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 5);
+        ASSERT_EQ(type, 5);
+        ASSERT_EQ(memcmp(buf, "owner", 5), 0);
+    }
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 5);
+    ASSERT_EQ(type, 7);
+    ASSERT_EQ(memcmp(buf, "taker", 5), 0);
+    expect_empty();
+    expect_full_capacity();
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}
+
+static void need_bias_walks(void)
+{
+    if (!pbx__os_asym_setup())
+        SKIP("membarrier GLOBAL_EXPEDITED is not available here: no bias is ever granted");
+    if (!ob) {
+        ob = mmap(NULL, sizeof(*ob), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        ASSERT_TRUE(ob != MAP_FAILED);
+    }
+}
+
+TEST(a_revoker_killed_at_every_step_of_a_revocation_lets_nobody_in_beside_the_owner)
+{
+    need_bias_walks();
+    size_t n = sizeof(revocations) / sizeof(revocations[0]);
+    for (size_t i = 0; i < n; i++)
+        walk_revocation(&revocations[i]);
+    printf("crash walk: %zu revocations cut short survived\n", n);
+}
+
+/* A plain sender: it revokes the stopped owner's bias and waits for the owner to leave. */
+static int plain_sender(void *arg)
+{
+    (void) arg;
+    pbx_t *h;
+    if (pbx_open(NAME, 0, NULL, &h) != 0)
+        return 4;
+    pbx_send(h, 6, "revoker", 7, 0);
+    return 3; /* killed while waiting: never here */
+}
+
+/* The same without crash points: the revoker is killed by the test while it waits, as a user's
+ * kill -9 would. */
+TEST(a_revoker_killed_while_the_owner_is_stopped_inside_lets_nobody_in)
+{
+    need_bias_walks();
+    struct pbx_options o = pbx_test_options(MAX, 64 * 1024, 4096, PBX_BLOCK);
+    ASSERT_OK(pbx_open(NAME, PBX_CREATE | PBX_EXCL, &o, &q));
+    struct pbx_shm *m = pbx__handle_shm(q);
+    memset(ob, 0, sizeof(*ob));
+    pid_t owner = pbx_test_fork(biased_owner, "send.logged");
+    int st = 0;
+    ASSERT_EQ(waitpid(owner, &st, WUNTRACED), owner);
+    ASSERT_TRUE(WIFSTOPPED(st));
+    pid_t revoker = pbx_test_fork(plain_sender, NULL);
+    /* It holds the word, revoking, then waits for the owner: kill it there. */
+    for (int i = 0; i < 20000 && __atomic_load_n(&m->h->send.lock, __ATOMIC_SEQ_CST) == 0; i++)
+        pbx_test_sleep_ms(1);
+    ASSERT_NE(__atomic_load_n(&m->h->send.lock, __ATOMIC_SEQ_CST), 0);
+    pbx_test_sleep_ms(50);
+    ASSERT_EQ(kill(revoker, SIGKILL), 0);
+    ASSERT_EQ(pbx_test_wait(revoker), 128 + SIGKILL);
+
+    struct timespec t = {0, 300000000};
+    ASSERT_ERR(pbx_timedsend(q, 7, "timed", 5, 0, &t), -ETIMEDOUT);
+    ASSERT_ERR(pbx_send(q, 7, "nowait", 6, PBX_NOWAIT), -EAGAIN);
+    ASSERT_EQ(kill(owner, SIGCONT), 0);
+    ASSERT_OK(pbx_send(q, 7, "taker", 5, 0));
+    __atomic_store_n(&ob->go, 1, __ATOMIC_SEQ_CST);
+    pbx_test_wait_ok(owner);
+    char buf[8];
+    long type = 0;
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 5);
+    ASSERT_EQ(type, 5);
+    ASSERT_EQ(memcmp(buf, "owner", 5), 0);
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 5);
+    ASSERT_EQ(type, 7);
+    expect_empty();
+    expect_full_capacity();
+    ASSERT_OK(pbx_remove(q));
     pbx_close(q);
 }

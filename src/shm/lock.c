@@ -8,12 +8,13 @@
 #include <time.h>
 
 #include "../common.h"
+#include "../crash.h"
 #include "../os/os.h"
 
-#define LOCK_SPINS         200            /* brief spin before sleeping */
-#define LOCK_CHECK_NS      10000000ull    /* sleep slice: re-check the holder every 10 ms */
-#define LOCK_BOGUS_NS      1000000000ull  /* unchanged this long: ask whether the holder maps us */
-#define LOCK_UNREADABLE_NS 10000000000ull /* unchanged this long and unverifiable: take over */
+#define LOCK_SPINS     200           /* brief spin before sleeping */
+#define LOCK_CHECK_NS  10000000ull   /* sleep slice: re-check the holder every 10 ms */
+#define LOCK_BOGUS_NS  1000000000ull /* unchanged this long: ask whether the holder maps us */
+#define LOCK_NOWAIT_NS 1000000ull    /* PBX_LOCK_NOWAIT: look whether the holder runs every ms */
 
 /* The futex is the word's low 32 bits, which hold the thread id and the waiters bit. */
 static uint32_t *futex_word(uint64_t *word)
@@ -25,24 +26,52 @@ static uint32_t *futex_word(uint64_t *word)
 #endif
 }
 
-/* Decide whether the holder named by v (unchanged since since_ns) may be displaced. */
+/* Decide whether the holder named by v (unchanged since since_ns) may be displaced: it is dead,
+ * or it has held the word for a second without even mapping the mailbox (a damaged word). A
+ * live holder whose mappings cannot be read (another user's process) is waited for: taking
+ * over from a holder that is only slow (frozen, swapped out) would make two holders. */
 static int holder_is_gone(uint64_t v, uint64_t since_ns, uint64_t now,
                           const struct pbx_lock_ctx *ctx)
 {
-    uint64_t ident = v & ~(uint64_t) PBX_LOCK_WAITERS;
+    uint64_t ident = v & ~(uint64_t) (PBX_LOCK_WAITERS | PBX_BIAS_REVOKING);
     if (!pbx__os_ident_alive(ident))
         return 1;
     if (now - since_ns < LOCK_BOGUS_NS)
         return 0;
-    int maps = pbx__os_maps_file(PBX_IDENT_TID(ident), ctx->dev, ctx->ino);
-    if (maps == 0)
-        return 1;
-    if (maps < 0 && now - since_ns >= LOCK_UNREADABLE_NS && !pbx__os_ident_stopped(ident))
-        return 1;
+    return pbx__os_maps_file(PBX_IDENT_TID(ident), ctx->dev, ctx->ino) == 0;
+}
+
+/* The end of a limited wait that started at now (DEADLINES in lock.h), or 0 for none. */
+static uint64_t limit_end(uint64_t limit, uint64_t now)
+{
+    return limit == PBX_LOCK_NOWAIT ? now + PBX_LOCK_NOWAIT_NS : limit;
+}
+
+/* Give up a limited wait? The error to return, or 0 to go on waiting: past the end, or a
+ * PBX_LOCK_NOWAIT take whose holder is stopped. */
+static int limit_reached(uint64_t limit, uint64_t end, uint64_t now, uint64_t holder)
+{
+    if (limit == PBX_LOCK_FOREVER)
+        return 0;
+    int err = limit == PBX_LOCK_NOWAIT ? -EAGAIN : -ETIMEDOUT;
+    if (now >= end)
+        return err;
+    if (limit == PBX_LOCK_NOWAIT &&
+        pbx__os_ident_stopped(holder & ~(uint64_t) (PBX_LOCK_WAITERS | PBX_BIAS_REVOKING)))
+        return err;
     return 0;
 }
 
-int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint64_t me)
+/* How long one sleep of a waiter lasts: the slice after which it checks the holder, cut at the
+ * end of a limited wait. */
+static uint64_t slice_end(uint64_t limit, uint64_t end, uint64_t now)
+{
+    uint64_t until = now + (limit == PBX_LOCK_NOWAIT ? LOCK_NOWAIT_NS : LOCK_CHECK_NS);
+    return end && end < until ? end : until;
+}
+
+int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint64_t me,
+                           uint64_t limit)
 {
     if (pbx__os_online_cpus() > 1) {
         for (int i = 0; i < LOCK_SPINS; i++) {
@@ -52,7 +81,9 @@ int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint6
         }
     }
 
-    uint64_t watched = 0, since = 0;
+    uint64_t watched = 0, since = 0, end = 0;
+    if (limit != PBX_LOCK_FOREVER)
+        end = limit_end(limit, pbx__os_mono_ns());
     for (;;) {
         uint64_t v = PBX_LOAD(word);
         if (v == 0) {
@@ -74,12 +105,17 @@ int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint6
             watched = v;
             since = now;
         }
-        int r = pbx__os_futex_wait(futex_word(word), (uint32_t) v, now + LOCK_CHECK_NS);
+        int r = pbx__os_futex_wait(futex_word(word), (uint32_t) v, slice_end(limit, end, now));
         if (r != -ETIMEDOUT || PBX_LOAD(word) != v)
             continue;
-        if (holder_is_gone(v, since, pbx__os_mono_ns(), ctx) &&
-            pbx__lock_try_take(word, v, me | PBX_LOCK_WAITERS))
-            return 1;
+        now = pbx__os_mono_ns();
+        if (holder_is_gone(v, since, now, ctx)) {
+            if (pbx__lock_try_take(word, v, me | PBX_LOCK_WAITERS))
+                return 1;
+            continue;
+        }
+        if ((r = limit_reached(limit, end, now, v)))
+            return r;
     }
 }
 
@@ -102,56 +138,97 @@ static void nap(uint64_t ns)
     nanosleep(&t, NULL);
 }
 
-/* With the word held: take the bias away from owner o and wait until it is out of its critical
- * section. 0, or 1 when o died inside it (the caller repairs). */
-static int bias_revoke(struct pbx_bias *b, uint64_t o, const struct pbx_lock_ctx *ctx)
+/*
+ * With the word held: revoke the bias recorded in owner word o (REVOCATION in lock.h), or
+ * finish a revocation that another taker left undone (o carries PBX_BIAS_REVOKING). Returns 0
+ * once the owner is out and owner is 0, 1 when the owner had died inside (the caller repairs),
+ * or, past the limit, -ETIMEDOUT / -EAGAIN with the mark left for the next taker.
+ */
+static int bias_revoke(struct pbx_bias *b, uint64_t o, const struct pbx_lock_ctx *ctx,
+                       uint64_t limit)
 {
-    __atomic_store_n(&b->owner, 0, __ATOMIC_SEQ_CST);
-    /* A bias revoked soon after its grant doubles the wait before the next one (a lock that
-     * several take in turns stops being biased); one that lasted starts the count again. */
-    uint64_t now = pbx__os_mono_coarse_ns();
-    uint32_t shift = PBX_LOAD(&b->cool_shift);
-    if (now - PBX_LOAD(&b->granted_ns) < BIAS_LASTED_NS)
-        PBX_STORE(&b->cool_shift, shift < BIAS_COOL_MAX_SHIFT ? shift + 1 : BIAS_COOL_MAX_SHIFT);
-    else
-        PBX_STORE(&b->cool_shift, 0u);
-    PBX_STORE(&b->revoked_ns, now);
+    const uint64_t target = o & ~(uint64_t) PBX_BIAS_REVOKING;
+    if (!(o & PBX_BIAS_REVOKING)) {
+        /* Step 1: from here on the owner's own check fails. */
+        __atomic_store_n(&b->owner, target | PBX_BIAS_REVOKING, __ATOMIC_SEQ_CST);
+        PBX_CRASH_POINT("bias.marked");
+        /* A bias revoked soon after its grant doubles the wait before the next one (a lock
+         * that several take in turns stops being biased); one that lasted starts the count
+         * again. */
+        uint64_t now = pbx__os_mono_coarse_ns();
+        uint32_t shift = PBX_LOAD(&b->cool_shift);
+        if (now - PBX_LOAD(&b->granted_ns) < BIAS_LASTED_NS)
+            PBX_STORE(&b->cool_shift,
+                      shift < BIAS_COOL_MAX_SHIFT ? shift + 1 : BIAS_COOL_MAX_SHIFT);
+        else
+            PBX_STORE(&b->cool_shift, 0u);
+        PBX_STORE(&b->revoked_ns, now);
+    }
+    /* Step 2, also when finishing another's revocation: it may have died before its fence. */
     if (pbx__os_heavy_fence() != 0) {
         PBX_STORE(&b->no_bias, 1u);
         nap(REVOKE_BLIND_NS);
     }
+    PBX_CRASH_POINT("bias.fenced");
+    /* Step 3. */
+    int r = 0;
     for (int i = 0; i < REVOKE_SPINS; i++) {
-        if (__atomic_load_n(&b->busy, __ATOMIC_ACQUIRE) != o)
-            return 0;
+        if (__atomic_load_n(&b->busy, __ATOMIC_ACQUIRE) != target)
+            goto out;
         pbx__os_cpu_relax();
     }
-    uint64_t since = pbx__os_mono_ns();
+    uint64_t since = pbx__os_mono_ns(), end = limit_end(limit, since);
     for (;;) {
-        if (__atomic_load_n(&b->busy, __ATOMIC_ACQUIRE) != o)
-            return 0;
-        if (holder_is_gone(o, since, pbx__os_mono_ns(), ctx) &&
-            __atomic_compare_exchange_n(&b->busy, &o, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-            return 1;
+        PBX_CRASH_POINT("bias.waiting");
+        if (__atomic_load_n(&b->busy, __ATOMIC_ACQUIRE) != target)
+            break;
+        uint64_t now = pbx__os_mono_ns();
+        if (holder_is_gone(target, since, now, ctx)) {
+            uint64_t expect = target;
+            if (__atomic_compare_exchange_n(&b->busy, &expect, 0, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_RELAXED))
+                r = 1;
+            break;
+        }
+        int err = limit_reached(limit, end, now, target);
+        if (err)
+            return err;
         nap(REVOKE_NAP_NS);
     }
+out:
+    /* Step 4: the owner is out and cannot come back in. */
+    __atomic_store_n(&b->owner, 0, __ATOMIC_SEQ_CST);
+    PBX_CRASH_POINT("bias.revoked");
+    return r;
 }
 
 int pbx__block_acquire_slow(uint64_t *word, struct pbx_bias *b, const struct pbx_lock_ctx *ctx,
-                            struct pbx_streak *st, uint64_t me, int taken)
+                            struct pbx_streak *st, uint64_t me, int taken, uint64_t limit)
 {
     int r = 0;
     if (!taken) {
+        /* Inside our own biased critical section (a signal handler), with a revoker waiting
+         * for us to leave it: waiting for the word would never end. */
+        if (__atomic_load_n(&b->busy, __ATOMIC_RELAXED) == me)
+            return -EDEADLK;
         __atomic_store_n(&st->count, 0, __ATOMIC_RELAXED); /* someone was in the way */
-        r = pbx__lock_acquire_slow(word, ctx, me);
+        r = pbx__lock_acquire_slow(word, ctx, me, limit);
         if (r < 0)
             return r;
     }
     uint64_t o = __atomic_load_n(&b->owner, __ATOMIC_SEQ_CST);
     if (o != 0 && o != me) {
-        if (bias_revoke(b, o, ctx) == 1)
-            r = 1;
+        int v = bias_revoke(b, o, ctx, limit);
         __atomic_store_n(&st->count, 0, __ATOMIC_RELAXED);
-        return r;
+        if (v < 0) {
+            /* Given up: the word goes back, the mark stays in owner for the next taker. If we
+             * took the word over from a dead holder, that holder was a revoker that never
+             * entered (a holder enters only once owner is 0, and owner is not 0 now): it left
+             * nothing to repair. */
+            pbx__lock_release(word);
+            return v;
+        }
+        return v == 1 ? 1 : r;
     }
     if (o == 0 && r == 0 && __atomic_load_n(&st->ident, __ATOMIC_RELAXED) == me &&
         __atomic_load_n(&st->count, __ATOMIC_RELAXED) >= BIAS_STREAK) {

@@ -30,11 +30,25 @@
  * mailbox's lock can therefore be biased to the one thread that keeps taking it (struct
  * pbx_bias, beside the lock). The owner takes the lock by storing its identity in busy and
  * checking that the bias is still its own, and gives it back by storing 0 in busy: no locked
- * instruction. Anyone else takes the word as before, then revokes the bias: it clears owner,
- * issues the heavy fence (ASYMMETRIC FENCES in os.h), and waits until busy no longer names the
- * owner. Either the owner's check came after that fence and saw the bias gone (it backs off and
- * takes the word), or its busy mark is what the revoker sees, and the revoker waits. An owner
- * that died busy is judged like a dead holder, and the revoker repairs.
+ * instruction. Anyone else takes the word as before, then revokes the bias (REVOCATION below).
+ *
+ * REVOCATION. owner is 0 (no bias), O (biased to thread O), or O | PBX_BIAS_REVOKING (a
+ * revocation of O is under way). The one rule every taker of the word obeys: it enters its
+ * critical section only once it has read owner == 0, and owner becomes 0 only when O is known
+ * to be outside and unable to enter. A revoker, holding the word:
+ *   1. marks owner O | PBX_BIAS_REVOKING: O's own check (owner == O) fails from now on;
+ *   2. issues the heavy fence (ASYMMETRIC FENCES in os.h). Afterwards either O's check came
+ *      after the fence and saw the mark (it backs off, clears busy and takes the word), or
+ *      O's busy mark, stored before its check, is visible to the revoker;
+ *   3. waits until busy no longer names O (O left), or O is dead (busy cleared by
+ *      compare-and-swap, and the caller repairs what O left half-done);
+ *   4. stores owner = 0, and only then enters.
+ * A revoker that dies or gives up (a deadline, DEADLINES below) anywhere in 1-3 leaves the mark
+ * in owner, and still holds the word or has given it back: the next taker of the word — by
+ * take-over from the dead revoker, or plainly — finds owner != 0 and does the revocation again
+ * from step 2 (the fence again: the dead revoker may not have issued it). So no taker ever
+ * enters beside a biased owner, whoever dies or stops at whatever instruction; the protocol is
+ * checked exhaustively by the model in tests/model/bias.pml (every interleaving, with deaths).
  *   - A bias is granted, under the word, to a thread of a process registered for heavy fences
  *     and alone on its side of the mailbox (streak->alone), once it has taken the word
  *     BIAS_STREAK times in a row through the handle with nobody in its way and without waking
@@ -50,6 +64,16 @@
  *     (LOCK CYCLE in wait.h): a sleeper that finds the lock biased to another thread issues
  *     the heavy fence itself, or revokes the bias once it has done so 16 times within 10 ms
  *     (shm.c, see_lock_pass).
+ *
+ * DEADLINES. A take may be limited (a limit argument): PBX_LOCK_FOREVER waits as long as the
+ * holder lives; an absolute CLOCK_MONOTONIC deadline gives -ETIMEDOUT once it passes; and
+ * PBX_LOCK_NOWAIT (a PBX_NOWAIT call) gives -EAGAIN as soon as the holder is seen stopped
+ * (SIGSTOP, a debugger), and in any case after PBX_LOCK_NOWAIT_NS, so that a non-blocking call
+ * never waits on a process that is not running (the kernel's IPC_NOWAIT never waits on
+ * another process at all; its locks are spin locks whose holders cannot be stopped). A limited
+ * take waits for a holder that is running (critical sections are short), and a holder that
+ * is alive but cannot be inspected is never taken over (no second holder): only a dead holder,
+ * or a word naming a live thread that does not map the mailbox, is.
  */
 #ifndef PBX_SHM_LOCK_H
 #define PBX_SHM_LOCK_H
@@ -62,6 +86,15 @@
 #include <errno.h>
 
 #define PBX_LOCK_WAITERS 0x80000000u
+/* In a bias's owner word: a revocation of that owner is under way (REVOCATION above). Thread
+ * ids take the low 30 bits of an identity (os.h), so bit 30 is free. */
+#define PBX_BIAS_REVOKING 0x40000000u
+
+/* Limits of a take (DEADLINES above); any other value is an absolute CLOCK_MONOTONIC deadline
+ * in ns. */
+#define PBX_LOCK_FOREVER   0ull
+#define PBX_LOCK_NOWAIT    1ull
+#define PBX_LOCK_NOWAIT_NS 50000000ull /* the longest a PBX_NOWAIT take waits for a holder */
 
 /* What a waiter needs to know to judge a holder: the file the lock lives in. */
 struct pbx_lock_ctx {
@@ -70,10 +103,12 @@ struct pbx_lock_ctx {
 };
 
 /* Take the lock. Returns 0 (taken), 1 (taken over from a dead or bogus holder: the caller must
- * repair the state the lock guards before relying on it), or -EDEADLK. Never -EINTR: a lock is
- * held only for short, bounded sections, so signals do not interrupt waiting for one.
- * The uncontended case, one compare-and-swap, is inline: every send and receive takes a lock. */
-int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint64_t me);
+ * repair the state the lock guards before relying on it), -EDEADLK, or with a limit (DEADLINES
+ * above) -ETIMEDOUT or -EAGAIN. Never -EINTR: a lock is held only for short, bounded sections,
+ * so signals do not interrupt waiting for one. The uncontended case, one compare-and-swap, is
+ * inline: every send and receive takes a lock. */
+int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint64_t me,
+                           uint64_t limit);
 /* One attempt: the word goes from expect to mine. 1 if it did. Sequentially consistent, not
  * just acquire: a sleeper that saw the lock free before this take must be counted by the
  * wake-up check after it (LOCK CYCLE in wait.h). On x86 it is the same instruction. */
@@ -81,12 +116,17 @@ static inline int pbx__lock_try_take(uint64_t *word, uint64_t expect, uint64_t m
 {
     return __atomic_compare_exchange_n(word, &expect, mine, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 }
-static inline int pbx__lock_acquire(uint64_t *word, const struct pbx_lock_ctx *ctx)
+static inline int pbx__lock_acquire_until(uint64_t *word, const struct pbx_lock_ctx *ctx,
+                                          uint64_t limit)
 {
     const uint64_t me = pbx__os_self()->ident;
     if (__builtin_expect(pbx__lock_try_take(word, 0, me), 1))
         return 0;
-    return pbx__lock_acquire_slow(word, ctx, me);
+    return pbx__lock_acquire_slow(word, ctx, me, limit);
+}
+static inline int pbx__lock_acquire(uint64_t *word, const struct pbx_lock_ctx *ctx)
+{
+    return pbx__lock_acquire_until(word, ctx, PBX_LOCK_FOREVER);
 }
 
 /* Release the lock taken by the caller: one exchange, and a futex wake only when a waiter
@@ -112,12 +152,14 @@ struct pbx_streak {
     const uint32_t *woken; /* the sequence word of the event this side's holders signal */
     uint32_t woken_seen;   /* its value at the last grant attempt: a change is a sleeper */
 };
-/* Out of line: take the word (waiting, taking over), revoke another thread's bias, grant one.
- * Same results as pbx__lock_acquire; 1 also when the revoked owner died busy. */
+/* Out of line: take the word (waiting, taking over), revoke another thread's bias or finish a
+ * revocation left undone, grant one. Same results as pbx__lock_acquire_until; 1 also when the
+ * revoked owner died busy. */
 int pbx__block_acquire_slow(uint64_t *word, struct pbx_bias *b, const struct pbx_lock_ctx *ctx,
-                            struct pbx_streak *st, uint64_t me, int taken);
+                            struct pbx_streak *st, uint64_t me, int taken, uint64_t limit);
 static inline int pbx__block_acquire(uint64_t *word, struct pbx_bias *b,
-                                     const struct pbx_lock_ctx *ctx, struct pbx_streak *st)
+                                     const struct pbx_lock_ctx *ctx, struct pbx_streak *st,
+                                     uint64_t limit)
 {
     const uint64_t me = pbx__os_self()->ident;
     /* Registered for heavy fences now, not only when the bias was granted: the same thread
@@ -134,6 +176,7 @@ static inline int pbx__block_acquire(uint64_t *word, struct pbx_bias *b,
         __atomic_store_n(&b->busy, 0, __ATOMIC_RELEASE); /* revoked meanwhile */
     }
     int taken = pbx__lock_try_take(word, 0, me);
+    /* owner == 0 under the word: nobody is or can be inside through a bias (REVOCATION). */
     if (__builtin_expect(taken && __atomic_load_n(&b->owner, __ATOMIC_SEQ_CST) == 0, 1)) {
         /* Nobody in the way: one more in the streak (BIAS above). Nothing shared is read
          * here: under contention this is inside the critical section. */
@@ -147,7 +190,7 @@ static inline int pbx__block_acquire(uint64_t *word, struct pbx_bias *b,
         if (__builtin_expect(n + 1 < BIAS_STREAK, 1))
             return 0;
     }
-    return pbx__block_acquire_slow(word, b, ctx, st, me, taken);
+    return pbx__block_acquire_slow(word, b, ctx, st, me, taken, limit);
 }
 /* Give the biased lock back: through the bias if that is how it was taken, else the word. */
 static inline void pbx__block_release(uint64_t *word, struct pbx_bias *b)

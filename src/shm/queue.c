@@ -558,9 +558,9 @@ int pbx__slot_free(struct pbx_shm *m, uint32_t s, enum pbx_free_why why)
     return 0;
 }
 
-int pbx__drop_oldest(struct pbx_shm *m, uint32_t len)
+int pbx__drop_oldest(struct pbx_shm *m, uint32_t len, uint64_t limit)
 {
-    int err = pbx__recv_lock(m);
+    int err = pbx__recv_lock_until(m, limit);
     if (err)
         return err;
     int dropped = 0;

@@ -436,7 +436,7 @@ static void finish_nameless_removal(struct pbx_shm *m, const struct stat *st)
 #define BIAS_FENCES          16
 #define BIAS_FENCE_WINDOW_NS 10000000ull
 static int see_lock_pass(struct pbx_shm *m, struct pbx_event *ev, const struct pbx_sleeper *s,
-                         int send_side)
+                         int send_side, uint64_t limit)
 {
     const struct pbx_bias *bias = send_side ? &m->h->send.bias : &m->h->recv.bias;
     uint64_t owner = __atomic_load_n(&bias->owner, __ATOMIC_SEQ_CST);
@@ -451,7 +451,7 @@ static int see_lock_pass(struct pbx_shm *m, struct pbx_event *ev, const struct p
         if (n < BIAS_FENCES && pbx__os_heavy_fence() == 0) {
             PBX_STORE(&f->count, n + 1);
         } else {
-            int err = send_side ? pbx__send_lock(m) : pbx__recv_lock(m);
+            int err = send_side ? pbx__send_lock_until(m, limit) : pbx__recv_lock_until(m, limit);
             if (err) {
                 pbx__event_cancel(ev, s);
                 return err;
@@ -505,13 +505,25 @@ static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const str
     return err == -EINTR || err == -ETIMEDOUT ? (removed(m) ? -EIDRM : err) : err;
 }
 
+/* How long a call may wait for a lock (DEADLINES in lock.h): a PBX_NOWAIT call never waits on
+ * a holder that is not running, a timed call not past its deadline. Only the first take of an
+ * operation is limited: a take that finishes what the call began (a large message's
+ * publication, a receive's free) must not give up halfway. */
+static uint64_t lock_limit(int flags, uint64_t deadline_ns)
+{
+    if (flags & PBX_NOWAIT)
+        return PBX_LOCK_NOWAIT;
+    return deadline_ns ? deadline_ns : PBX_LOCK_FOREVER;
+}
+
 static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t len, int flags,
                      uint64_t deadline_ns, struct pbx_sigguard *g, int sync)
 {
     struct pbx_header *h = m->h;
     int dropped = 0, spun = 0;
+    const uint64_t until = lock_limit(flags, deadline_ns);
     for (;;) {
-        int err = pbx__send_lock(m);
+        int err = pbx__send_lock_until(m, until);
         if (err)
             return err;
         if (removed(m)) {
@@ -525,7 +537,7 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
             return -ENOBUFS;
         }
         if (!room && m->geo.overflow == PBX_DROP_OLDEST) {
-            int n = pbx__drop_oldest(m, len);
+            int n = pbx__drop_oldest(m, len, until);
             if (n < 0) {
                 pbx__send_unlock(m);
                 return n;
@@ -585,7 +597,7 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
             continue;
         struct pbx_sleeper sl;
         pbx__event_prepare(&h->space_ev, &sl);
-        if ((err = see_lock_pass(m, &h->space_ev, &sl, 0)))
+        if ((err = see_lock_pass(m, &h->space_ev, &sl, 0, until)))
             return err; /* room is made under the receive lock */
         if (PBX_LOAD(&h->soft_limit) != limit) {
             pbx__event_cancel(&h->space_ev, &sl);
@@ -756,13 +768,14 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
 {
     struct pbx_header *h = m->h;
     int spun = 0;
+    const uint64_t until = lock_limit(flags, deadline_ns);
     /* A message that a receiver was copying out when it died is put back by whoever next looks
      * after dead peers; receivers look at most every 100 ms, and only while some slot is being
      * read outside the lock, so the usual cost is one load. */
     if (PBX_UNLIKELY(PBX_LOAD(&h->recv.inflight)))
         pbx__look_after_dead_peers(m, 0);
     for (;;) {
-        int err = pbx__recv_lock(m);
+        int err = pbx__recv_lock_until(m, until);
         if (err)
             return err;
         if (removed(m)) {
@@ -812,7 +825,7 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
         struct pbx_sleeper sl;
         pbx__event_prepare(&h->msg_ev, &sl);
         pbx__recv_unlock(m);
-        if ((err = see_lock_pass(m, &h->msg_ev, &sl, 1)))
+        if ((err = see_lock_pass(m, &h->msg_ev, &sl, 1, until)))
             return err;
         err = sleep_until_change(m, &h->msg_ev, &sl, watch, old, deadline_ns, g);
         if (err)

@@ -66,31 +66,43 @@ int pbx__inbox_published(const struct pbx_shm *m, uint64_t pos, uint64_t entry);
 /* Repair a side whose lock was taken over from a dead holder (RECOVERY in queue.c). */
 void pbx__send_repair(struct pbx_shm *m);
 void pbx__recv_repair(struct pbx_shm *m);
-/* Lock the send side (repairing after a dead holder). 0 or -errno. Inline, as the lock's fast
- * path is: every send takes it. */
-static inline int pbx__send_lock(struct pbx_shm *m)
+/* Lock the send side (repairing after a dead holder). 0 or -errno; with a limit (DEADLINES in
+ * lock.h) also -ETIMEDOUT or -EAGAIN. Inline, as the lock's fast path is: every send takes
+ * it. */
+static inline int pbx__send_lock_until(struct pbx_shm *m, uint64_t limit)
 {
-    int r = pbx__block_acquire(&m->h->send.lock, &m->h->send.bias, &m->lock_ctx, &m->send_streak);
+    int r = pbx__block_acquire(&m->h->send.lock, &m->h->send.bias, &m->lock_ctx, &m->send_streak,
+                               limit);
     if (__builtin_expect(r == 1, 0)) {
         pbx__send_repair(m);
         r = 0;
     }
     return r;
 }
+static inline int pbx__send_lock(struct pbx_shm *m)
+{
+    return pbx__send_lock_until(m, PBX_LOCK_FOREVER);
+}
 static inline void pbx__send_unlock(struct pbx_shm *m)
 {
     pbx__block_release(&m->h->send.lock, &m->h->send.bias);
 }
-/* Lock the receive side (repairing after a dead holder). 0 or -errno. The index may still be
- * flagged for a rebuild that failed (out of memory): call pbx__index_ready() before using it. */
-static inline int pbx__recv_lock(struct pbx_shm *m)
+/* Lock the receive side (repairing after a dead holder). 0 or -errno, as pbx__send_lock_until.
+ * The index may still be flagged for a rebuild that failed (out of memory): call
+ * pbx__index_ready() before using it. */
+static inline int pbx__recv_lock_until(struct pbx_shm *m, uint64_t limit)
 {
-    int r = pbx__block_acquire(&m->h->recv.lock, &m->h->recv.bias, &m->lock_ctx, &m->recv_streak);
+    int r = pbx__block_acquire(&m->h->recv.lock, &m->h->recv.bias, &m->lock_ctx, &m->recv_streak,
+                               limit);
     if (__builtin_expect(r == 1, 0)) {
         pbx__recv_repair(m);
         r = 0;
     }
     return r;
+}
+static inline int pbx__recv_lock(struct pbx_shm *m)
+{
+    return pbx__recv_lock_until(m, PBX_LOCK_FOREVER);
 }
 static inline void pbx__recv_unlock(struct pbx_shm *m)
 {
@@ -160,9 +172,9 @@ int pbx__slot_free(struct pbx_shm *m, uint32_t slot, enum pbx_free_why why);
 /* The receive-side counter a free for reason why bumps (received, dropped or orphans; any
  * other value, as from a damaged log, counts as an orphan). */
 uint64_t *pbx__free_counter(struct pbx_recv_side *r, uint32_t why);
-/* Under both locks (send, then receive): discard oldest messages until len more bytes fit.
- * Returns how many were discarded. */
-int pbx__drop_oldest(struct pbx_shm *m, uint32_t len);
+/* Under the send lock: take the receive lock (within limit, DEADLINES in lock.h) and discard
+ * oldest messages until len more bytes fit. Returns how many were discarded, or -errno. */
+int pbx__drop_oldest(struct pbx_shm *m, uint32_t len, uint64_t limit);
 
 /* ---- index.c: selection by type (see index.h for the structure) -------------------------- */
 
