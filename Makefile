@@ -73,12 +73,14 @@ tsan:
 
 # ---- reliability: torture and fuzz (docs/reliability.md) ----
 TORTURE_KILLS ?= 1000
+TORTURE_BIAS_CYCLES ?= 400
 FUZZ_SECONDS  ?= 60
 FUZZ_CC       ?= clang
 
 torture: build
 	cd $(BUILD) && PBX_STORM_KILLS=$(TORTURE_KILLS) ./test_storm kill_storm_loses_at_most_one_message_per_killed_consumer_and_duplicates_none
 	cd $(BUILD) && for seed in 1 2 3; do PBX_MUTATE_SEED=$$seed ./test_mutate random_damage_to_a_live_region_never_crashes_or_hangs_and_is_reported || exit 1; done
+	cd $(BUILD) && PBX_BIAS_STORM_CYCLES=$(TORTURE_BIAS_CYCLES) ./test_bias a_biased_owner_stopped_at_random_while_intruders_are_killed_at_random_loses_nothing
 
 fuzz:
 	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "postbox: make fuzz needs clang with libFuzzer (Debian: apt-get install clang)" >&2; exit 1; }

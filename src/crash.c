@@ -27,10 +27,14 @@ void pbx__crash_point(const char *name)
     if (nth && ++hits >= nth)
         kill(getpid(), SIGKILL);
     /* PBX_STOP_AT: the process stops itself there (SIGSTOP), the N-th time only, and goes on
-     * when continued: a participant frozen at the worst instruction. */
+     * when continued: a participant frozen at the worst instruction. The setting is used up
+     * then, so that a test can arm it again (not thread-safe: tests only). */
     nth = nth_of(getenv("PBX_STOP_AT"), name);
-    if (nth && ++stops == nth)
+    if (nth && ++stops == nth) {
+        stops = 0;
+        unsetenv("PBX_STOP_AT");
         raise(SIGSTOP);
+    }
 }
 #else
 /* Keeps the translation unit non-empty in builds without crash points. */

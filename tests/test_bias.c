@@ -2,15 +2,18 @@
  * test_bias.c — the locks biased to the thread that keeps taking them (BIAS in lock.h): the
  * grant, the revocation by another process, an owner killed inside a critical section taken
  * through the bias, a signal handler that calls in, a process without membarrier(2), and a
- * sleeper whose waker holds a bias (LOCK CYCLE in wait.h).
+ * sleeper whose waker holds a bias (LOCK CYCLE in wait.h), and a storm in which the biased
+ * owner is stopped and continued at random while intruding senders are killed at random.
  */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "testmsg.h"
 #include "internal.h"
 #include "os/os.h"
 #include "shm/shm.h"
@@ -308,4 +311,203 @@ TEST(a_receiver_asleep_while_the_senders_lock_is_biased_is_woken)
     }
     pbx_test_wait_ok(p);
     ASSERT_OK(pbx_close(q));
+}
+
+/* ---- The storm: a stopped owner, killed intruders (REVOCATION in lock.h) ----------------- */
+
+#define STORM_SEQS (1u << 17) /* per producer; the owner stops sending there */
+
+struct storm {
+    uint64_t owner_ident;                    /* the owner's thread identity */
+    int stop;                                /* producers end */
+    int arm;                                 /* the owner stops inside its next send */
+    uint32_t tried[MAX_PRODS];               /* the last seq each producer began to send */
+    int done;                                /* every producer has ended: the consumer drains */
+    uint32_t bad_order;                      /* a producer's messages received out of order */
+    uint8_t returned[MAX_PRODS][STORM_SEQS]; /* set by a producer once pbx_send returned 0 */
+    uint8_t seen[MAX_PRODS][STORM_SEQS];     /* receipts counted by the consumer */
+};
+static struct storm *sb;
+
+/* Send producer p's messages from seq on, recording each send that returned. */
+static int storm_produce(unsigned p, uint32_t seq, pbx_t *q)
+{
+    static uint8_t buf[MSG_MAX_4K];
+    for (; seq < STORM_SEQS && !__atomic_load_n(&sb->stop, __ATOMIC_SEQ_CST); seq++) {
+        if (p == 0 && __atomic_exchange_n(&sb->arm, 0, __ATOMIC_SEQ_CST))
+            setenv("PBX_STOP_AT", "send.logged", 1); /* inside the critical section */
+        __atomic_store_n(&sb->tried[p], seq, __ATOMIC_SEQ_CST);
+        size_t n = msg_build(MSG_SIZES_4K, buf, p, 1 + seq % 3, seq);
+        int r = pbx_send(q, 1 + seq % 3, buf, n, 0);
+        if (r != 0)
+            return r == -EIDRM ? 0 : 2;
+        __atomic_store_n(&sb->returned[p][seq], 1, __ATOMIC_SEQ_CST);
+        if (seq % 64 == 0)
+            usleep(200); /* paced, so that the messages last the whole storm */
+    }
+    return 0;
+}
+
+static int storm_owner(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(NAME, 0, NULL, &q))
+        return 1;
+    __atomic_store_n(&sb->owner_ident, pbx__os_self()->ident, __ATOMIC_SEQ_CST);
+    int r = storm_produce(0, 1, q);
+    while (!__atomic_load_n(&sb->stop, __ATOMIC_SEQ_CST))
+        pbx_test_sleep_ms(1); /* out of messages: stay a participant */
+    return r ? r : pbx_close(q) ? 3 : 0;
+}
+
+struct intruder {
+    unsigned producer;
+    uint32_t from;
+};
+
+static int storm_intruder(void *arg)
+{
+    const struct intruder *in = arg;
+    pbx_t *q;
+    if (pbx_open(NAME, 0, NULL, &q))
+        return 1;
+    return storm_produce(in->producer, in->from, q); /* until killed, as a rule */
+}
+
+/* Receives everything without ever sleeping in the mailbox (a sleeper to wake would keep the
+ * owner from being granted its bias), checking every byte and each producer's order. */
+static int storm_consumer(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(NAME, 0, NULL, &q))
+        return 1;
+    static uint8_t buf[MSG_MAX_4K];
+    uint32_t last[MAX_PRODS] = {0};
+    for (;;) {
+        long type = 0;
+        ssize_t n = pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type);
+        if (n == -ENOMSG || n == -EAGAIN) {
+            if (n == -ENOMSG && __atomic_load_n(&sb->done, __ATOMIC_SEQ_CST) == 2)
+                break;
+            if (n == -ENOMSG && __atomic_load_n(&sb->done, __ATOMIC_SEQ_CST) == 1)
+                __atomic_store_n(&sb->done, 2, __ATOMIC_SEQ_CST); /* one more pass */
+            else
+                pbx_test_sleep_ms(1);
+            continue;
+        }
+        if (n < 0)
+            return 2;
+        struct msg_head h = msg_verify(MSG_SIZES_4K, buf, n, type);
+        if (h.seq >= STORM_SEQS)
+            return 3;
+        if (h.seq <= last[h.producer])
+            sb->bad_order++;
+        last[h.producer] = h.seq;
+        sb->seen[h.producer][h.seq]++;
+    }
+    return pbx_close(q) ? 4 : 0;
+}
+
+static void stop_and_wait(pid_t pid)
+{
+    int st = 0;
+    ASSERT_EQ(kill(pid, SIGSTOP), 0);
+    ASSERT_EQ(waitpid(pid, &st, WUNTRACED), pid);
+    ASSERT_TRUE(WIFSTOPPED(st));
+}
+
+TEST(a_biased_owner_stopped_at_random_while_intruders_are_killed_at_random_loses_nothing)
+{
+    need_biases();
+    const char *env = getenv("PBX_BIAS_STORM_CYCLES");
+    const int cycles = env ? atoi(env) : 12;
+    sb = shared_alloc(sizeof(*sb));
+    struct pbx_options o = pbx_test_options(4096, 8 << 20, MSG_MAX_4K, PBX_BLOCK);
+    pbx_t *q;
+    ASSERT_OK(pbx_open(NAME, PBX_CREATE | PBX_EXCL, &o, &q));
+    struct pbx_shm *m = pbx__handle_shm(q);
+    pid_t consumer = pbx_test_fork(storm_consumer, NULL);
+    pid_t owner = pbx_test_fork(storm_owner, NULL);
+    srand((unsigned) getpid());
+    int biased = 0, kills = 0;
+    for (int c = 0; c < cycles; c++) {
+        /* Let the owner earn its bias again: dead intruders out of the peer table, the wait
+         * before a new grant back to its shortest (a test's liberty with the region). */
+        pbx_peers(q, NULL, 0);
+        PBX_STORE(&m->h->send.bias.cool_shift, 0u);
+        PBX_STORE(&m->h->send.bias.revoked_ns, 0ull);
+        uint64_t o_ident = __atomic_load_n(&sb->owner_ident, __ATOMIC_SEQ_CST);
+        for (int i = 0; i < 2000 && (o_ident == 0 || __atomic_load_n(&m->h->send.bias.owner,
+                                                                     __ATOMIC_SEQ_CST) != o_ident);
+             i++) {
+            pbx_test_sleep_ms(1);
+            o_ident = __atomic_load_n(&sb->owner_ident, __ATOMIC_SEQ_CST);
+        }
+        biased += __atomic_load_n(&m->h->send.bias.owner, __ATOMIC_SEQ_CST) == o_ident;
+        if (c % 2) {
+            stop_and_wait(owner); /* anywhere: inside its biased section or not */
+        } else {
+            int st = 0; /* inside its critical section, marked busy */
+            __atomic_store_n(&sb->arm, 1, __ATOMIC_SEQ_CST);
+            ASSERT_EQ(waitpid(owner, &st, WUNTRACED), owner);
+            ASSERT_TRUE(WIFSTOPPED(st));
+        }
+        struct intruder in[2];
+        pid_t ip[2];
+        int n_in = 1 + rand() % 2;
+        for (int k = 0; k < n_in; k++) {
+            in[k].producer = 1 + (unsigned) (c * 2 + k) % (MAX_PRODS - 1);
+            in[k].from = __atomic_load_n(&sb->tried[in[k].producer], __ATOMIC_SEQ_CST) + 1;
+            ip[k] = pbx_test_fork(storm_intruder, &in[k]);
+            pbx_test_sleep_ms(rand() % 30);
+            if (rand() % 2) {
+                kill(ip[k], SIGKILL); /* while the owner is stopped */
+                ASSERT_EQ(pbx_test_wait(ip[k]), 128 + SIGKILL);
+                ip[k] = 0;
+                kills++;
+            }
+        }
+        ASSERT_EQ(kill(owner, SIGCONT), 0);
+        pbx_test_sleep_ms(rand() % 5);
+        for (int k = 0; k < n_in; k++) {
+            if (!ip[k])
+                continue;
+            kill(ip[k], SIGKILL);
+            int st = pbx_test_wait(ip[k]);
+            ASSERT_TRUE(st == 128 + SIGKILL || st == 0);
+            kills++;
+        }
+    }
+    __atomic_store_n(&sb->stop, 1, __ATOMIC_SEQ_CST);
+    pbx_test_wait_ok(owner);
+    __atomic_store_n(&sb->done, 1, __ATOMIC_SEQ_CST);
+    pbx_test_wait_ok(consumer);
+
+    /* Every send that returned was received exactly once, in its producer's order; anything
+     * else received is at most one committed send per killed intruder whose return was not
+     * recorded, never twice. */
+    uint64_t returned = 0, extra = 0;
+    for (unsigned p = 0; p < MAX_PRODS; p++)
+        for (uint32_t s = 0; s < STORM_SEQS; s++) {
+            ASSERT_LE(sb->seen[p][s], 1);
+            if (sb->returned[p][s]) {
+                ASSERT_EQ(sb->seen[p][s], 1);
+                returned++;
+            } else if (sb->seen[p][s]) {
+                extra++;
+            }
+        }
+    ASSERT_EQ(sb->bad_order, 0);
+    ASSERT_LE(extra, (uint64_t) kills);
+    struct pbx_stat st;
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.msgs, 0);
+    printf("bias storm: %d cycles, %d with the owner biased when stopped, %d intruders killed, "
+           "%llu returned sends all received once, %llu committed by killed intruders\n",
+           cycles, biased, kills, (unsigned long long) returned, (unsigned long long) extra);
+    ASSERT_GT(biased, 0);
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
 }
