@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The N of a setting ("NAME" or "NAME:N", N = 1 by default) that names this point, else 0. */
@@ -22,7 +23,7 @@ static long nth_of(const char *want, const char *name)
 
 void pbx__crash_point(const char *name)
 {
-    static long hits, stops;
+    static long hits, stops, naps;
     long nth = nth_of(getenv("PBX_CRASH_AT"), name);
     if (nth && ++hits >= nth)
         kill(getpid(), SIGKILL);
@@ -34,6 +35,16 @@ void pbx__crash_point(const char *name)
         stops = 0;
         unsetenv("PBX_STOP_AT");
         raise(SIGSTOP);
+    }
+    /* PBX_NAP_AT: the process sleeps there for PBX_NAP_MS milliseconds (default 1000), alive
+     * and not stopped: a participant that is only slow (frozen by a cgroup, swapped out). */
+    nth = nth_of(getenv("PBX_NAP_AT"), name);
+    if (nth && ++naps == nth) {
+        const char *ms = getenv("PBX_NAP_MS");
+        long n = ms ? strtol(ms, NULL, 10) : 1000;
+        struct timespec t = {n / 1000, (n % 1000) * 1000000};
+        while (nanosleep(&t, &t) != 0)
+            ;
     }
 }
 #else

@@ -7,7 +7,8 @@
  * defined), a point whose name matches the environment variable PBX_CRASH_AT kills the process
  * with SIGKILL when it is reached ("NAME", or "NAME:N" for the N-th time it is reached), so a
  * test can kill a helper process exactly there and check what the survivors find. PBX_STOP_AT
- * works the same way but stops the process (SIGSTOP) there, to be continued later.
+ * works the same way but stops the process (SIGSTOP) there, to be continued later; PBX_NAP_AT
+ * makes it sleep there for PBX_NAP_MS milliseconds, alive and running.
  */
 #ifndef PBX_CRASH_H
 #define PBX_CRASH_H
