@@ -66,7 +66,8 @@ enum pbx_overflow {
 #define PBX_EXCL   0x0002 /* with PBX_CREATE: fail with -EEXIST if it exists (IPC_EXCL) */
 
 /* Flags for sending and receiving. */
-#define PBX_NOWAIT  0x0100 /* never sleep: -EAGAIN (full) on send, -ENOMSG (nothing) on recv */
+#define PBX_NOWAIT  0x0100 /* never sleep: -EAGAIN (full) on send, -ENOMSG (nothing) on recv; never
+                               waits on a lock holder that is stopped: -EAGAIN */
 #define PBX_SYNC    0x0200 /* send: return only once a receiver has taken the message */
 #define PBX_EXCEPT  0x0400 /* recv with type > 0: take the oldest message of any OTHER type */
 #define PBX_NOERROR 0x0800 /* recv: truncate a message longer than the buffer, no -E2BIG */
@@ -239,7 +240,8 @@ PBX_API int pbx_unlink(const char *name);
  * Returns 0 (queued, nothing dropped), a positive drop count (PBX_DROP_OLDEST only), or:
  *   -EINVAL     q is NULL, type < 1, data is NULL with len > 0, unknown flag
  *   -EMSGSIZE   len > max_msg_size (System V says EINVAL here)
- *   -EAGAIN     full and PBX_NOWAIT
+ *   -EAGAIN     full and PBX_NOWAIT; or PBX_NOWAIT and the mailbox's lock is held by a process
+ *               that is stopped (SIGSTOP, a debugger) or held for over 50 ms: nothing was sent
  *   -ENOBUFS    full under PBX_DROP_NEWEST: this message was discarded
  *   -EIDRM      the mailbox was removed (also when removed while this call slept)
  *   -EINTR      a signal handler ran while this call slept (even with SA_RESTART)
@@ -262,7 +264,9 @@ PBX_API int pbx_send(pbx_t *q, long type, const void *data, size_t len, int flag
 /*
  * pbx_timedsend — pbx_send() that gives up after *timeout (relative, measured on
  * CLOCK_MONOTONIC) with -ETIMEDOUT. timeout NULL waits forever; a timeout with a negative
- * field or tv_nsec >= 1e9 gives -EINVAL.
+ * field or tv_nsec >= 1e9 gives -EINVAL. The deadline holds whatever other processes do: a
+ * lock holder that is stopped or slow makes the call return -ETIMEDOUT at the deadline, with
+ * nothing sent.
  */
 PBX_API int pbx_timedsend(pbx_t *q, long type, const void *data, size_t len, int flags,
                           const struct timespec *timeout);
@@ -283,6 +287,8 @@ PBX_API int pbx_timedsend(pbx_t *q, long type, const void *data, size_t len, int
  * Returns the number of bytes copied into buf (the payload length, or cap when truncated), or:
  *   -EINVAL   q NULL, buf NULL with cap > 0, PBX_EXCEPT with type <= 0, unknown flag
  *   -ENOMSG   nothing matches and PBX_NOWAIT
+ *   -EAGAIN   PBX_NOWAIT, and the mailbox's lock is held by a process that is stopped (SIGSTOP,
+ *             a debugger) or held for over 50 ms: nothing was received; try again
  *   -E2BIG    the message is longer than cap (without PBX_NOERROR); it stays queued
  *   -EIDRM    the mailbox was removed
  *   -EINTR    a signal handler ran while this call slept (even with SA_RESTART)
@@ -293,7 +299,8 @@ PBX_API ssize_t pbx_recv(pbx_t *q, long type, void *buf, size_t cap, int flags, 
 
 /*
  * pbx_timedrecv — pbx_recv() that gives up after *timeout (relative, CLOCK_MONOTONIC) with
- * -ETIMEDOUT. timeout NULL waits forever; an invalid timeout gives -EINVAL.
+ * -ETIMEDOUT. timeout NULL waits forever; an invalid timeout gives -EINVAL. As for
+ * pbx_timedsend(), the deadline holds whatever other processes do.
  */
 PBX_API ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
                               const struct timespec *timeout);
