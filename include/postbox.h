@@ -241,7 +241,7 @@ PBX_API int pbx_unlink(const char *name);
  *   -EINVAL     q is NULL, type < 1, data is NULL with len > 0, unknown flag
  *   -EMSGSIZE   len > max_msg_size (System V says EINVAL here)
  *   -EAGAIN     full and PBX_NOWAIT; or PBX_NOWAIT and the mailbox's lock is held by a process
- *               that is stopped (SIGSTOP, a debugger) or held for over 50 ms: nothing was sent
+ *               that is stopped (SIGSTOP, a debugger) or frozen for over a second: nothing was sent
  *   -ENOBUFS    full under PBX_DROP_NEWEST: this message was discarded
  *   -EIDRM      the mailbox was removed (also when removed while this call slept)
  *   -EINTR      a signal handler ran while this call slept (even with SA_RESTART)
@@ -288,7 +288,7 @@ PBX_API int pbx_timedsend(pbx_t *q, long type, const void *data, size_t len, int
  *   -EINVAL   q NULL, buf NULL with cap > 0, PBX_EXCEPT with type <= 0, unknown flag
  *   -ENOMSG   nothing matches and PBX_NOWAIT
  *   -EAGAIN   PBX_NOWAIT, and the mailbox's lock is held by a process that is stopped (SIGSTOP,
- *             a debugger) or held for over 50 ms: nothing was received; try again
+ *             a debugger) or frozen for over a second: nothing was received; try again
  *   -E2BIG    the message is longer than cap (without PBX_NOERROR); it stays queued
  *   -EIDRM    the mailbox was removed
  *   -EINTR    a signal handler ran while this call slept (even with SA_RESTART)

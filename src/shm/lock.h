@@ -94,7 +94,7 @@
  * in ns. */
 #define PBX_LOCK_FOREVER   0ull
 #define PBX_LOCK_NOWAIT    1ull
-#define PBX_LOCK_NOWAIT_NS 50000000ull /* the longest a PBX_NOWAIT take waits for a holder */
+#define PBX_LOCK_NOWAIT_NS 1000000000ull /* the longest a PBX_NOWAIT take waits for a holder */
 
 /* What a waiter needs to know to judge a holder: the file the lock lives in. */
 struct pbx_lock_ctx {
