@@ -862,9 +862,11 @@ SYSV_API ssize_t msgrcv(int msqid, void *msgp, size_t msgsz, long msgtyp, int ms
 /* Open the mailbox name for IPC_SET or IPC_RMID, which may_change() allowed. The mailbox file
  * has the queue's mode (file_mode), and a mode such as 0 keeps even the queue's owner from
  * opening it, while the kernel lets the owner and the creator change or remove such a queue.
- * The file's owner may change its mode: it gives itself read and write for the open and puts
- * the mode back at once (IPC_SET then sets the new one). Only the owner gains anything in the
- * meantime, and its own calls are still checked against msg_perm. */
+ * The file's owner may change its mode: it gives itself read and write for the open, and the
+ * mode stays so (put back only if the open fails): IPC_SET sets the new mode right after, and
+ * IPC_RMID removes the file (removal opens it again to check it before unlinking, so the old
+ * mode cannot be put back before that). Only the owner gains anything in the meantime, and its
+ * own calls are still checked against msg_perm. */
 static int open_to_change(const char *name, pbx_t **q)
 {
     int err = pbx_open(name, 0, NULL, q);
@@ -877,8 +879,8 @@ static int open_to_change(const char *name, pbx_t **q)
         fchmodat(AT_FDCWD, path, (st.st_mode & 0777) | 0600, 0) != 0)
         return err;
     err = pbx_open(name, 0, NULL, q);
-    if (fchmodat(AT_FDCWD, path, st.st_mode & 0777, 0) != 0) {
-        /* best effort: IPC_SET sets the mode again, IPC_RMID removes the file */
+    if (err && fchmodat(AT_FDCWD, path, st.st_mode & 0777, 0) != 0) {
+        /* best effort: the file's owner can set it again */
     }
     return err;
 }
@@ -1070,8 +1072,10 @@ static int ctl_rmid(int msqid)
         sysv_mailbox_name(s, msqid, name);
         int e = open_to_change(name, &q);
         if (e == 0) {
-            pbx_remove(q); /* wakes every blocked caller with EIDRM */
+            int gone = pbx_remove(q); /* wakes every blocked caller with EIDRM */
             pbx_close(q);
+            if (gone != 0 && gone != -ENOENT) /* woken, but the file is still there */
+                pbx_unlink(name);
         } else if (e == -EACCES || e == -EPERM) {
             r = EPERM;
         } else if (e != -ENOENT && (e = pbx_unlink(name)) != 0 && e != -ENOENT) {
