@@ -439,6 +439,17 @@ static void handle_forget(uint32_t slot)
     handle_try_close(e, nw);
 }
 
+/* The registry was replaced under this process (registry.h): every cached handle is of a
+ * queue this process can no longer name by its id. Called with the registry's mutex held. */
+void sysv_registry_switched(void)
+{
+    pthread_mutex_lock(&cache_mutex);
+    uint32_t hi = __atomic_load_n(&cache_hi, __ATOMIC_RELAXED);
+    for (uint32_t i = 0; i < hi && i < SYSV_SLOTS; i++)
+        handle_forget(i);
+    pthread_mutex_unlock(&cache_mutex);
+}
+
 /* A process forked from one that held the registry lock or the mutex starts afresh; its
  * credentials may be about to change (setuid after fork), so they are read again.
  *
@@ -496,8 +507,8 @@ static void op_end(struct op *op)
         handle_put(&cache[op->slot]);
 }
 
-/* The registry slot of id if it names a live queue, else NULL. */
-static struct sysv_slot *slot_of(int id, uint32_t *slot, uint32_t *seq)
+/* The registry slot of id if it names a live queue in the registry mapped now, else NULL. */
+static struct sysv_slot *slot_in_map(int id, uint32_t *slot, uint32_t *seq)
 {
     struct sysv_registry *r = sysv_registry();
     if (id < 0 || !r)
@@ -520,6 +531,17 @@ static struct sysv_slot *slot_of(int id, uint32_t *slot, uint32_t *seq)
         }
         return NULL;
     }
+    return s;
+}
+
+/* The registry slot of id if it names a live queue, else NULL. An id not found may be one of
+ * a registry made since this process mapped its own, or of this process's namespace when it
+ * has changed (registry.h): so the registry is looked at again, and the id with it. */
+static struct sysv_slot *slot_of(int id, uint32_t *slot, uint32_t *seq)
+{
+    struct sysv_slot *s = slot_in_map(id, slot, seq);
+    if (!s && id >= 0 && sysv_registry_refresh() == 0)
+        s = slot_in_map(id, slot, seq);
     return s;
 }
 
@@ -562,11 +584,12 @@ static int mailbox_exists(const struct sysv_slot *s, int id)
  * freed, as IPC_RMID would, so that it does not count against msgmni for ever. */
 static void reclaim(uint32_t slot, uint32_t seq, struct sysv_slot *s, int id)
 {
-    if (sysv_registry_lock() != 0)
+    if (sysv_registry_lock(0) != 0)
         return;
     if (__atomic_load_n(&s->live, __ATOMIC_ACQUIRE) == sysv_live_word(seq) &&
         !mailbox_exists(s, id)) {
         __atomic_store_n(&s->live, (uint64_t) ((seq + 1) % SYSV_SEQ_LIMIT) << 32, __ATOMIC_RELEASE);
+        sysv_registry_freed();
         pthread_mutex_lock(&cache_mutex);
         handle_forget(slot);
         pthread_mutex_unlock(&cache_mutex);
@@ -653,7 +676,7 @@ static int create_queue(struct sysv_registry *r, key_t key, int msgflg)
     if (slot >= SYSV_SLOTS)
         return -ENOSPC;
     struct sysv_slot *s = &r->slot[slot];
-    uint32_t seq = sysv_seq_of(s->live);
+    uint32_t seq = slot >= used ? sysv_first_seq(r) : sysv_seq_of(s->live);
     int id = (int) (slot + SYSV_SLOTS * seq);
     uint32_t cap = (uint32_t) l->msgmnb;
     s->key = key;
@@ -685,6 +708,7 @@ static int create_queue(struct sysv_registry *r, key_t key, int msgflg)
     }
     if (err) {
         __atomic_store_n(&s->live, (uint64_t) seq << 32, __ATOMIC_RELEASE);
+        sysv_registry_freed();
         return err == -ENOSPC ? -ENOMEM : err;
     }
     s->mode = (uint32_t) msgflg & 0777;
@@ -711,17 +735,19 @@ static void rollback_creating(struct sysv_slot *s, uint32_t slot, uint32_t seq)
     sysv_mailbox_name(s, (int) (slot + SYSV_SLOTS * seq), name);
     pbx_unlink(name);
     __atomic_store_n(&s->live, (uint64_t) seq << 32, __ATOMIC_RELEASE);
+    sysv_registry_freed();
 }
 
 SYSV_API int msgget(key_t key, int msgflg)
 {
     cred_refresh();
-    struct sysv_registry *r = sysv_registry();
-    if (!r)
-        return fail(errno == EBADMSG ? EIO : errno);
-    int err = sysv_registry_lock();
+    /* The file is made only for a queue that may be made: a look-up finds none without it. */
+    int err = sysv_registry_lock(key == IPC_PRIVATE || (msgflg & IPC_CREAT));
+    if (err == -ENOENT)
+        return fail(ENOENT);
     if (err)
-        return fail(-err);
+        return fail(err == -EBADMSG ? EIO : -err);
+    struct sysv_registry *r = sysv_registry();
     int id = -ENOENT;
     uint32_t used = sysv_used(r);
     for (uint32_t i = 0; i < used; i++) {
@@ -736,6 +762,7 @@ SYSV_API int msgget(key_t key, int msgflg)
             /* Removed through postbox (pbx_unlink, postbox rm): the key is free again. */
             __atomic_store_n(&s->live, (uint64_t) ((seq + 1) % SYSV_SEQ_LIMIT) << 32,
                              __ATOMIC_RELEASE);
+            sysv_registry_freed();
             continue;
         }
         if ((msgflg & IPC_CREAT) && (msgflg & IPC_EXCL))
@@ -747,6 +774,8 @@ SYSV_API int msgget(key_t key, int msgflg)
     }
     if (id == -ENOENT && (key == IPC_PRIVATE || (msgflg & IPC_CREAT)))
         id = create_queue(r, key, msgflg);
+    if (id < 0)
+        sysv_registry_freed(); /* a file made for nothing goes at once */
     sysv_registry_unlock();
     return id < 0 ? fail(-id) : id;
 }
@@ -830,6 +859,32 @@ SYSV_API ssize_t msgrcv(int msqid, void *msgp, size_t msgsz, long msgtyp, int ms
 
 /* ---- msgctl ---------------------------------------------------------------------------- */
 
+/* Open the mailbox name for IPC_SET or IPC_RMID, which may_change() allowed. The mailbox file
+ * has the queue's mode (file_mode), and a mode such as 0 keeps even the queue's owner from
+ * opening it, while the kernel lets the owner and the creator change or remove such a queue.
+ * The file's owner may change its mode: it gives itself read and write for the open, and the
+ * mode stays so (put back only if the open fails): IPC_SET sets the new mode right after, and
+ * IPC_RMID removes the file (removal opens it again to check it before unlinking, so the old
+ * mode cannot be put back before that). Only the owner gains anything in the meantime, and its
+ * own calls are still checked against msg_perm. */
+static int open_to_change(const char *name, pbx_t **q)
+{
+    int err = pbx_open(name, 0, NULL, q);
+    if (err != -EACCES)
+        return err;
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/pbx.%s", sysv_dir(), name);
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        fchmodat(AT_FDCWD, path, (st.st_mode & 0777) | 0600, 0) != 0)
+        return err;
+    err = pbx_open(name, 0, NULL, q);
+    if (err && fchmodat(AT_FDCWD, path, st.st_mode & 0777, 0) != 0) {
+        /* best effort: the file's owner can set it again */
+    }
+    return err;
+}
+
 static void fill_ds(const struct sysv_slot *s, int id, pbx_t *q, struct msqid_ds *ds)
 {
     struct pbx_stat st;
@@ -910,14 +965,17 @@ static int ctl_stat_index(int idx, int cmd, struct msqid_ds *buf)
     struct sysv_registry *r = sysv_registry();
     if (!r)
         return fail(errno);
-    if (idx < 0 || (uint32_t) idx >= SYSV_SLOTS)
+    if (idx < 0)
         return fail(EINVAL);
+    /* The kernel takes the index from the argument as from an id (ipcid_to_idx): a full id
+     * names its own slot. */
+    idx = (int) ((uint32_t) idx % SYSV_SLOTS);
     struct sysv_slot *s = &r->slot[idx];
     /* Under the registry lock, so that the slot's fields are one queue's, read between
      * changes (IPC_SET writes several). */
-    int err = sysv_registry_lock();
+    int err = sysv_registry_lock(0);
     if (err)
-        return fail(-err);
+        return fail(err == -ENOENT ? EINVAL : -err);
     uint64_t w = __atomic_load_n(&s->live, __ATOMIC_ACQUIRE);
     int id = (int) ((uint32_t) idx + SYSV_SLOTS * sysv_seq_of(w));
     if (sysv_state_of(w) != SYSV_LIVE || w != sysv_live_word(sysv_seq_of(w)))
@@ -942,11 +1000,11 @@ static int ctl_set(int msqid, const struct msqid_ds *buf)
     if (!range_ok(buf, sizeof(*buf), 0))
         return fail(EFAULT);
     struct msqid_ds in = *buf;
-    int err = sysv_registry_lock();
+    int err = sysv_registry_lock(0);
     if (err)
-        return fail(-err);
+        return fail(err == -ENOENT ? EINVAL : -err);
     uint32_t slot, seq;
-    struct sysv_slot *s = slot_of(msqid, &slot, &seq);
+    struct sysv_slot *s = slot_in_map(msqid, &slot, &seq); /* the lock looked */
     int r = 0;
     if (!s)
         r = EINVAL;
@@ -959,8 +1017,13 @@ static int ctl_set(int msqid, const struct msqid_ds *buf)
     else if (in.msg_perm.uid == (uid_t) -1 || in.msg_perm.gid == (gid_t) -1)
         r = EINVAL; /* not a valid id, as the kernel's ipc_update_perm() says */
     pbx_t *q = NULL;
-    if (!r)
-        r = -open_queue(s, msqid, &q);
+    if (!r) {
+        char name[SYSV_NAME_MAX];
+        sysv_mailbox_name(s, msqid, name);
+        r = -open_to_change(name, &q);
+        if (r == ENOENT)
+            r = EINVAL; /* removed through postbox */
+    }
     if (!r) {
         uint32_t limit = in.msg_qbytes >= s->cap ? 0 : in.msg_qbytes ? (uint32_t) in.msg_qbytes : 1;
         pbx__sysv_set_limit(q, limit);
@@ -988,11 +1051,11 @@ static int ctl_set(int msqid, const struct msqid_ds *buf)
 
 static int ctl_rmid(int msqid)
 {
-    int err = sysv_registry_lock();
+    int err = sysv_registry_lock(0);
     if (err)
-        return fail(-err);
+        return fail(err == -ENOENT ? EINVAL : -err);
     uint32_t slot, seq;
-    struct sysv_slot *s = slot_of(msqid, &slot, &seq);
+    struct sysv_slot *s = slot_in_map(msqid, &slot, &seq); /* the lock looked */
     int r = 0;
     if (!s)
         r = EINVAL;
@@ -1007,10 +1070,12 @@ static int ctl_rmid(int msqid)
         pbx_t *q;
         char name[SYSV_NAME_MAX];
         sysv_mailbox_name(s, msqid, name);
-        int e = pbx_open(name, 0, NULL, &q);
+        int e = open_to_change(name, &q);
         if (e == 0) {
-            pbx_remove(q); /* wakes every blocked caller with EIDRM */
+            int gone = pbx_remove(q); /* wakes every blocked caller with EIDRM */
             pbx_close(q);
+            if (gone != 0 && gone != -ENOENT) /* woken, but the file is still there */
+                pbx_unlink(name);
         } else if (e == -EACCES || e == -EPERM) {
             r = EPERM;
         } else if (e != -ENOENT && (e = pbx_unlink(name)) != 0 && e != -ENOENT) {
@@ -1019,6 +1084,7 @@ static int ctl_rmid(int msqid)
     }
     if (!r) {
         __atomic_store_n(&s->live, (uint64_t) ((seq + 1) % SYSV_SEQ_LIMIT) << 32, __ATOMIC_RELEASE);
+        sysv_registry_freed();
         pthread_mutex_lock(&cache_mutex);
         handle_forget(slot);
         pthread_mutex_unlock(&cache_mutex);
@@ -1032,6 +1098,7 @@ SYSV_API int msgctl(int msqid, int cmd, struct msqid_ds *buf)
     if (msqid < 0 || cmd < 0)
         return fail(EINVAL); /* the kernel's first check, before any command */
     cred_refresh();
+    sysv_registry_refresh(); /* another namespace, or a registry made or removed since */
     cmd &= ~IPC_64_FLAG;
     switch (cmd) {
     case IPC_INFO:
@@ -1055,14 +1122,14 @@ SYSV_API int msgctl(int msqid, int cmd, struct msqid_ds *buf)
         }
         /* The slot's fields under the registry lock: one consistent snapshot (IPC_SET
          * writes several), and EINVAL if the queue went in the meantime. */
-        if ((err = sysv_registry_lock()) == 0) {
+        if ((err = sysv_registry_lock(0)) == 0) {
             if (__atomic_load_n(&op.s->live, __ATOMIC_ACQUIRE) == sysv_live_word(op.seq))
                 fill_ds(op.s, msqid, op.q, buf);
             else
                 err = EINVAL;
             sysv_registry_unlock();
         } else {
-            err = -err;
+            err = err == -ENOENT ? EINVAL : -err;
         }
         op_end(&op);
         return err ? fail(err) : 0;

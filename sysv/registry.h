@@ -4,11 +4,18 @@
  *
  * The kernel keeps its queues in one table per IPC namespace and names a queue by
  * slot + 32768 * sequence, so that an id used after IPC_RMID never reaches the queue that
- * later takes the same slot. The drop-in does the same in a small file next to the mailboxes:
- * $POSTBOX_DIR/postbox-sysv.registry (or /dev/shm/...), mapped by every process. Each slot
- * holds what the kernel keeps in struct kern_ipc_perm and the queue's msg_qbytes and
- * msg_ctime; the messages themselves live in the postbox mailbox the slot names
- * ("sysv.0x%08x" for a key, "sysv.private.<id>" for IPC_PRIVATE).
+ * later takes the same slot. The drop-in does the same in a small file next to the mailboxes,
+ * one per IPC namespace: $POSTBOX_DIR/postbox-sysv.registry (or /dev/shm/...) for the initial
+ * namespace, postbox-sysv.ns<N>.registry for the namespace whose /proc/self/ns/ipc has inode
+ * N, mapped by every process of that namespace. Each slot holds what the kernel keeps in
+ * struct kern_ipc_perm and the queue's msg_qbytes and msg_ctime; the messages themselves live
+ * in the postbox mailbox the slot names ("sysv.0x%08x" for a key, "sysv.private.<id>" for
+ * IPC_PRIVATE; "sysv.ns<N>.0x%08x" and "sysv.ns<N>.private.<id>" outside the initial
+ * namespace).
+ *
+ * The file exists only while a queue does: the process that frees the last slot unlinks it,
+ * under the lock (sysv_registry_freed). Every process that takes the lock first checks that
+ * its file is still the one at the path (NAMESPACES AND REMOVAL in registry.c).
  *
  * Changes (create, IPC_SET, IPC_RMID) are made under an exclusive fcntl() record lock of the
  * file, which belongs to the process that took it (not to a child it forked) and which the
@@ -19,6 +26,7 @@
 #ifndef PBX_SYSV_REGISTRY_H
 #define PBX_SYSV_REGISTRY_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -49,19 +57,38 @@ struct sysv_registry {
     char magic[8];
     uint32_t version;
     uint32_t nslots;
-    uint32_t used; /* one above the highest slot ever used: scans stop here */
-    uint32_t pad[1019];
+    uint32_t used;     /* one above the highest slot ever used: scans stop here */
+    uint32_t seq_base; /* the sequence of a slot's first queue, drawn when the file is made */
+    uint32_t pad[1018];
     struct sysv_slot slot[SYSV_SLOTS];
 };
 _Static_assert(sizeof(struct sysv_registry) % 4096 == 0, "registry size");
 
-/* Map the registry of this POSTBOX_DIR, creating it on first use. The mapping is made once
- * per process (and per directory name) and kept. Returns the mapping or NULL with errno set. */
+/* The registry of this process's IPC namespace and POSTBOX_DIR, mapped on first use at an
+ * address kept for the life of the process. While no file exists (no queue does), it is a
+ * read-only page range of zeros: no queue, no file made. Returns NULL with errno set if
+ * nothing can be mapped. */
 struct sysv_registry *sysv_registry(void);
 
-/* Take and release the registry's exclusive lock. 0 or -errno. */
-int sysv_registry_lock(void);
+/* Look again: if the process changed IPC namespace, or its file was removed (the last queue
+ * went) or made meanwhile, map the right one in place. 0 or -errno. Called by msgget and
+ * msgctl, and by msgsnd/msgrcv when an id is not found. */
+int sysv_registry_refresh(void);
+
+/* Take the registry's exclusive lock, on the file at the path for this namespace (made if
+ * create is set). 0, -ENOENT when there is no file and create is 0 (nothing locked), or
+ * -errno. */
+int sysv_registry_lock(int create);
 void sysv_registry_unlock(void);
+
+/* With the lock held: a slot was freed. At unlock, if no slot is LIVE or CREATING any more,
+ * the file is unlinked (before the lock is released) and this process maps zeros again. */
+void sysv_registry_freed(void);
+
+/* Called by registry.c, with its mutex held, when the mapping changed under this process
+ * (another namespace, or another file): every handle the process cached is stale. Defined in
+ * msg.c. */
+void sysv_registry_switched(void);
 
 /* In a child after fork(): forget a lock a thread of the parent may have held. */
 void sysv_registry_after_fork(void);
@@ -91,7 +118,15 @@ static inline uint32_t sysv_seq_of(uint64_t w)
     return (uint32_t) (w >> 32) % SYSV_SEQ_LIMIT;
 }
 
-/* The mailbox name of the queue in slot s, whose id is id. */
+/* The sequence of a slot's first queue (slots at or above used): drawn when the file is
+ * made, so that an id kept from a registry that was removed with its last queue is unlikely
+ * to name a queue of the next one. */
+static inline uint32_t sysv_first_seq(const struct sysv_registry *r)
+{
+    return __atomic_load_n(&r->seq_base, __ATOMIC_RELAXED) % SYSV_SEQ_LIMIT;
+}
+
+/* The mailbox name of the queue in slot s, whose id is id, in this process's namespace. */
 void sysv_mailbox_name(const struct sysv_slot *s, int id, char name[SYSV_NAME_MAX]);
 
 /* The directory the mailboxes and the registry live in. */

@@ -4,6 +4,8 @@
  */
 #include "conf.h"
 
+#include <sched.h>
+
 /* ---- msgget ---- */
 
 CONF_TEST(get_private_always_makes_a_new_queue)
@@ -427,6 +429,222 @@ CONF_TEST(ctl_msg_stat_any_needs_no_read_permission)
         }
     }
     CHECK(!"queue not found by index");
+}
+
+/* MSG_STAT and MSG_STAT_ANY take the index from the argument as from an id (the kernel's
+ * ipcid_to_idx): any number whose low 15 bits are a queue's slot names that queue, whatever
+ * its sequence part, and the call returns the queue's own id. (The kernel's ids often stay
+ * below 32768 for long, so the test makes such numbers from the id.) */
+CONF_TEST(ctl_msg_stat_takes_a_full_id_as_its_index)
+{
+    int id = q_new(0600);
+    snd(id, 1, "x");
+    int idx = id % 32768, seq = id / 32768;
+    int args[] = {id, idx, idx + 32768 * (seq == 1 ? 2 : 1), idx + 32768 * ((seq + 7) % 65536)};
+    for (unsigned i = 0; i < sizeof(args) / sizeof(args[0]); i++) {
+        struct msqid_ds ds;
+        memset(&ds, 0, sizeof(ds));
+        CHECK_EQ(msgctl(args[i], MSG_STAT, &ds), id);
+        CHECK_EQ(ds.msg_qnum, 1);
+        memset(&ds, 0, sizeof(ds));
+        CHECK_EQ(msgctl(args[i], MSG_STAT_ANY, &ds), id);
+        CHECK_EQ(ds.msg_qnum, 1);
+    }
+}
+
+/* ---- the creator of a queue that keeps everyone out ---- */
+
+#define OTHER_UID 48213 /* a user no account has: only this test's processes run as it */
+
+static void become_other(void)
+{
+    if (geteuid() != 0)
+        SKIP("switching users needs root");
+    if (setgroups(0, NULL) != 0 || setresgid(OTHER_UID, OTHER_UID, OTHER_UID) != 0 ||
+        setresuid(OTHER_UID, OTHER_UID, OTHER_UID) != 0)
+        SKIP("cannot switch to an unused uid");
+}
+
+static int ids_pipe[2];
+
+/* As another user: make two queues with mode 0, hand their ids to the parent (which removes
+ * them whatever happens), then change one with IPC_SET and remove both with IPC_RMID. */
+static int creator_of_mode_0(int unused)
+{
+    (void) unused;
+    become_other();
+    int a = msgget(IPC_PRIVATE, IPC_CREAT | 0), b = msgget(IPC_PRIVATE, IPC_CREAT | 0);
+    int ids[2] = {a, b};
+    if (write(ids_pipe[1], ids, sizeof(ids)) != (ssize_t) sizeof(ids) || a < 0 || b < 0)
+        return 2;
+    struct msqid_ds ds;
+    struct text_msg m = {.mtype = 1};
+    /* Mode 0 keeps the owner out of the queue's contents... */
+    CHECK_FAILS(msgctl(a, IPC_STAT, &ds), EACCES);
+    CHECK_FAILS(msgsnd(a, &m, 1, IPC_NOWAIT), EACCES);
+    /* ...but not out of changing it. */
+    memset(&ds, 0, sizeof(ds));
+    ds.msg_perm.uid = OTHER_UID;
+    ds.msg_perm.gid = OTHER_UID;
+    ds.msg_perm.mode = 0600;
+    ds.msg_qbytes = 1024;
+    CHECK(msgctl(a, IPC_SET, &ds) == 0);
+    CHECK(msgsnd(a, &m, 1, IPC_NOWAIT) == 0);
+    memset(&ds, 0, sizeof(ds));
+    CHECK(msgctl(a, IPC_STAT, &ds) == 0);
+    CHECK_EQ(ds.msg_perm.mode & 0777, 0600);
+    CHECK_EQ(ds.msg_qbytes, 1024);
+    CHECK_EQ(ds.msg_qnum, 1);
+    ds.msg_perm.mode = 0;
+    CHECK(msgctl(a, IPC_SET, &ds) == 0);
+    CHECK_FAILS(msgctl(a, IPC_STAT, &ds), EACCES);
+    /* Removing: the creator (and owner) may, mode 0 or not. */
+    CHECK(msgctl(a, IPC_RMID, NULL) == 0);
+    CHECK(msgctl(b, IPC_RMID, NULL) == 0);
+    CHECK_FAILS(msgctl(a, IPC_RMID, NULL), EINVAL);
+    CHECK_FAILS(msgctl(b, IPC_STAT, &ds), EINVAL);
+    return 0;
+}
+
+CONF_TEST(ctl_set_and_rmid_by_the_creator_of_a_mode_0_queue)
+{
+    need_root();
+    CHECK(pipe(ids_pipe) == 0);
+    pid_t p = spawn(creator_of_mode_0, 0);
+    close(ids_pipe[1]);
+    int ids[2];
+    ssize_t n = read(ids_pipe[0], ids, sizeof(ids));
+    int st = wait_status(p);
+    if (n == (ssize_t) sizeof(ids)) { /* removed by root if the child failed before */
+        q_track(ids[0]);
+        q_track(ids[1]);
+    }
+    CHECK_EQ(st, 0);
+    CHECK_EQ(n, (long) sizeof(ids));
+}
+
+/* ---- IPC namespaces ---- */
+
+/* As the kernel: a process in another IPC namespace (unshare(CLONE_NEWIPC), as `unshare -i`
+ * does, or clone(CLONE_NEWIPC)) does not see the queues of its parent's namespace, and a
+ * plain child does. The parent has used its queue before (its id, its key), so a process
+ * that changed namespace must not go on finding the queue it knew. */
+enum { NS_NONE, NS_UNSHARE, NS_CLONE };
+
+static key_t ns_key;
+static int ns_id;
+
+/* In the child: 0 if the parent's queue is visible exactly when it should be. */
+static int ns_child_looks(int how)
+{
+    if (how == NS_UNSHARE && unshare(CLONE_NEWIPC) != 0)
+        return errno == EPERM ? 77 : 3;
+    int id = msgget(ns_key, 0);
+    struct text_msg m;
+    if (how == NS_NONE) /* the parent's queue and its message */
+        return id == ns_id && msgrcv(id, &m, sizeof(m.mtext), 0, IPC_NOWAIT | MSG_COPY) == 4 ? 0
+                                                                                             : 1;
+    if (!(id == -1 && errno == ENOENT))
+        return 1;
+    /* The parent's id names nothing here... */
+    memset(&m, 0, sizeof(m));
+    m.mtype = 1;
+    if (!(msgsnd(ns_id, &m, 1, IPC_NOWAIT) == -1 && errno == EINVAL))
+        return 2;
+    struct msqid_ds ds;
+    if (!(msgctl(ns_id, IPC_STAT, &ds) == -1 && errno == EINVAL))
+        return 4;
+    /* ...and the key makes a queue of this namespace's own, which the child removes. */
+    id = msgget(ns_key, IPC_CREAT | IPC_EXCL | 0600);
+    if (id < 0)
+        return 5;
+    int empty = msgrcv(id, &m, sizeof(m.mtext), 0, IPC_NOWAIT) == -1 && errno == ENOMSG;
+    return msgctl(id, IPC_RMID, NULL) == 0 && empty ? 0 : 6;
+}
+
+static int ns_clone_fn(void *arg)
+{
+    (void) arg;
+    return ns_child_looks(NS_CLONE);
+}
+
+static int ns_run(int how)
+{
+    fflush(NULL);
+    if (how != NS_CLONE)
+        return wait_status(spawn(ns_child_looks, how));
+    size_t size = 256 * 1024;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(stack != MAP_FAILED);
+    pid_t p = clone(ns_clone_fn, stack + size, CLONE_NEWIPC | SIGCHLD, NULL);
+    if (p < 0 && errno == EPERM)
+        return 77;
+    CHECK(p > 0);
+    int st = wait_status(p);
+    munmap(stack, size);
+    return st;
+}
+
+CONF_TEST(ns_a_new_ipc_namespace_does_not_see_the_parents_queue)
+{
+    ns_key = q_key(9);
+    ns_id = q_track(msgget(ns_key, IPC_CREAT | IPC_EXCL | 0600));
+    CHECK(ns_id >= 0);
+    snd(ns_id, 3, "mine");
+    CHECK_EQ(ns_run(NS_NONE), 0);
+    int st = ns_run(NS_UNSHARE);
+    if (st == 77)
+        SKIP("unshare(CLONE_NEWIPC) not permitted here (needs CAP_SYS_ADMIN)");
+    CHECK_EQ(st, 0);
+    st = ns_run(NS_CLONE);
+    if (st == 77)
+        SKIP("clone(CLONE_NEWIPC) not permitted here (needs CAP_SYS_ADMIN)");
+    CHECK_EQ(st, 0);
+    /* The parent's queue is untouched by what the children did under its key. */
+    CHECK_EQ(msgget(ns_key, 0), ns_id);
+    rcv_expect(ns_id, 0, 0, 3, "mine");
+}
+
+/* Two processes, each in a namespace of its own, use the same key: each gets a queue of its
+ * own and reads back only its own message, while the parent's queue under that key stays
+ * empty. A pipe orders them: the second sends only after the first has sent. */
+static int ns_pipe[2];
+
+static int ns_peer(int n)
+{
+    if (unshare(CLONE_NEWIPC) != 0)
+        return errno == EPERM ? 77 : 3;
+    int id = msgget(ns_key, IPC_CREAT | 0600);
+    if (id < 0)
+        return 4;
+    char c = 0;
+    if (n == 1 && read(ns_pipe[0], &c, 1) != 1)
+        return 5;
+    struct text_msg m = {.mtype = 10 + n};
+    memcpy(m.mtext, n ? "peer1" : "peer0", 5);
+    int ok = msgsnd(id, &m, 5, IPC_NOWAIT) == 0;
+    if (n == 0 && write(ns_pipe[1], "g", 1) != 1)
+        ok = 0;
+    memset(&m, 0, sizeof(m));
+    ok = ok && msgrcv(id, &m, sizeof(m.mtext), 0, IPC_NOWAIT) == 5 && m.mtype == 10 + n &&
+         memcmp(m.mtext, n ? "peer1" : "peer0", 5) == 0;
+    ok = ok && msgrcv(id, &m, sizeof(m.mtext), 0, IPC_NOWAIT) == -1 && errno == ENOMSG;
+    return msgctl(id, IPC_RMID, NULL) == 0 && ok ? 0 : 1;
+}
+
+CONF_TEST(ns_the_same_key_names_separate_queues_in_separate_namespaces)
+{
+    ns_key = q_key(10);
+    ns_id = q_track(msgget(ns_key, IPC_CREAT | IPC_EXCL | 0600));
+    CHECK(ns_id >= 0);
+    CHECK(pipe(ns_pipe) == 0);
+    pid_t a = spawn(ns_peer, 0), b = spawn(ns_peer, 1);
+    int sa = wait_status(a), sb = wait_status(b);
+    if (sa == 77 || sb == 77)
+        SKIP("unshare(CLONE_NEWIPC) not permitted here (needs CAP_SYS_ADMIN)");
+    CHECK_EQ(sa, 0);
+    CHECK_EQ(sb, 0);
+    CHECK_EQ(qnum(ns_id), 0);
 }
 
 /* Helpers run through exec: a fresh process that knows only an id or a key. */

@@ -25,10 +25,21 @@ static const char *dir(void)
     return d;
 }
 
+/* "" in the initial IPC namespace, else "ns<N>.": the files of another namespace's queues carry
+ * its inode number (docs/sysv.md). */
+static const char *ns_tag(void)
+{
+    static char tag[32];
+    struct stat st;
+    if (stat("/proc/self/ns/ipc", &st) == 0 && st.st_ino != 0xEFFFFFFFul)
+        snprintf(tag, sizeof(tag), "ns%lu.", (unsigned long) st.st_ino);
+    return tag;
+}
+
 __attribute__((unused)) static int mailbox_file_exists(key_t key)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/pbx.sysv.0x%08x", dir(), (unsigned) key);
+    snprintf(path, sizeof(path), "%s/pbx.sysv.%s0x%08x", dir(), ns_tag(), (unsigned) key);
     return access(path, F_OK) == 0;
 }
 
@@ -245,7 +256,7 @@ CONF_TEST(rmid_that_cannot_reach_the_mailbox_fails_and_keeps_the_queue)
 static void *map_registry(void)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/postbox-sysv.registry", dir());
+    snprintf(path, sizeof(path), "%s/postbox-sysv.%sregistry", dir(), ns_tag());
     int fd = open(path, O_RDWR);
     CHECK(fd >= 0);
     void *p = mmap(NULL, 4096 + 64 * 32768, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -401,4 +412,181 @@ CONF_TEST(rcv_buffer_across_two_writable_mappings_is_good)
     CHECK(memcmp(m->mtext, "spans", 5) == 0);
     snd(id, 3, "ro");
     CHECK_FAILS(msgrcv(id, two + 4096 + 100, 8000, 0, IPC_NOWAIT), EFAULT); /* docs/sysv.md 5 */
+}
+
+/* ---- the registry file goes with the last queue ---- */
+
+static int registry_exists(void)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/postbox-sysv.%sregistry", dir(), ns_tag());
+    return access(path, F_OK) == 0;
+}
+
+CONF_TEST(last_queue_removed_takes_the_registry_file_with_it)
+{
+    dir();
+    /* Looking up makes no file. */
+    struct text_msg m = {.mtype = 1};
+    struct msginfo info;
+    CHECK_FAILS(msgget(q_key(1), 0600), ENOENT);
+    CHECK_FAILS(msgsnd(12345, &m, 1, IPC_NOWAIT), EINVAL);
+    CHECK_EQ(msgctl(0, IPC_INFO, (struct msqid_ds *) (void *) &info), 0);
+    CHECK_FAILS(msgctl(3, MSG_STAT, &(struct msqid_ds){0}), EINVAL);
+    CHECK(!registry_exists());
+    /* Two queues: the file stays until the second goes. */
+    int a = q_new(0600), b = q_track(msgget(q_key(2), IPC_CREAT | 0600));
+    CHECK(b >= 0);
+    CHECK(registry_exists());
+    CHECK(msgctl(a, IPC_RMID, NULL) == 0);
+    CHECK(registry_exists());
+    CHECK(msgctl(b, IPC_RMID, NULL) == 0);
+    CHECK(!registry_exists());
+    CHECK_FAILS(msgsnd(a, &m, 1, IPC_NOWAIT), EINVAL);
+    CHECK_FAILS(msgctl(b, IPC_STAT, &(struct msqid_ds){0}), EINVAL);
+    /* A queue brings it back, and works. */
+    int c = q_new(0600);
+    CHECK(registry_exists());
+    snd(c, 2, "again");
+    rcv_expect(c, 0, 0, 2, "again");
+    /* The last queue removed through postbox (its mailbox file unlinked) is noticed by the
+     * next msgget, which frees its slot: the file goes then. */
+    int d = q_track(msgget(q_key(3), IPC_CREAT | 0600));
+    CHECK(d >= 0);
+    CHECK(msgctl(c, IPC_RMID, NULL) == 0);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/pbx.sysv.%s0x%08x", dir(), ns_tag(), (unsigned) q_key(3));
+    CHECK(unlink(path) == 0);
+    CHECK(registry_exists());
+    CHECK_FAILS(msgget(q_key(3), 0600), ENOENT);
+    CHECK(!registry_exists());
+}
+
+/* Racing: processes make, use and remove queues of their own, so that the last queue goes
+ * (and the file with it) over and over while others are making theirs. A queue made in a file
+ * just unlinked would be lost to every other process: after each msgget the maker checks that
+ * the registry it has mapped is still linked, and every few rounds that a fresh process (exec)
+ * finds the queue by its key. */
+#define RACERS      4
+#define RACE_ROUNDS 200
+
+/* An exec'd probe: exits 0 if the key names a queue. */
+__attribute__((constructor)) static void probe_main(void)
+{
+    const char *k = getenv("SYSV_FAULT_PROBE_KEY");
+    if (k)
+        _exit(msgget((key_t) strtol(k, NULL, 0), 0) >= 0 ? 0 : 1);
+}
+
+static int key_seen_by_a_fresh_process(key_t key)
+{
+    fflush(NULL);
+    pid_t p = fork();
+    if (p < 0)
+        return 0;
+    if (p == 0) {
+        char k[32];
+        snprintf(k, sizeof(k), "%d", (int) key);
+        setenv("SYSV_FAULT_PROBE_KEY", k, 1);
+        execl("/proc/self/exe", "sysv_fault", (char *) NULL);
+        _exit(2);
+    }
+    return wait_status(p) == 0;
+}
+
+/* Does this process map a registry file that has been unlinked? */
+static int maps_a_deleted_registry(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[4096];
+    int deleted = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (strstr(line, "postbox-sysv.") && strstr(line, "registry (deleted)"))
+            deleted = 1;
+    if (f)
+        fclose(f);
+    return deleted;
+}
+
+static int racer(int n)
+{
+    key_t key = q_key(32 + n);
+    struct text_msg m = {.mtype = 1};
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        int id = msgget(key, IPC_CREAT | IPC_EXCL | 0600);
+        if (id < 0)
+            return 10;
+        int ok = !maps_a_deleted_registry();
+        if (ok && i % 25 == n)
+            ok = key_seen_by_a_fresh_process(key) ? 1 : 0;
+        ok = ok && msgsnd(id, &m, 1, IPC_NOWAIT) == 0 &&
+             msgrcv(id, &m, sizeof(m.mtext), 0, IPC_NOWAIT) == 1;
+        if (msgctl(id, IPC_RMID, NULL) != 0)
+            return 11;
+        usleep(200); /* a pause without a queue: so that often none is left, and the file goes */
+        if (!ok) {
+            fprintf(stderr, "racer %d, round %d: its queue was made in an unlinked registry\n", n,
+                    i);
+            return 12;
+        }
+    }
+    return 0;
+}
+
+CONF_TEST(registry_removal_races_with_msgget_in_other_processes)
+{
+    dir();
+    /* Small queues: making a mailbox is most of a round's work, and the race is in the
+     * registry. (Read at each racer's first call; this process has made none yet.) */
+    setenv("POSTBOX_SYSV_MSGMNB", "1024", 1);
+    pid_t p[RACERS];
+    for (int i = 0; i < RACERS; i++)
+        p[i] = spawn(racer, i);
+    int failed = 0;
+    for (int i = 0; i < RACERS; i++)
+        failed |= wait_status(p[i]) != 0;
+    for (int i = 0; i < RACERS; i++) /* whatever a failed racer left */
+        msgctl(msgget(q_key(32 + i), 0), IPC_RMID, NULL);
+    CHECK(!failed);
+    CHECK(!registry_exists());
+}
+
+/* ---- the creator of a mode-0 queue changes and removes it: the file follows ---- */
+
+static int mode_0_file_follows(int unused)
+{
+    (void) unused;
+    if (setgroups(0, NULL) != 0 || setresgid(48213, 48213, 48213) != 0 ||
+        setresuid(48213, 48213, 48213) != 0)
+        return 77;
+    key_t key = q_key(40);
+    int id = msgget(key, IPC_CREAT | IPC_EXCL | 0);
+    if (id < 0)
+        return 2;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/pbx.sysv.%s0x%08x", dir(), ns_tag(), (unsigned) key);
+    struct stat st;
+    struct msqid_ds ds;
+    memset(&ds, 0, sizeof(ds));
+    ds.msg_perm.uid = 48213;
+    ds.msg_perm.gid = 48213;
+    ds.msg_perm.mode = 0; /* IPC_SET to mode 0 again: the file keeps mode 0 */
+    ds.msg_qbytes = 2048;
+    int ok = msgctl(id, IPC_SET, &ds) == 0 && stat(path, &st) == 0 && (st.st_mode & 0777) == 0;
+    ok = ok && msgctl(id, IPC_RMID, NULL) == 0 && access(path, F_OK) != 0 && errno == ENOENT;
+    if (!ok)
+        msgctl(id, IPC_RMID, NULL);
+    return ok ? 0 : 1;
+}
+
+CONF_TEST(rmid_of_a_mode_0_queue_by_its_creator_removes_its_file)
+{
+    dir();
+    need_root();
+    int st = wait_status(spawn(mode_0_file_follows, 0));
+    if (st == 77)
+        SKIP("cannot switch to an unused uid");
+    CHECK_EQ(st, 0);
+    CHECK(!mailbox_file_exists(q_key(40)));
+    CHECK(!registry_exists());
 }
