@@ -240,8 +240,9 @@ static void finish_lost_removal(struct spool *s)
 {
     if (PBX_LIKELY(!PBX_ACQUIRE(&s->st->removing)) || removed(s))
         return;
+    struct pbx_fs_calls *fs = pbx__fs_table();
     struct stat st;
-    if (fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == s->dir_dev &&
+    if (fs->fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == s->dir_dev &&
         st.st_ino == s->dir_ino)
         return; /* still in place: a remover is about to rename it, or failed to */
     if (__atomic_exchange_n(&s->st->removed, 1u, __ATOMIC_SEQ_CST))
@@ -252,15 +253,21 @@ static void finish_lost_removal(struct spool *s)
     if (split_path(s->path, &parent, &base) == 0) {
         char prefix[NAME_MAX + 1];
         snprintf(prefix, sizeof(prefix), ".%.200s.removed.", base);
-        DIR *d = opendir(parent);
-        for (struct dirent *e; d && (e = readdir(d));) {
-            if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 &&
-                fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                st.st_dev == s->dir_dev && st.st_ino == s->dir_ino)
-                pbx__fs_table()->unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+        int pfd = fs->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+        DIR *d = NULL;
+        if (pfd >= 0 && fs->dir_open(pfd, &d) < 0)
+            d = NULL;
+        const char *name;
+        while (d && fs->dir_next(d, &name) > 0) {
+            if (strncmp(name, prefix, strlen(prefix)) == 0 &&
+                fs->fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == s->dir_dev &&
+                st.st_ino == s->dir_ino)
+                fs->unlinkat(pfd, name, AT_REMOVEDIR);
         }
         if (d)
-            closedir(d);
+            fs->dir_close(d);
+        if (pfd >= 0)
+            fs->close(pfd);
     }
     free(parent);
 }
@@ -1069,7 +1076,7 @@ static void spool_free(struct spool *s)
                   &s->ifd,   &s->efd, &s->bucket_fd, &s->wfd,   &s->stopfd};
     for (size_t i = 0; i < PBX_ARRAY_LEN(fds); i++)
         if (*fds[i] >= 0)
-            close(*fds[i]);
+            pbx__fs_table()->close(*fds[i]);
     pbx__sidx_fini(&s->idx);
     pthread_mutex_destroy(&s->fd_mu);
     free(s->wd_bucket);
@@ -1103,19 +1110,19 @@ static uint32_t meta_check(const struct pbx_spool_meta *m)
 
 static int read_meta(int dirfd, struct pbx_spool_meta *m)
 {
-    int fd =
-        pbx__os_table()->openat(dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int fd = fs->openat(dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ELOOP)
         return -EBADMSG; /* a directory that is not a spool */
     if (fd < 0)
         return fd;
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
+    if (fs->fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        fs->close(fd);
         return -EBADMSG; /* a FIFO, a device, a directory: never read */
     }
-    ssize_t n = pbx__fs_pread(fd, m, sizeof(*m), 0);
-    close(fd);
+    ssize_t n = fs->pread(fd, m, sizeof(*m), 0);
+    fs->close(fd);
     if (n < 0)
         return (int) n;
     if ((size_t) n != sizeof(*m) || memcmp(m->magic, PBX_SPOOL_META_MAGIC, 8) != 0)
@@ -1131,7 +1138,7 @@ static int read_meta(int dirfd, struct pbx_spool_meta *m)
 static int open_sub(struct spool *s, const char *name, int *fd)
 {
     int r =
-        pbx__os_table()->openat(s->dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+        pbx__fs_table()->openat(s->dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (r == -ENOENT || r == -ENOTDIR || r == -ELOOP)
         return -EBADMSG;
     if (r < 0)
@@ -1144,30 +1151,32 @@ static int open_sub(struct spool *s, const char *name, int *fd)
 static int open_existing(struct spool *s)
 {
     struct pbx_os_calls *os = pbx__os_table();
+    struct pbx_fs_calls *fs = pbx__fs_table();
     struct stat st;
-    if (fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return -errno;
+    int err = fs->fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW);
+    if (err)
+        return err;
     if (S_ISLNK(st.st_mode))
         return -ELOOP;
     if (!S_ISDIR(st.st_mode))
         return -ENOTDIR;
-    int fd = os->openat(AT_FDCWD, s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    int fd = fs->openat(AT_FDCWD, s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd < 0)
         return fd;
     s->dirfd = fd;
-    int err = read_meta(s->dirfd, &s->meta);
+    err = read_meta(s->dirfd, &s->meta);
     if (err)
         return err;
     if ((err = open_sub(s, "q", &s->qfd)) || (err = open_sub(s, "c", &s->cfd)) ||
         (err = open_sub(s, "tmp", &s->tmpfd)) || (err = open_sub(s, "bad", &s->badfd)))
         return err;
-    fd = os->openat(s->dirfd, "state", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+    fd = fs->openat(s->dirfd, "state", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ELOOP)
         return -EBADMSG;
     if (fd < 0)
         return fd;
     s->statefd = fd;
-    if ((err = os->fstat(fd, &st)))
+    if ((err = fs->fstat(fd, &st)))
         return err;
     if (!S_ISREG(st.st_mode) || st.st_size != STATE_SIZE)
         return -EBADMSG;
@@ -1182,14 +1191,14 @@ static int open_existing(struct spool *s)
     if (removed(s))
         return -ENOENT; /* removed between our lookup and now */
     /* Access: the spool's directories must be writable to us, as its files are. */
-    if (faccessat(s->dirfd, "q", R_OK | W_OK | X_OK, AT_EACCESS) < 0 ||
-        faccessat(s->dirfd, "c", R_OK | W_OK | X_OK, AT_EACCESS) < 0 ||
-        faccessat(s->dirfd, "tmp", W_OK | X_OK, AT_EACCESS) < 0)
+    if (fs->faccessat(s->dirfd, "q", R_OK | W_OK | X_OK, AT_EACCESS) < 0 ||
+        fs->faccessat(s->dirfd, "c", R_OK | W_OK | X_OK, AT_EACCESS) < 0 ||
+        fs->faccessat(s->dirfd, "tmp", W_OK | X_OK, AT_EACCESS) < 0)
         return -EACCES;
     s->lctx.dev = st.st_dev;
     s->lctx.ino = st.st_ino;
-    if (fstat(s->dirfd, &st) < 0)
-        return -errno;
+    if ((err = fs->fstat(s->dirfd, &st)))
+        return err;
     s->dir_dev = st.st_dev;
     s->dir_ino = st.st_ino;
     if ((err = spool_lock(s)))
@@ -1201,10 +1210,10 @@ static int open_existing(struct spool *s)
     /* pid + start time can repeat after a reboot, and a spool outlives one: the first open in
      * a new boot puts back every claim and deletes every temporary file. */
     char boot[40] = {0};
-    int bfd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    int bfd = fs->openat(AT_FDCWD, "/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC, 0);
     if (bfd >= 0) {
-        ssize_t n = read(bfd, boot, sizeof(boot) - 1);
-        close(bfd);
+        ssize_t n = fs->pread(bfd, boot, sizeof(boot) - 1, 0);
+        fs->close(bfd);
         if (n > 0 && memcmp(boot, s->st->boot_id, sizeof(boot)) != 0) {
             if (s->st->boot_id[0]) { /* (zero: made by an older version; just record) */
                 s->new_boot = 1;
@@ -1222,15 +1231,16 @@ static int open_existing(struct spool *s)
 
 static int write_file(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
 {
-    int fd = pbx__os_table()->openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int fd = fs->openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
         return fd;
-    int err = pbx__os_table()->fchmod(fd, mode);
+    int err = fs->fchmod(fd, mode);
     if (!err)
-        err = pbx__fs_table()->write_all(fd, data, len);
+        err = fs->write_all(fd, data, len);
     if (!err)
-        err = pbx__fs_table()->fsync(fd);
-    close(fd);
+        err = fs->fsync(fd);
+    fs->close(fd);
     return err;
 }
 
@@ -1240,34 +1250,37 @@ static void delete_tree(int dirfd)
     static const char *const subs[] = {"tmp", "c", "bad", "q"};
     struct pbx_fs_calls *fs = pbx__fs_table();
     for (size_t i = 0; i < PBX_ARRAY_LEN(subs); i++) {
-        int fd = openat(dirfd, subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = fs->openat(dirfd, subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
         if (fd < 0)
             continue;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-            close(fd);
+        DIR *d;
+        if (fs->dir_open(fd, &d) < 0) {
+            fs->close(fd);
             continue;
         }
-        for (struct dirent *e; (e = readdir(d));) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+        const char *name;
+        while (fs->dir_next(d, &name) > 0) {
+            if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
                 continue;
             if (i == 3) { /* a bucket */
-                int bfd = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                DIR *bd = bfd >= 0 ? fdopendir(bfd) : NULL;
-                if (bd) {
-                    for (struct dirent *f; (f = readdir(bd));)
-                        if (strcmp(f->d_name, ".") != 0 && strcmp(f->d_name, "..") != 0)
-                            fs->unlinkat(bfd, f->d_name, 0);
-                    closedir(bd);
-                } else if (bfd >= 0) {
-                    close(bfd);
+                int bfd = fs->openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+                DIR *bd;
+                if (bfd >= 0 && fs->dir_open(bfd, &bd) == 0) {
+                    const char *f;
+                    while (fs->dir_next(bd, &f) > 0)
+                        if (strcmp(f, ".") != 0 && strcmp(f, "..") != 0)
+                            fs->unlinkat(bfd, f, 0);
+                    fs->dir_close(bd);
                 }
-                fs->unlinkat(fd, e->d_name, AT_REMOVEDIR);
+                if (bfd >= 0)
+                    fs->close(bfd);
+                fs->unlinkat(fd, name, AT_REMOVEDIR);
             } else {
-                fs->unlinkat(fd, e->d_name, 0);
+                fs->unlinkat(fd, name, 0);
             }
         }
-        closedir(d);
+        fs->dir_close(d);
+        fs->close(fd);
         fs->unlinkat(dirfd, subs[i], AT_REMOVEDIR);
     }
     fs->unlinkat(dirfd, "meta", 0);
@@ -1305,13 +1318,13 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
         return err;
     }
     struct pbx_fs_calls *fs = pbx__fs_table();
-    int pfd = pbx__os_table()->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    int pfd = fs->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     free(parent);
     if (pfd < 0)
         return pfd == -ENOENT ? -ENOTDIR : pfd;
     struct stat st;
-    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
-        close(pfd);
+    if (fs->fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+        fs->close(pfd);
         return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTDIR; /* never replaced, never followed */
     }
     char tmp[NAME_MAX + 1];
@@ -1320,7 +1333,7 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
     int dfd = -1;
     if ((err = fs->mkdirat(pfd, tmp, 0700)))
         goto out;
-    dfd = pbx__os_table()->openat(pfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    dfd = fs->openat(pfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (dfd < 0) {
         err = dfd;
         fs->unlinkat(pfd, tmp, AT_REMOVEDIR);
@@ -1350,16 +1363,16 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
     static const char *const subs[] = {"q", "c", "tmp", "bad"};
     for (size_t i = 0; i < PBX_ARRAY_LEN(subs) && !err; i++) {
         err = fs->mkdirat(dfd, subs[i], dm);
-        if (!err && fchmodat(dfd, subs[i], dm, 0) < 0)
-            err = -errno;
+        if (!err)
+            err = fs->fchmodat(dfd, subs[i], dm);
     }
     if (!err)
         err = write_file(dfd, "meta", &meta, sizeof(meta), opts->mode & 0666);
     if (!err)
         err = write_file(dfd, "state", init, STATE_SIZE, opts->mode & 0666);
     free(init);
-    if (!err && fchmod(dfd, dm) < 0)
-        err = -errno;
+    if (!err)
+        err = fs->fchmod(dfd, dm);
     if (!err)
         err = fs->fsync(dfd);
     if (err)
@@ -1380,8 +1393,8 @@ fail:
     fs->unlinkat(pfd, tmp, AT_REMOVEDIR);
 out:
     if (dfd >= 0)
-        close(dfd);
-    close(pfd);
+        fs->close(dfd);
+    fs->close(pfd);
     return err;
 }
 
@@ -1482,7 +1495,7 @@ static void *fd_helper(void *arg)
         int nfds = removed(s) ? 1 : 3; /* removed: readable for good, wait for the stop */
         __atomic_fetch_add(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
         if (!locked || __atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) == gen)
-            poll(p, (nfds_t) nfds, nfds == 1 ? -1 : (int) slice_ms);
+            pbx__fs_table()->poll(p, (nfds_t) nfds, nfds == 1 ? -1 : (int) slice_ms);
         __atomic_fetch_sub(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
         pbx__fs_eventfd_take(s->efd);
     }
@@ -1502,8 +1515,8 @@ static int spool_fd(void *state)
         return fd;
     }
     if (s->wfd >= 0) { /* a fork()ed child: the parent's helper is not here */
-        close(s->wfd);
-        close(s->stopfd);
+        pbx__fs_table()->close(s->wfd);
+        pbx__fs_table()->close(s->stopfd);
         s->wfd = s->stopfd = -1;
         s->helper_on = 0;
     }
@@ -1536,9 +1549,9 @@ static int spool_fd(void *state)
     return w;
 fail:
     if (w >= 0)
-        close(w);
+        pbx__fs_table()->close(w);
     if (stop >= 0)
-        close(stop);
+        pbx__fs_table()->close(stop);
     s->wfd = s->stopfd = -1;
     pthread_mutex_unlock(&s->fd_mu);
     return err;
@@ -1587,7 +1600,8 @@ static int remove_spool(struct spool *s)
         free(parent);
         return err;
     }
-    int pfd = pbx__os_table()->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int pfd = fs->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     free(parent);
     if (pfd < 0)
         return pfd == -ENOENT ? -EIDRM : pfd;
@@ -1595,29 +1609,29 @@ static int remove_spool(struct spool *s)
     snprintf(away, sizeof(away), ".%.200s.removed.%016" PRIx64, base, pbx__os_random64());
     /* Only if the name still refers to this spool: it may already be a newer one. */
     struct stat a, b;
-    if (fstatat(pfd, base, &a, AT_SYMLINK_NOFOLLOW) < 0 || fstat(s->dirfd, &b) < 0 ||
+    if (fs->fstatat(pfd, base, &a, AT_SYMLINK_NOFOLLOW) < 0 || fs->fstat(s->dirfd, &b) < 0 ||
         a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
-        close(pfd);
+        fs->close(pfd);
         return -EIDRM;
     }
     __atomic_store_n(&s->st->removing, 1u, __ATOMIC_SEQ_CST);
-    err = pbx__fs_table()->renameat(pfd, base, pfd, away);
+    err = fs->renameat(pfd, base, pfd, away);
     if (err) {
         __atomic_store_n(&s->st->removing, 0u, __ATOMIC_SEQ_CST);
-        close(pfd);
+        fs->close(pfd);
         return err == -ENOENT ? -EIDRM : err;
     }
     PBX_CRASH_POINT("spool.remove.renamed");
-    pbx__fs_table()->fsync(pfd);
+    fs->fsync(pfd);
     if (__atomic_exchange_n(&s->st->removed, 1u, __ATOMIC_SEQ_CST)) {
         /* A handle saw the name gone and finished the removal (finish_lost_removal). */
-        close(pfd);
+        fs->close(pfd);
         return 0;
     }
     /* Deleting the files makes inotify events: every sleeper wakes and sees removed. */
     delete_tree(s->dirfd);
-    pbx__fs_table()->unlinkat(pfd, away, AT_REMOVEDIR);
-    close(pfd);
+    fs->unlinkat(pfd, away, AT_REMOVEDIR);
+    fs->close(pfd);
     return 0;
 }
 
@@ -1645,13 +1659,14 @@ static int spool_unlink(const char *name)
     } else if (err == -EBADMSG && s->dirfd >= 0) {
         /* Damaged: remove it if it at least says it is a spool. */
         char magic[8];
-        int fd = openat(s->dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-        ssize_t n = fd >= 0 ? pbx__fs_pread(fd, magic, 8, 0) : -1;
+        struct pbx_fs_calls *fs = pbx__fs_table();
+        int fd = fs->openat(s->dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+        ssize_t n = fd >= 0 ? fs->pread(fd, magic, 8, 0) : -1;
         if (fd >= 0)
-            close(fd);
+            fs->close(fd);
         if (n == 8 && memcmp(magic, PBX_SPOOL_META_MAGIC, 8) == 0) {
             delete_tree(s->dirfd);
-            err = unlinkat(AT_FDCWD, path, AT_REMOVEDIR) < 0 ? -errno : 0;
+            err = fs->unlinkat(AT_FDCWD, path, AT_REMOVEDIR);
         }
     }
     spool_free(s);
@@ -2315,7 +2330,7 @@ static int spool_stat(void *state, struct pbx_stat *st)
     st->recv_waiters = PBX_LOAD(&ss->recv_waiters);
     st->region_size = STATE_SIZE;
     struct stat fst;
-    if (fstat(s->dirfd, &fst) == 0) {
+    if (pbx__fs_table()->fstat(s->dirfd, &fst) == 0) {
         st->uid = fst.st_uid;
         st->gid = fst.st_gid;
     }
