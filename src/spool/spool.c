@@ -513,33 +513,34 @@ static int watch_bucket(struct spool *s, uint64_t bucket, const char *name)
 /* Index every message file in bucket directory name; a stray name is warned about, once. */
 static int scan_bucket(struct spool *s, uint64_t bucket, const char *name, int cleanup)
 {
-    int fd =
-        pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int fd = fs->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
         return 0; /* removed since (empty), or not a bucket (warned about by scan) */
     if (fd < 0)
         return fd;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return -errno;
-    }
-    int err = 0, n = 0;
-    for (struct dirent *e; !err && (e = readdir(d));) {
-        if (e->d_name[0] == '.')
+    DIR *d;
+    int err = fs->dir_open(fd, &d), n = 0;
+    fs->close(fd);
+    if (err)
+        return err;
+    const char *f;
+    while (!err && (err = fs->dir_next(d, &f)) > 0) {
+        err = 0;
+        if (f[0] == '.')
             continue;
         uint64_t seq, owner;
         long type;
         uint32_t len;
         n++;
-        if (parse_msg(e->d_name, 0, &seq, &type, &len, &owner) ||
-            seq >> PBX_SPOOL_BUCKET_BITS != bucket || len > s->meta.max_msg_size) {
-            warn(s, "ignoring foreign file q/%s/%s", name, e->d_name);
+        if (parse_msg(f, 0, &seq, &type, &len, &owner) || seq >> PBX_SPOOL_BUCKET_BITS != bucket ||
+            len > s->meta.max_msg_size) {
+            warn(s, "ignoring foreign file q/%s/%s", name, f);
             continue;
         }
         err = pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_QUEUED, 0);
     }
-    closedir(d);
+    fs->dir_close(d);
     /* An empty bucket all of whose numbers are taken will never be used again. */
     if (!err && n == 0 && cleanup && bucket < (PBX_LOAD(&s->st->next_seq) >> PBX_SPOOL_BUCKET_BITS))
         pbx__fs_table()->unlinkat(s->qfd, name, AT_REMOVEDIR);
@@ -549,27 +550,24 @@ static int scan_bucket(struct spool *s, uint64_t bucket, const char *name, int c
 /* Delete the temporary files of writers that are dead. */
 static void clean_tmp(struct spool *s)
 {
-    int fd = dup(s->tmpfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    DIR *d;
+    if (fs->dir_open(s->tmpfd, &d))
         return;
-    }
-    rewinddir(d);
-    for (struct dirent *e; (e = readdir(d));) {
-        const char *p = e->d_name;
+    const char *name;
+    while (fs->dir_next(d, &name) > 0) {
+        const char *p = name;
         uint64_t owner;
         if (p[0] == '.')
             continue;
         if (parse_hex(&p, 16, &owner) || *p != '.') {
-            warn(s, "ignoring foreign file tmp/%s", e->d_name);
+            warn(s, "ignoring foreign file tmp/%s", name);
             continue;
         }
         if (!owner_alive(s, owner))
-            pbx__fs_table()->unlinkat(s->tmpfd, e->d_name, 0);
+            fs->unlinkat(s->tmpfd, name, 0);
     }
-    closedir(d);
+    fs->dir_close(d);
 }
 
 /* Build the index from the directories (called with the lock held). */
@@ -584,58 +582,51 @@ static int scan(struct spool *s)
         return wd;
     s->cwd = wd;
 
-    int err = 0;
-    int fd = dup(s->qfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
-        return -EMFILE;
-    }
-    rewinddir(d);
-    for (struct dirent *e; !err && (e = readdir(d));) {
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    DIR *d;
+    int err = fs->dir_open(s->qfd, &d);
+    if (err)
+        return err;
+    const char *name;
+    while (!err && (err = fs->dir_next(d, &name)) > 0) {
         uint64_t b;
-        if (e->d_name[0] == '.')
+        err = 0;
+        if (name[0] == '.')
             continue;
-        if (parse_bucket(e->d_name, &b)) {
-            warn(s, "ignoring foreign file q/%s", e->d_name);
+        if (parse_bucket(name, &b)) {
+            warn(s, "ignoring foreign file q/%s", name);
             continue;
         }
-        err = watch_bucket(s, b, e->d_name);
+        err = watch_bucket(s, b, name);
         if (!err)
-            err = scan_bucket(s, b, e->d_name, 1);
+            err = scan_bucket(s, b, name, 1);
         else if (err == -ENOENT)
             err = 0; /* removed since it was listed */
         else if (err == -ENOTDIR) {
-            warn(s, "ignoring q/%s: not a directory", e->d_name);
+            warn(s, "ignoring q/%s: not a directory", name);
             err = 0;
         }
     }
-    closedir(d);
+    fs->dir_close(d);
     if (err)
         return err;
 
-    fd = dup(s->cfd);
-    d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
-        return -EMFILE;
-    }
-    rewinddir(d);
-    for (struct dirent *e; !err && (e = readdir(d));) {
+    if ((err = fs->dir_open(s->cfd, &d)))
+        return err;
+    while (!err && (err = fs->dir_next(d, &name)) > 0) {
         uint64_t seq, owner;
         long type;
         uint32_t len;
-        if (e->d_name[0] == '.')
+        err = 0;
+        if (name[0] == '.')
             continue;
-        if (parse_msg(e->d_name, 1, &seq, &type, &len, &owner) || len > s->meta.max_msg_size) {
-            warn(s, "ignoring foreign file c/%s", e->d_name);
+        if (parse_msg(name, 1, &seq, &type, &len, &owner) || len > s->meta.max_msg_size) {
+            warn(s, "ignoring foreign file c/%s", name);
             continue;
         }
         err = pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_CLAIMED, owner);
     }
-    closedir(d);
+    fs->dir_close(d);
     /* After a power loss the state file may be older than the directories: sequence numbers
      * restart above every message that exists. */
     uint64_t next = PBX_LOAD(&s->st->next_seq);
@@ -763,9 +754,9 @@ static int drain(struct spool *s)
 static int process_init(struct spool *s)
 {
     if (s->ifd >= 0)
-        close(s->ifd);
+        pbx__fs_table()->close(s->ifd);
     if (s->efd >= 0)
-        close(s->efd);
+        pbx__fs_table()->close(s->efd);
     s->ifd = s->efd = -1;
     if (s->wd_bucket)
         memset(s->wd_bucket, 0, s->wd_cap * sizeof(*s->wd_bucket));
@@ -947,14 +938,14 @@ static int flush_bucket(struct spool *s, uint64_t b)
 {
     char name[NAME_LEN];
     bucket_name(name, b);
-    int fd =
-        pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int fd = fs->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
         return 0; /* emptied and removed: nothing in it to make durable (or not a bucket) */
     if (fd < 0)
         return fd;
-    int err = pbx__fs_table()->fsync(fd);
-    close(fd);
+    int err = fs->fsync(fd);
+    fs->close(fd);
     return err;
 }
 
@@ -1003,22 +994,18 @@ static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
     } else {
         /* A wide range (a damaged state page, or a long-dead flusher's): flush the buckets
          * that exist in it rather than try every number. */
-        int fd = dup(s->qfd);
-        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-        if (!d) {
-            if (fd >= 0)
-                close(fd);
-            err = -EMFILE;
+        struct pbx_fs_calls *fs = pbx__fs_table();
+        DIR *d;
+        const char *name;
+        if (!(err = fs->dir_open(s->qfd, &d))) {
+            while (!err && (err = fs->dir_next(d, &name)) > 0) {
+                uint64_t b;
+                err = 0;
+                if (name[0] != '.' && parse_bucket(name, &b) == 0 && b >= lo && b <= hi)
+                    err = flush_bucket(s, b);
+            }
+            fs->dir_close(d);
         }
-        if (d)
-            rewinddir(d);
-        for (struct dirent *e; d && !err && (e = readdir(d));) {
-            uint64_t b;
-            if (e->d_name[0] != '.' && parse_bucket(e->d_name, &b) == 0 && b >= lo && b <= hi)
-                err = flush_bucket(s, b);
-        }
-        if (d)
-            closedir(d);
     }
     /* Only the flush lock's holder touches the range in flight. */
     s->st->inflight_lo = UINT64_MAX;
