@@ -811,7 +811,7 @@ static int bucket_dir(struct spool *s, uint64_t b, int fresh)
     if (s->bucket_fd >= 0 && s->cached_bucket == b && !fresh)
         return s->bucket_fd;
     if (s->bucket_fd >= 0)
-        close(s->bucket_fd);
+        pbx__fs_table()->close(s->bucket_fd);
     s->bucket_fd = -1;
     char name[NAME_LEN];
     bucket_name(name, b);
@@ -820,7 +820,7 @@ static int bucket_dir(struct spool *s, uint64_t b, int fresh)
         return err;
     PBX_CRASH_POINT("spool.bucket.made");
     int fd =
-        pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+        pbx__fs_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if ((fd == -ENOTDIR || fd == -ELOOP) && err == -EEXIST) {
         /* Not a directory (a file or link someone put there): set it aside, make the bucket. */
         char to[NAME_LEN + 24];
@@ -829,19 +829,19 @@ static int bucket_dir(struct spool *s, uint64_t b, int fresh)
         if ((err = pbx__fs_table()->renameat(s->qfd, name, s->badfd, to)) ||
             (err = pbx__fs_table()->mkdirat(s->qfd, name, dir_mode(s->meta.mode))))
             return err;
-        fd = pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+        fd = pbx__fs_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
                                      0);
     }
     if (fd < 0)
         return fd;
     if (!err)
-        pbx__os_table()->fchmod(fd, dir_mode(s->meta.mode)); /* the umask must not apply */
+        pbx__fs_table()->fchmod(fd, dir_mode(s->meta.mode)); /* the umask must not apply */
     /* The directory's own name must be durable before anything renamed into it is. Whoever
      * made it flushes q/, but may die first: so does anyone past the highest bucket known to
      * be durable in q/. */
     if (s->meta.durability != PBX_DURABLE_NONE && (!err || b >= s->st->q_durable)) {
         if ((err = pbx__fs_table()->fsync(s->qfd))) {
-            close(fd);
+            pbx__fs_table()->close(fd);
             return err;
         }
         if (b >= s->st->q_durable)
@@ -1731,7 +1731,7 @@ static int write_tmp(struct spool *s, long type, const void *data, uint32_t len,
     uint64_t n = __atomic_fetch_add(&tmp_counter, 1, __ATOMIC_RELAXED);
     snprintf(tmpname, NAME_LEN, "%016" PRIx64 ".%" PRIx64, pbx__fs_process_ident(), n);
     mode_t fm = s->meta.mode & 0666;
-    int fd = pbx__os_table()->openat(s->tmpfd, tmpname,
+    int fd = pbx__fs_table()->openat(s->tmpfd, tmpname,
                                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, fm);
     if (fd < 0)
         return fd;
@@ -1742,7 +1742,7 @@ static int write_tmp(struct spool *s, long type, const void *data, uint32_t len,
     h.sum = fnv32(data, len, FNV_SEED);
     h.head_sum = fnv32(&h, offsetof(struct pbx_spool_msg_head, head_sum), FNV_SEED);
     struct pbx_fs_calls *fs = pbx__fs_table();
-    int err = (fm & 077) ? pbx__os_table()->fchmod(fd, fm) : 0;
+    int err = (fm & 077) ? pbx__fs_table()->fchmod(fd, fm) : 0;
     if (!err)
         err = fs->write_all(fd, &h, sizeof(h));
     if (!err && len)
@@ -1750,7 +1750,7 @@ static int write_tmp(struct spool *s, long type, const void *data, uint32_t len,
     PBX_CRASH_POINT("spool.send.written");
     if (!err && s->meta.durability == PBX_DURABLE_ALWAYS)
         err = fs->fdatasync(fd);
-    close(fd);
+    pbx__fs_table()->close(fd);
     if (err)
         fs->unlinkat(s->tmpfd, tmpname, 0);
     else
@@ -1934,8 +1934,9 @@ static int read_msg(int fd, long type, uint32_t len, void *buf, uint32_t cap)
 {
     struct pbx_spool_msg_head h;
     struct stat st;
-    if (fstat(fd, &st) < 0)
-        return -errno;
+    int err = pbx__fs_table()->fstat(fd, &st);
+    if (err)
+        return err;
     if (!S_ISREG(st.st_mode) || st.st_size != (off_t) (sizeof(h) + len))
         return -EBADMSG; /* a FIFO, a directory, a device named like a message is damage */
     ssize_t n = pbx__fs_pread(fd, &h, sizeof(h), 0);
@@ -1987,11 +1988,11 @@ static int flush_received(struct spool *s, uint64_t bucket)
     char bname[NAME_LEN];
     bucket_name(bname, bucket);
     int fd =
-        pbx__os_table()->openat(s->qfd, bname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+        pbx__fs_table()->openat(s->qfd, bname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     int err;
     if (fd >= 0) {
         err = pbx__fs_table()->fsync(fd);
-        close(fd);
+        pbx__fs_table()->close(fd);
     } else {
         err = fd == -ENOENT ? pbx__fs_table()->fsync(s->qfd) : fd; /* the bucket was removed */
     }
@@ -2054,10 +2055,10 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         }
 
         if (flags & PBX_PEEK) {
-            int fd = pbx__os_table()->openat(bfd, qname,
+            int fd = pbx__fs_table()->openat(bfd, qname,
                                              O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
             if (fd == -ENOENT && (bfd = bucket_dir(s, bucket, 1)) >= 0)
-                fd = pbx__os_table()->openat(bfd, qname,
+                fd = pbx__fs_table()->openat(bfd, qname,
                                              O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
             if (fd == -ENOENT) {
                 forget_missing(s, seq, qname);
@@ -2074,7 +2075,7 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
                 return fd;
             }
             err = read_msg(fd, mtype, len, buf, cap);
-            close(fd);
+            pbx__fs_table()->close(fd);
             if (err == -EBADMSG) {
                 quarantine(s, bfd, qname);
                 spool_unlock(s);
@@ -2110,19 +2111,19 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
             bucket_name(bname, bucket);
             if (pbx__fs_table()->unlinkat(s->qfd, bname, AT_REMOVEDIR) == 0 &&
                 s->cached_bucket == bucket && s->bucket_fd >= 0) {
-                close(s->bucket_fd);
+                pbx__fs_table()->close(s->bucket_fd);
                 s->bucket_fd = -1;
             }
         }
         spool_unlock(s);
 
-        int fd = pbx__os_table()->openat(s->cfd, cname,
+        int fd = pbx__fs_table()->openat(s->cfd, cname,
                                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
         err = fd == -ELOOP || fd == -ENXIO || fd == -ENODEV ? -EBADMSG
               : fd < 0                                      ? fd
                                                             : read_msg(fd, mtype, len, buf, cap);
         if (fd >= 0)
-            close(fd);
+            pbx__fs_table()->close(fd);
         PBX_CRASH_POINT("spool.recv.read");
         if (err == -EBADMSG) {
             if (spool_lock(s) == 0) {
