@@ -38,6 +38,19 @@
  * into since the last flush (dirty_lo..dirty_hi) and sets flushed to the count it saw before
  * flushing. One flush thus serves every sender that renamed before it started.
  *
+ * FAILED FLUSHES. A flush that fails (fsync's EIO, ENOSPC, ...) decides its whole group: every
+ * sender whose rename it covered returns its error, not only the flusher. It cannot be retried:
+ * after a failed fsync the kernel may have dropped the dirty state it failed to write, so a
+ * later fsync that succeeds proves nothing about those renames. The flusher therefore records
+ * the group (its renames, flushed + 1 to the count it saw, and the error) in the state page's
+ * ring of failed groups and sets flushed past it all the same: the group is decided, and no
+ * later flush counts it as durable. A sender whose rename a finished flush covered reads its
+ * outcome there, under the flush lock; without the lock only when no failure was ever
+ * recorded at or past its rename (failed_hi). The messages of a failed group stay queued and
+ * may be delivered: their senders were told the error, not that they were lost. A new bucket
+ * whose entry in q/ fails to flush is removed again (it is empty), so that the next sender
+ * makes it afresh and its flush covers a fresh entry.
+ *
  * REAPING. A claimed message whose owner process is dead (killed mid-receive) is renamed back
  * into q/ under its old sequence number, so it keeps its place in arrival order. Every process
  * holding the lock looks at the claims at most every 100 ms, and whenever a receive finds
@@ -108,6 +121,7 @@ struct spool {
     uint32_t local_waiters; /* threads of this handle asleep */
     uint64_t gen;           /* changes each time a drain applied events */
     int warned;
+    int need_scan; /* the last scan failed: the index is partial until one succeeds */
     int new_boot;  /* opening after a reboot: every owner recorded in the spool is dead */
     dev_t dir_dev; /* the spool directory's identity */
     ino_t dir_ino;
@@ -232,6 +246,7 @@ static int removed(const struct spool *s)
 
 static void delete_tree(int dirfd);
 static int split_path(const char *path, char **parent, const char **base);
+static int remove_spool(struct spool *s);
 
 /* A remover renamed the spool away (removing set, the path no longer names this directory)
  * but did not mark it removed: it may have been killed. Finish the removal: mark it, delete
@@ -573,6 +588,7 @@ static void clean_tmp(struct spool *s)
 /* Build the index from the directories (called with the lock held). */
 static int scan(struct spool *s)
 {
+    s->need_scan = 1; /* until this scan is complete */
     pbx__sidx_clear(&s->idx);
     int wd = pbx__fs_inotify_watch(s->ifd, s->dirfd, "q");
     if (wd < 0)
@@ -633,6 +649,7 @@ static int scan(struct spool *s)
     if (next <= s->idx.max_seq || next > PBX_SPOOL_SEQ_LIMIT)
         PBX_STORE(&s->st->next_seq, s->idx.max_seq + 1); /* (or a damaged state page) */
     clean_tmp(s);
+    s->need_scan = err != 0;
     return err;
 }
 
@@ -746,7 +763,7 @@ static int drain(struct spool *s)
         if (sleepers)
             pbx__fs_eventfd_kick(s->efd, sleepers);
     }
-    return rescan ? scan(s) : 0;
+    return rescan || s->need_scan ? scan(s) : 0;
 }
 
 /* This process's own inotify descriptor and index: made on open, and again in a child after
@@ -842,6 +859,10 @@ static int bucket_dir(struct spool *s, uint64_t b, int fresh)
     if (s->meta.durability != PBX_DURABLE_NONE && (!err || b >= s->st->q_durable)) {
         if ((err = pbx__fs_table()->fsync(s->qfd))) {
             pbx__fs_table()->close(fd);
+            /* A later flush that succeeds would prove nothing about this entry (FAILED
+             * FLUSHES): remove the bucket while it is empty, so the next sender makes it
+             * again. (Not empty: it holds renames made after a flush of q/ that worked.) */
+            pbx__fs_table()->unlinkat(s->qfd, name, AT_REMOVEDIR);
             return err;
         }
         if (b >= s->st->q_durable)
@@ -949,24 +970,53 @@ static int flush_bucket(struct spool *s, uint64_t b)
     return err;
 }
 
+/* The outcome of the finished flush that covered rename number mine: 0, or the error of its
+ * failed group (FAILED FLUSHES above; flush lock held). */
+static int flush_outcome(const struct pbx_spool_state *st, uint64_t mine)
+{
+    for (unsigned i = 0; i < PBX_SPOOL_FAILED; i++) {
+        const struct pbx_spool_failed *f = &st->failed[i];
+        if (f->err && mine >= f->lo && mine <= f->hi)
+            return f->err < 0 && f->err > -4096 ? f->err : -EIO; /* (a damaged page) */
+    }
+    return mine <= st->failed_old ? -EIO : 0;
+}
+
+/* Record a failed group, renames lo..hi, then count it as decided (flush lock held). */
+static void flush_failed(struct pbx_spool_state *st, uint64_t lo, uint64_t hi, int err)
+{
+    struct pbx_spool_failed *f = &st->failed[st->failed_n % PBX_SPOOL_FAILED];
+    if (f->err && f->hi > st->failed_old)
+        st->failed_old = f->hi; /* pushed out: its renames count as failed from now on */
+    f->lo = lo;
+    f->hi = hi;
+    f->err = err;
+    st->failed_n++;
+    if (hi > PBX_LOAD(&st->failed_hi))
+        PBX_STORE(&st->failed_hi, hi);
+}
+
 /* Make every rename up to number mine durable (GROUP COMMIT above). */
 static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
 {
     struct pbx_lock_ctx *ctx = &s->lctx;
-    if (PBX_ACQUIRE(&s->st->flushed) >= mine)
+    /* Acquire: the failed group a flush recorded is seen with the flushed it set (release). */
+    if (PBX_ACQUIRE(&s->st->flushed) >= mine && PBX_LOAD(&s->st->failed_hi) < mine)
         return 0;
     int r = pbx__lock_acquire(&s->st->flush_lock, ctx);
     if (r < 0)
         return r;
     if (PBX_ACQUIRE(&s->st->flushed) >= mine) {
+        r = flush_outcome(s->st, mine);
         pbx__lock_release(&s->st->flush_lock);
-        return 0;
+        return r;
     }
     if ((r = spool_lock(s)) < 0) {
         pbx__lock_release(&s->st->flush_lock);
         return r;
     }
     uint64_t target = s->st->renames;
+    uint64_t first = PBX_LOAD(&s->st->flushed) + 1; /* this flush's group: first..target */
     uint64_t lo = s->st->dirty_lo, hi = s->st->dirty_hi;
     /* A flusher that died before finishing left its range in flight: flush it again. */
     uint64_t ilo = s->st->inflight_lo, ihi = s->st->inflight_hi;
@@ -1010,21 +1060,14 @@ static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
     /* Only the flush lock's holder touches the range in flight. */
     s->st->inflight_lo = UINT64_MAX;
     s->st->inflight_hi = 0;
-    if (!err) {
-        uint64_t cur = PBX_LOAD(&s->st->flushed);
-        while (cur < target && !__atomic_compare_exchange_n(&s->st->flushed, &cur, target, 0,
-                                                            __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-            ;
-    } else {
-        /* Give the range back, so the next flusher retries it. */
-        if (spool_lock(s) == 0) {
-            if (lo < s->st->dirty_lo)
-                s->st->dirty_lo = lo;
-            if (hi > s->st->dirty_hi)
-                s->st->dirty_hi = hi;
-            spool_unlock(s);
-        }
-    }
+    /* A failure decides the group as a success does (FAILED FLUSHES): it is recorded first,
+     * and its range is not given back for a retry that would prove nothing. */
+    if (err && target >= first)
+        flush_failed(s->st, first, target, err);
+    uint64_t cur = PBX_LOAD(&s->st->flushed);
+    while (cur < target && !__atomic_compare_exchange_n(&s->st->flushed, &cur, target, 0,
+                                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        ;
     pbx__lock_release(&s->st->flush_lock);
     return err;
 }
@@ -1293,9 +1336,13 @@ static int split_path(const char *path, char **parent, const char **base)
 /*
  * Create a spool at s->path: build it complete under a temporary name beside it, then rename
  * it into place, so that no process ever sees half a spool. Returns 0, -EEXIST when path
- * exists (and is not an empty directory), or an error.
+ * exists (and is not an empty directory), or an error. When the flush of the parent directory
+ * after the rename fails, the spool is in place but its name may not survive a power loss:
+ * it returns 0 with *flush_err set and the new directory's identity in *made, and the caller
+ * removes it again (spool_open).
  */
-static int create_new(struct spool *s, const struct pbx_options *opts)
+static int create_new(struct spool *s, const struct pbx_options *opts, int *flush_err,
+                      struct stat *made)
 {
     char *parent;
     const char *base;
@@ -1373,7 +1420,9 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
     }
     if (err)
         goto fail;
-    fs->fsync(pfd); /* the spool's name is durable */
+    /* The spool's name is durable only once its parent is flushed. */
+    if ((*flush_err = fs->fsync(pfd)) && fs->fstat(dfd, made))
+        made->st_ino = 0; /* unknown: nothing will match it */
     goto out;
 fail:
     delete_tree(dfd);
@@ -1399,9 +1448,10 @@ static int spool_open(const char *name, int flags, const struct pbx_options *opt
         struct spool *s = spool_new(path);
         if (!s)
             return -ENOMEM;
-        int err = 0;
+        int err = 0, flush_err = 0;
+        struct stat made;
         if (flags & PBX_CREATE) {
-            err = create_new(s, opts);
+            err = create_new(s, opts, &flush_err, &made);
             if (err == -EEXIST && (flags & PBX_EXCL)) {
                 spool_free(s);
                 return -EEXIST;
@@ -1415,6 +1465,15 @@ static int spool_open(const char *name, int flags, const struct pbx_options *opt
         if (err == -ENOENT && (flags & PBX_CREATE)) {
             spool_free(s); /* removed between create and open: again */
             continue;
+        }
+        if (!err && flush_err) {
+            /* Created, but its name may not survive a power loss, and a later flush that
+             * succeeds would prove nothing (FAILED FLUSHES): remove it, as pbx_remove would
+             * (anyone who opened it meanwhile sees -EIDRM), and report the error. */
+            peer_unregister(s);
+            if (s->dir_dev == made.st_dev && s->dir_ino == made.st_ino)
+                remove_spool(s);
+            err = flush_err;
         }
         if (err) {
             spool_free(s);
@@ -1917,10 +1976,14 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
     else if (s->meta.durability == PBX_DURABLE_BATCH)
         err = flush_batch(s, 0);
     PBX_CRASH_POINT("spool.send.durable");
-    if (sync) {
-        int w = wait_taken(s, &sw, deadline_ns);
-        if (!err)
-            err = w;
+    if (sync && err) {
+        /* Not durable: say so now rather than wait for a take (the list must not keep sw). */
+        int locked = spool_lock(s) == 0;
+        sync_unlist(s, &sw);
+        if (locked)
+            spool_unlock(s);
+    } else if (sync) {
+        err = wait_taken(s, &sw, deadline_ns);
     }
     /* The message is queued; a failed flush is reported, but it may still be delivered. */
     return err ? err : r;
@@ -2160,12 +2223,25 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
             return n;
         }
         err = pbx__fs_table()->unlinkat(s->cfd, cname, 0);
-        PBX_CRASH_POINT("spool.recv.unlinked");
-        if (!err && s->meta.durability == PBX_DURABLE_ALWAYS)
-            err = flush_received(s, bucket);
-        PBX_CRASH_POINT("spool.recv.deleted");
-        if (err)
+        if (err) {
+            /* Not deleted: give it back rather than leave it claimed by a live process. */
+            if (spool_lock(s) == 0) {
+                msg_name(qname, seq, mtype, len);
+                give_back(s, cname, bucket, qname);
+                spool_unlock(s);
+            }
             return err;
+        }
+        PBX_CRASH_POINT("spool.recv.unlinked");
+        /* The message is deleted and in the caller's buffer: a failed flush now cannot undo
+         * that, and returning the error would lose it. It is handed over; only the delete may
+         * not survive a power loss (then it is delivered again), which is said on stderr. */
+        if (s->meta.durability == PBX_DURABLE_ALWAYS && (err = flush_received(s, bucket)))
+            warn(s,
+                 "a received message's delete was not flushed (%s): after a power loss it "
+                 "may be delivered again",
+                 strerror(-err));
+        PBX_CRASH_POINT("spool.recv.deleted");
         __atomic_fetch_add(&s->st->received, 1, __ATOMIC_RELAXED);
         peer_role(s, PBX_PEER_RECEIVED);
         PBX_STORE(&s->st->last_recv_pid, pbx__os_self()->pid);
