@@ -718,7 +718,9 @@ static int apply_event(struct spool *s, const struct inotify_event *ev)
 static int drain(struct spool *s)
 {
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-    int rescan = 0, applied = 0;
+    /* A failed scan, or events read but not applied, left the index partial: scan again (the
+     * scan covers every event read meanwhile, which are only discarded). */
+    int rescan = s->need_scan, applied = s->need_scan;
     for (;;) {
         ssize_t n = pbx__fs_inotify_read(s->ifd, buf, sizeof(buf));
         if (n < 0)
@@ -738,6 +740,7 @@ static int drain(struct spool *s)
                 rescan = 1;
             else if (err) {
                 s->n_new = 0;
+                s->need_scan = 1; /* the rest of the events are lost */
                 return err;
             }
         }
@@ -751,6 +754,7 @@ static int drain(struct spool *s)
             rescan = 1;
         else if (err) {
             s->n_new = 0;
+            s->need_scan = 1; /* its files are in no event: only a scan finds them */
             return err;
         }
     }
@@ -763,7 +767,7 @@ static int drain(struct spool *s)
         if (sleepers)
             pbx__fs_eventfd_kick(s->efd, sleepers);
     }
-    return rescan || s->need_scan ? scan(s) : 0;
+    return rescan ? scan(s) : 0;
 }
 
 /* This process's own inotify descriptor and index: made on open, and again in a child after
@@ -849,8 +853,11 @@ static int bucket_dir(struct spool *s, uint64_t b, int fresh)
         fd = pbx__fs_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
                                      0);
     }
-    if (fd < 0)
+    if (fd < 0) {
+        if (!err) /* made here, and empty: a failed send leaves no bucket behind */
+            pbx__fs_table()->unlinkat(s->qfd, name, AT_REMOVEDIR);
         return fd;
+    }
     if (!err)
         pbx__fs_table()->fchmod(fd, dir_mode(s->meta.mode)); /* the umask must not apply */
     /* The directory's own name must be durable before anything renamed into it is. Whoever
@@ -1147,9 +1154,10 @@ static int read_meta(int dirfd, struct pbx_spool_meta *m)
     if (fd < 0)
         return fd;
     struct stat st;
-    if (fs->fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    int err = fs->fstat(fd, &st);
+    if (err || !S_ISREG(st.st_mode)) {
         fs->close(fd);
-        return -EBADMSG; /* a FIFO, a device, a directory: never read */
+        return err ? err : -EBADMSG; /* a FIFO, a device, a directory: never read */
     }
     ssize_t n = fs->pread(fd, m, sizeof(*m), 0);
     fs->close(fd);
@@ -1221,10 +1229,10 @@ static int open_existing(struct spool *s)
     if (removed(s))
         return -ENOENT; /* removed between our lookup and now */
     /* Access: the spool's directories must be writable to us, as its files are. */
-    if (fs->faccessat(s->dirfd, "q", R_OK | W_OK | X_OK, AT_EACCESS) < 0 ||
-        fs->faccessat(s->dirfd, "c", R_OK | W_OK | X_OK, AT_EACCESS) < 0 ||
-        fs->faccessat(s->dirfd, "tmp", W_OK | X_OK, AT_EACCESS) < 0)
-        return -EACCES;
+    if ((err = fs->faccessat(s->dirfd, "q", R_OK | W_OK | X_OK, AT_EACCESS)) ||
+        (err = fs->faccessat(s->dirfd, "c", R_OK | W_OK | X_OK, AT_EACCESS)) ||
+        (err = fs->faccessat(s->dirfd, "tmp", W_OK | X_OK, AT_EACCESS)))
+        return err; /* -EACCES, or what kept the kernel from telling */
     s->lctx.dev = st.st_dev;
     s->lctx.ino = st.st_ino;
     if ((err = fs->fstat(s->dirfd, &st)))
