@@ -482,6 +482,15 @@ static void *group_sender(void *arg)
     return NULL;
 }
 
+/* The state page's count of renames, read as the spool reads it: under the spool lock. */
+static uint64_t renames_now(struct pbx_spool_state *st, const struct pbx_lock_ctx *ctx)
+{
+    ASSERT_TRUE(pbx__lock_acquire(&st->lock, ctx) >= 0);
+    uint64_t n = st->renames;
+    pbx__lock_release(&st->lock);
+    return n;
+}
+
 static int group_with_failure(int at, int err)
 {
     pbx_t *q = make_spool();
@@ -498,13 +507,13 @@ static int group_with_failure(int at, int err)
     close(fd);
     struct pbx_lock_ctx ctx = {sb.st_dev, sb.st_ino};
     ASSERT_TRUE(pbx__lock_acquire(&st->flush_lock, &ctx) >= 0);
-    uint64_t base = __atomic_load_n(&st->renames, __ATOMIC_SEQ_CST);
+    uint64_t base = renames_now(st, &ctx);
     group_q = q;
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         ASSERT_EQ(pthread_create(&t[i], NULL, group_sender, (void *) (intptr_t) i), 0);
     /* Both renamed: one group, which whoever takes the flush lock next flushes. */
-    while (__atomic_load_n(&st->renames, __ATOMIC_SEQ_CST) < base + 2)
+    while (renames_now(st, &ctx) < base + 2)
         sched_yield();
     install(at, err);
     pbx__lock_release(&st->flush_lock);

@@ -1458,6 +1458,7 @@ static int spool_open(const char *name, int flags, const struct pbx_options *opt
             return -ENOMEM;
         int err = 0, flush_err = 0;
         struct stat made;
+        memset(&made, 0, sizeof(made));
         if (flags & PBX_CREATE) {
             err = create_new(s, opts, &flush_err, &made);
             if (err == -EEXIST && (flags & PBX_EXCL)) {
