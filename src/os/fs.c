@@ -68,11 +68,98 @@ static int real_syncfs(int fd)
     return syncfs(fd) < 0 ? -errno : 0;
 }
 
+static int real_openat(int dirfd, const char *name, int flags, mode_t mode)
+{
+    int fd = openat(dirfd, name, flags, mode);
+    return fd < 0 ? -errno : fd;
+}
+
+static int real_close(int fd)
+{
+    return close(fd) < 0 ? -errno : 0;
+}
+
+static int real_fstat(int fd, struct stat *st)
+{
+    return fstat(fd, st) < 0 ? -errno : 0;
+}
+
+static int real_fstatat(int dirfd, const char *name, struct stat *st, int flags)
+{
+    return fstatat(dirfd, name, st, flags) < 0 ? -errno : 0;
+}
+
+static int real_fchmod(int fd, mode_t mode)
+{
+    return fchmod(fd, mode) < 0 ? -errno : 0;
+}
+
+static int real_fchmodat(int dirfd, const char *name, mode_t mode)
+{
+    return fchmodat(dirfd, name, mode, 0) < 0 ? -errno : 0;
+}
+
+static int real_faccessat(int dirfd, const char *name, int mode, int flags)
+{
+    return faccessat(dirfd, name, mode, flags) < 0 ? -errno : 0;
+}
+
+static ssize_t real_pread(int fd, void *buf, size_t len, off_t off)
+{
+    for (;;) {
+        ssize_t n = pread(fd, buf, len, off);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static int real_dir_open(int fd, DIR **out)
+{
+    int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dfd < 0)
+        return -errno;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int err = -errno;
+        close(dfd);
+        return err;
+    }
+    rewinddir(d); /* the duplicate shares fd's offset: list from the start */
+    *out = d;
+    return 0;
+}
+
+static int real_dir_next(DIR *d, const char **name)
+{
+    errno = 0;
+    struct dirent *e = readdir(d);
+    if (!e)
+        return errno ? -errno : 0;
+    *name = e->d_name;
+    return 1;
+}
+
+static void real_dir_close(DIR *d)
+{
+    closedir(d);
+}
+
+static int real_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+    int r = poll(fds, n, timeout_ms);
+    return r < 0 ? -errno : r;
+}
+
 #define PBX_REAL_FS_CALLS                                                                          \
     {                                                                                              \
         .write_all = real_write_all, .fsync = real_fsync, .fdatasync = real_fdatasync,             \
         .renameat = real_renameat, .mkdirat = real_mkdirat, .unlinkat = real_unlinkat,             \
-        .syncfs = real_syncfs,                                                                     \
+        .syncfs = real_syncfs, .openat = real_openat, .close = real_close, .fstat = real_fstat,    \
+        .fstatat = real_fstatat, .fchmod = real_fchmod, .fchmodat = real_fchmodat,                 \
+        .faccessat = real_faccessat, .pread = real_pread, .dir_open = real_dir_open,               \
+        .dir_next = real_dir_next, .dir_close = real_dir_close, .poll = real_poll,                 \
     }
 
 static const struct pbx_fs_calls real_calls = PBX_REAL_FS_CALLS;
@@ -90,13 +177,7 @@ void pbx__fs_table_reset(void)
 
 ssize_t pbx__fs_pread(int fd, void *buf, size_t len, off_t off)
 {
-    for (;;) {
-        ssize_t n = pread(fd, buf, len, off);
-        if (n >= 0)
-            return n;
-        if (errno != EINTR)
-            return -errno;
-    }
+    return calls.pread(fd, buf, len, off);
 }
 
 int pbx__fs_inotify_init(void)

@@ -5,15 +5,21 @@
  * rename, so its failure modes are those of the file system: a full disk while writing, a
  * failing flush, a rename that finds its source gone. These calls go through a table, like
  * the region calls of os.h, so that tests can make any of them fail (tests/test_spool_bad.c
- * makes write fail with -ENOSPC). Every entry returns what its namesake returns on success and
- * -errno on failure; none retries on EINTR except write, which completes short writes.
+ * makes write fail with -ENOSPC; tests/test_spool_faults.c fails each call of a send and of a
+ * receive in turn). Every call the spool makes on its files and directories goes through it;
+ * only the mapping of its state page (os.h) and the inotify, eventfd and wait calls below do
+ * not. Every entry returns what its namesake returns on success and -errno on failure; none
+ * retries on EINTR except write, which completes short writes, and pread.
  */
 #ifndef PBX_OS_FS_H
 #define PBX_OS_FS_H
 
+#include <dirent.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 struct pbx_fs_calls {
@@ -27,6 +33,26 @@ struct pbx_fs_calls {
     int (*unlinkat)(int dirfd, const char *name, int flags);
     /* Flush the whole file system that holds fd (syncfs). */
     int (*syncfs)(int fd);
+    /* openat(2): the new descriptor or -errno. */
+    int (*openat)(int dirfd, const char *name, int flags, mode_t mode);
+    /* close(2). The descriptor is released even when it fails, as with close(2). */
+    int (*close)(int fd);
+    int (*fstat)(int fd, struct stat *st);
+    int (*fstatat)(int dirfd, const char *name, struct stat *st, int flags);
+    int (*fchmod)(int fd, mode_t mode);
+    int (*fchmodat)(int dirfd, const char *name, mode_t mode);
+    /* faccessat(2) with the effective ids when flags has AT_EACCESS. */
+    int (*faccessat)(int dirfd, const char *name, int mode, int flags);
+    /* Read up to len bytes at offset off: the count or -errno (EINTR is retried). */
+    ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
+    /* A listing of the directory fd refers to, from its start. fd stays the caller's: the
+     * listing reads a close-on-exec duplicate of it. */
+    int (*dir_open)(int fd, DIR **out);
+    /* The next entry of a listing: 1 with *name set, 0 at the end, or -errno. */
+    int (*dir_next)(DIR *d, const char **name);
+    void (*dir_close)(DIR *d);
+    /* poll(2): the count of ready descriptors or -errno. */
+    int (*poll)(struct pollfd *fds, nfds_t n, int timeout_ms);
 };
 
 /* The table in use; tests may change entries. */
@@ -34,7 +60,7 @@ struct pbx_fs_calls *pbx__fs_table(void);
 /* Put every entry back to the real call. */
 void pbx__fs_table_reset(void);
 
-/* Read up to len bytes at offset off; returns the count or -errno (EINTR is retried). */
+/* The table's pread: up to len bytes at offset off; the count or -errno. */
 ssize_t pbx__fs_pread(int fd, void *buf, size_t len, off_t off);
 
 /* An inotify descriptor, non-blocking and close-on-exec; -errno on failure. */

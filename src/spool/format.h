@@ -28,6 +28,7 @@
 #define PBX_SPOOL_VERSION     1
 #define PBX_SPOOL_BUCKET_BITS 12  /* 4096 messages per queue directory */
 #define PBX_SPOOL_PEERS       128 /* entries in the state page's table of participants */
+#define PBX_SPOOL_FAILED      8   /* failed group flushes the state page remembers */
 /* Sequence numbers stay below 2^44: a bucket name has 8 hex digits (32 bits) and a bucket
  * holds 2^12 numbers. A name with a higher number is foreign; a send past it is -EOVERFLOW. */
 #define PBX_SPOOL_SEQ_LIMIT (1ull << (32 + PBX_SPOOL_BUCKET_BITS))
@@ -94,6 +95,19 @@ struct pbx_spool_state {
         uint32_t roles; /* PBX_PEER_* in the low 16 bits; pbx_notify's signal in bits 16-23 */
         int32_t value;  /* pbx_notify's value */
     } peers[PBX_SPOOL_PEERS];
+    /* FAILED FLUSHES (spool.c), under the flush lock: the groups of renames (rename numbers lo
+     * to hi) whose directory flush failed, with its error, the latest at failed_n - 1 (modulo
+     * PBX_SPOOL_FAILED). failed_hi, the highest hi ever recorded, is also read without the
+     * lock; failed_old is the highest hi of a group pushed out of the ring (every rename up to
+     * it whose group is no longer listed counts as failed). Pages of spools made before these
+     * fields existed are zero here: no flush failed. */
+    uint64_t failed_hi, failed_old;
+    uint32_t failed_n, pad6;
+    struct pbx_spool_failed {
+        uint64_t lo, hi;
+        int32_t err; /* -errno; 0: an empty entry */
+        uint32_t pad;
+    } failed[PBX_SPOOL_FAILED];
 };
 _Static_assert(sizeof(struct pbx_spool_state) <= 4096, "the state fits one page");
 

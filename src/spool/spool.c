@@ -38,6 +38,19 @@
  * into since the last flush (dirty_lo..dirty_hi) and sets flushed to the count it saw before
  * flushing. One flush thus serves every sender that renamed before it started.
  *
+ * FAILED FLUSHES. A flush that fails (fsync's EIO, ENOSPC, ...) decides its whole group: every
+ * sender whose rename it covered returns its error, not only the flusher. It cannot be retried:
+ * after a failed fsync the kernel may have dropped the dirty state it failed to write, so a
+ * later fsync that succeeds proves nothing about those renames. The flusher therefore records
+ * the group (its renames, flushed + 1 to the count it saw, and the error) in the state page's
+ * ring of failed groups and sets flushed past it all the same: the group is decided, and no
+ * later flush counts it as durable. A sender whose rename a finished flush covered reads its
+ * outcome there, under the flush lock; without the lock only when no failure was ever
+ * recorded at or past its rename (failed_hi). The messages of a failed group stay queued and
+ * may be delivered: their senders were told the error, not that they were lost. A new bucket
+ * whose entry in q/ fails to flush is removed again (it is empty), so that the next sender
+ * makes it afresh and its flush covers a fresh entry.
+ *
  * REAPING. A claimed message whose owner process is dead (killed mid-receive) is renamed back
  * into q/ under its old sequence number, so it keeps its place in arrival order. Every process
  * holding the lock looks at the claims at most every 100 ms, and whenever a receive finds
@@ -108,6 +121,7 @@ struct spool {
     uint32_t local_waiters; /* threads of this handle asleep */
     uint64_t gen;           /* changes each time a drain applied events */
     int warned;
+    int need_scan; /* the last scan failed: the index is partial until one succeeds */
     int new_boot;  /* opening after a reboot: every owner recorded in the spool is dead */
     dev_t dir_dev; /* the spool directory's identity */
     ino_t dir_ino;
@@ -232,6 +246,7 @@ static int removed(const struct spool *s)
 
 static void delete_tree(int dirfd);
 static int split_path(const char *path, char **parent, const char **base);
+static int remove_spool(struct spool *s);
 
 /* A remover renamed the spool away (removing set, the path no longer names this directory)
  * but did not mark it removed: it may have been killed. Finish the removal: mark it, delete
@@ -240,8 +255,9 @@ static void finish_lost_removal(struct spool *s)
 {
     if (PBX_LIKELY(!PBX_ACQUIRE(&s->st->removing)) || removed(s))
         return;
+    struct pbx_fs_calls *fs = pbx__fs_table();
     struct stat st;
-    if (fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == s->dir_dev &&
+    if (fs->fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == s->dir_dev &&
         st.st_ino == s->dir_ino)
         return; /* still in place: a remover is about to rename it, or failed to */
     if (__atomic_exchange_n(&s->st->removed, 1u, __ATOMIC_SEQ_CST))
@@ -252,15 +268,21 @@ static void finish_lost_removal(struct spool *s)
     if (split_path(s->path, &parent, &base) == 0) {
         char prefix[NAME_MAX + 1];
         snprintf(prefix, sizeof(prefix), ".%.200s.removed.", base);
-        DIR *d = opendir(parent);
-        for (struct dirent *e; d && (e = readdir(d));) {
-            if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 &&
-                fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                st.st_dev == s->dir_dev && st.st_ino == s->dir_ino)
-                pbx__fs_table()->unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+        int pfd = fs->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+        DIR *d = NULL;
+        if (pfd >= 0 && fs->dir_open(pfd, &d) < 0)
+            d = NULL;
+        const char *name;
+        while (d && fs->dir_next(d, &name) > 0) {
+            if (strncmp(name, prefix, strlen(prefix)) == 0 &&
+                fs->fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == s->dir_dev &&
+                st.st_ino == s->dir_ino)
+                fs->unlinkat(pfd, name, AT_REMOVEDIR);
         }
         if (d)
-            closedir(d);
+            fs->dir_close(d);
+        if (pfd >= 0)
+            fs->close(pfd);
     }
     free(parent);
 }
@@ -506,33 +528,34 @@ static int watch_bucket(struct spool *s, uint64_t bucket, const char *name)
 /* Index every message file in bucket directory name; a stray name is warned about, once. */
 static int scan_bucket(struct spool *s, uint64_t bucket, const char *name, int cleanup)
 {
-    int fd =
-        pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int fd = fs->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
         return 0; /* removed since (empty), or not a bucket (warned about by scan) */
     if (fd < 0)
         return fd;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return -errno;
-    }
-    int err = 0, n = 0;
-    for (struct dirent *e; !err && (e = readdir(d));) {
-        if (e->d_name[0] == '.')
+    DIR *d;
+    int err = fs->dir_open(fd, &d), n = 0;
+    fs->close(fd);
+    if (err)
+        return err;
+    const char *f;
+    while (!err && (err = fs->dir_next(d, &f)) > 0) {
+        err = 0;
+        if (f[0] == '.')
             continue;
         uint64_t seq, owner;
         long type;
         uint32_t len;
         n++;
-        if (parse_msg(e->d_name, 0, &seq, &type, &len, &owner) ||
-            seq >> PBX_SPOOL_BUCKET_BITS != bucket || len > s->meta.max_msg_size) {
-            warn(s, "ignoring foreign file q/%s/%s", name, e->d_name);
+        if (parse_msg(f, 0, &seq, &type, &len, &owner) || seq >> PBX_SPOOL_BUCKET_BITS != bucket ||
+            len > s->meta.max_msg_size) {
+            warn(s, "ignoring foreign file q/%s/%s", name, f);
             continue;
         }
         err = pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_QUEUED, 0);
     }
-    closedir(d);
+    fs->dir_close(d);
     /* An empty bucket all of whose numbers are taken will never be used again. */
     if (!err && n == 0 && cleanup && bucket < (PBX_LOAD(&s->st->next_seq) >> PBX_SPOOL_BUCKET_BITS))
         pbx__fs_table()->unlinkat(s->qfd, name, AT_REMOVEDIR);
@@ -542,32 +565,30 @@ static int scan_bucket(struct spool *s, uint64_t bucket, const char *name, int c
 /* Delete the temporary files of writers that are dead. */
 static void clean_tmp(struct spool *s)
 {
-    int fd = dup(s->tmpfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    DIR *d;
+    if (fs->dir_open(s->tmpfd, &d))
         return;
-    }
-    rewinddir(d);
-    for (struct dirent *e; (e = readdir(d));) {
-        const char *p = e->d_name;
+    const char *name;
+    while (fs->dir_next(d, &name) > 0) {
+        const char *p = name;
         uint64_t owner;
         if (p[0] == '.')
             continue;
         if (parse_hex(&p, 16, &owner) || *p != '.') {
-            warn(s, "ignoring foreign file tmp/%s", e->d_name);
+            warn(s, "ignoring foreign file tmp/%s", name);
             continue;
         }
         if (!owner_alive(s, owner))
-            pbx__fs_table()->unlinkat(s->tmpfd, e->d_name, 0);
+            fs->unlinkat(s->tmpfd, name, 0);
     }
-    closedir(d);
+    fs->dir_close(d);
 }
 
 /* Build the index from the directories (called with the lock held). */
 static int scan(struct spool *s)
 {
+    s->need_scan = 1; /* until this scan is complete */
     pbx__sidx_clear(&s->idx);
     int wd = pbx__fs_inotify_watch(s->ifd, s->dirfd, "q");
     if (wd < 0)
@@ -577,64 +598,58 @@ static int scan(struct spool *s)
         return wd;
     s->cwd = wd;
 
-    int err = 0;
-    int fd = dup(s->qfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
-        return -EMFILE;
-    }
-    rewinddir(d);
-    for (struct dirent *e; !err && (e = readdir(d));) {
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    DIR *d;
+    int err = fs->dir_open(s->qfd, &d);
+    if (err)
+        return err;
+    const char *name;
+    while (!err && (err = fs->dir_next(d, &name)) > 0) {
         uint64_t b;
-        if (e->d_name[0] == '.')
+        err = 0;
+        if (name[0] == '.')
             continue;
-        if (parse_bucket(e->d_name, &b)) {
-            warn(s, "ignoring foreign file q/%s", e->d_name);
+        if (parse_bucket(name, &b)) {
+            warn(s, "ignoring foreign file q/%s", name);
             continue;
         }
-        err = watch_bucket(s, b, e->d_name);
+        err = watch_bucket(s, b, name);
         if (!err)
-            err = scan_bucket(s, b, e->d_name, 1);
+            err = scan_bucket(s, b, name, 1);
         else if (err == -ENOENT)
             err = 0; /* removed since it was listed */
         else if (err == -ENOTDIR) {
-            warn(s, "ignoring q/%s: not a directory", e->d_name);
+            warn(s, "ignoring q/%s: not a directory", name);
             err = 0;
         }
     }
-    closedir(d);
+    fs->dir_close(d);
     if (err)
         return err;
 
-    fd = dup(s->cfd);
-    d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
-        return -EMFILE;
-    }
-    rewinddir(d);
-    for (struct dirent *e; !err && (e = readdir(d));) {
+    if ((err = fs->dir_open(s->cfd, &d)))
+        return err;
+    while (!err && (err = fs->dir_next(d, &name)) > 0) {
         uint64_t seq, owner;
         long type;
         uint32_t len;
-        if (e->d_name[0] == '.')
+        err = 0;
+        if (name[0] == '.')
             continue;
-        if (parse_msg(e->d_name, 1, &seq, &type, &len, &owner) || len > s->meta.max_msg_size) {
-            warn(s, "ignoring foreign file c/%s", e->d_name);
+        if (parse_msg(name, 1, &seq, &type, &len, &owner) || len > s->meta.max_msg_size) {
+            warn(s, "ignoring foreign file c/%s", name);
             continue;
         }
         err = pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_CLAIMED, owner);
     }
-    closedir(d);
+    fs->dir_close(d);
     /* After a power loss the state file may be older than the directories: sequence numbers
      * restart above every message that exists. */
     uint64_t next = PBX_LOAD(&s->st->next_seq);
     if (next <= s->idx.max_seq || next > PBX_SPOOL_SEQ_LIMIT)
         PBX_STORE(&s->st->next_seq, s->idx.max_seq + 1); /* (or a damaged state page) */
     clean_tmp(s);
+    s->need_scan = err != 0;
     return err;
 }
 
@@ -703,7 +718,9 @@ static int apply_event(struct spool *s, const struct inotify_event *ev)
 static int drain(struct spool *s)
 {
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-    int rescan = 0, applied = 0;
+    /* A failed scan, or events read but not applied, left the index partial: scan again (the
+     * scan covers every event read meanwhile, which are only discarded). */
+    int rescan = s->need_scan, applied = s->need_scan;
     for (;;) {
         ssize_t n = pbx__fs_inotify_read(s->ifd, buf, sizeof(buf));
         if (n < 0)
@@ -723,6 +740,7 @@ static int drain(struct spool *s)
                 rescan = 1;
             else if (err) {
                 s->n_new = 0;
+                s->need_scan = 1; /* the rest of the events are lost */
                 return err;
             }
         }
@@ -736,6 +754,7 @@ static int drain(struct spool *s)
             rescan = 1;
         else if (err) {
             s->n_new = 0;
+            s->need_scan = 1; /* its files are in no event: only a scan finds them */
             return err;
         }
     }
@@ -756,9 +775,9 @@ static int drain(struct spool *s)
 static int process_init(struct spool *s)
 {
     if (s->ifd >= 0)
-        close(s->ifd);
+        pbx__fs_table()->close(s->ifd);
     if (s->efd >= 0)
-        close(s->efd);
+        pbx__fs_table()->close(s->efd);
     s->ifd = s->efd = -1;
     if (s->wd_bucket)
         memset(s->wd_bucket, 0, s->wd_cap * sizeof(*s->wd_bucket));
@@ -813,7 +832,7 @@ static int bucket_dir(struct spool *s, uint64_t b, int fresh)
     if (s->bucket_fd >= 0 && s->cached_bucket == b && !fresh)
         return s->bucket_fd;
     if (s->bucket_fd >= 0)
-        close(s->bucket_fd);
+        pbx__fs_table()->close(s->bucket_fd);
     s->bucket_fd = -1;
     char name[NAME_LEN];
     bucket_name(name, b);
@@ -822,7 +841,7 @@ static int bucket_dir(struct spool *s, uint64_t b, int fresh)
         return err;
     PBX_CRASH_POINT("spool.bucket.made");
     int fd =
-        pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+        pbx__fs_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if ((fd == -ENOTDIR || fd == -ELOOP) && err == -EEXIST) {
         /* Not a directory (a file or link someone put there): set it aside, make the bucket. */
         char to[NAME_LEN + 24];
@@ -831,19 +850,26 @@ static int bucket_dir(struct spool *s, uint64_t b, int fresh)
         if ((err = pbx__fs_table()->renameat(s->qfd, name, s->badfd, to)) ||
             (err = pbx__fs_table()->mkdirat(s->qfd, name, dir_mode(s->meta.mode))))
             return err;
-        fd = pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+        fd = pbx__fs_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
                                      0);
     }
-    if (fd < 0)
+    if (fd < 0) {
+        if (!err) /* made here, and empty: a failed send leaves no bucket behind */
+            pbx__fs_table()->unlinkat(s->qfd, name, AT_REMOVEDIR);
         return fd;
+    }
     if (!err)
-        pbx__os_table()->fchmod(fd, dir_mode(s->meta.mode)); /* the umask must not apply */
+        pbx__fs_table()->fchmod(fd, dir_mode(s->meta.mode)); /* the umask must not apply */
     /* The directory's own name must be durable before anything renamed into it is. Whoever
      * made it flushes q/, but may die first: so does anyone past the highest bucket known to
      * be durable in q/. */
     if (s->meta.durability != PBX_DURABLE_NONE && (!err || b >= s->st->q_durable)) {
         if ((err = pbx__fs_table()->fsync(s->qfd))) {
-            close(fd);
+            pbx__fs_table()->close(fd);
+            /* A later flush that succeeds would prove nothing about this entry (FAILED
+             * FLUSHES): remove the bucket while it is empty, so the next sender makes it
+             * again. (Not empty: it holds renames made after a flush of q/ that worked.) */
+            pbx__fs_table()->unlinkat(s->qfd, name, AT_REMOVEDIR);
             return err;
         }
         if (b >= s->st->q_durable)
@@ -940,35 +966,64 @@ static int flush_bucket(struct spool *s, uint64_t b)
 {
     char name[NAME_LEN];
     bucket_name(name, b);
-    int fd =
-        pbx__os_table()->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int fd = fs->openat(s->qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
         return 0; /* emptied and removed: nothing in it to make durable (or not a bucket) */
     if (fd < 0)
         return fd;
-    int err = pbx__fs_table()->fsync(fd);
-    close(fd);
+    int err = fs->fsync(fd);
+    fs->close(fd);
     return err;
+}
+
+/* The outcome of the finished flush that covered rename number mine: 0, or the error of its
+ * failed group (FAILED FLUSHES above; flush lock held). */
+static int flush_outcome(const struct pbx_spool_state *st, uint64_t mine)
+{
+    for (unsigned i = 0; i < PBX_SPOOL_FAILED; i++) {
+        const struct pbx_spool_failed *f = &st->failed[i];
+        if (f->err && mine >= f->lo && mine <= f->hi)
+            return f->err < 0 && f->err > -4096 ? f->err : -EIO; /* (a damaged page) */
+    }
+    return mine <= st->failed_old ? -EIO : 0;
+}
+
+/* Record a failed group, renames lo..hi, then count it as decided (flush lock held). */
+static void flush_failed(struct pbx_spool_state *st, uint64_t lo, uint64_t hi, int err)
+{
+    struct pbx_spool_failed *f = &st->failed[st->failed_n % PBX_SPOOL_FAILED];
+    if (f->err && f->hi > st->failed_old)
+        st->failed_old = f->hi; /* pushed out: its renames count as failed from now on */
+    f->lo = lo;
+    f->hi = hi;
+    f->err = err;
+    st->failed_n++;
+    if (hi > PBX_LOAD(&st->failed_hi))
+        PBX_STORE(&st->failed_hi, hi);
 }
 
 /* Make every rename up to number mine durable (GROUP COMMIT above). */
 static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
 {
     struct pbx_lock_ctx *ctx = &s->lctx;
-    if (PBX_ACQUIRE(&s->st->flushed) >= mine)
+    /* Acquire: the failed group a flush recorded is seen with the flushed it set (release). */
+    if (PBX_ACQUIRE(&s->st->flushed) >= mine && PBX_LOAD(&s->st->failed_hi) < mine)
         return 0;
     int r = pbx__lock_acquire(&s->st->flush_lock, ctx);
     if (r < 0)
         return r;
     if (PBX_ACQUIRE(&s->st->flushed) >= mine) {
+        r = flush_outcome(s->st, mine);
         pbx__lock_release(&s->st->flush_lock);
-        return 0;
+        return r;
     }
     if ((r = spool_lock(s)) < 0) {
         pbx__lock_release(&s->st->flush_lock);
         return r;
     }
     uint64_t target = s->st->renames;
+    uint64_t first = PBX_LOAD(&s->st->flushed) + 1; /* this flush's group: first..target */
     uint64_t lo = s->st->dirty_lo, hi = s->st->dirty_hi;
     /* A flusher that died before finishing left its range in flight: flush it again. */
     uint64_t ilo = s->st->inflight_lo, ihi = s->st->inflight_hi;
@@ -996,41 +1051,30 @@ static int flush_renames(struct spool *s, uint64_t mine, uint64_t my_bucket)
     } else {
         /* A wide range (a damaged state page, or a long-dead flusher's): flush the buckets
          * that exist in it rather than try every number. */
-        int fd = dup(s->qfd);
-        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-        if (!d) {
-            if (fd >= 0)
-                close(fd);
-            err = -EMFILE;
+        struct pbx_fs_calls *fs = pbx__fs_table();
+        DIR *d;
+        const char *name;
+        if (!(err = fs->dir_open(s->qfd, &d))) {
+            while (!err && (err = fs->dir_next(d, &name)) > 0) {
+                uint64_t b;
+                err = 0;
+                if (name[0] != '.' && parse_bucket(name, &b) == 0 && b >= lo && b <= hi)
+                    err = flush_bucket(s, b);
+            }
+            fs->dir_close(d);
         }
-        if (d)
-            rewinddir(d);
-        for (struct dirent *e; d && !err && (e = readdir(d));) {
-            uint64_t b;
-            if (e->d_name[0] != '.' && parse_bucket(e->d_name, &b) == 0 && b >= lo && b <= hi)
-                err = flush_bucket(s, b);
-        }
-        if (d)
-            closedir(d);
     }
     /* Only the flush lock's holder touches the range in flight. */
     s->st->inflight_lo = UINT64_MAX;
     s->st->inflight_hi = 0;
-    if (!err) {
-        uint64_t cur = PBX_LOAD(&s->st->flushed);
-        while (cur < target && !__atomic_compare_exchange_n(&s->st->flushed, &cur, target, 0,
-                                                            __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-            ;
-    } else {
-        /* Give the range back, so the next flusher retries it. */
-        if (spool_lock(s) == 0) {
-            if (lo < s->st->dirty_lo)
-                s->st->dirty_lo = lo;
-            if (hi > s->st->dirty_hi)
-                s->st->dirty_hi = hi;
-            spool_unlock(s);
-        }
-    }
+    /* A failure decides the group as a success does (FAILED FLUSHES): it is recorded first,
+     * and its range is not given back for a retry that would prove nothing. */
+    if (err && target >= first)
+        flush_failed(s->st, first, target, err);
+    uint64_t cur = PBX_LOAD(&s->st->flushed);
+    while (cur < target && !__atomic_compare_exchange_n(&s->st->flushed, &cur, target, 0,
+                                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        ;
     pbx__lock_release(&s->st->flush_lock);
     return err;
 }
@@ -1069,7 +1113,7 @@ static void spool_free(struct spool *s)
                   &s->ifd,   &s->efd, &s->bucket_fd, &s->wfd,   &s->stopfd};
     for (size_t i = 0; i < PBX_ARRAY_LEN(fds); i++)
         if (*fds[i] >= 0)
-            close(*fds[i]);
+            pbx__fs_table()->close(*fds[i]);
     pbx__sidx_fini(&s->idx);
     pthread_mutex_destroy(&s->fd_mu);
     free(s->wd_bucket);
@@ -1103,19 +1147,20 @@ static uint32_t meta_check(const struct pbx_spool_meta *m)
 
 static int read_meta(int dirfd, struct pbx_spool_meta *m)
 {
-    int fd =
-        pbx__os_table()->openat(dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int fd = fs->openat(dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ELOOP)
         return -EBADMSG; /* a directory that is not a spool */
     if (fd < 0)
         return fd;
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return -EBADMSG; /* a FIFO, a device, a directory: never read */
+    int err = fs->fstat(fd, &st);
+    if (err || !S_ISREG(st.st_mode)) {
+        fs->close(fd);
+        return err ? err : -EBADMSG; /* a FIFO, a device, a directory: never read */
     }
-    ssize_t n = pbx__fs_pread(fd, m, sizeof(*m), 0);
-    close(fd);
+    ssize_t n = fs->pread(fd, m, sizeof(*m), 0);
+    fs->close(fd);
     if (n < 0)
         return (int) n;
     if ((size_t) n != sizeof(*m) || memcmp(m->magic, PBX_SPOOL_META_MAGIC, 8) != 0)
@@ -1131,7 +1176,7 @@ static int read_meta(int dirfd, struct pbx_spool_meta *m)
 static int open_sub(struct spool *s, const char *name, int *fd)
 {
     int r =
-        pbx__os_table()->openat(s->dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+        pbx__fs_table()->openat(s->dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (r == -ENOENT || r == -ENOTDIR || r == -ELOOP)
         return -EBADMSG;
     if (r < 0)
@@ -1144,30 +1189,32 @@ static int open_sub(struct spool *s, const char *name, int *fd)
 static int open_existing(struct spool *s)
 {
     struct pbx_os_calls *os = pbx__os_table();
+    struct pbx_fs_calls *fs = pbx__fs_table();
     struct stat st;
-    if (fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return -errno;
+    int err = fs->fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW);
+    if (err)
+        return err;
     if (S_ISLNK(st.st_mode))
         return -ELOOP;
     if (!S_ISDIR(st.st_mode))
         return -ENOTDIR;
-    int fd = os->openat(AT_FDCWD, s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    int fd = fs->openat(AT_FDCWD, s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd < 0)
         return fd;
     s->dirfd = fd;
-    int err = read_meta(s->dirfd, &s->meta);
+    err = read_meta(s->dirfd, &s->meta);
     if (err)
         return err;
     if ((err = open_sub(s, "q", &s->qfd)) || (err = open_sub(s, "c", &s->cfd)) ||
         (err = open_sub(s, "tmp", &s->tmpfd)) || (err = open_sub(s, "bad", &s->badfd)))
         return err;
-    fd = os->openat(s->dirfd, "state", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+    fd = fs->openat(s->dirfd, "state", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ELOOP)
         return -EBADMSG;
     if (fd < 0)
         return fd;
     s->statefd = fd;
-    if ((err = os->fstat(fd, &st)))
+    if ((err = fs->fstat(fd, &st)))
         return err;
     if (!S_ISREG(st.st_mode) || st.st_size != STATE_SIZE)
         return -EBADMSG;
@@ -1182,14 +1229,14 @@ static int open_existing(struct spool *s)
     if (removed(s))
         return -ENOENT; /* removed between our lookup and now */
     /* Access: the spool's directories must be writable to us, as its files are. */
-    if (faccessat(s->dirfd, "q", R_OK | W_OK | X_OK, AT_EACCESS) < 0 ||
-        faccessat(s->dirfd, "c", R_OK | W_OK | X_OK, AT_EACCESS) < 0 ||
-        faccessat(s->dirfd, "tmp", W_OK | X_OK, AT_EACCESS) < 0)
-        return -EACCES;
+    if ((err = fs->faccessat(s->dirfd, "q", R_OK | W_OK | X_OK, AT_EACCESS)) ||
+        (err = fs->faccessat(s->dirfd, "c", R_OK | W_OK | X_OK, AT_EACCESS)) ||
+        (err = fs->faccessat(s->dirfd, "tmp", W_OK | X_OK, AT_EACCESS)))
+        return err; /* -EACCES, or what kept the kernel from telling */
     s->lctx.dev = st.st_dev;
     s->lctx.ino = st.st_ino;
-    if (fstat(s->dirfd, &st) < 0)
-        return -errno;
+    if ((err = fs->fstat(s->dirfd, &st)))
+        return err;
     s->dir_dev = st.st_dev;
     s->dir_ino = st.st_ino;
     if ((err = spool_lock(s)))
@@ -1201,10 +1248,10 @@ static int open_existing(struct spool *s)
     /* pid + start time can repeat after a reboot, and a spool outlives one: the first open in
      * a new boot puts back every claim and deletes every temporary file. */
     char boot[40] = {0};
-    int bfd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    int bfd = fs->openat(AT_FDCWD, "/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC, 0);
     if (bfd >= 0) {
-        ssize_t n = read(bfd, boot, sizeof(boot) - 1);
-        close(bfd);
+        ssize_t n = fs->pread(bfd, boot, sizeof(boot) - 1, 0);
+        fs->close(bfd);
         if (n > 0 && memcmp(boot, s->st->boot_id, sizeof(boot)) != 0) {
             if (s->st->boot_id[0]) { /* (zero: made by an older version; just record) */
                 s->new_boot = 1;
@@ -1222,15 +1269,16 @@ static int open_existing(struct spool *s)
 
 static int write_file(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
 {
-    int fd = pbx__os_table()->openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int fd = fs->openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
         return fd;
-    int err = pbx__os_table()->fchmod(fd, mode);
+    int err = fs->fchmod(fd, mode);
     if (!err)
-        err = pbx__fs_table()->write_all(fd, data, len);
+        err = fs->write_all(fd, data, len);
     if (!err)
-        err = pbx__fs_table()->fsync(fd);
-    close(fd);
+        err = fs->fsync(fd);
+    fs->close(fd);
     return err;
 }
 
@@ -1240,34 +1288,37 @@ static void delete_tree(int dirfd)
     static const char *const subs[] = {"tmp", "c", "bad", "q"};
     struct pbx_fs_calls *fs = pbx__fs_table();
     for (size_t i = 0; i < PBX_ARRAY_LEN(subs); i++) {
-        int fd = openat(dirfd, subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = fs->openat(dirfd, subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
         if (fd < 0)
             continue;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-            close(fd);
+        DIR *d;
+        if (fs->dir_open(fd, &d) < 0) {
+            fs->close(fd);
             continue;
         }
-        for (struct dirent *e; (e = readdir(d));) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+        const char *name;
+        while (fs->dir_next(d, &name) > 0) {
+            if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
                 continue;
             if (i == 3) { /* a bucket */
-                int bfd = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                DIR *bd = bfd >= 0 ? fdopendir(bfd) : NULL;
-                if (bd) {
-                    for (struct dirent *f; (f = readdir(bd));)
-                        if (strcmp(f->d_name, ".") != 0 && strcmp(f->d_name, "..") != 0)
-                            fs->unlinkat(bfd, f->d_name, 0);
-                    closedir(bd);
-                } else if (bfd >= 0) {
-                    close(bfd);
+                int bfd = fs->openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+                DIR *bd;
+                if (bfd >= 0 && fs->dir_open(bfd, &bd) == 0) {
+                    const char *f;
+                    while (fs->dir_next(bd, &f) > 0)
+                        if (strcmp(f, ".") != 0 && strcmp(f, "..") != 0)
+                            fs->unlinkat(bfd, f, 0);
+                    fs->dir_close(bd);
                 }
-                fs->unlinkat(fd, e->d_name, AT_REMOVEDIR);
+                if (bfd >= 0)
+                    fs->close(bfd);
+                fs->unlinkat(fd, name, AT_REMOVEDIR);
             } else {
-                fs->unlinkat(fd, e->d_name, 0);
+                fs->unlinkat(fd, name, 0);
             }
         }
-        closedir(d);
+        fs->dir_close(d);
+        fs->close(fd);
         fs->unlinkat(dirfd, subs[i], AT_REMOVEDIR);
     }
     fs->unlinkat(dirfd, "meta", 0);
@@ -1293,9 +1344,13 @@ static int split_path(const char *path, char **parent, const char **base)
 /*
  * Create a spool at s->path: build it complete under a temporary name beside it, then rename
  * it into place, so that no process ever sees half a spool. Returns 0, -EEXIST when path
- * exists (and is not an empty directory), or an error.
+ * exists (and is not an empty directory), or an error. When the flush of the parent directory
+ * after the rename fails, the spool is in place but its name may not survive a power loss:
+ * it returns 0 with *flush_err set and the new directory's identity in *made, and the caller
+ * removes it again (spool_open).
  */
-static int create_new(struct spool *s, const struct pbx_options *opts)
+static int create_new(struct spool *s, const struct pbx_options *opts, int *flush_err,
+                      struct stat *made)
 {
     char *parent;
     const char *base;
@@ -1305,13 +1360,13 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
         return err;
     }
     struct pbx_fs_calls *fs = pbx__fs_table();
-    int pfd = pbx__os_table()->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    int pfd = fs->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     free(parent);
     if (pfd < 0)
         return pfd == -ENOENT ? -ENOTDIR : pfd;
     struct stat st;
-    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
-        close(pfd);
+    if (fs->fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+        fs->close(pfd);
         return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTDIR; /* never replaced, never followed */
     }
     char tmp[NAME_MAX + 1];
@@ -1320,7 +1375,7 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
     int dfd = -1;
     if ((err = fs->mkdirat(pfd, tmp, 0700)))
         goto out;
-    dfd = pbx__os_table()->openat(pfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    dfd = fs->openat(pfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (dfd < 0) {
         err = dfd;
         fs->unlinkat(pfd, tmp, AT_REMOVEDIR);
@@ -1350,16 +1405,16 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
     static const char *const subs[] = {"q", "c", "tmp", "bad"};
     for (size_t i = 0; i < PBX_ARRAY_LEN(subs) && !err; i++) {
         err = fs->mkdirat(dfd, subs[i], dm);
-        if (!err && fchmodat(dfd, subs[i], dm, 0) < 0)
-            err = -errno;
+        if (!err)
+            err = fs->fchmodat(dfd, subs[i], dm);
     }
     if (!err)
         err = write_file(dfd, "meta", &meta, sizeof(meta), opts->mode & 0666);
     if (!err)
         err = write_file(dfd, "state", init, STATE_SIZE, opts->mode & 0666);
     free(init);
-    if (!err && fchmod(dfd, dm) < 0)
-        err = -errno;
+    if (!err)
+        err = fs->fchmod(dfd, dm);
     if (!err)
         err = fs->fsync(dfd);
     if (err)
@@ -1373,15 +1428,17 @@ static int create_new(struct spool *s, const struct pbx_options *opts)
     }
     if (err)
         goto fail;
-    fs->fsync(pfd); /* the spool's name is durable */
+    /* The spool's name is durable only once its parent is flushed. */
+    if ((*flush_err = fs->fsync(pfd)) && fs->fstat(dfd, made))
+        made->st_ino = 0; /* unknown: nothing will match it */
     goto out;
 fail:
     delete_tree(dfd);
     fs->unlinkat(pfd, tmp, AT_REMOVEDIR);
 out:
     if (dfd >= 0)
-        close(dfd);
-    close(pfd);
+        fs->close(dfd);
+    fs->close(pfd);
     return err;
 }
 
@@ -1399,9 +1456,11 @@ static int spool_open(const char *name, int flags, const struct pbx_options *opt
         struct spool *s = spool_new(path);
         if (!s)
             return -ENOMEM;
-        int err = 0;
+        int err = 0, flush_err = 0;
+        struct stat made;
+        memset(&made, 0, sizeof(made));
         if (flags & PBX_CREATE) {
-            err = create_new(s, opts);
+            err = create_new(s, opts, &flush_err, &made);
             if (err == -EEXIST && (flags & PBX_EXCL)) {
                 spool_free(s);
                 return -EEXIST;
@@ -1415,6 +1474,15 @@ static int spool_open(const char *name, int flags, const struct pbx_options *opt
         if (err == -ENOENT && (flags & PBX_CREATE)) {
             spool_free(s); /* removed between create and open: again */
             continue;
+        }
+        if (!err && flush_err) {
+            /* Created, but its name may not survive a power loss, and a later flush that
+             * succeeds would prove nothing (FAILED FLUSHES): remove it, as pbx_remove would
+             * (anyone who opened it meanwhile sees -EIDRM), and report the error. */
+            peer_unregister(s);
+            if (s->dir_dev == made.st_dev && s->dir_ino == made.st_ino)
+                remove_spool(s);
+            err = flush_err;
         }
         if (err) {
             spool_free(s);
@@ -1482,7 +1550,7 @@ static void *fd_helper(void *arg)
         int nfds = removed(s) ? 1 : 3; /* removed: readable for good, wait for the stop */
         __atomic_fetch_add(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
         if (!locked || __atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) == gen)
-            poll(p, (nfds_t) nfds, nfds == 1 ? -1 : (int) slice_ms);
+            pbx__fs_table()->poll(p, (nfds_t) nfds, nfds == 1 ? -1 : (int) slice_ms);
         __atomic_fetch_sub(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
         pbx__fs_eventfd_take(s->efd);
     }
@@ -1502,8 +1570,8 @@ static int spool_fd(void *state)
         return fd;
     }
     if (s->wfd >= 0) { /* a fork()ed child: the parent's helper is not here */
-        close(s->wfd);
-        close(s->stopfd);
+        pbx__fs_table()->close(s->wfd);
+        pbx__fs_table()->close(s->stopfd);
         s->wfd = s->stopfd = -1;
         s->helper_on = 0;
     }
@@ -1536,9 +1604,9 @@ static int spool_fd(void *state)
     return w;
 fail:
     if (w >= 0)
-        close(w);
+        pbx__fs_table()->close(w);
     if (stop >= 0)
-        close(stop);
+        pbx__fs_table()->close(stop);
     s->wfd = s->stopfd = -1;
     pthread_mutex_unlock(&s->fd_mu);
     return err;
@@ -1587,7 +1655,8 @@ static int remove_spool(struct spool *s)
         free(parent);
         return err;
     }
-    int pfd = pbx__os_table()->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int pfd = fs->openat(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     free(parent);
     if (pfd < 0)
         return pfd == -ENOENT ? -EIDRM : pfd;
@@ -1595,29 +1664,29 @@ static int remove_spool(struct spool *s)
     snprintf(away, sizeof(away), ".%.200s.removed.%016" PRIx64, base, pbx__os_random64());
     /* Only if the name still refers to this spool: it may already be a newer one. */
     struct stat a, b;
-    if (fstatat(pfd, base, &a, AT_SYMLINK_NOFOLLOW) < 0 || fstat(s->dirfd, &b) < 0 ||
+    if (fs->fstatat(pfd, base, &a, AT_SYMLINK_NOFOLLOW) < 0 || fs->fstat(s->dirfd, &b) < 0 ||
         a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
-        close(pfd);
+        fs->close(pfd);
         return -EIDRM;
     }
     __atomic_store_n(&s->st->removing, 1u, __ATOMIC_SEQ_CST);
-    err = pbx__fs_table()->renameat(pfd, base, pfd, away);
+    err = fs->renameat(pfd, base, pfd, away);
     if (err) {
         __atomic_store_n(&s->st->removing, 0u, __ATOMIC_SEQ_CST);
-        close(pfd);
+        fs->close(pfd);
         return err == -ENOENT ? -EIDRM : err;
     }
     PBX_CRASH_POINT("spool.remove.renamed");
-    pbx__fs_table()->fsync(pfd);
+    fs->fsync(pfd);
     if (__atomic_exchange_n(&s->st->removed, 1u, __ATOMIC_SEQ_CST)) {
         /* A handle saw the name gone and finished the removal (finish_lost_removal). */
-        close(pfd);
+        fs->close(pfd);
         return 0;
     }
     /* Deleting the files makes inotify events: every sleeper wakes and sees removed. */
     delete_tree(s->dirfd);
-    pbx__fs_table()->unlinkat(pfd, away, AT_REMOVEDIR);
-    close(pfd);
+    fs->unlinkat(pfd, away, AT_REMOVEDIR);
+    fs->close(pfd);
     return 0;
 }
 
@@ -1645,13 +1714,14 @@ static int spool_unlink(const char *name)
     } else if (err == -EBADMSG && s->dirfd >= 0) {
         /* Damaged: remove it if it at least says it is a spool. */
         char magic[8];
-        int fd = openat(s->dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-        ssize_t n = fd >= 0 ? pbx__fs_pread(fd, magic, 8, 0) : -1;
+        struct pbx_fs_calls *fs = pbx__fs_table();
+        int fd = fs->openat(s->dirfd, "meta", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+        ssize_t n = fd >= 0 ? fs->pread(fd, magic, 8, 0) : -1;
         if (fd >= 0)
-            close(fd);
+            fs->close(fd);
         if (n == 8 && memcmp(magic, PBX_SPOOL_META_MAGIC, 8) == 0) {
             delete_tree(s->dirfd);
-            err = unlinkat(AT_FDCWD, path, AT_REMOVEDIR) < 0 ? -errno : 0;
+            err = fs->unlinkat(AT_FDCWD, path, AT_REMOVEDIR);
         }
     }
     spool_free(s);
@@ -1729,7 +1799,7 @@ static int write_tmp(struct spool *s, long type, const void *data, uint32_t len,
     uint64_t n = __atomic_fetch_add(&tmp_counter, 1, __ATOMIC_RELAXED);
     snprintf(tmpname, NAME_LEN, "%016" PRIx64 ".%" PRIx64, pbx__fs_process_ident(), n);
     mode_t fm = s->meta.mode & 0666;
-    int fd = pbx__os_table()->openat(s->tmpfd, tmpname,
+    int fd = pbx__fs_table()->openat(s->tmpfd, tmpname,
                                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, fm);
     if (fd < 0)
         return fd;
@@ -1740,7 +1810,7 @@ static int write_tmp(struct spool *s, long type, const void *data, uint32_t len,
     h.sum = fnv32(data, len, FNV_SEED);
     h.head_sum = fnv32(&h, offsetof(struct pbx_spool_msg_head, head_sum), FNV_SEED);
     struct pbx_fs_calls *fs = pbx__fs_table();
-    int err = (fm & 077) ? pbx__os_table()->fchmod(fd, fm) : 0;
+    int err = (fm & 077) ? pbx__fs_table()->fchmod(fd, fm) : 0;
     if (!err)
         err = fs->write_all(fd, &h, sizeof(h));
     if (!err && len)
@@ -1748,7 +1818,7 @@ static int write_tmp(struct spool *s, long type, const void *data, uint32_t len,
     PBX_CRASH_POINT("spool.send.written");
     if (!err && s->meta.durability == PBX_DURABLE_ALWAYS)
         err = fs->fdatasync(fd);
-    close(fd);
+    pbx__fs_table()->close(fd);
     if (err)
         fs->unlinkat(s->tmpfd, tmpname, 0);
     else
@@ -1915,10 +1985,14 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
     else if (s->meta.durability == PBX_DURABLE_BATCH)
         err = flush_batch(s, 0);
     PBX_CRASH_POINT("spool.send.durable");
-    if (sync) {
-        int w = wait_taken(s, &sw, deadline_ns);
-        if (!err)
-            err = w;
+    if (sync && err) {
+        /* Not durable: say so now rather than wait for a take (the list must not keep sw). */
+        int locked = spool_lock(s) == 0;
+        sync_unlist(s, &sw);
+        if (locked)
+            spool_unlock(s);
+    } else if (sync) {
+        err = wait_taken(s, &sw, deadline_ns);
     }
     /* The message is queued; a failed flush is reported, but it may still be delivered. */
     return err ? err : r;
@@ -1932,8 +2006,9 @@ static int read_msg(int fd, long type, uint32_t len, void *buf, uint32_t cap)
 {
     struct pbx_spool_msg_head h;
     struct stat st;
-    if (fstat(fd, &st) < 0)
-        return -errno;
+    int err = pbx__fs_table()->fstat(fd, &st);
+    if (err)
+        return err;
     if (!S_ISREG(st.st_mode) || st.st_size != (off_t) (sizeof(h) + len))
         return -EBADMSG; /* a FIFO, a directory, a device named like a message is damage */
     ssize_t n = pbx__fs_pread(fd, &h, sizeof(h), 0);
@@ -1985,11 +2060,11 @@ static int flush_received(struct spool *s, uint64_t bucket)
     char bname[NAME_LEN];
     bucket_name(bname, bucket);
     int fd =
-        pbx__os_table()->openat(s->qfd, bname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+        pbx__fs_table()->openat(s->qfd, bname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     int err;
     if (fd >= 0) {
         err = pbx__fs_table()->fsync(fd);
-        close(fd);
+        pbx__fs_table()->close(fd);
     } else {
         err = fd == -ENOENT ? pbx__fs_table()->fsync(s->qfd) : fd; /* the bucket was removed */
     }
@@ -2052,10 +2127,10 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         }
 
         if (flags & PBX_PEEK) {
-            int fd = pbx__os_table()->openat(bfd, qname,
+            int fd = pbx__fs_table()->openat(bfd, qname,
                                              O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
             if (fd == -ENOENT && (bfd = bucket_dir(s, bucket, 1)) >= 0)
-                fd = pbx__os_table()->openat(bfd, qname,
+                fd = pbx__fs_table()->openat(bfd, qname,
                                              O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
             if (fd == -ENOENT) {
                 forget_missing(s, seq, qname);
@@ -2072,7 +2147,7 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
                 return fd;
             }
             err = read_msg(fd, mtype, len, buf, cap);
-            close(fd);
+            pbx__fs_table()->close(fd);
             if (err == -EBADMSG) {
                 quarantine(s, bfd, qname);
                 spool_unlock(s);
@@ -2108,19 +2183,19 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
             bucket_name(bname, bucket);
             if (pbx__fs_table()->unlinkat(s->qfd, bname, AT_REMOVEDIR) == 0 &&
                 s->cached_bucket == bucket && s->bucket_fd >= 0) {
-                close(s->bucket_fd);
+                pbx__fs_table()->close(s->bucket_fd);
                 s->bucket_fd = -1;
             }
         }
         spool_unlock(s);
 
-        int fd = pbx__os_table()->openat(s->cfd, cname,
+        int fd = pbx__fs_table()->openat(s->cfd, cname,
                                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
         err = fd == -ELOOP || fd == -ENXIO || fd == -ENODEV ? -EBADMSG
               : fd < 0                                      ? fd
                                                             : read_msg(fd, mtype, len, buf, cap);
         if (fd >= 0)
-            close(fd);
+            pbx__fs_table()->close(fd);
         PBX_CRASH_POINT("spool.recv.read");
         if (err == -EBADMSG) {
             if (spool_lock(s) == 0) {
@@ -2157,12 +2232,25 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
             return n;
         }
         err = pbx__fs_table()->unlinkat(s->cfd, cname, 0);
-        PBX_CRASH_POINT("spool.recv.unlinked");
-        if (!err && s->meta.durability == PBX_DURABLE_ALWAYS)
-            err = flush_received(s, bucket);
-        PBX_CRASH_POINT("spool.recv.deleted");
-        if (err)
+        if (err) {
+            /* Not deleted: give it back rather than leave it claimed by a live process. */
+            if (spool_lock(s) == 0) {
+                msg_name(qname, seq, mtype, len);
+                give_back(s, cname, bucket, qname);
+                spool_unlock(s);
+            }
             return err;
+        }
+        PBX_CRASH_POINT("spool.recv.unlinked");
+        /* The message is deleted and in the caller's buffer: a failed flush now cannot undo
+         * that, and returning the error would lose it. It is handed over; only the delete may
+         * not survive a power loss (then it is delivered again), which is said on stderr. */
+        if (s->meta.durability == PBX_DURABLE_ALWAYS && (err = flush_received(s, bucket)))
+            warn(s,
+                 "a received message's delete was not flushed (%s): after a power loss it "
+                 "may be delivered again",
+                 strerror(-err));
+        PBX_CRASH_POINT("spool.recv.deleted");
         __atomic_fetch_add(&s->st->received, 1, __ATOMIC_RELAXED);
         peer_role(s, PBX_PEER_RECEIVED);
         PBX_STORE(&s->st->last_recv_pid, pbx__os_self()->pid);
@@ -2315,7 +2403,7 @@ static int spool_stat(void *state, struct pbx_stat *st)
     st->recv_waiters = PBX_LOAD(&ss->recv_waiters);
     st->region_size = STATE_SIZE;
     struct stat fst;
-    if (fstat(s->dirfd, &fst) == 0) {
+    if (pbx__fs_table()->fstat(s->dirfd, &fst) == 0) {
         st->uid = fst.st_uid;
         st->gid = fst.st_gid;
     }
