@@ -851,6 +851,10 @@ SYSV_API ssize_t msgrcv(int msqid, void *msgp, size_t msgsz, long msgtyp, int ms
         r = pbx_recv(op.q, msgtyp, m->mtext, msgsz, flags, &type);
     }
     op_end(&op);
+    /* IPC_NOWAIT while the queue's lock is held by a stopped process (DEADLINES in lock.h):
+     * msgrcv(2) has no "try again"; ENOMSG is what a polling caller already handles. */
+    if (r == -EAGAIN)
+        r = -ENOMSG;
     if (r < 0)
         return fail(mailbox_errno((int) r));
     m->mtype = type;

@@ -96,6 +96,17 @@
 #define PBX_LOCK_NOWAIT    1ull
 #define PBX_LOCK_NOWAIT_NS 1000000000ull /* the longest a PBX_NOWAIT take waits for a holder */
 
+/* The limit of a call's lock takes: PBX_LOCK_NOWAIT for a non-blocking call, its deadline for a
+ * timed one (0: none). Only the first take of an operation is limited: a take that finishes
+ * what the call began (a large message's publication, a receive's free) must not give up
+ * halfway. Both transports use it. */
+static inline uint64_t pbx__lock_limit(int nowait, uint64_t deadline_ns)
+{
+    if (nowait)
+        return PBX_LOCK_NOWAIT;
+    return deadline_ns ? deadline_ns : PBX_LOCK_FOREVER;
+}
+
 /* What a waiter needs to know to judge a holder: the file the lock lives in. */
 struct pbx_lock_ctx {
     dev_t dev;

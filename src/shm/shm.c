@@ -505,23 +505,12 @@ static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const str
     return err == -EINTR || err == -ETIMEDOUT ? (removed(m) ? -EIDRM : err) : err;
 }
 
-/* How long a call may wait for a lock (DEADLINES in lock.h): a PBX_NOWAIT call never waits on
- * a holder that is not running, a timed call not past its deadline. Only the first take of an
- * operation is limited: a take that finishes what the call began (a large message's
- * publication, a receive's free) must not give up halfway. */
-static uint64_t lock_limit(int flags, uint64_t deadline_ns)
-{
-    if (flags & PBX_NOWAIT)
-        return PBX_LOCK_NOWAIT;
-    return deadline_ns ? deadline_ns : PBX_LOCK_FOREVER;
-}
-
 static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t len, int flags,
                      uint64_t deadline_ns, struct pbx_sigguard *g, int sync)
 {
     struct pbx_header *h = m->h;
     int dropped = 0, spun = 0;
-    const uint64_t until = lock_limit(flags, deadline_ns);
+    const uint64_t until = pbx__lock_limit(flags & PBX_NOWAIT, deadline_ns);
     for (;;) {
         int err = pbx__send_lock_until(m, until);
         if (err)
@@ -768,7 +757,7 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
 {
     struct pbx_header *h = m->h;
     int spun = 0;
-    const uint64_t until = lock_limit(flags, deadline_ns);
+    const uint64_t until = pbx__lock_limit(flags & PBX_NOWAIT, deadline_ns);
     /* A message that a receiver was copying out when it died is put back by whoever next looks
      * after dead peers; receivers look at most every 100 ms, and only while some slot is being
      * read outside the lock, so the usual cost is one load. */

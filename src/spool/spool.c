@@ -801,9 +801,9 @@ static void spool_unlock(struct spool *s)
 
 /* Take the spool lock and bring the index up to date. A process that stays open for long
  * also deletes, every CLEAN_NS, the temporary files of writers that died since. */
-static int spool_lock(struct spool *s)
+static int spool_lock_until(struct spool *s, uint64_t limit)
 {
-    int r = pbx__lock_acquire(&s->st->lock, &s->lctx);
+    int r = pbx__lock_acquire_until(&s->st->lock, &s->lctx, limit);
     if (r < 0)
         return r;
     if (r == 1)
@@ -823,6 +823,11 @@ static int spool_lock(struct spool *s)
         clean_tmp(s);
     }
     return 0;
+}
+
+static int spool_lock(struct spool *s)
+{
+    return spool_lock_until(s, PBX_LOCK_FOREVER);
 }
 
 /* The open directory of bucket b, created if needed (lock held). The descriptor of the bucket
@@ -1875,8 +1880,9 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
                      struct sync_wait *sw)
 {
     int dropped = 0;
+    const uint64_t until = pbx__lock_limit(flags & PBX_NOWAIT, deadline_ns); /* DEADLINES, lock.h */
     for (;;) {
-        int err = spool_lock(s);
+        int err = spool_lock_until(s, until);
         if (err)
             return err;
         if (removed(s)) {
@@ -2084,8 +2090,9 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
                          struct pbx_sigguard *g)
 {
     int except = (flags & PBX_EXCEPT) != 0;
+    const uint64_t until = pbx__lock_limit(flags & PBX_NOWAIT, deadline_ns); /* DEADLINES, lock.h */
     for (;;) {
-        int err = spool_lock(s);
+        int err = spool_lock_until(s, until);
         if (err)
             return err;
         if (removed(s)) {
