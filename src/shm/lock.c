@@ -30,14 +30,14 @@ static int holder_is_gone(uint64_t v, uint64_t since_ns, uint64_t now,
                           const struct pbx_lock_ctx *ctx)
 {
     uint64_t ident = v & ~(uint64_t) PBX_LOCK_WAITERS;
-    if (!pbx__os_ident_alive(ident))
+    if (!pbx__ident_thread_alive(ident))
         return 1;
     if (now - since_ns < LOCK_BOGUS_NS)
         return 0;
     int maps = pbx__os_maps_file(PBX_IDENT_TID(ident), ctx->dev, ctx->ino);
     if (maps == 0)
         return 1;
-    if (maps < 0 && now - since_ns >= LOCK_UNREADABLE_NS && !pbx__os_ident_stopped(ident))
+    if (maps < 0 && now - since_ns >= LOCK_UNREADABLE_NS && !pbx__ident_thread_stopped(ident))
         return 1;
     return 0;
 }

@@ -227,7 +227,7 @@ _Static_assert(sizeof(struct pbx_listen) <= PBX_CACHELINE, "the listen line is o
  * freed by its handle's close, or pruned once its process is dead. */
 #define PBX_PEERS 128
 struct pbx_peer_entry {
-    uint64_t ident;   /* identity of the process (os.h, pbx__os_proc_ident); 0: free */
+    uint64_t ident;   /* identity of the process (os/ident.h, pbx__ident_process); 0: free */
     int64_t since_ns; /* CLOCK_REALTIME of the open */
     uint32_t roles;   /* PBX_PEER_* bits of postbox.h */
     int32_t signo;    /* pbx_notify() signal, 0: none */

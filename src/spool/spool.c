@@ -273,7 +273,7 @@ static void fd_stop(struct spool *s);
 
 static int owner_alive(const struct spool *s, uint64_t owner)
 {
-    return !s->new_boot && pbx__fs_process_alive(owner);
+    return !s->new_boot && pbx__ident_process_alive(owner);
 }
 
 /* ---- claims this process holds --------------------------------------------------------- */
@@ -384,7 +384,7 @@ static void peer_register(struct spool *s)
 
 static void peer_unregister(struct spool *s)
 {
-    if (s->peer_slot < 0 || s->owner != pbx__fs_process_ident())
+    if (s->peer_slot < 0 || s->owner != pbx__ident_process())
         return; /* none, or a fork()ed child's copy of its parent's handle */
     struct pbx_spool_peer *e = &s->st->peers[s->peer_slot];
     uint64_t o = s->owner;
@@ -770,7 +770,7 @@ static int process_init(struct spool *s)
         return fd;
     s->efd = fd;
     s->pid = pbx__os_self()->pid;
-    s->owner = pbx__fs_process_ident();
+    s->owner = pbx__ident_process();
     peer_register(s); /* (a fork()ed child: an entry of its own; the parent's stays) */
     return scan(s);
 }
@@ -1727,7 +1727,7 @@ static int write_tmp(struct spool *s, long type, const void *data, uint32_t len,
      * spool must not count alike. (A fork()ed child has another OWNER: no reset needed.) */
     static uint64_t tmp_counter;
     uint64_t n = __atomic_fetch_add(&tmp_counter, 1, __ATOMIC_RELAXED);
-    snprintf(tmpname, NAME_LEN, "%016" PRIx64 ".%" PRIx64, pbx__fs_process_ident(), n);
+    snprintf(tmpname, NAME_LEN, "%016" PRIx64 ".%" PRIx64, pbx__ident_process(), n);
     mode_t fm = s->meta.mode & 0666;
     int fd = pbx__os_table()->openat(s->tmpfd, tmpname,
                                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, fm);
