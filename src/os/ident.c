@@ -245,3 +245,16 @@ int pbx__ident_pidns_admits(uint64_t dev, uint64_t ino)
         return -EXDEV;
     return d == dev && i == ino ? 0 : -EXDEV;
 }
+
+int pbx__ident_pidns_bind(uint64_t *dev, uint64_t *ino, int anew)
+{
+    uint64_t d = __atomic_load_n(dev, __ATOMIC_RELAXED), i = __atomic_load_n(ino, __ATOMIC_RELAXED);
+    if (!anew && (d != 0 || i != 0))
+        return pbx__ident_pidns_admits(d, i);
+    d = i = 0;
+    if (pbx__ident_pidns(&d, &i) == -EXDEV)
+        return -EXDEV;
+    __atomic_store_n(dev, d, __ATOMIC_RELAXED);
+    __atomic_store_n(ino, i, __ATOMIC_RELAXED);
+    return 0;
+}

@@ -78,4 +78,10 @@ int pbx__ident_pidns(uint64_t *dev, uint64_t *ino);
  * namespace, or the caller's cannot be told). */
 int pbx__ident_pidns_admits(uint64_t dev, uint64_t ino);
 
+/* The same for a record (*dev, *ino) in shared state that lasts longer than its users (a
+ * spool's state page), called under the lock that guards it: with anew (a new boot: every
+ * earlier user is dead), or when nothing is recorded, the caller's namespace is recorded and
+ * admitted; otherwise pbx__ident_pidns_admits() decides. 0 or -EXDEV. */
+int pbx__ident_pidns_bind(uint64_t *dev, uint64_t *ino, int anew);
+
 #endif

@@ -1140,6 +1140,18 @@ static int open_sub(struct spool *s, const char *name, int *fd)
     return 0;
 }
 
+/* This boot's id (/proc/sys/kernel/random/boot_id) into boot; left zero if unreadable. */
+static void read_boot_id(char *boot, size_t cap)
+{
+    int bfd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (bfd >= 0) {
+        ssize_t n = read(bfd, boot, cap - 1);
+        if (n <= 0)
+            memset(boot, 0, cap);
+        close(bfd);
+    }
+}
+
 /* Open the spool directory at s->path and everything in it, check it, map the state. */
 static int open_existing(struct spool *s)
 {
@@ -1192,6 +1204,13 @@ static int open_existing(struct spool *s)
         return -errno;
     s->dir_dev = st.st_dev;
     s->dir_ino = st.st_ino;
+    /* Owners are judged in our PID namespace: a process of another one must not even take the
+     * lock, whose holder is judged the same way (checked again below, under the lock). */
+    char boot[40] = {0};
+    read_boot_id(boot, sizeof(boot));
+    if (!memcmp(boot, s->st->boot_id, sizeof(boot)) &&
+        (err = pbx__ident_pidns_admits(PBX_LOAD(&s->st->pidns_dev), PBX_LOAD(&s->st->pidns_ino))))
+        return err;
     if ((err = spool_lock(s)))
         return err;
     /* Counters from a shared page: keep them consistent whatever a damaged page says (the
@@ -1200,24 +1219,23 @@ static int open_existing(struct spool *s)
         PBX_STORE(&s->st->flushed, s->st->renames);
     /* pid + start time can repeat after a reboot, and a spool outlives one: the first open in
      * a new boot puts back every claim and deletes every temporary file. */
-    char boot[40] = {0};
-    int bfd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    if (bfd >= 0) {
-        ssize_t n = read(bfd, boot, sizeof(boot) - 1);
-        close(bfd);
-        if (n > 0 && memcmp(boot, s->st->boot_id, sizeof(boot)) != 0) {
-            if (s->st->boot_id[0]) { /* (zero: made by an older version; just record) */
-                s->new_boot = 1;
-                reap(s);
-                clean_tmp(s);
-                peers_prune(s, 1);
-                s->new_boot = 0;
-            }
-            memcpy(s->st->boot_id, boot, sizeof(boot));
+    int anew = 0;
+    if (boot[0] && memcmp(boot, s->st->boot_id, sizeof(boot)) != 0) {
+        if (s->st->boot_id[0]) { /* (zero: made by an older version; just record) */
+            s->new_boot = 1;
+            reap(s);
+            clean_tmp(s);
+            peers_prune(s, 1);
+            s->new_boot = 0;
         }
+        memcpy(s->st->boot_id, boot, sizeof(boot));
+        anew = 1;
     }
+    /* The PID namespace of the spool's users in this boot: recorded by the first open of a
+     * boot, then only processes of it are admitted (docs/spool.md). */
+    err = pbx__ident_pidns_bind(&s->st->pidns_dev, &s->st->pidns_ino, anew);
     spool_unlock(s);
-    return 0;
+    return err;
 }
 
 static int write_file(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
@@ -1638,6 +1656,8 @@ static int spool_unlink(const char *name)
     if (!s)
         return -ENOMEM;
     int err = open_existing(s);
+    if (err == -EXDEV)
+        err = 0; /* another PID namespace's spool: removed all the same, as with rm -r */
     if (err == 0)
         peer_unregister(s); /* (registered by the open; this is no participant) */
     if (err == 0 || (err == -EBADMSG && s->dirfd >= 0 && s->st)) {
