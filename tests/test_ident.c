@@ -4,19 +4,28 @@
  * A process whose main() called pthread_exit() while another thread runs has a zombie
  * thread-group leader, and is alive: it keeps its claims, can acknowledge them, and keeps its
  * notify registration. A process whose threads have all exited is dead even while it is not
- * reaped yet: its claim is returned. (Issue 13, item 2.)
+ * reaped yet: its claim is returned.
+ *
+ * Liveness is judged in the caller's PID namespace, so a mailbox is used from one namespace
+ * only: another's is refused with -EXDEV, tried with bogus records and with real namespaces
+ * (unshare -p -f, as root; skipped where that is not permitted). (Issue 13, item 2.)
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sched.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "shm/region.h"
+#include "spool/format.h"
 #include "spool_util.h"
 
 static char box[4096];
@@ -244,4 +253,226 @@ TEST(shm_notify_registrant_whose_main_thread_exited_is_still_signalled)
 TEST(spool_notify_registrant_whose_main_thread_exited_is_still_signalled)
 {
     run_zombie_leader_keeps_registration(1);
+}
+
+/* ---- PID namespaces: a mailbox is used from one only ------------------------------------ */
+
+/* Write the PID namespace recorded in a mailbox: the region's header, or a spool's state. */
+static void record_pidns(int spool, const char *base, uint64_t dev, uint64_t ino)
+{
+    char path[8192];
+    off_t off;
+    if (spool) {
+        snprintf(path, sizeof(path), "%s/%s/state", getenv("POSTBOX_DIR"), base);
+        off = (off_t) offsetof(struct pbx_spool_state, pidns_dev);
+    } else {
+        snprintf(path, sizeof(path), "%s/pbx.%s", getenv("POSTBOX_DIR"), base);
+        off = (off_t) offsetof(struct pbx_header, pidns_dev);
+    }
+    uint64_t ns[2] = {dev, ino};
+    int fd = open(path, O_RDWR);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_EQ(pwrite(fd, ns, sizeof(ns), off), (ssize_t) sizeof(ns));
+    close(fd);
+}
+
+static void run_foreign_record_refused(int spool)
+{
+    pbx_t *q = create_box(spool, "foreign");
+    ASSERT_OK(pbx_send(q, 1, "kept", 4, 0));
+    pbx_t *q2;
+    ASSERT_OK(pbx_open(box, 0, NULL, &q2)); /* our own namespace: admitted */
+    pbx_close(q2);
+    record_pidns(spool, "foreign", 1, 4026531836ull + 7); /* a namespace we are not in */
+    ASSERT_ERR(pbx_open(box, 0, NULL, &q2), -EXDEV);
+    ASSERT_ERR(pbx_open(box, PBX_CREATE, NULL, &q2), -EXDEV);
+    ASSERT_TRUE(strstr(pbx_strerror(-EXDEV), "PID namespace") != NULL);
+    /* Removing it by name still works (the remedy for a mailbox of a namespace gone). */
+    ASSERT_OK(pbx_unlink(box));
+    ASSERT_ERR(pbx_open(box, 0, NULL, &q2), -ENOENT);
+    pbx_close(q);
+}
+
+TEST(shm_region_recorded_in_another_pid_namespace_is_refused_with_exdev)
+{
+    run_foreign_record_refused(0);
+}
+
+TEST(spool_recorded_in_another_pid_namespace_is_refused_with_exdev)
+{
+    run_foreign_record_refused(1);
+}
+
+/* A spool outlives a boot, and with it every namespace of its users: the first open of a new
+ * boot records its own namespace. */
+TEST(spool_of_another_pid_namespace_is_taken_over_in_a_new_boot)
+{
+    pbx_t *q = create_box(1, "reboot");
+    ASSERT_OK(pbx_send(q, 2, "boot", 4, 0));
+    pbx_close(q);
+    record_pidns(1, "reboot", 1, 4026531836ull + 7);
+    ASSERT_ERR(pbx_open(box, 0, NULL, &q), -EXDEV);
+    char path[8192];
+    snprintf(path, sizeof(path), "%s/reboot/state", getenv("POSTBOX_DIR"));
+    int fd = open(path, O_RDWR);
+    ASSERT_TRUE(fd >= 0);
+    char boot[40] = "00000000-0000-0000-0000-000000000000\n";
+    ASSERT_EQ(pwrite(fd, boot, sizeof(boot), offsetof(struct pbx_spool_state, boot_id)), 40);
+    close(fd);
+    ASSERT_OK(pbx_open(box, 0, NULL, &q));
+    char b[8];
+    ASSERT_EQ(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, NULL), 4);
+    pbx_t *q2;
+    ASSERT_OK(pbx_open(box, 0, NULL, &q2)); /* recorded as ours now */
+    pbx_close(q2);
+    pbx_remove(q);
+    pbx_close(q);
+}
+
+/* Run fn(arg) as process 1 of a new PID namespace (unshare -p -f), with /proc mounted for that
+ * namespace (own_proc, as a container has: unshare -p -f -m --mount-proc) or the parent's left
+ * in place. Returns fn's exit status; skips the test when namespaces are not permitted. */
+struct nsjob {
+    int (*fn)(void *);
+    int own_proc;
+};
+
+static int ns_helper(void *arg)
+{
+    struct nsjob *j = arg;
+    if (unshare(CLONE_NEWPID | (j->own_proc ? CLONE_NEWNS : 0)) < 0)
+        return errno == EPERM || errno == EINVAL || errno == ENOSPC || errno == EUSERS ? 77 : 3;
+    pid_t c = fork();
+    if (c < 0)
+        return 4;
+    if (c == 0) {
+        if (j->own_proc &&
+            (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0))
+            _exit(77);
+        _exit(j->fn(NULL));
+    }
+    int st;
+    if (waitpid(c, &st, 0) != c)
+        return 5;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void in_new_pidns(int (*fn)(void *), int own_proc)
+{
+    struct nsjob j = {fn, own_proc};
+    int r = pbx_test_wait(pbx_test_fork(ns_helper, &j));
+    if (r == 77)
+        SKIP("no PID namespace here (unshare(CLONE_NEWPID) or mounting its /proc not permitted; "
+             "run as root, or allow user namespaces)");
+    ASSERT_EQ(r, 0);
+}
+
+static int open_is_exdev(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    int r = pbx_open(box, 0, NULL, &q);
+    return r == -EXDEV ? 0 : 10 + (r < 0 ? -r : 0) % 100;
+}
+
+static void run_container_refused(int spool)
+{
+    pbx_t *q = create_box(spool, "host");
+    ASSERT_OK(pbx_send(q, 1, "host", 4, 0));
+    in_new_pidns(open_is_exdev, 1);
+    char b[8];
+    ASSERT_EQ(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, NULL), 4); /* nothing disturbed */
+    pbx_remove(q);
+    pbx_close(q);
+}
+
+TEST(shm_open_from_another_pid_namespace_is_refused_with_exdev)
+{
+    run_container_refused(0);
+}
+
+TEST(spool_open_from_another_pid_namespace_is_refused_with_exdev)
+{
+    run_container_refused(1);
+}
+
+/* unshare -p -f without --mount-proc: /proc shows the parent's namespace, in which no id this
+ * process records means what it says. Neither opening nor creating is allowed. */
+static int open_or_create_is_exdev(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    int r = pbx_open(box, 0, NULL, &q);
+    if (r != -EXDEV)
+        return 10 + (r < 0 ? -r : 0) % 100;
+    char fresh[4200];
+    snprintf(fresh, sizeof(fresh), "%s2", box);
+    r = pbx_open(fresh, PBX_CREATE, NULL, &q);
+    return r == -EXDEV ? 0 : 30 + (r < 0 ? -r : 0) % 100;
+}
+
+static void run_foreign_proc_refused(int spool)
+{
+    pbx_t *q = create_box(spool, "fproc");
+    in_new_pidns(open_or_create_is_exdev, 0);
+    pbx_remove(q);
+    pbx_close(q);
+}
+
+TEST(shm_open_where_proc_shows_another_pid_namespace_is_refused)
+{
+    run_foreign_proc_refused(0);
+}
+
+TEST(spool_open_where_proc_shows_another_pid_namespace_is_refused)
+{
+    run_foreign_proc_refused(1);
+}
+
+/* Inside a container, its own processes share a mailbox as anywhere (a claim of a live process
+ * there is kept, and acknowledged); outside, it is refused. */
+static int container_users(void *arg)
+{
+    (void) arg;
+    pbx_t *q;
+    struct pbx_options o = pbx_test_options(64, 64 << 10, 256, PBX_BLOCK);
+    if (pbx_open(box, PBX_CREATE | PBX_EXCL, &o, &q))
+        return 2;
+    if (pbx_send(q, 1, "claim", 5, 0))
+        return 3;
+    int ack = 1;
+    pid_t keeper = pbx_test_fork(zombie_claimer, &ack); /* claims it; its main thread exits */
+    wait_leader_gone(keeper);
+    char b[16];
+    for (int i = 0; i < 3; i++) {
+        pbx_test_sleep_ms(150);
+        if (pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, NULL) != -ENOMSG)
+            return 4; /* handed out while its claimer lives */
+    }
+    go_on();
+    if (pbx_test_wait(keeper) != 0)
+        return 5;
+    pbx_close(q);
+    return 0;
+}
+
+static void run_container_users(int spool)
+{
+    box_name(spool, "inner");
+    ASSERT_EQ(pipe(go_pipe), 0);
+    in_new_pidns(container_users, 1);
+    pbx_t *q;
+    ASSERT_ERR(pbx_open(box, 0, NULL, &q), -EXDEV); /* the container's, seen from the host */
+    ASSERT_OK(pbx_unlink(box));
+}
+
+TEST(shm_mailbox_made_in_a_pid_namespace_works_there_and_is_refused_outside)
+{
+    run_container_users(0);
+}
+
+TEST(spool_made_in_a_pid_namespace_works_there_and_is_refused_outside)
+{
+    run_container_users(1);
 }
