@@ -189,6 +189,9 @@ PBX_API const char *pbx_version(void);
  *   -EACCES    the mailbox's mode does not let the caller read and write it
  *   -EBADMSG   the file exists but is not a postbox mailbox, or its header is damaged
  *   -EPROTO    the mailbox was made by an incompatible version of postbox
+ *   -EXDEV     the mailbox belongs to another PID namespace than the caller's (a container
+ *              sharing /dev/shm or the spool's directory), or /proc shows another PID
+ *              namespace than the caller's: liveness could not be judged (docs/reliability.md)
  *   -ENOSPC, -ENOMEM, -EMFILE, ...  as the OS reports while creating or mapping
  * Blocks only briefly (file system calls). Thread-safe.
  */

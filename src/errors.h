@@ -35,6 +35,8 @@
     X(ENFILE, "too many open files in the system")                                                 \
     X(EISDIR, "the mailbox's path is a directory")                                                 \
     X(EROFS, "the mailbox directory is on a read-only file system")                                \
-    X(EUSERS, "too many participants or PBX_SYNC senders on this mailbox")
+    X(EUSERS, "too many participants or PBX_SYNC senders on this mailbox")                         \
+    X(EXDEV, "the mailbox belongs to another PID namespace (or /proc shows another namespace "     \
+             "than this process's): its participants' liveness cannot be judged from here")
 
 #endif

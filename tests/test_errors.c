@@ -672,7 +672,7 @@ TEST(strerror_describes_every_error_value)
     const int errs[] = {-EINVAL, -ENOENT,       -EEXIST, -EACCES,    -EPERM,  -EBADMSG, -EPROTO,
                         -ENOSPC, -ENOMEM,       -EMFILE, -EMSGSIZE,  -EAGAIN, -ENOBUFS, -EIDRM,
                         -EINTR,  -ENOMSG,       -E2BIG,  -ETIMEDOUT, -ELOOP,  -ENOTDIR, -EOPNOTSUPP,
-                        -EISDIR, -ENAMETOOLONG, -EUSERS, -1,         -4095,   -9999};
+                        -EISDIR, -ENAMETOOLONG, -EUSERS, -EXDEV,     -1,      -4095,    -9999};
     for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
         const char *s = pbx_strerror(errs[i]);
         if (!s || !*s || !strcmp(s, "success"))

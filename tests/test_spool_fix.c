@@ -14,6 +14,7 @@
 
 #include "harness.h"
 #include "os/fs.h"
+#include "os/ident.h"
 #include "spool_util.h"
 
 static char name[4096], dir[4096];
@@ -526,7 +527,7 @@ TEST(spool_fix_new_boot_puts_back_claims)
     char from[8192], to[8192];
     snprintf(from, sizeof(from), "%s/q/00000000/0000000000000001.4.4", dir);
     snprintf(to, sizeof(to), "%s/c/0000000000000001.4.4.%016llx", dir,
-             (unsigned long long) pbx__fs_process_ident());
+             (unsigned long long) pbx__ident_process());
     ASSERT_EQ(rename(from, to), 0);
     write_file_at("tmp/0000000000000001.0", "x");
     char path[8192];
@@ -548,7 +549,7 @@ TEST(spool_fix_new_boot_puts_back_claims)
     pbx_close(q);
     snprintf(from, sizeof(from), "%s/q/00000000/0000000000000002.4.4", dir);
     snprintf(to, sizeof(to), "%s/c/0000000000000002.4.4.%016llx", dir,
-             (unsigned long long) pbx__fs_process_ident());
+             (unsigned long long) pbx__ident_process());
     ASSERT_EQ(rename(from, to), 0);
     ASSERT_OK(pbx_open(name, 0, NULL, &q));
     ASSERT_ERR(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, NULL), -ENOMSG);

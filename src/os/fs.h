@@ -86,12 +86,4 @@ void pbx__fs_eventfd_kick(int fd, uint32_t n);
 /* Take one wake-up, if there is one. */
 void pbx__fs_eventfd_take(int fd);
 
-/* The identity of the calling process (not thread): its pid (low 30 bits) and the low 32 bits
- * of its start time, in the format of pbx_self.ident, so pbx__os_ident_alive() judges it. */
-uint64_t pbx__fs_process_ident(void);
-/* Whether the process named by a pbx__fs_process_ident() value lives: its pid exists with the
- * same start time and some thread of it is not a zombie. Unlike pbx__os_ident_alive (which
- * judges one thread), a zombie leader whose other threads still run counts as alive. */
-int pbx__fs_process_alive(uint64_t ident);
-
 #endif

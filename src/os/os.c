@@ -1,7 +1,7 @@
 /*
  * os.c — system calls behind the conventions of os.h: -errno returns, a replaceable table for
- * the file and memory calls, futexes on shared words, clocks, and thread identity that
- * survives PID reuse.
+ * the file and memory calls, futexes on shared words, clocks, signals to processes named by
+ * their identity (ident.h), descriptors and helper threads.
  */
 #define _GNU_SOURCE
 #include "os.h"
@@ -224,66 +224,16 @@ int64_t pbx__os_real_coarse_ns(void)
     return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* ---- identity -------------------------------------------------------------------------- */
+/* ---- fork ------------------------------------------------------------------------------ */
 
-/* Read the state letter and start time of thread tid from /proc/<tid>/stat. The command name
- * in field 2 may hold spaces and parentheses, so parsing starts after the last ')'. */
-static int read_proc_stat(int32_t tid, char *state, uint64_t *start)
-{
-    char path[64], buf[1024];
-    if (tid > 0)
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) tid);
-    else
-        snprintf(path, sizeof(path), "/proc/thread-self/stat");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    int err = n < 0 ? -errno : 0;
-    close(fd);
-    if (err)
-        return err;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -EIO;
-    p++;
-    /* After ')' come field 3 (state) ... field 22 (starttime). */
-    char st = 0;
-    unsigned long long v = 0;
-    int field = 2;
-    char *save = NULL;
-    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        field++;
-        if (field == 3)
-            st = tok[0];
-        if (field == 22) {
-            v = strtoull(tok, NULL, 10);
-            break;
-        }
-    }
-    if (field != 22)
-        return -EIO;
-    *state = st;
-    *start = v;
-    return 0;
-}
-
-/* initial-exec: read at a fixed offset from the thread pointer, without the call through
- * __tls_get_addr that the default model for shared libraries costs on every operation. */
-__thread struct pbx_self pbx__tls_self __attribute__((tls_model("initial-exec")));
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-/* In a fork()ed child the only thread is the one that forked; its cached identity is its
- * parent's, so forget it. */
-static int32_t proc_ident_pid;
 static void register_membarrier(void);
-static void forget_self_in_child(void)
+
+/* Whether the kernel carries a membarrier registration over to a fork()ed child or not, the
+ * child asks for its own: until it has one, it must not rely on others' heavy fences. (The
+ * child's identities are forgotten by ident.c's own handler.) */
+static void reregister_in_child(void)
 {
-    pbx__tls_self.ident = 0;
-    __atomic_store_n(&proc_ident_pid, 0, __ATOMIC_RELEASE);
-    /* Whether the kernel carries a registration over to the child or not, the child asks for
-     * its own: until it has one, it must not rely on others' heavy fences. */
     if (__atomic_load_n(&pbx__os_asym_light_ok, __ATOMIC_RELAXED)) {
         __atomic_store_n(&pbx__os_asym_light_ok, 0, __ATOMIC_RELAXED);
         register_membarrier();
@@ -292,49 +242,7 @@ static void forget_self_in_child(void)
 
 static void install_atfork(void)
 {
-    pthread_atfork(NULL, NULL, forget_self_in_child);
-}
-
-const struct pbx_self *pbx__os_self_slow(void)
-{
-    pthread_once(&atfork_once, install_atfork);
-    int32_t tid = (int32_t) syscall(SYS_gettid);
-    char st;
-    uint64_t start = 0;
-    if (read_proc_stat(0, &st, &start) < 0 && read_proc_stat(tid, &st, &start) < 0)
-        start = 0; /* no /proc: identity falls back to the thread id alone */
-    pbx__tls_self.pid = (int32_t) getpid();
-    pbx__tls_self.tid = tid;
-    pbx__tls_self.ident = ((uint64_t) (uint32_t) start << 32) | ((uint64_t) tid & 0x3fffffffu);
-    return &pbx__tls_self;
-}
-
-int pbx__os_ident_alive(uint64_t ident)
-{
-    int32_t tid = PBX_IDENT_TID(ident);
-    if (tid <= 0)
-        return 0;
-    char st;
-    uint64_t start;
-    int err = read_proc_stat(tid, &st, &start);
-    if (err == -ENOENT || err == -ESRCH)
-        return 0;
-    if (err < 0) {
-        /* /proc unusable: the existence of the id is all that can be known. */
-        return syscall(SYS_tgkill, -1, tid, 0) == 0 || errno != ESRCH ? 1 : 0;
-    }
-    if (st == 'Z' || st == 'X')
-        return 0; /* killed but not yet reaped: holds nothing any more */
-    return (uint32_t) start == (uint32_t) (ident >> 32);
-}
-
-int pbx__os_ident_stopped(uint64_t ident)
-{
-    char st;
-    uint64_t start;
-    if (read_proc_stat(PBX_IDENT_TID(ident), &st, &start) < 0)
-        return 0;
-    return st == 'T' || st == 't';
+    pthread_atfork(NULL, NULL, reregister_in_child);
 }
 
 int pbx__os_maps_file(int32_t tid, dev_t dev, ino_t ino)
@@ -390,23 +298,6 @@ uint32_t pbx__os_cpu_tag_slow(void)
 
 /* ---- processes: identity, signals, descriptors, helper threads -------------------------- */
 
-static uint64_t proc_ident;
-
-uint64_t pbx__os_proc_ident(void)
-{
-    int32_t pid = pbx__os_self()->pid;
-    if (PBX_LIKELY(__atomic_load_n(&proc_ident_pid, __ATOMIC_ACQUIRE) == pid))
-        return __atomic_load_n(&proc_ident, __ATOMIC_RELAXED);
-    char st;
-    uint64_t start = 0;
-    if (read_proc_stat(pid, &st, &start) < 0)
-        start = 0;
-    uint64_t ident = ((uint64_t) (uint32_t) start << 32) | ((uint64_t) pid & 0x3fffffffu);
-    __atomic_store_n(&proc_ident, ident, __ATOMIC_RELAXED);
-    __atomic_store_n(&proc_ident_pid, pid, __ATOMIC_RELEASE);
-    return ident;
-}
-
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
@@ -433,7 +324,7 @@ int pbx__os_pidfd_of(uint64_t ident)
     if (pfd < 0)
         return errno == EPERM ? -ENOSYS : -errno; /* EPERM: a seccomp filter that forbids it */
     /* Checked after the descriptor exists: from now on it names this process or nothing. */
-    if (!pbx__os_ident_alive(ident)) {
+    if (!pbx__ident_process_alive(ident)) {
         close(pfd);
         return -ESRCH;
     }
@@ -459,7 +350,7 @@ int pbx__os_signal_ident(uint64_t ident, int signo, int value)
     int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
     if (pfd < 0 && errno != ENOSYS && errno != EPERM)
         return -errno;
-    if (!pbx__os_ident_alive(ident)) {
+    if (!pbx__ident_process_alive(ident)) {
         if (pfd >= 0)
             close(pfd);
         return -ESRCH;

@@ -7,11 +7,8 @@
  * a replaceable table, as SQLite's os_unix.c does, so that tests can make them fail on demand
  * and check that every failure path releases what it took.
  *
- * Process identity also lives here. The lecture warns that PIDs are only relatively unique: a
- * PID is recycled once its process is reaped. postbox therefore names a thread by its thread
- * id *and* the low 32 bits of the thread's start time (in clock ticks since boot, from
- * /proc/<tid>/stat). Two threads that share both were started in the same clock tick with the
- * same recycled id, which does not happen. See pbx__os_self() and pbx__os_ident_alive().
+ * Process identity lives beside it, in ident.h (included here): one parser of /proc/<id>/stat
+ * and the two liveness rules, for threads and for processes.
  */
 #ifndef PBX_OS_H
 #define PBX_OS_H
@@ -21,6 +18,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
+
+#include "ident.h"
 
 /* The replaceable table. Each entry returns what its namesake returns on success and -errno
  * on failure (never -1 with errno). Tests swap entries through pbx__os_table(). */
@@ -118,45 +117,14 @@ static inline int64_t pbx__os_real_stamp_ns(void)
     return (int64_t) time(NULL) * 1000000000;
 }
 
-/* Identity of the calling thread, computed once per thread and refreshed in a fork()ed child.
- * ident packs the thread id (low 30 bits) and the low 32 bits of the thread's start time (high
- * 32 bits); it is never 0. pid is the process id, cached so the fast path makes no system
- * call for it. */
-struct pbx_self {
-    uint64_t ident;
-    int32_t pid;
-    int32_t tid;
-};
-/* Inline, since the fast path asks several times per message: one load at a fixed offset from
- * the thread pointer (initial-exec), the work only on a thread's first call. */
-extern __thread struct pbx_self pbx__tls_self __attribute__((tls_model("initial-exec")));
-const struct pbx_self *pbx__os_self_slow(void);
-static inline const struct pbx_self *pbx__os_self(void)
-{
-    if (__builtin_expect(pbx__tls_self.ident != 0, 1))
-        return &pbx__tls_self;
-    return pbx__os_self_slow();
-}
-
-#define PBX_IDENT_TID(ident) ((int32_t) ((ident) &0x3fffffffu))
-
-/* Is the thread named by ident still running? 1 yes, 0 no (it exited, or its id now belongs to
- * a thread with another start time). When /proc is unavailable the start time cannot be
- * checked and only the existence of the id is tested. */
-int pbx__os_ident_alive(uint64_t ident);
-
 /* Does the process of thread tid map the file (dev, ino)? 1 yes, 0 no, -errno when that cannot
  * be told (typically -EACCES for another user's process). */
 int pbx__os_maps_file(int32_t tid, dev_t dev, ino_t ino);
 
-/* Identity of the calling process: its pid and its main thread's start time, in the format of
- * pbx_self.ident (pbx__os_ident_alive judges it). Cached; recomputed in a fork()ed child. */
-uint64_t pbx__os_proc_ident(void);
-
 /* Queue signal signo with value (si_value.sival_int, si_code SI_QUEUE) to the process named by
- * the process identity ident, unless that process is dead or its PID now names another
- * process (checked through a pidfd, which pins the process between the check and the signal).
- * 0, -ESRCH (dead), -EPERM, ... */
+ * the process identity ident, unless that process is dead by the PROCESS RULE (ident.h) or its
+ * PID now names another process (checked through a pidfd, which pins the process between the check
+ * and the signal). 0, -ESRCH (dead), -EPERM, ... */
 int pbx__os_signal_ident(uint64_t ident, int signo, int value);
 
 /* A pidfd (close-on-exec) for the process named by the process identity ident, opened before
@@ -175,9 +143,6 @@ void pbx__os_eventfd_level(int fd, int readable);
  * threads). 0 or -errno. */
 #include <pthread.h>
 int pbx__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
-
-/* Is the thread in a stopped or traced state (SIGSTOP, a debugger)? 1 yes, 0 no or unknown. */
-int pbx__os_ident_stopped(uint64_t ident);
 
 /* 64 random bits from the kernel (getrandom), or a time-based value if that fails. */
 uint64_t pbx__os_random64(void);

@@ -34,7 +34,7 @@ static int holder_is_gone(uint64_t v, uint64_t since_ns, uint64_t now,
                           const struct pbx_lock_ctx *ctx)
 {
     uint64_t ident = v & ~(uint64_t) (PBX_LOCK_WAITERS | PBX_BIAS_REVOKING);
-    if (!pbx__os_ident_alive(ident))
+    if (!pbx__ident_thread_alive(ident))
         return 1;
     if (now - since_ns < LOCK_BOGUS_NS)
         return 0;
@@ -57,7 +57,7 @@ static int limit_reached(uint64_t limit, uint64_t end, uint64_t now, uint64_t ho
     if (now >= end)
         return err;
     if (limit == PBX_LOCK_NOWAIT &&
-        pbx__os_ident_stopped(holder & ~(uint64_t) (PBX_LOCK_WAITERS | PBX_BIAS_REVOKING)))
+        pbx__ident_thread_stopped(holder & ~(uint64_t) (PBX_LOCK_WAITERS | PBX_BIAS_REVOKING)))
         return err;
     return 0;
 }

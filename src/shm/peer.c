@@ -143,7 +143,7 @@ int pbx__peers_prune(struct pbx_shm *m)
     for (unsigned i = 0; i < PBX_PEERS; i++) {
         struct pbx_peer_entry *p = &h->peers[i];
         uint64_t ident = PBX_ACQUIRE(&p->ident);
-        if (!ident || pbx__os_ident_alive(ident))
+        if (!ident || pbx__ident_process_alive(ident))
             continue;
         /* Only one pruner ends the registrations: the one that takes the entry from ident to a
          * value no live process has (ident | 1 << 31 cannot name a thread: ids are 30 bits). */
@@ -161,7 +161,7 @@ int pbx__peers_prune(struct pbx_shm *m)
 void pbx__peer_join(struct pbx_shm *m)
 {
     struct pbx_header *h = m->h;
-    const uint64_t me = pbx__os_proc_ident();
+    const uint64_t me = pbx__ident_process();
     const int32_t pid = pbx__os_self()->pid;
     PBX_STORE(&m->peer, -1);
     PBX_STORE(&m->peer_pid, pid);
@@ -197,7 +197,7 @@ void pbx__peer_touch(struct pbx_shm *m, uint32_t role)
 
 int pbx__peer_alone_in(struct pbx_shm *m, uint32_t role)
 {
-    const uint64_t me = pbx__os_proc_ident();
+    const uint64_t me = pbx__ident_process();
     for (unsigned i = 0; i < PBX_PEERS; i++) {
         const struct pbx_peer_entry *e = &m->h->peers[i];
         uint64_t ident = PBX_LOAD(&e->ident);
@@ -217,7 +217,7 @@ static struct pbx_peer_entry *own_entry(struct pbx_shm *m)
         return NULL;
     struct pbx_peer_entry *p = &m->h->peers[peer];
     /* Pruned by mistake (a damaged word), or damaged: claim another. */
-    if (PBX_LOAD(&p->ident) != pbx__os_proc_ident()) {
+    if (PBX_LOAD(&p->ident) != pbx__ident_process()) {
         pbx__peer_join(m);
         if ((peer = PBX_LOAD(&m->peer)) < 0)
             return NULL;
@@ -371,7 +371,7 @@ void pbx__peer_leave(struct pbx_shm *m)
     if (m->peer < 0 || m->peer_pid != pid)
         return;
     struct pbx_peer_entry *p = &m->h->peers[m->peer];
-    uint64_t me = pbx__os_proc_ident();
+    uint64_t me = pbx__ident_process();
     if (PBX_LOAD(&p->ident) != me)
         return;
     clear_listening(m, p);

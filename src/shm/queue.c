@@ -456,7 +456,7 @@ int pbx__claim_find(struct pbx_shm *m, uint64_t id, uint32_t *slot)
     if ((id >> CLAIM_SLOT_BITS) == 0 || s >= m->geo.nslots)
         return -EINVAL;
     struct pbx_slot *sl = &m->slots[s];
-    if (PBX_LOAD(&sl->state) != PBX_SLOT_CLAIMED || sl->owner != pbx__os_proc_ident() ||
+    if (PBX_LOAD(&sl->state) != PBX_SLOT_CLAIMED || sl->owner != pbx__ident_process() ||
         pbx__claim_id(m, s) != id)
         return -ENOENT;
     *slot = s;
@@ -479,7 +479,7 @@ int pbx__recv_claim(struct pbx_shm *m, const struct pbx_pick *p, uint32_t *slot_
      * slot QUEUED outside the index, which the rebuild puts back. The owner is the process, not
      * the thread: any thread of it may acknowledge, and the claim lasts as long as it lives. */
     PBX_STORE(&r->claimed, r->claimed + 1);
-    m->slots[s].owner = pbx__os_proc_ident();
+    m->slots[s].owner = pbx__ident_process();
     PBX_STORE(&m->slots[s].state, (uint32_t) PBX_SLOT_CLAIMED);
     note_receiver(m);
     *slot_out = s;

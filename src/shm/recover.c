@@ -74,22 +74,29 @@ void pbx__recover_send(struct pbx_shm *m)
     PBX_RELEASE(&s->log_op, (uint32_t) PBX_LOG_NONE);
 }
 
-/* Liveness answers for one search, so each owner costs one look in /proc. */
+/* Liveness answers for one search, so each owner costs one look in /proc. A slot in WRITING or
+ * READING is held by a thread (the sender or receiver inside its call): the THREAD RULE of
+ * ident.h. A CLAIMED slot is held by a process, which may go on after its main thread exited:
+ * the PROCESS RULE. The same word can name both (a main thread and its process), so the
+ * answers are kept by rule. */
 struct alive_cache {
     uint64_t ident[16];
-    int alive[16];
+    uint8_t process[16];
+    uint8_t alive[16];
     unsigned n;
 };
 
-static int owner_alive(struct alive_cache *c, uint64_t ident)
+static int owner_alive(struct alive_cache *c, uint64_t ident, uint32_t state)
 {
+    uint8_t process = state == PBX_SLOT_CLAIMED;
     for (unsigned i = 0; i < c->n; i++)
-        if (c->ident[i] == ident)
+        if (c->ident[i] == ident && c->process[i] == process)
             return c->alive[i];
-    int alive = pbx__os_ident_alive(ident);
+    int alive = process ? pbx__ident_process_alive(ident) : pbx__ident_thread_alive(ident);
     if (c->n < PBX_ARRAY_LEN(c->ident)) {
         c->ident[c->n] = ident;
-        c->alive[c->n] = alive;
+        c->process[c->n] = process;
+        c->alive[c->n] = (uint8_t) alive;
         c->n++;
     }
     return alive;
@@ -101,7 +108,8 @@ static int requeue_dead_readers(struct pbx_shm *m, struct alive_cache *cache)
     int n = 0;
     for (uint32_t i = 0; i < m->geo.nslots; i++) {
         struct pbx_slot *sl = &m->slots[i];
-        if (PBX_LOAD(&sl->state) == PBX_SLOT_READING && !owner_alive(cache, sl->owner)) {
+        if (PBX_LOAD(&sl->state) == PBX_SLOT_READING &&
+            !owner_alive(cache, sl->owner, PBX_SLOT_READING)) {
             PBX_STORE(&sl->state, (uint32_t) PBX_SLOT_QUEUED);
             n++;
         }
@@ -162,7 +170,7 @@ int pbx__recover_orphans(struct pbx_shm *m, int *fire)
         uint32_t st = PBX_LOAD(&sl->state);
         if (st != PBX_SLOT_WRITING && st != PBX_SLOT_READING && st != PBX_SLOT_CLAIMED)
             continue;
-        if (owner_alive(&cache, sl->owner)) {
+        if (owner_alive(&cache, sl->owner, st)) {
             *(st == PBX_SLOT_WRITING   ? &writing
               : st == PBX_SLOT_READING ? &reading
                                        : &claimed) += 1;

@@ -227,7 +227,7 @@ _Static_assert(sizeof(struct pbx_listen) <= PBX_CACHELINE, "the listen line is o
  * freed by its handle's close, or pruned once its process is dead. */
 #define PBX_PEERS 128
 struct pbx_peer_entry {
-    uint64_t ident;   /* identity of the process (os.h, pbx__os_proc_ident); 0: free */
+    uint64_t ident;   /* identity of the process (os/ident.h, pbx__ident_process); 0: free */
     int64_t since_ns; /* CLOCK_REALTIME of the open */
     uint32_t roles;   /* PBX_PEER_* bits of postbox.h */
     int32_t signo;    /* pbx_notify() signal, 0: none */
@@ -261,6 +261,12 @@ struct pbx_header {
     uint32_t header_size;
     struct pbx_geometry geo;
     int64_t created_ns;
+    /* The creator's PID namespace (device and inode of /proc/self/ns/pid; 0, 0: unknown).
+     * Identities are judged in the caller's namespace, so only processes of this one may open
+     * the region (pbx__ident_pidns_admits, -EXDEV). Was padding: a region of an older build
+     * reads 0, 0, and the layout version is unchanged. */
+    uint64_t pidns_dev;
+    uint64_t pidns_ino;
     /* Control: rarely written, read by everyone. */
     uint32_t removed __attribute__((aligned(PBX_CACHELINE)));
     /* A capacity set at run time, in bytes and in messages alike, below the geometry's (0: none):
@@ -286,6 +292,8 @@ struct pbx_header {
 };
 
 _Static_assert(offsetof(struct pbx_header, geo) == 16, "geometry follows the identity");
+_Static_assert(offsetof(struct pbx_header, pidns_ino) == 184,
+               "the PID namespace fills the padding");
 _Static_assert(offsetof(struct pbx_header, removed) == 192, "control line");
 _Static_assert(offsetof(struct pbx_header, send) == 256, "send side");
 _Static_assert(offsetof(struct pbx_send_side, free_head) == 64, "send state line");

@@ -147,7 +147,10 @@ static int map_existing(struct pbx_shm *m)
     m->lock_ctx.dev = st.st_dev;
     m->lock_ctx.ino = st.st_ino;
     point_arrays(m);
-    return 0;
+    /* Identities in the region are judged in our PID namespace: only the creator's may take
+     * part (docs/reliability.md, "Identity and PID namespaces"). The mapping is complete, so
+     * pbx_unlink() may still remove the region and wake its participants. */
+    return pbx__ident_pidns_admits(PBX_LOAD(&m->h->pidns_dev), PBX_LOAD(&m->h->pidns_ino));
 }
 
 static int config_from(const struct pbx_options *opts, struct pbx_config *cfg)
@@ -185,6 +188,15 @@ static int format_new(struct pbx_shm *m, const struct pbx_options *opts)
     m->h = base;
     m->map_size = geo.region_size;
     pbx__region_format(base, &geo, pbx__os_real_coarse_ns());
+    /* Before the region gets its name: whoever opens it sees the namespace. Without /proc
+     * (nothing can be told) it stays 0, 0; a /proc of another namespace refuses the creation,
+     * since no identity could be judged through it. */
+    uint64_t ns_dev = 0, ns_ino = 0;
+    err = pbx__ident_pidns(&ns_dev, &ns_ino);
+    if (err == -EXDEV)
+        return err;
+    m->h->pidns_dev = ns_dev;
+    m->h->pidns_ino = ns_ino;
     m->geo = geo;
     point_arrays(m);
     struct stat st;
@@ -379,7 +391,7 @@ static int shm_unlink_named(const char *name)
         return -ENOMEM;
     }
     int err = open_named(m, dirfd, file);
-    int valid = err == 0;
+    int valid = err == 0 || err == -EXDEV; /* (another PID namespace's: removed all the same) */
     /* Anything that is not a mailbox (damaged, a symbolic link, another version) is removed
      * all the same; a permission problem or a missing name is reported. */
     if (err == -ENOENT || err == -EACCES || err == -EPERM || err == -EISDIR) {

@@ -40,7 +40,7 @@ int pbx__sync_begin(struct pbx_shm *m)
     for (int pass = 0; pass < 2; pass++) {
         for (unsigned i = 0; i < PBX_SYNC_ENTRIES; i++) {
             uint64_t v = PBX_LOAD(&t[i].ident);
-            if (pass == 0 ? v != 0 : (v == 0 || pbx__os_ident_alive(v)))
+            if (pass == 0 ? v != 0 : (v == 0 || pbx__ident_thread_alive(v)))
                 continue;
             if (!__atomic_compare_exchange_n(&t[i].ident, &v, me, 0, __ATOMIC_ACQ_REL,
                                              __ATOMIC_RELAXED))
@@ -143,7 +143,7 @@ int pbx__sync_prune(struct pbx_shm *m)
     int n = 0;
     for (unsigned i = 0; i < PBX_SYNC_ENTRIES; i++) {
         uint64_t v = PBX_LOAD(&m->h->sync[i].ident);
-        if (!v || pbx__os_ident_alive(v))
+        if (!v || pbx__ident_thread_alive(v))
             continue;
         if (!__atomic_compare_exchange_n(&m->h->sync[i].ident, &v, 0, 0, __ATOMIC_RELEASE,
                                          __ATOMIC_RELAXED))

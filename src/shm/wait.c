@@ -61,7 +61,7 @@ int pbx__event_sweep(struct pbx_event *ev)
     int n = 0;
     for (unsigned i = 0; i < PBX_SLEEPERS; i++) {
         uint64_t v = PBX_LOAD(&ev->sleeper[i]);
-        if (v == 0 || pbx__os_ident_alive(v & ~PBX_SLEEPER_COUNTED))
+        if (v == 0 || pbx__ident_thread_alive(v & ~PBX_SLEEPER_COUNTED))
             continue;
         if (!__atomic_compare_exchange_n(&ev->sleeper[i], &v, 0, 0, __ATOMIC_RELAXED,
                                          __ATOMIC_RELAXED))

@@ -21,6 +21,7 @@
 #ifndef PBX_SPOOL_FORMAT_H
 #define PBX_SPOOL_FORMAT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define PBX_SPOOL_META_MAGIC  "PBXSPOOL"
@@ -88,7 +89,12 @@ struct pbx_spool_state {
      * is 0; a handle takes one with a compare-and-swap of owner (its process identity), then
      * fills since and roles (an entry with roles 0 is not listed yet). Pages of spools made
      * before this table existed are zero here: an empty table. */
-    uint8_t pad5[56];
+    /* Under the spool lock: the PID namespace (device and inode of /proc/self/ns/pid) of the
+     * processes that use the spool in this boot; 0, 0: none recorded yet. Owners are judged
+     * in the caller's namespace, so a process of another one is refused (-EXDEV) until the
+     * next boot. Was padding: older pages read 0, 0. */
+    uint64_t pidns_dev, pidns_ino;
+    uint8_t pad5[40];
     struct pbx_spool_peer {
         uint64_t owner;
         int64_t since;  /* CLOCK_REALTIME at open, ns */
@@ -110,6 +116,9 @@ struct pbx_spool_state {
     } failed[PBX_SPOOL_FAILED];
 };
 _Static_assert(sizeof(struct pbx_spool_state) <= 4096, "the state fits one page");
+_Static_assert(offsetof(struct pbx_spool_state, pidns_dev) == 376 &&
+                   offsetof(struct pbx_spool_state, peers) == 432,
+               "the PID namespace took padding: the participants table has not moved");
 
 /* The head of a message file. */
 struct pbx_spool_msg_head {

@@ -295,7 +295,7 @@ static void fd_stop(struct spool *s);
 
 static int owner_alive(const struct spool *s, uint64_t owner)
 {
-    return !s->new_boot && pbx__fs_process_alive(owner);
+    return !s->new_boot && pbx__ident_process_alive(owner);
 }
 
 /* ---- claims this process holds --------------------------------------------------------- */
@@ -406,7 +406,7 @@ static void peer_register(struct spool *s)
 
 static void peer_unregister(struct spool *s)
 {
-    if (s->peer_slot < 0 || s->owner != pbx__fs_process_ident())
+    if (s->peer_slot < 0 || s->owner != pbx__ident_process())
         return; /* none, or a fork()ed child's copy of its parent's handle */
     struct pbx_spool_peer *e = &s->st->peers[s->peer_slot];
     uint64_t o = s->owner;
@@ -789,7 +789,7 @@ static int process_init(struct spool *s)
         return fd;
     s->efd = fd;
     s->pid = pbx__os_self()->pid;
-    s->owner = pbx__fs_process_ident();
+    s->owner = pbx__ident_process();
     peer_register(s); /* (a fork()ed child: an entry of its own; the parent's stays) */
     return scan(s);
 }
@@ -1190,6 +1190,19 @@ static int open_sub(struct spool *s, const char *name, int *fd)
     return 0;
 }
 
+/* This boot's id (/proc/sys/kernel/random/boot_id) into boot; left zero if unreadable. */
+static void read_boot_id(char *boot, size_t cap)
+{
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int bfd = fs->openat(AT_FDCWD, "/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC, 0);
+    if (bfd >= 0) {
+        ssize_t n = fs->pread(bfd, boot, cap - 1, 0);
+        if (n <= 0)
+            memset(boot, 0, cap);
+        fs->close(bfd);
+    }
+}
+
 /* Open the spool directory at s->path and everything in it, check it, map the state. */
 static int open_existing(struct spool *s)
 {
@@ -1244,6 +1257,13 @@ static int open_existing(struct spool *s)
         return err;
     s->dir_dev = st.st_dev;
     s->dir_ino = st.st_ino;
+    /* Owners are judged in our PID namespace: a process of another one must not even take the
+     * lock, whose holder is judged the same way (checked again below, under the lock). */
+    char boot[40] = {0};
+    read_boot_id(boot, sizeof(boot));
+    if (!memcmp(boot, s->st->boot_id, sizeof(boot)) &&
+        (err = pbx__ident_pidns_admits(PBX_LOAD(&s->st->pidns_dev), PBX_LOAD(&s->st->pidns_ino))))
+        return err;
     if ((err = spool_lock(s)))
         return err;
     /* Counters from a shared page: keep them consistent whatever a damaged page says (the
@@ -1252,24 +1272,23 @@ static int open_existing(struct spool *s)
         PBX_STORE(&s->st->flushed, s->st->renames);
     /* pid + start time can repeat after a reboot, and a spool outlives one: the first open in
      * a new boot puts back every claim and deletes every temporary file. */
-    char boot[40] = {0};
-    int bfd = fs->openat(AT_FDCWD, "/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC, 0);
-    if (bfd >= 0) {
-        ssize_t n = fs->pread(bfd, boot, sizeof(boot) - 1, 0);
-        fs->close(bfd);
-        if (n > 0 && memcmp(boot, s->st->boot_id, sizeof(boot)) != 0) {
-            if (s->st->boot_id[0]) { /* (zero: made by an older version; just record) */
-                s->new_boot = 1;
-                reap(s);
-                clean_tmp(s);
-                peers_prune(s, 1);
-                s->new_boot = 0;
-            }
-            memcpy(s->st->boot_id, boot, sizeof(boot));
+    int anew = 0;
+    if (boot[0] && memcmp(boot, s->st->boot_id, sizeof(boot)) != 0) {
+        if (s->st->boot_id[0]) { /* (zero: made by an older version; just record) */
+            s->new_boot = 1;
+            reap(s);
+            clean_tmp(s);
+            peers_prune(s, 1);
+            s->new_boot = 0;
         }
+        memcpy(s->st->boot_id, boot, sizeof(boot));
+        anew = 1;
     }
+    /* The PID namespace of the spool's users in this boot: recorded by the first open of a
+     * boot, then only processes of it are admitted (docs/spool.md). */
+    err = pbx__ident_pidns_bind(&s->st->pidns_dev, &s->st->pidns_ino, anew);
     spool_unlock(s);
-    return 0;
+    return err;
 }
 
 static int write_file(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
@@ -1712,6 +1731,8 @@ static int spool_unlink(const char *name)
     if (!s)
         return -ENOMEM;
     int err = open_existing(s);
+    if (err == -EXDEV)
+        err = 0; /* another PID namespace's spool: removed all the same, as with rm -r */
     if (err == 0)
         peer_unregister(s); /* (registered by the open; this is no participant) */
     if (err == 0 || (err == -EBADMSG && s->dirfd >= 0 && s->st)) {
@@ -1802,7 +1823,7 @@ static int write_tmp(struct spool *s, long type, const void *data, uint32_t len,
      * spool must not count alike. (A fork()ed child has another OWNER: no reset needed.) */
     static uint64_t tmp_counter;
     uint64_t n = __atomic_fetch_add(&tmp_counter, 1, __ATOMIC_RELAXED);
-    snprintf(tmpname, NAME_LEN, "%016" PRIx64 ".%" PRIx64, pbx__fs_process_ident(), n);
+    snprintf(tmpname, NAME_LEN, "%016" PRIx64 ".%" PRIx64, pbx__ident_process(), n);
     mode_t fm = s->meta.mode & 0666;
     int fd = pbx__fs_table()->openat(s->tmpfd, tmpname,
                                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, fm);
