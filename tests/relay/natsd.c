@@ -19,6 +19,8 @@
 
 #include "harness.h"
 
+static int stop_pid(pid_t pid, const char *what);
+
 static const char *find_server(void)
 {
     static char path[512];
@@ -119,8 +121,13 @@ void natsd_kill(struct natsd *d, int sig)
 {
     if (d->pid <= 0)
         return;
+    if (sig == SIGTERM) {
+        stop_pid(d->pid, "nats-server");
+        d->pid = 0;
+        return;
+    }
     kill(d->pid, sig);
-    if (sig == SIGKILL || sig == SIGTERM) {
+    if (sig == SIGKILL) {
         int st;
         waitpid(d->pid, &st, 0);
         d->pid = 0;
@@ -184,11 +191,28 @@ int host_relay_wait(struct host *h)
     return st;
 }
 
+/* SIGTERM, and SIGKILL if pid has not ended after a generous while; reaps it. Returns 1 if it
+ * ended on SIGTERM. */
+static int stop_pid(pid_t pid, const char *what)
+{
+    int st;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 2000; i++) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return 1;
+        pbx_test_sleep_ms(10);
+    }
+    fprintf(stderr, "natsd: %s %d did not end on SIGTERM; killing it\n", what, (int) pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return 0;
+}
+
 void host_relay_stop(struct host *h)
 {
     if (h->relay > 0) {
-        kill(h->relay, SIGTERM);
-        host_relay_wait(h);
+        ASSERT_TRUE(stop_pid(h->relay, "relay"));
+        h->relay = 0;
     }
 }
 

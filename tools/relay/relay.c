@@ -564,6 +564,21 @@ static void out_open(struct route_out *o, const char *spec)
     int r = pbx_open(o->outbox, PBX_CREATE, NULL, &o->q);
     if (r < 0)
         die("outbox %s: %s", o->outbox, pbx_strerror(r));
+    /* RECOVERY: a dead relay's claims go back in their place before anything newer is taken.
+     * Whoever opens the mailbox looks after dead peers (at most every 100 ms): reopen until
+     * the outbox shows no claims (the relay is its only consumer). */
+    for (int tries = 0; tries < 100; tries++) {
+        struct pbx_stat st;
+        if (pbx_stat(o->q, &st) < 0 || st.claimed == 0)
+            break;
+        if (tries == 99)
+            logmsg("outbox %s: %" PRIu64 " claim(s) of a live process; going on", o->outbox,
+                   st.claimed);
+        sleep_ms(110);
+        pbx_close(o->q);
+        if ((r = pbx_open(o->outbox, 0, NULL, &o->q)) < 0)
+            die("outbox %s: %s", o->outbox, pbx_strerror(r));
+    }
     o->fd = pbx_fd(o->q);
 
     char path[RELAY_PATH_MAX + 32];
@@ -618,7 +633,9 @@ static int out_take(struct route_out *o)
     size_t ncl = 0, capcl = 0;
     char *jbuf = NULL;
     size_t jlen = 0, jcap = 0;
-    uint64_t first_seq = o->st->next_seq;
+    /* Sequences become durable with the journal: next_seq is stored only after the flush, so
+     * a crash before it reuses them for the same messages claimed again. */
+    uint64_t first_seq = o->st->next_seq, next_seq = first_seq;
     size_t max_len = R.max_payload > HDR_RESERVE ? (size_t) (R.max_payload - HDR_RESERVE) : 0;
 
     while ((int) ncl < R.batch) {
@@ -664,7 +681,7 @@ static int out_take(struct route_out *o)
             pbx_ack(o->q, claim);
             continue;
         }
-        struct jrec h = {REC_MAGIC, (uint32_t) n, o->st->next_seq++, claim, type, crc, 0};
+        struct jrec h = {REC_MAGIC, (uint32_t) n, next_seq++, claim, type, crc, 0};
         h.hcrc = hcrc_of(&h);
         if (jlen + sizeof h + (size_t) n > jcap) {
             jcap = 2 * (jlen + sizeof h + (size_t) n);
@@ -694,6 +711,7 @@ static int out_take(struct route_out *o)
             r = -errno;
         if (r < 0)
             die("%s/journal: %s", o->dir, strerror(-r));
+        o->st->next_seq = next_seq;
         crash_point("out-journaled");
         for (size_t i = 0; i < ncl; i++) {
             int a = pbx_ack(o->q, cl[i].claim);
@@ -952,9 +970,21 @@ static int in_step(struct route_in *in, int64_t wait_ms)
     if (s == NATS_TIMEOUT)
         return 0;
     if (s != NATS_OK) {
+        static uint64_t logged_at;
+        if (now_ms() - logged_at > 5000) {
+            logmsg("route %s: fetch: %s (%d)", in->mailbox, natsStatus_GetText(s), (int) jerr);
+            logged_at = now_ms();
+        }
         if (link_up())
             atomic_store(&R.need_declare, 1);
         return 0;
+    }
+    if (list.Count > R.batch) {
+        /* Seen with nats.c 3.4.1 after a stalled server came back: a count beyond the array
+         * it allocated for the batch asked. Only the first R.batch entries exist. */
+        logmsg("route %s: fetch returned %d messages for a batch of %d; using %d", in->mailbox,
+               list.Count, R.batch, R.batch);
+        list.Count = R.batch;
     }
     crash_point("in-fetched");
     natsMsg **ack = calloc((size_t) list.Count, sizeof *ack);
@@ -977,8 +1007,10 @@ static int in_step(struct route_in *in, int64_t wait_ms)
         const void *data = natsMsg_GetData(m);
         size_t len = (size_t) natsMsg_GetDataLength(m);
         jsMsgMetaData *md = NULL;
+        uint64_t deliveries = 1;
         if (natsMsg_GetMetaData(&md, m) == NATS_OK && md) {
-            if (md->NumDelivered > 1)
+            deliveries = md->NumDelivered;
+            if (deliveries > 1)
                 in->stats.redeliveries++;
             jsMsgMetaData_Destroy(md);
         }
@@ -995,7 +1027,9 @@ static int in_step(struct route_in *in, int64_t wait_ms)
                 in->gap_since[slot] = now;
             if (now - in->gap_since[slot] < R.gap_timeout_ms) {
                 in->stats.gaps++;
-                natsMsg_NakWithDelay(m, 100, NULL);
+                /* Retried later, sooner while the gap is young: a message overtaken by
+                 * a re-published one is usually right behind it. */
+                natsMsg_NakWithDelay(m, deliveries < 40 ? 50 * (int64_t) deliveries : 2000, NULL);
                 continue;
             }
             logmsg("route %s: %s: gave up on #%" PRIu64 "-#%" PRIu64 " after the gap timeout",
@@ -1079,6 +1113,10 @@ static void status_write(void)
             jsErrCode jerr = 0;
             if (js_GetConsumerInfo(&ci, R.js, in->stream, "relay", NULL, &jerr) == NATS_OK && ci)
                 in->stats.lag = ci->NumPending + (uint64_t) ci->NumAckPending;
+            if (ci && getenv("PBX_RELAY_DEBUG"))
+                logmsg("consumer: pending %" PRIu64 " ack-pending %" PRId64 " waiting %" PRId64
+                       " redelivered %" PRId64,
+                       ci->NumPending, ci->NumAckPending, ci->NumWaiting, ci->NumRedelivered);
             jsConsumerInfo_Destroy(ci);
             in->lag_at = now_ms();
         }
