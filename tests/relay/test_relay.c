@@ -259,8 +259,8 @@ static void crash_at(const char *point, int on_b)
     relays_start(&w, on_b ? NULL : point, on_b ? point : NULL);
     struct host *victim = on_b ? &w.b : &w.a;
     ASSERT_EQ(host_relay_wait(victim), 128 + SIGKILL); /* it reached the crash point */
-    host_relay_start(victim, w.server.url, NULL, on_b ? "--in" : "--out",
-                     on_b ? "jobs" : "jobs@b", (char *) NULL);
+    host_relay_start(victim, w.server.url, NULL, on_b ? "--in" : "--out", on_b ? "jobs" : "jobs@b",
+                     (char *) NULL);
     expect_stream(in, 1, n, 0);
     expect_no_more(&w, in);
     host_relay_stop(&w.a);

@@ -1101,8 +1101,7 @@ static void status_write(void)
         fprintf(f,
                 "%s\n  {\"direction\": \"out\", \"outbox\": \"%s\", \"mailbox\": \"%s\", \"node\": "
                 "\"%s\", \"incarnation\": \"%016" PRIx64 "\", \"next_seq\": %" PRIu64 ", ",
-                i ? "," : "", o->outbox, o->mailbox, o->node, o->st->incarnation,
-                o->st->next_seq);
+                i ? "," : "", o->outbox, o->mailbox, o->node, o->st->incarnation, o->st->next_seq);
         stats_json(f, &o->stats);
         fputc('}', f);
     }
@@ -1140,12 +1139,11 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: postbox-relay [run] --nats URL[,URL...] --node NAME --state DIR\n"
-            "                     [--out [OUTBOX=]MAILBOX@NODE]... [--in MAILBOX]...\n"
-            "                     [--batch N] [--gap-timeout MS] [--replicas N]\n"
-            "       postbox-relay status --state DIR [--json]\n"
-            "See postbox-relay(1) and docs/relay.md.\n");
+    fprintf(f, "usage: postbox-relay [run] --nats URL[,URL...] --node NAME --state DIR\n"
+               "                     [--out [OUTBOX=]MAILBOX@NODE]... [--in MAILBOX]...\n"
+               "                     [--batch N] [--gap-timeout MS] [--replicas N]\n"
+               "       postbox-relay status --state DIR [--json]\n"
+               "See postbox-relay(1) and docs/relay.md.\n");
 }
 
 int relay_status_main(int argc, char **argv);

@@ -50,19 +50,19 @@ struct hwm_table {
 
 /* Counters of a route, written to STATE/status.json for `postbox relay status`. */
 struct route_stats {
-    uint64_t published;     /* out: messages stored in JetStream (pub ack received) */
-    uint64_t republished;   /* out: publishes repeated after a failure or a restart */
-    uint64_t in_flight;     /* out: journalled, not yet acknowledged by the stream */
-    uint64_t outbox_depth;  /* out: messages waiting in the outbox */
-    uint64_t delivered;     /* in: messages put into the destination mailbox */
-    uint64_t duplicates;    /* in: messages at or below the high-water mark, acked and dropped */
-    uint64_t redeliveries;  /* in: messages JetStream delivered more than once */
-    uint64_t gaps;          /* in: messages arriving ahead of a missing one (nak'ed, retried) */
-    uint64_t skipped;       /* in: sequences given up on after the gap timeout */
-    uint64_t dropped;       /* in: discarded by the destination's PBX_DROP_* policy */
-    uint64_t dead_letters;  /* both: messages written to the dead-letter spool */
-    uint64_t lag;           /* in: messages in the stream not yet acked by this relay */
-    uint64_t uncertain;     /* in: deliveries a crash left undecidable (docs/relay.md) */
+    uint64_t published;    /* out: messages stored in JetStream (pub ack received) */
+    uint64_t republished;  /* out: publishes repeated after a failure or a restart */
+    uint64_t in_flight;    /* out: journalled, not yet acknowledged by the stream */
+    uint64_t outbox_depth; /* out: messages waiting in the outbox */
+    uint64_t delivered;    /* in: messages put into the destination mailbox */
+    uint64_t duplicates;   /* in: messages at or below the high-water mark, acked and dropped */
+    uint64_t redeliveries; /* in: messages JetStream delivered more than once */
+    uint64_t gaps;         /* in: messages arriving ahead of a missing one (nak'ed, retried) */
+    uint64_t skipped;      /* in: sequences given up on after the gap timeout */
+    uint64_t dropped;      /* in: discarded by the destination's PBX_DROP_* policy */
+    uint64_t dead_letters; /* both: messages written to the dead-letter spool */
+    uint64_t lag;          /* in: messages in the stream not yet acked by this relay */
+    uint64_t uncertain;    /* in: deliveries a crash left undecidable (docs/relay.md) */
 };
 
 #endif

@@ -128,8 +128,8 @@ int relay_status_main(int argc, char **argv)
     char node[256];
     str(node, sizeof node, txt, end, "node");
     const char *conn = field(txt, end, "connected");
-    printf("relay node %s: %s (pid %ld), NATS %s\n", node, running ? "running" : "not running",
-           pid, conn && !strncmp(conn, "true", 4) ? "connected" : "disconnected");
+    printf("relay node %s: %s (pid %ld), NATS %s\n", node, running ? "running" : "not running", pid,
+           conn && !strncmp(conn, "true", 4) ? "connected" : "disconnected");
     printf("%-4s %-28s %10s %9s %8s %8s %8s %6s %8s %6s\n", "dir", "route", "moved", "in-flight",
            "lag", "redeliv", "dups", "gaps", "dropped", "dead");
     for (const char *o = strstr(txt, "\n  {"); o; o = strstr(o + 1, "\n  {")) {
