@@ -285,7 +285,11 @@ struct route_in {
     int removed;
     struct pbx_stat qst;
     struct hwm_table *hwm;
-    natsSubscription *sub;
+    natsSubscription *sub; /* on inbox: the answers to our pull requests (PULL below) */
+    char inbox[128];
+    char next_subject[1500];
+    uint64_t pull_until; /* the pull request in progress expires then (0: none) */
+    int pull_left;       /* messages it may still bring */
     uint64_t gap_since[HWM_ORIGINS];
     uint64_t lag_at;
     struct route_stats stats;
@@ -516,17 +520,24 @@ static int declare(void)
             return -1;
         }
         if (!in->sub) {
-            jsSubOptions so;
-            jsSubOptions_Init(&so);
-            so.Stream = in->stream;
-            so.Consumer = "relay";
-            s = js_PullSubscribe(&in->sub, R.js, in->filter, "relay", NULL, &so, &jerr);
+            natsInbox *ib = NULL;
+            s = natsInbox_Create(&ib);
+            if (s == NATS_OK) {
+                snprintf(in->inbox, sizeof in->inbox, "%s", (const char *) ib);
+                natsInbox_Destroy(ib);
+                s = natsConnection_SubscribeSync(&in->sub, R.nc, in->inbox);
+            }
+            if (s == NATS_OK)
+                s = natsSubscription_SetPendingLimits(in->sub, -1, -1);
             if (s != NATS_OK) {
-                logmsg("subscribe to %s: %s (%d)", in->stream, natsStatus_GetText(s), (int) jerr);
+                logmsg("subscribe to %s: %s", in->inbox, natsStatus_GetText(s));
                 in->sub = NULL;
                 return -1;
             }
+            snprintf(in->next_subject, sizeof in->next_subject,
+                     "$JS.API.CONSUMER.MSG.NEXT.%s.relay", in->stream);
         }
+        in->pull_until = 0; /* a fresh pull request after every (re)declaration */
     }
     return 0;
 }
@@ -959,32 +970,100 @@ static int hdr_u64(natsMsg *m, const char *key, uint64_t *v, int base)
     return 0;
 }
 
+/*
+ * PULL. nats.c 3.4.1's natsSubscription_Fetch() was seen, after a stalled server came back,
+ * to return more messages than the batch it asked for and to write past its own array. The
+ * relay therefore speaks the pull protocol itself, through ordinary core NATS calls: a request
+ * to $JS.API.CONSUMER.MSG.NEXT.STREAM.relay (batch, expires) answered on our own inbox; each
+ * message's reply subject $JS.ACK.STREAM.relay.DELIVERED.SSEQ.CSEQ.TS.PENDING takes "+ACK" or
+ * "-NAK {delay}". Messages answering an older request are as good as any: each is handled on
+ * its own, so no count can overflow anything.
+ */
+#define PULL_EXPIRES_MS 1000
+
+static void pull_request(struct route_in *in)
+{
+    char req[128];
+    snprintf(req, sizeof req, "{\"batch\": %d, \"expires\": %lld}", R.batch,
+             (long long) PULL_EXPIRES_MS * 1000000LL);
+    if (natsConnection_PublishRequestString(R.nc, in->next_subject, in->inbox, req) == NATS_OK) {
+        in->pull_until = now_ms() + PULL_EXPIRES_MS + 50;
+        in->pull_left = R.batch;
+    }
+}
+
+static int is_js_msg(natsMsg *m)
+{
+    const char *r = natsMsg_GetReply(m);
+    return r && !strncmp(r, "$JS.ACK.", 8);
+}
+
+static uint64_t js_deliveries(natsMsg *m)
+{
+    /* $JS.ACK.<stream>.<consumer>.<delivered>...; with a domain and account (12 tokens or
+     * more), delivered is the seventh token. */
+    const char *r = natsMsg_GetReply(m), *tok[16];
+    int n = 0;
+    for (const char *p = r; p && *p && n < 16; p = strchr(p, '.') ? strchr(p, '.') + 1 : NULL)
+        tok[n++] = p;
+    if (n == 9)
+        return strtoull(tok[4], NULL, 10);
+    if (n >= 11)
+        return strtoull(tok[6], NULL, 10);
+    return 1;
+}
+
+static void js_ack(natsMsg *m)
+{
+    natsConnection_PublishString(R.nc, natsMsg_GetReply(m), "+ACK");
+}
+
+static void js_nak(natsMsg *m, int64_t delay_ms)
+{
+    char body[64];
+    snprintf(body, sizeof body, "-NAK {\"delay\": %lld}", (long long) delay_ms * 1000000LL);
+    natsConnection_PublishString(R.nc, natsMsg_GetReply(m), body);
+}
+
+/* Up to R.batch messages from the inbox, the first waited for up to wait_ms. */
+static int pull_fetch(struct route_in *in, natsMsgList *list, int64_t wait_ms)
+{
+    uint64_t now = now_ms();
+    if (!in->pull_until || now >= in->pull_until || in->pull_left <= 0)
+        pull_request(in);
+    list->Msgs = calloc((size_t) R.batch, sizeof *list->Msgs);
+    list->Count = 0;
+    if (!list->Msgs)
+        return -1;
+    while (list->Count < R.batch) {
+        natsMsg *m = NULL;
+        natsStatus s = natsSubscription_NextMsg(&m, in->sub, list->Count ? 1 : wait_ms);
+        if (s != NATS_OK)
+            break;
+        if (!is_js_msg(m)) {
+            /* A status (408 expired, 404 nothing, 409 ...): that request is over. */
+            in->pull_until = 0;
+            natsMsg_Destroy(m);
+            if (list->Count)
+                break;
+            pull_request(in);
+            continue;
+        }
+        in->pull_left--;
+        list->Msgs[list->Count++] = m;
+    }
+    return list->Count;
+}
+
 /* One step of an inbound route. Returns whether it did any work. */
 static int in_step(struct route_in *in, int64_t wait_ms)
 {
     if (!in->sub || !link_up())
         return 0;
     natsMsgList list = {0};
-    jsErrCode jerr = 0;
-    natsStatus s = natsSubscription_Fetch(&list, in->sub, R.batch, wait_ms, &jerr);
-    if (s == NATS_TIMEOUT)
+    if (pull_fetch(in, &list, wait_ms) <= 0) {
+        natsMsgList_Destroy(&list);
         return 0;
-    if (s != NATS_OK) {
-        static uint64_t logged_at;
-        if (now_ms() - logged_at > 5000) {
-            logmsg("route %s: fetch: %s (%d)", in->mailbox, natsStatus_GetText(s), (int) jerr);
-            logged_at = now_ms();
-        }
-        if (link_up())
-            atomic_store(&R.need_declare, 1);
-        return 0;
-    }
-    if (list.Count > R.batch) {
-        /* Seen with nats.c 3.4.1 after a stalled server came back: a count beyond the array
-         * it allocated for the batch asked. Only the first R.batch entries exist. */
-        logmsg("route %s: fetch returned %d messages for a batch of %d; using %d", in->mailbox,
-               list.Count, R.batch, R.batch);
-        list.Count = R.batch;
     }
     crash_point("in-fetched");
     natsMsg **ack = calloc((size_t) list.Count, sizeof *ack);
@@ -1006,14 +1085,9 @@ static int in_step(struct route_in *in, int64_t wait_ms)
         }
         const void *data = natsMsg_GetData(m);
         size_t len = (size_t) natsMsg_GetDataLength(m);
-        jsMsgMetaData *md = NULL;
-        uint64_t deliveries = 1;
-        if (natsMsg_GetMetaData(&md, m) == NATS_OK && md) {
-            deliveries = md->NumDelivered;
-            if (deliveries > 1)
-                in->stats.redeliveries++;
-            jsMsgMetaData_Destroy(md);
-        }
+        uint64_t deliveries = js_deliveries(m);
+        if (deliveries > 1)
+            in->stats.redeliveries++;
         size_t slot;
         struct hwm_entry *e = hwm_find(in, origin, inc, &slot);
         e->touch = now;
@@ -1029,7 +1103,7 @@ static int in_step(struct route_in *in, int64_t wait_ms)
                 in->stats.gaps++;
                 /* Retried later, sooner while the gap is young: a message overtaken by
                  * a re-published one is usually right behind it. */
-                natsMsg_NakWithDelay(m, deliveries < 40 ? 50 * (int64_t) deliveries : 2000, NULL);
+                js_nak(m, deliveries < 40 ? 50 * (int64_t) deliveries : 2000);
                 continue;
             }
             logmsg("route %s: %s: gave up on #%" PRIu64 "-#%" PRIu64 " after the gap timeout",
@@ -1050,7 +1124,7 @@ static int in_step(struct route_in *in, int64_t wait_ms)
             /* Destination full (PBX_BLOCK): leave this and the rest unacked; they come again
              * in order once the redelivery delay passes. */
             for (int k = i; k < list.Count; k++)
-                natsMsg_NakWithDelay(list.Msgs[k], 50, NULL);
+                js_nak(list.Msgs[k], 50);
             break;
         }
         ack[nack++] = m;
@@ -1059,7 +1133,7 @@ static int in_step(struct route_in *in, int64_t wait_ms)
         /* Commit before ack: the high-water marks reach the disk before JetStream forgets. */
         sync_state(in->hwm, sizeof *in->hwm);
         for (int i = 0; i < nack; i++)
-            natsMsg_Ack(ack[i], NULL);
+            js_ack(ack[i]);
         crash_point("in-acked");
     }
     free(ack);
