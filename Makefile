@@ -51,6 +51,7 @@ check: build
 
 demo: build
 	@sh examples/demo.sh $(BUILD)
+	@sh tools/relay/demo.sh $(BUILD)
 
 bench: build
 	sh bench/run.sh $(BUILD) full
