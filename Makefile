@@ -11,6 +11,7 @@
 #   make fuzz     build the libFuzzer target with clang and run it (FUZZ_SECONDS, default 60)
 #   make bench-sysv   unmodified System V programs on the kernel vs libpostbox-sysv.so (~12 s)
 #   make bench-spool  build, then measure the durable spool transport (docs/spool.md; ~2 min)
+#   make bench-relay  build, then the relay vs raw nats.c through a local nats-server (docs/relay.md)
 #   make format   reformat the C sources with clang-format
 #   make install  build, then install into PREFIX (default /usr/local; DESTDIR honoured)
 #   make clean    remove the build directories
@@ -51,6 +52,7 @@ check: build
 
 demo: build
 	@sh examples/demo.sh $(BUILD)
+	@sh tools/relay/demo.sh $(BUILD)
 
 bench: build
 	sh bench/run.sh $(BUILD) full
@@ -64,6 +66,12 @@ bench-sysv: build
 
 bench-spool: build
 	$(BUILD)/bench/pbx_bench_spool $(BENCH_SPOOL_ARGS)
+
+# ---- relay benchmark (bench/relay/; docs/relay.md): needs nats-server and libnats-dev ----
+.PHONY: bench-relay
+bench-relay: build
+	@test -x $(BUILD)/bench/pbx_bench_relay || { echo "postbox: make bench-relay needs libnats-dev and nats-server (apt-get install nats-server libnats-dev)" >&2; exit 1; }
+	$(BUILD)/bench/pbx_bench_relay $(BENCH_RELAY_ARGS)
 
 asan:
 	$(MAKE) check BUILD=build-asan CMAKE_FLAGS="-DPBX_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"

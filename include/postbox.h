@@ -323,6 +323,10 @@ PBX_API ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int fl
  * counts in pbx_stat() msgs, bytes and claimed, and occupies room. Returns the bytes copied, or the
  * errors of pbx_recv(). Blocks like pbx_recv(). Thread-safe. Spools: the same (the message stays in
  * the spool's claim directory; docs/spool.md).
+ * A message's claim id is the same each time it is claimed while it stays in the mailbox (after
+ * pbx_release() or its claimer's death), and differs from the id of every other message in the
+ * mailbox at the same time; postbox-relay relies on this to recognise a message it journalled
+ * before it crashed (docs/relay.md).
  */
 PBX_API ssize_t pbx_claim(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
                           uint64_t *claim);

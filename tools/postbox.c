@@ -447,6 +447,20 @@ int main(int argc, char **argv)
             cli_command = commands[i].name;
             return commands[i].run(argc - 1, argv + 1);
         }
+    if (!strcmp(cmd, "relay")) {
+        /* The relay links nats.c, so it is a program of its own (docs/relay.md): the one
+         * beside this one, else the one on PATH. */
+        char self[4096], path[4200];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        char *slash = n > 0 ? (self[n] = 0, strrchr(self, '/')) : NULL;
+        argv[1] = (char *) "postbox-relay";
+        if (slash && (*slash = 0, snprintf(path, sizeof path, "%s/postbox-relay", self) > 0))
+            execv(path, argv + 1);
+        execvp("postbox-relay", argv + 1);
+        fprintf(stderr, "postbox relay: postbox-relay not found (it is built when libnats-dev "
+                        "is installed; docs/relay.md)\n");
+        return EXIT_FAIL;
+    }
     if (cmd[0] == '-')
         return cli_usage("unknown option '%s'", cmd);
     return cli_usage("unknown command '%s'", cmd);

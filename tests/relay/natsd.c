@@ -1,0 +1,253 @@
+/*
+ * natsd.c — starts and stops the relay tests' NATS servers and relays (see natsd.h).
+ */
+#include "natsd.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static int stop_pid(pid_t pid, const char *what);
+
+static const char *find_server(void)
+{
+    static char path[512];
+    const char *env = getenv("PATH");
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s:/usr/sbin:/usr/bin:/usr/local/bin", env ? env : "");
+    for (char *save = NULL, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        snprintf(path, sizeof path, "%s/nats-server", d);
+        if (access(path, X_OK) == 0)
+            return path;
+    }
+    return NULL;
+}
+
+void natsd_require(void)
+{
+    if (!PBX_RELAY_BIN[0])
+        SKIP("postbox-relay was not built: libnats-dev is missing (apt-get install libnats-dev)");
+    if (access(PBX_RELAY_BIN, X_OK) != 0)
+        SKIP("%s is missing: build it (libnats-dev installed?)", PBX_RELAY_BIN);
+    if (!find_server())
+        SKIP("nats-server is missing (apt-get install nats-server)");
+}
+
+static int can_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+static void spawn(struct natsd *d)
+{
+    char portarg[16];
+    snprintf(portarg, sizeof portarg, "%d", d->port ? d->port : -1);
+    char log[600];
+    snprintf(log, sizeof log, "%s/server.log", d->dir);
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(find_server(), "nats-server", "-a", "127.0.0.1", "-p", portarg, "-js", "-sd",
+              d->store, "--ports_file_dir", d->dir, (char *) NULL);
+        _exit(127);
+    }
+    d->pid = pid;
+    char ports[600];
+    snprintf(ports, sizeof ports, "%s/nats-server_%d.ports", d->dir, (int) pid);
+    /* The ports file appears once the server listens; a restart on a known port is ready when
+     * a connection succeeds. */
+    for (int i = 0; i < 3000; i++) {
+        int st;
+        ASSERT_EQ(waitpid(pid, &st, WNOHANG), 0); /* the server must not have died */
+        FILE *f = fopen(ports, "r");
+        if (f) {
+            char buf[512] = {0};
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            char *p = n ? strstr(buf, "nats://127.0.0.1:") : NULL;
+            if (p) {
+                d->port = atoi(p + strlen("nats://127.0.0.1:"));
+                if (can_connect(d->port))
+                    break;
+            }
+        }
+        pbx_test_sleep_ms(10);
+    }
+    ASSERT_GT(d->port, 0);
+    ASSERT_TRUE(can_connect(d->port));
+    snprintf(d->url, sizeof d->url, "nats://127.0.0.1:%d", d->port);
+}
+
+void natsd_start(struct natsd *d, const char *base, const char *name, int port)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "%s/%s", base, name);
+    snprintf(d->store, sizeof d->store, "%s/%s/store", base, name);
+    ASSERT_TRUE(mkdir(d->dir, 0700) == 0 || errno == EEXIST);
+    d->port = port;
+    spawn(d);
+}
+
+void natsd_restart(struct natsd *d)
+{
+    spawn(d);
+}
+
+void natsd_kill(struct natsd *d, int sig)
+{
+    if (d->pid <= 0)
+        return;
+    if (sig == SIGTERM) {
+        stop_pid(d->pid, "nats-server");
+        d->pid = 0;
+        return;
+    }
+    kill(d->pid, sig);
+    if (sig == SIGKILL) {
+        int st;
+        waitpid(d->pid, &st, 0);
+        d->pid = 0;
+    }
+}
+
+void host_init(struct host *h, const char *base, const char *name)
+{
+    memset(h, 0, sizeof *h);
+    snprintf(h->name, sizeof h->name, "%s", name);
+    snprintf(h->shm, sizeof h->shm, "%s/host-%s", base, name);
+    snprintf(h->state, sizeof h->state, "%s/host-%s/relay-state", base, name);
+    ASSERT_TRUE(mkdir(h->shm, 0700) == 0 || errno == EEXIST);
+}
+
+void host_enter(const struct host *h)
+{
+    setenv("POSTBOX_DIR", h->shm, 1);
+}
+
+void host_relay_start(struct host *h, const char *url, const char *crash, ...)
+{
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = "postbox-relay";
+    argv[n++] = "--nats";
+    argv[n++] = url;
+    argv[n++] = "--node";
+    argv[n++] = h->name;
+    argv[n++] = "--state";
+    argv[n++] = h->state;
+    va_list ap;
+    va_start(ap, crash);
+    for (const char *a; n < 62 && (a = va_arg(ap, const char *));)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char log[600];
+    snprintf(log, sizeof log, "%s/relay.log", h->shm);
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        setenv("POSTBOX_DIR", h->shm, 1);
+        if (crash)
+            setenv("PBX_RELAY_CRASH", crash, 1);
+        else
+            unsetenv("PBX_RELAY_CRASH");
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0)
+            dup2(fd, 2);
+        execv(PBX_RELAY_BIN, (char **) argv);
+        _exit(127);
+    }
+    h->relay = pid;
+}
+
+int host_relay_wait(struct host *h)
+{
+    int st = pbx_test_wait(h->relay);
+    h->relay = 0;
+    return st;
+}
+
+/* SIGTERM, and SIGKILL if pid has not ended after a generous while; reaps it. Returns 1 if it
+ * ended on SIGTERM. */
+static int stop_pid(pid_t pid, const char *what)
+{
+    int st;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 2000; i++) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return 1;
+        pbx_test_sleep_ms(10);
+    }
+    fprintf(stderr, "natsd: %s %d did not end on SIGTERM; killing it\n", what, (int) pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return 0;
+}
+
+void host_relay_stop(struct host *h)
+{
+    if (h->relay > 0) {
+        ASSERT_TRUE(stop_pid(h->relay, "relay"));
+        h->relay = 0;
+    }
+}
+
+long long host_status(const struct host *h, const char *dir, const char *key)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/status.json", h->state);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"direction\": \"%s\"", dir);
+    char *p = strstr(buf, pat);
+    if (!p)
+        return -1;
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    p = strstr(p, pat);
+    return p ? atoll(p + strlen(pat)) : -1;
+}
+
+int host_dead_letters(const struct host *h)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/dead", h->state);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strstr(e->d_name, ".msg"))
+            n++;
+    closedir(d);
+    return n;
+}
