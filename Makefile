@@ -11,6 +11,7 @@
 #   make fuzz     build the libFuzzer target with clang and run it (FUZZ_SECONDS, default 60)
 #   make bench-sysv   unmodified System V programs on the kernel vs libpostbox-sysv.so (~12 s)
 #   make bench-spool  build, then measure the durable spool transport (docs/spool.md; ~2 min)
+#   make bench-python the Python binding against sysv_ipc and multiprocessing.Queue (~3 min)
 #   make format   reformat the C sources with clang-format
 #   make install  build, then install into PREFIX (default /usr/local; DESTDIR honoured)
 #   make clean    remove the build directories
@@ -64,6 +65,12 @@ bench-sysv: build
 
 bench-spool: build
 	$(BUILD)/bench/pbx_bench_spool $(BENCH_SPOOL_ARGS)
+
+# ---- the Python binding's benchmark (bench/python/, docs/python.md) ----
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+.PHONY: bench-python
+bench-python: build
+	PYTHONPATH=$(BUILD)/python $(PYTHON) bench/python/bench.py --preload $(BUILD)/sysv/libpostbox-sysv.so $(BENCH_PYTHON_ARGS)
 
 asan:
 	$(MAKE) check BUILD=build-asan CMAKE_FLAGS="-DPBX_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"
