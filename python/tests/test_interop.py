@@ -84,3 +84,31 @@ def test_the_cli_removes_and_python_sees_removed(mb):
     except postbox.Removed:
         return
     raise AssertionError("send into a removed mailbox succeeded")
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
+
+
+def example(script, *args):
+    import sys
+
+    return subprocess.run([sys.executable, os.path.join(EXAMPLES, script)] + list(args),
+                          check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def test_example_lecture():
+    out = example("lecture.py")
+    assert "Received 252!" in out and "mailbox is gone" in out
+
+
+def test_example_prodcons_c_consumer_takes_urgent_first():
+    out = example("prodcons.py", tool("PBX_TEST_CLI", "the postbox command"))
+    lines = [l.split() for l in out.splitlines() if l.startswith("    ")]
+    assert [l[0] for l in lines] == ["1", "1", "2", "2", "2"]
+    assert "Python picked type 7: result: 42" in out
+
+
+def test_example_asyncio_service_answers_every_client():
+    out = example("asyncio_service.py")
+    for i in range(3):
+        assert "client %d got: HELLO FROM CLIENT %d" % (i, i) in out
