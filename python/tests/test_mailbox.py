@@ -162,8 +162,10 @@ def test_gil_is_released_while_a_call_waits(mb):
 
     t = threading.Thread(target=counter)
     t.start()
-    msg = mb.recv(2, timeout=60)
-    t.join()
+    try:
+        msg = mb.recv(2, timeout=60)
+    finally:
+        t.join()
     assert msg == (b"done", 2) and counted == [200000]
 
 
