@@ -786,10 +786,23 @@ static PyObject *recv_bytes(Mailbox *self, struct op *op, const struct wait_spec
     op->q = handle_get(self);
     if (op->q == NULL)
         return NULL;
+    op->buf = stack;
     if (self->max_msg_size <= STACK_RECV_MAX) {
-        op->buf = stack;
         op->cap = self->max_msg_size;
     } else {
+        /* A mailbox for large messages: a message that is there and small still goes through
+         * the stack (no max_msg_size allocation); anything else, a long message or a wait,
+         * gets a bytes object of the full size. -E2BIG leaves the message queued. */
+        op->cap = STACK_RECV_MAX;
+        r = op_run(op, (op->flags & ~PBX_NOERROR) | PBX_NOWAIT, NULL);
+        if (r >= 0) {
+            handle_put(self);
+            return PyBytes_FromStringAndSize(stack, r);
+        }
+        if (r != -E2BIG && (r != -ENOMSG || !w->block)) {
+            handle_put(self);
+            return raise_pbx((int) r, 0, NULL);
+        }
         bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t) self->max_msg_size);
         if (bytes == NULL) {
             handle_put(self);

@@ -92,6 +92,26 @@ def test_large_mailbox_receives_messages_bigger_than_the_stack_buffer(name):
         assert mb.max_msg_size == 1 << 20
 
 
+def test_large_mailbox_waits_and_selects_like_a_small_one(name):
+    with postbox.Mailbox(name, create=True, max_msg_size=1 << 16) as mb:
+        with pytest.raises(postbox.Empty):
+            mb.recv(block=False)
+        big = b"b" * 20000
+        mb.send(big, 3)
+        mb.send(b"small", 2)
+        assert mb.peek(3) == (big, 3)
+        assert mb.recv(-2) == (b"small", 2)
+        got = []
+        t = threading.Thread(target=lambda: got.append(mb.recv(4)))
+        t.start()
+        wait_for(lambda: mb.stat().recv_waiters == 1, "receiver waiting")
+        mb.send(b"w" * 9000, 4)
+        t.join()
+        assert got == [(b"w" * 9000, 4)]
+        with mb.claim(3) as c:
+            assert c.data == big
+
+
 def test_nonblocking_recv_raises_empty_with_errno(mb):
     with pytest.raises(postbox.Empty) as e:
         mb.recv(block=False)
