@@ -6,7 +6,7 @@ loop, so it never blocks the loop), and answers each on the type the client aske
 request is "REPLY-TYPE:text", the answer is the text upper-cased. Alongside, a ticker task
 shows that the loop stays free. Clients are ordinary blocking code in other threads (they
 could as well be other processes, in any language). Once every client has its answer the
-service removes the mailbox, which ends its `async for`.
+mailbox is removed, which ends the service's `async for`.
 """
 import asyncio
 import os
@@ -24,8 +24,7 @@ async def service(mb, served):
         mb.send(text.upper(), int(reply_type))
         served.append(int(reply_type))
         print("service: answered client on type %d" % int(reply_type))
-        if len(served) == CLIENTS:
-            mb.remove()
+    print("service: the mailbox was removed, stopping")
 
 
 async def ticker(stop):
@@ -54,8 +53,10 @@ async def main():
                    for i in range(CLIENTS)]
         for t in threads:
             t.start()
-        await service(mb, served)
+        serving = asyncio.create_task(service(mb, served))
         await asyncio.get_running_loop().run_in_executor(None, lambda: [t.join() for t in threads])
+        mb.remove()  # every client has its answer: this ends the service's async for
+        await serving
         stop.set()
         await tick
     for number in sorted(answers):
