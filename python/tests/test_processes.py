@@ -188,3 +188,31 @@ def test_timed_recv_resumes_with_the_time_left_after_a_signal(mb):
         t.join()
         signal.signal(signal.SIGUSR1, old)
     assert handled == [signal.SIGUSR1]
+
+
+def test_close_in_a_forked_child_is_not_held_up_by_a_parent_threads_wait(mb, run_child):
+    """A parent thread waits in recv() when the process forks: that call does not exist in
+    the child, so the child's close() must release the inherited handle at once."""
+    got = []
+    t = threading.Thread(target=lambda: got.append(mb.recv(7)))
+    t.start()
+    wait_for(lambda: mb.stat().recv_waiters == 1, "parent thread waiting")
+
+    # The mailbox's file (docs/cli.md: POSTBOX_DIR/pbx.NAME), found in the maps by inode.
+    ino = str(os.stat(os.path.join(os.environ["POSTBOX_DIR"], "pbx." + mb.name)).st_ino)
+
+    def mapped():
+        with open("/proc/self/maps") as f:
+            return [line for line in f if len(line.split()) > 4 and line.split()[4] == ino]
+
+    def child():
+        assert mapped() != []
+        mb.close()
+        assert mapped() == []  # unmapped at once: pbx_close() ran
+
+    pid = run_child(child)
+    code = exit_code(pid)
+    mb.send(b"release the waiter", 7)
+    t.join()
+    assert code == 0
+    assert got == [(b"release the waiter", 7)]
