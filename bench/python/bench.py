@@ -5,6 +5,7 @@ Three scenarios, each with 16-byte messages, each run for four transports in the
   call       one process sends a message and receives it back, in a loop (per-call cost)
   pingpong   two processes bounce a message: type 1 one way, type 2 back (round-trip latency)
   stream     one process sends, another receives, as fast as they can (throughput)
+(the two processes of pingpong and stream are pinned to two different CPUs, when there are two)
 transports:
   postbox          the binding (postbox.Mailbox)
   sysv-kernel      the sysv_ipc module (Debian python3-sysv-ipc) on the kernel's queues
@@ -117,11 +118,24 @@ def make_transport(name):
 
 # ---- the scenarios ----------------------------------------------------------------------------
 
+# The two processes of a two-process scenario run on two different CPUs, for every transport
+# (as the C benchmark's "two processes on two CPUs", docs/performance.md): left to itself the
+# scheduler tends to wake a receiver on its sender's CPU, where neither can run while the other
+# does, and the figure then measures the scheduler more than the transport.
+CPUS = sorted(os.sched_getaffinity(0))
+
+
+def pin(which):
+    if len(CPUS) >= 2:
+        os.sched_setaffinity(0, {CPUS[which]})
+
+
 def fork_run(fn):
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            pin(1)
             fn()
             code = 0
         finally:
@@ -171,6 +185,7 @@ def case_pingpong(tr, n):
         flush(tr)
 
     pid = fork_run(echo)
+    pin(0)
     send, recv = tr.sender(), tr.receiver()
     for _ in range(100):
         send(PAYLOAD, 1)
@@ -196,6 +211,7 @@ def case_stream(tr, n):
         flush(tr)
 
     recv = tr.receiver()
+    pin(0)
     t0 = time.perf_counter()
     pid = fork_run(produce)
     for _ in range(n):
