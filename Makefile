@@ -12,6 +12,7 @@
 #   make bench-sysv   unmodified System V programs on the kernel vs libpostbox-sysv.so (~12 s)
 #   make bench-spool  build, then measure the durable spool transport (docs/spool.md; ~2 min)
 #   make bench-relay  build, then the relay vs raw nats.c through a local nats-server (docs/relay.md)
+#   make bench-python the Python binding against sysv_ipc and multiprocessing.Queue (~3 min)
 #   make format   reformat the C sources with clang-format
 #   make install  build, then install into PREFIX (default /usr/local; DESTDIR honoured)
 #   make clean    remove the build directories
@@ -72,6 +73,11 @@ bench-spool: build
 bench-relay: build
 	@test -x $(BUILD)/bench/pbx_bench_relay || { echo "postbox: make bench-relay needs libnats-dev and nats-server (apt-get install nats-server libnats-dev)" >&2; exit 1; }
 	$(BUILD)/bench/pbx_bench_relay $(BENCH_RELAY_ARGS)
+# ---- the Python binding's benchmark (bench/python/, docs/python.md) ----
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+.PHONY: bench-python
+bench-python: build
+	PYTHONPATH=$(BUILD)/python $(PYTHON) bench/python/bench.py --preload $(BUILD)/sysv/libpostbox-sysv.so $(BENCH_PYTHON_ARGS)
 
 asan:
 	$(MAKE) check BUILD=build-asan CMAKE_FLAGS="-DPBX_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"

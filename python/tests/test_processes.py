@@ -1,0 +1,218 @@
+"""Across processes and signals: a private mailbox shared after os.fork(), ping-pong between
+two processes, removal seen by a waiter in another process, Ctrl-C (SIGINT) during a blocking
+receive raising KeyboardInterrupt, and a signal handler that does not raise letting the wait
+resume (PEP 475)."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import postbox
+from conftest import wait_for
+
+
+@pytest.fixture
+def run_child():
+    """Forks; the child runs fn() and exits 0 if it returns, 1 if it raises. Children still
+    running when the test ends (it failed) are killed and reaped."""
+    pids = []
+
+    def start(fn):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                fn()
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+        return pid
+
+    yield start
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def exit_code(pid):
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_private_mailbox_is_shared_with_a_forked_child(run_child):
+    with postbox.Mailbox.private() as mb:
+        def child():
+            for i in range(1, 101):
+                mb.send(i.to_bytes(2, "little"), type=1 + i % 3)
+            assert mb.recv(9) == (b"from parent", 9)
+            mb.send(b"bye", 5)
+
+        pid = run_child(child)
+        got = [mb.recv(2) for _ in range(34)]  # selective receive of one type across fork
+        assert [int.from_bytes(d, "little") for d, _ in got] == list(range(1, 101, 3))
+        mb.send(b"from parent", 9)
+        assert mb.recv(5) == (b"bye", 5)
+        assert exit_code(pid) == 0
+        assert mb.stat().msgs == 66
+
+
+def test_ping_pong_between_two_processes(mb, run_child):
+    rounds = 2000
+
+    def echo():
+        with postbox.Mailbox(mb.name) as box:
+            for _ in range(rounds):
+                data, t = box.recv(1)
+                box.send(data, 2)
+
+    pid = run_child(echo)
+    for i in range(rounds):
+        payload = i.to_bytes(4, "little")
+        mb.send(payload, 1)
+        assert mb.recv(2) == (payload, 2)
+    assert exit_code(pid) == 0
+
+
+def test_removal_by_another_process_wakes_a_waiter_with_removed(mb, run_child):
+    def waiter():
+        with postbox.Mailbox(mb.name) as box:
+            try:
+                box.recv()
+            except postbox.Removed:
+                return
+            raise AssertionError("recv returned")
+
+    pid = run_child(waiter)
+    wait_for(lambda: mb.stat().recv_waiters == 1, "child waiting")
+    mb.remove()
+    assert exit_code(pid) == 0
+
+
+def test_sigint_during_blocking_recv_raises_keyboard_interrupt(mb):
+    code = textwrap.dedent("""
+        import sys, postbox
+        mb = postbox.Mailbox(sys.argv[1])
+        try:
+            mb.recv()
+        except KeyboardInterrupt:
+            print("KeyboardInterrupt", flush=True)
+            sys.exit(0)
+        print("recv returned", flush=True)
+        sys.exit(1)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code, mb.name], stdout=subprocess.PIPE)
+    try:
+        wait_for(lambda: mb.stat().recv_waiters == 1, "child blocked in recv")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out.decode().strip() == "KeyboardInterrupt"
+    assert proc.returncode == 0
+    assert mb.stat().recv_waiters == 0
+
+
+def test_signal_handler_runs_and_the_wait_resumes(mb):
+    """EINTR never surfaces: the handler runs in the main thread, then recv() waits on."""
+    handled = []
+    old = signal.signal(signal.SIGUSR1, lambda s, f: handled.append(s))
+    main = threading.get_ident()
+
+    def poker():
+        wait_for(lambda: mb.stat().recv_waiters == 1, "main thread waiting")
+        signal.pthread_kill(main, signal.SIGUSR1)
+        wait_for(lambda: handled and mb.stat().recv_waiters == 1, "handler ran, wait resumed")
+        mb.send(b"after the signal", 3)
+
+    t = threading.Thread(target=poker)
+    t.start()
+    try:
+        msg = mb.recv(3, timeout=120)
+    finally:
+        t.join()
+        signal.signal(signal.SIGUSR1, old)
+    assert msg == (b"after the signal", 3)
+    assert handled == [signal.SIGUSR1]
+
+
+def test_signal_handler_exception_propagates_out_of_recv(mb):
+    class Stop(Exception):
+        pass
+
+    def handler(s, f):
+        raise Stop()
+
+    old = signal.signal(signal.SIGUSR2, handler)
+    main = threading.get_ident()
+
+    def poker():
+        wait_for(lambda: mb.stat().recv_waiters == 1, "main thread waiting")
+        signal.pthread_kill(main, signal.SIGUSR2)
+
+    t = threading.Thread(target=poker)
+    t.start()
+    try:
+        with pytest.raises(Stop):
+            mb.recv()
+    finally:
+        t.join()
+        signal.signal(signal.SIGUSR2, old)
+    assert mb.stat().recv_waiters == 0
+
+
+def test_timed_recv_resumes_with_the_time_left_after_a_signal(mb):
+    handled = []
+    old = signal.signal(signal.SIGUSR1, lambda s, f: handled.append(s))
+    main = threading.get_ident()
+
+    def poker():
+        wait_for(lambda: mb.stat().recv_waiters == 1, "main thread waiting")
+        signal.pthread_kill(main, signal.SIGUSR1)
+
+    t = threading.Thread(target=poker)
+    t.start()
+    try:
+        with pytest.raises(postbox.RecvTimeout):
+            mb.recv(timeout=0.5)
+    finally:
+        t.join()
+        signal.signal(signal.SIGUSR1, old)
+    assert handled == [signal.SIGUSR1]
+
+
+def test_close_in_a_forked_child_is_not_held_up_by_a_parent_threads_wait(mb, run_child):
+    """A parent thread waits in recv() when the process forks: that call does not exist in
+    the child, so the child's close() must release the inherited handle at once."""
+    got = []
+    t = threading.Thread(target=lambda: got.append(mb.recv(7)))
+    t.start()
+    wait_for(lambda: mb.stat().recv_waiters == 1, "parent thread waiting")
+
+    # The mailbox's file (docs/cli.md: POSTBOX_DIR/pbx.NAME), found in the maps by inode.
+    ino = str(os.stat(os.path.join(os.environ["POSTBOX_DIR"], "pbx." + mb.name)).st_ino)
+
+    def mapped():
+        with open("/proc/self/maps") as f:
+            return [line for line in f if len(line.split()) > 4 and line.split()[4] == ino]
+
+    def child():
+        assert mapped() != []
+        mb.close()
+        assert mapped() == []  # unmapped at once: pbx_close() ran
+
+    pid = run_child(child)
+    code = exit_code(pid)
+    mb.send(b"release the waiter", 7)
+    t.join()
+    assert code == 0
+    assert got == [(b"release the waiter", 7)]
