@@ -40,7 +40,7 @@
 #include "../common.h"
 
 #define PBX_REGION_MAGIC   "\x7fPOSTBOX"
-#define PBX_LAYOUT_VERSION 4u
+#define PBX_LAYOUT_VERSION 5u
 
 #define PBX_SLOT_INLINE 24u
 #define PBX_NONE        0xffffffffu /* "no slot / chunk / entry" in any u32 index */
