@@ -504,6 +504,13 @@ int pbx__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
     return -err;
 }
 
+int pbx__os_signal_self(int signo, int value)
+{
+    union sigval v;
+    v.sival_int = value;
+    return sigqueue(getpid(), signo, v) < 0 ? -errno : 0;
+}
+
 /* ASYMMETRIC FENCES (os.h). */
 int pbx__os_asym_light_ok;
 static int asym_state; /* 0: not tried, 1: registered, -1: unavailable */

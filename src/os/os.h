@@ -176,6 +176,11 @@ void pbx__os_eventfd_level(int fd, int readable);
 #include <pthread.h>
 int pbx__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
+/* Queue signo with value (si_value.sival_int, si_code SI_QUEUE) to the calling process itself,
+ * as sigqueue(getpid(), ...): the one way postbox raises a notification (docs/signals.md, "Who
+ * can signal whom"). 0, -EAGAIN (the process's queue of real-time signals is full), ... */
+int pbx__os_signal_self(int signo, int value);
+
 /* Is the thread in a stopped or traced state (SIGSTOP, a debugger)? 1 yes, 0 no or unknown. */
 int pbx__os_ident_stopped(uint64_t ident);
 
