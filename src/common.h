@@ -33,6 +33,6 @@
 
 /* A registrant's helper raises at most this many notification signals per wake-up: arrivals
  * are counted in shared state, which a writer may damage (docs/signals.md). */
-#define PBX_NOTIFY_BURST 256u
+#define PBX_NOTIFY_BURST 65536u
 
 #endif
