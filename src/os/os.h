@@ -153,19 +153,6 @@ int pbx__os_maps_file(int32_t tid, dev_t dev, ino_t ino);
  * pbx_self.ident (pbx__os_ident_alive judges it). Cached; recomputed in a fork()ed child. */
 uint64_t pbx__os_proc_ident(void);
 
-/* Queue signal signo with value (si_value.sival_int, si_code SI_QUEUE) to the process named by
- * the process identity ident, unless that process is dead or its PID now names another
- * process (checked through a pidfd, which pins the process between the check and the signal).
- * 0, -ESRCH (dead), -EPERM, ... */
-int pbx__os_signal_ident(uint64_t ident, int signo, int value);
-
-/* A pidfd (close-on-exec) for the process named by the process identity ident, opened before
- * its start time is checked, so that it names that process or none: the descriptor, -ESRCH
- * (dead, or its PID now another process's), -ENOSYS (no pidfds here), -EMFILE, ... */
-int pbx__os_pidfd_of(uint64_t ident);
-/* Queue signo with value (SI_QUEUE) to the process of a pidfd. 0, -ESRCH (it died), -EPERM. */
-int pbx__os_pidfd_signal(int pidfd, int signo, int value);
-
 /* A non-blocking, close-on-exec eventfd; the descriptor or -errno. */
 int pbx__os_eventfd(void);
 /* Make the eventfd readable (counter 1) or not (counter 0); the caller knows which it is. */
