@@ -8,11 +8,12 @@
  * the start time of its main thread, os.h), so a recycled PID never passes for a dead peer —
  * the lecture's warning that PIDs are only relatively unique; the null signal (kill(pid, 0))
  * would say "alive" for whichever process got the number. pbx_close frees the entry; an entry
- * whose process died is pruned by whoever next lists the peers, finds the table full, or tries
- * to signal it. A process that opens a mailbox twice has two entries; pbx_peers() merges them
- * into one participant. When the table is full, pbx_open still succeeds but the handle is not
- * listed, and pbx_notify()/pbx_fd() on it fail with -EUSERS. A fork()ed child that uses an
- * inherited handle claims an entry of its own on its first send, receive or registration.
+ * whose process died is pruned by whoever next lists the peers, finds the table full, or wakes
+ * helpers none of which is asleep. A process that opens a mailbox twice has two entries;
+ * pbx_peers() merges them into one participant. When the table is full, pbx_open still succeeds but
+ * the handle is not listed, and pbx_notify()/pbx_fd() on it fail with -EUSERS. A fork()ed child
+ * that uses an inherited handle claims an entry of its own on its first send, receive or
+ * registration.
  *
  * Registrations are marked in the entry (signo for pbx_notify, watch for pbx_fd) and counted
  * on the control line (LISTENERS in listen.c). A registration is added with both locks held,

@@ -1506,8 +1506,10 @@ static void *fd_helper(void *arg)
             for (uint32_t i = 0; i < n && pbx__os_signal_self(signo, value) == 0; i++)
                 ;
         } else if (removed(s)) {
+            pthread_mutex_lock(&s->fd_mu); /* (pbx_fd may be making the descriptor) */
             if (s->wfd >= 0)
                 fd_level(s, 1);
+            pthread_mutex_unlock(&s->fd_mu);
         } else {
             slice_ms = 10; /* could not take the lock: try again shortly */
         }
