@@ -25,6 +25,7 @@
 
 #include "harness.h"
 #include "internal.h"
+#include "os/os.h"
 #include "shm/shm.h"
 #include "spool/format.h"
 #include "spool_util.h"
@@ -336,6 +337,72 @@ TEST(a_writer_of_a_spool_cannot_direct_a_notify_signal_at_another_process)
     spool_name(name, sizeof(name), "trust");
     snprintf(state, sizeof(state), "%s/state", spool_dir(dir, sizeof(dir), "trust"));
     forged_registrations_signal_nobody(name, state);
+}
+
+/* Wait until *p stops changing for SETTLE_MS (at most limit_ms in all); returns its value. */
+static int settled(int *p, double limit_ms)
+{
+    double end = pbx_test_now_ms() + limit_ms;
+    int v = load(p);
+    for (;;) {
+        pbx_test_sleep_ms(SETTLE_MS);
+        int now = load(p);
+        if (now == v || pbx_test_now_ms() > end)
+            return now;
+        v = now;
+    }
+}
+
+static int arrival_forger(void *arg)
+{
+    uint32_t step = (uint32_t) (uintptr_t) arg;
+    if (become_other_user())
+        return 10;
+    pbx_t *q;
+    if (pbx_open("count", 0, NULL, &q))
+        return 11;
+    struct pbx_shm *m = pbx__handle_shm(q);
+    __atomic_add_fetch(&m->h->listen.arrivals, step, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&m->h->listen.edge_seq, 1, __ATOMIC_SEQ_CST);
+    pbx__os_futex_wake(&m->h->listen.edge_seq, 1 << 30);
+    _exit(0);
+}
+
+TEST(a_forged_arrival_count_makes_a_registrant_raise_only_its_own_signal_a_bounded_number_of_times)
+{
+    if (geteuid() != 0)
+        SKIP("needs root to become another user (setresuid)");
+    board_init();
+    ASSERT_EQ(chmod(getenv("POSTBOX_DIR"), 0755), 0);
+    struct pbx_options o = pbx_test_options(16, 1 << 16, 64, PBX_BLOCK);
+    o.mode = 0666;
+    pbx_t *q;
+    ASSERT_OK(pbx_open("count", PBX_CREATE | PBX_EXCL, &o, &q));
+    struct registrant_arg ra = {"count"};
+    pid_t r = pbx_test_fork(registrant, &ra);
+    ASSERT_EQ(wait_for(&board->ready, 1), 1);
+    /* 1000 arrivals that never happened: 1000 of the registrant's own signal, nothing else. */
+    ASSERT_EQ(pbx_test_wait(pbx_test_fork(arrival_forger, (void *) (uintptr_t) 1000)), 0);
+    ASSERT_EQ(settled(&board->signals[0], WAIT_MS), 1000);
+    ASSERT_EQ(load(&board->signo[0]), SIGRTMIN);
+    ASSERT_EQ(load(&board->value[0]), 7);
+    ASSERT_EQ(load(&board->pid[0]), r);
+    /* Two thousand million: one burst, bounded (a loaded machine takes seconds to deliver it;
+     * signals queued by every process of the user share one limit, so a few may be refused). */
+    ASSERT_EQ(pbx_test_wait(pbx_test_fork(arrival_forger, (void *) (uintptr_t) 2000000000u)), 0);
+    int after = settled(&board->signals[0], 60000);
+    printf("a forged count of 2e9 arrivals raised %d signals in the registrant\n", after - 1000);
+    ASSERT_GT(after, 1000);
+    ASSERT_LE(after, 1000 + (int) PBX_NOTIFY_BURST);
+    ASSERT_EQ(load(&board->signo[0]), SIGRTMIN);
+    /* And real arrivals are still announced, once each. */
+    ASSERT_OK(pbx_send(q, 1, "x", 1, 0));
+    ASSERT_EQ(wait_for(&board->signals[0], after + 1), after + 1);
+    pbx_test_sleep_ms(SETTLE_MS);
+    ASSERT_EQ(load(&board->signals[0]), after + 1);
+    __atomic_store_n(&board->go, 1, __ATOMIC_SEQ_CST);
+    pbx_test_wait_ok(r);
+    pbx_close(q);
 }
 
 /* ---- the helper thread: its lifetime, and fork() ----------------------------------------- */
