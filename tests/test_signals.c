@@ -1103,7 +1103,7 @@ TEST(registrations_descriptors_and_announcements_leak_no_file_descriptor)
         ASSERT_OK(pbx_notify(q2, SIGURG, i));
         if (i % 10 == 0)
             ASSERT_OK(pbx_fd(q2));
-        ASSERT_OK(pbx_send(q2, 1, "x", 1, 0)); /* an announced arrival: a pidfd kept */
+        ASSERT_OK(pbx_send(q2, 1, "x", 1, 0)); /* an announced arrival, raised by a helper */
         char b[4];
         ASSERT_EQ(pbx_recv(q, 0, b, sizeof(b), PBX_NOWAIT, NULL), 1);
         pbx_close(q2);
