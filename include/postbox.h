@@ -351,18 +351,26 @@ PBX_API int pbx_release(pbx_t *q, uint64_t claim);
 /*
  * pbx_notify — ask for a signal when a message arrives in the empty mailbox.
  * From now on, whenever a send (or a released claim) makes the mailbox go from holding no
- * visible message to holding one, the calling process is sent signo as by sigqueue(3), with
- * value in si_value.sival_int and si_code SI_QUEUE. "Visible" means a receive could take it:
- * claimed messages and messages being copied out do not count. Any number of processes (and
- * handles) may be registered at once, unlike mq_notify(3), and a registration stays until it
- * is removed (signo == 0), the handle is closed, or the process dies; a dead registrant is never
- * signalled, even if its PID now belongs to another process. Registering while messages are
- * queued sends nothing until the mailbox has been empty again. signo may be any signal but
- * SIGKILL and SIGSTOP; with a standard signal several arrivals may merge into one delivery, a
- * real-time signal (SIGRTMIN + n) queues one per arrival. The handler runs in whichever thread
- * does not block the signal; it should only note the arrival (see docs/signals.md).
+ * visible message to holding one, the calling process gets signo as by
+ * sigqueue(getpid(), signo, value): value in si_value.sival_int, si_code SI_QUEUE, and si_pid
+ * and si_uid the calling process's own (the signal is raised inside the registrant, by a
+ * helper thread of the handle that runs with every signal blocked, started by the first
+ * pbx_notify() or pbx_fd() of the handle in this process and joined by pbx_close(); it
+ * follows the sender within one wake-up of that thread). "Visible" means a receive could take
+ * it: claimed messages and messages being copied out do not count. Any number of processes
+ * (and handles) may be registered at once, unlike mq_notify(3), and a registration stays until
+ * it is removed (signo == 0), the handle is closed, or the process dies. No process ever
+ * signals another for this: nothing written into the mailbox, by anyone, can make a
+ * participant signal a process that did not register, nor with a signal it did not choose (at
+ * worst, a registrant gets its own signal spuriously; docs/signals.md, "Who can signal whom").
+ * A fork()ed child does not inherit the registration; it may register for itself. Registering
+ * while messages are queued sends nothing until the mailbox has been empty again. signo may
+ * be any signal but SIGKILL and SIGSTOP; with a standard signal several arrivals may merge into
+ * one delivery, a real-time signal (SIGRTMIN + n) queues one per arrival (at most 65 536 per
+ * wake-up of the helper). The handler runs in whichever thread does not block the signal; it
+ * should only note the arrival (see docs/signals.md).
  * Returns 0, or -EINVAL (bad signo, q NULL), -EIDRM, -EUSERS (the mailbox's table of 128
- * participants is full). Thread-safe.
+ * participants is full), -EAGAIN (no thread), -ENOMEM, -EMFILE. Thread-safe.
  */
 PBX_API int pbx_notify(pbx_t *q, int signo, int value);
 
@@ -373,9 +381,9 @@ PBX_API int pbx_notify(pbx_t *q, int signo, int value);
  * thread takes to wake up. Never read from or write to it; call pbx_recv() with PBX_NOWAIT when
  * it is readable (another receiver may have been faster: -ENOMSG is normal). The descriptor
  * belongs to the handle: the first call creates it (and one helper thread that runs with every
- * signal blocked), later calls return the same one, pbx_close() closes it. After fork(), the
- * child's first call gives it a descriptor of its own. While nobody watches, senders and
- * receivers pay nothing for this. Returns the descriptor (>= 0), or -EINVAL, -EIDRM, -EUSERS,
+ * signal blocked, shared with pbx_notify()), later calls return the same one, pbx_close()
+ * closes it. After fork(), the child's first call gives it a descriptor of its own. While
+ * nobody watches, senders and receivers pay nothing for this. Returns the descriptor (>= 0), or -EINVAL, -EIDRM, -EUSERS,
  * -EMFILE, -ENOMEM, -EAGAIN (no thread). Thread-safe.
  */
 PBX_API int pbx_fd(pbx_t *q);

@@ -31,4 +31,8 @@
 #define PBX_ACQUIRE(p)    __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define PBX_RELEASE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
+/* A registrant's helper raises at most this many notification signals per wake-up: arrivals
+ * are counted in shared state, which a writer may damage (docs/signals.md). */
+#define PBX_NOTIFY_BURST 65536u
+
 #endif

@@ -296,77 +296,7 @@ uint32_t pbx__os_cpu_tag_slow(void)
     return c < 0 ? 0 : (uint32_t) c + 1;
 }
 
-/* ---- processes: identity, signals, descriptors, helper threads -------------------------- */
-
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
-
-static void queue_info(siginfo_t *info, int signo, int value)
-{
-    memset(info, 0, sizeof(*info));
-    info->si_signo = signo;
-    info->si_code = SI_QUEUE;
-    info->si_pid = pbx__os_self()->pid;
-    info->si_uid = getuid();
-    info->si_value.sival_int = value;
-}
-
-int pbx__os_pidfd_of(uint64_t ident)
-{
-    int32_t pid = PBX_IDENT_TID(ident);
-    if (pid <= 0)
-        return -ESRCH;
-    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
-    if (pfd < 0)
-        return errno == EPERM ? -ENOSYS : -errno; /* EPERM: a seccomp filter that forbids it */
-    /* Checked after the descriptor exists: from now on it names this process or nothing. */
-    if (!pbx__ident_process_alive(ident)) {
-        close(pfd);
-        return -ESRCH;
-    }
-    return pfd;
-}
-
-int pbx__os_pidfd_signal(int pidfd, int signo, int value)
-{
-    siginfo_t info;
-    queue_info(&info, signo, value);
-    return syscall(SYS_pidfd_send_signal, pidfd, signo, &info, 0) < 0 ? -errno : 0;
-}
-
-int pbx__os_signal_ident(uint64_t ident, int signo, int value)
-{
-    int32_t pid = PBX_IDENT_TID(ident);
-    if (pid <= 0)
-        return -ESRCH;
-    siginfo_t info;
-    queue_info(&info, signo, value);
-    /* The descriptor pins the process: once its start time is checked through /proc, the
-     * signal cannot reach another process that got the PID meanwhile. */
-    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
-    if (pfd < 0 && errno != ENOSYS && errno != EPERM)
-        return -errno;
-    if (!pbx__ident_process_alive(ident)) {
-        if (pfd >= 0)
-            close(pfd);
-        return -ESRCH;
-    }
-    int r;
-    if (pfd >= 0) {
-        r = (int) syscall(SYS_pidfd_send_signal, pfd, signo, &info, 0);
-        int e = errno;
-        close(pfd);
-        errno = e;
-    } else {
-        /* No pidfd (old kernel, seccomp): a small window for PID reuse remains. */
-        r = (int) syscall(SYS_rt_sigqueueinfo, pid, signo, &info);
-    }
-    return r < 0 ? -errno : 0;
-}
+/* ---- processes: signals, descriptors, helper threads ------------------------------------ */
 
 int pbx__os_eventfd(void)
 {
@@ -393,6 +323,13 @@ int pbx__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
     int err = pthread_create(t, NULL, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return -err;
+}
+
+int pbx__os_signal_self(int signo, int value)
+{
+    union sigval v;
+    v.sival_int = value;
+    return sigqueue(getpid(), signo, v) < 0 ? -errno : 0;
 }
 
 /* ASYMMETRIC FENCES (os.h). */

@@ -121,18 +121,6 @@ static inline int64_t pbx__os_real_stamp_ns(void)
  * be told (typically -EACCES for another user's process). */
 int pbx__os_maps_file(int32_t tid, dev_t dev, ino_t ino);
 
-/* Queue signal signo with value (si_value.sival_int, si_code SI_QUEUE) to the process named by
- * the process identity ident, unless that process is dead by the PROCESS RULE (ident.h) or its
- * PID now names another process (checked through a pidfd, which pins the process between the check
- * and the signal). 0, -ESRCH (dead), -EPERM, ... */
-int pbx__os_signal_ident(uint64_t ident, int signo, int value);
-
-/* A pidfd (close-on-exec) for the process named by the process identity ident, opened before
- * its start time is checked, so that it names that process or none: the descriptor, -ESRCH
- * (dead, or its PID now another process's), -ENOSYS (no pidfds here), -EMFILE, ... */
-int pbx__os_pidfd_of(uint64_t ident);
-/* Queue signo with value (SI_QUEUE) to the process of a pidfd. 0, -ESRCH (it died), -EPERM. */
-int pbx__os_pidfd_signal(int pidfd, int signo, int value);
 
 /* A non-blocking, close-on-exec eventfd; the descriptor or -errno. */
 int pbx__os_eventfd(void);
@@ -143,6 +131,11 @@ void pbx__os_eventfd_level(int fd, int readable);
  * threads). 0 or -errno. */
 #include <pthread.h>
 int pbx__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* Queue signo with value (si_value.sival_int, si_code SI_QUEUE) to the calling process itself,
+ * as sigqueue(getpid(), ...): the one way postbox raises a notification (docs/signals.md, "Who
+ * can signal whom"). 0, -EAGAIN (the process's queue of real-time signals is full), ... */
+int pbx__os_signal_self(int signo, int value);
 
 /* 64 random bits from the kernel (getrandom), or a time-based value if that fails. */
 uint64_t pbx__os_random64(void);

@@ -50,16 +50,14 @@
  * it is never used as an index.
  *
  * Watchers (pbx_fd, peer.c) sleep on listen.edge_seq, which every announced edge and every
- * marking of emptiness bumps (and wakes) while watchers exist: a watcher reads edge_seq, then
+ * marking of emptiness bumps (and wakes) while watchers exist (and every announced arrival
+ * while registrants exist, NOTIFY below): a watcher reads edge_seq, then
  * the mark, sets its eventfd's level, and sleeps while edge_seq is unchanged. The bump comes
  * after the change of the mark, so a change the watcher missed moves edge_seq under it and its
  * sleep returns at once: no lost wake-up.
  */
 #include <errno.h>
 #include <limits.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include "../os/os.h"
 #include "shm.h"
@@ -159,123 +157,32 @@ int pbx__listen_recount(struct pbx_shm *m)
 }
 
 /*
- * PIDFDS. Signalling a registrant safely takes a pidfd opened before its start time is checked
- * (os.h): six system calls. A handle keeps the pidfd of each registrant it has signalled, keyed
- * by the entry and its identity, so the next announcement to the same process is one system
- * call: a pidfd names one process for good, so once checked it never needs checking again, and
- * pidfd_send_signal says ESRCH when that process is gone (a zombie not yet reaped takes the
- * signal and drops it). The cache belongs to the process that made it; a fork()ed child
- * starts its own. Without pidfds, every announcement checks afresh (pbx__os_signal_ident).
+ * NOTIFY. Nothing in the region says whom to signal, or with what: a registration's signal
+ * number and value live in the registrant's own memory (its handle's helper thread, peer.c),
+ * and the only signal postbox ever raises is one a registrant queues to itself. A sender that
+ * announces an arrival while notifiers > 0 counts it in listen.arrivals, then bumps and wakes
+ * listen.edge_seq, the futex word the helpers sleep on (and the pbx_fd watchers: one helper
+ * serves both). Each helper compares arrivals with the count it last saw and raises its own
+ * signal once per step, at most PBX_NOTIFY_BURST at a time. A writer of the region can
+ * therefore make a registrant signal itself with the signal it chose, spuriously, and no
+ * more: the entry's signo is information for pbx_peers(), read by nobody who signals.
+ *
+ * ORDERING: the sender increments arrivals before it bumps edge_seq (both SEQ_CST); a helper
+ * reads edge_seq, then arrivals, then sleeps while edge_seq is unchanged. Either the helper
+ * sees the new count, or the bump changes the word it is about to sleep on and the sleep
+ * returns at once: no arrival is left uncounted.
+ *
+ * While nobody is registered (notifiers == 0) nothing here runs; the sends and takes that do
+ * not cross empty/non-empty never get here. A registrant killed without closing stays counted
+ * until it is pruned: a wake that finds no helper asleep prunes the dead at most once a second
+ * (pbx__listen_wake_watchers).
  */
-struct pbx_notify_cache {
-    pthread_mutex_t lock;
-    int32_t pid;
-    uint64_t ident[PBX_PEERS];
-    int fd[PBX_PEERS]; /* -1: none yet; -ENOSYS: no pidfds on this system */
-};
-
-static struct pbx_notify_cache *cache_of(struct pbx_shm *m)
-{
-    int32_t pid = pbx__os_self()->pid;
-    struct pbx_notify_cache *c = __atomic_load_n(&m->ncache, __ATOMIC_ACQUIRE);
-    if (c && c->pid == pid)
-        return c;
-    pthread_mutex_lock(&m->reg_lock);
-    c = m->ncache;
-    if (c && c->pid != pid) {
-        /* Inherited through fork(): the descriptors are this process's copies. */
-        for (unsigned i = 0; i < PBX_PEERS; i++)
-            if (c->fd[i] >= 0)
-                close(c->fd[i]);
-        free(c);
-        c = NULL;
-    }
-    if (!c && (c = calloc(1, sizeof(*c)))) {
-        pthread_mutex_init(&c->lock, NULL);
-        c->pid = pid;
-        for (unsigned i = 0; i < PBX_PEERS; i++)
-            c->fd[i] = -1;
-    }
-    __atomic_store_n(&m->ncache, c, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&m->reg_lock);
-    return c;
-}
-
-void pbx__listen_cache_free(struct pbx_shm *m)
-{
-    struct pbx_notify_cache *c = m->ncache;
-    if (!c)
-        return;
-    for (unsigned i = 0; i < PBX_PEERS; i++)
-        if (c->fd[i] >= 0)
-            close(c->fd[i]);
-    if (c->pid == pbx__os_self()->pid)
-        pthread_mutex_destroy(&c->lock);
-    free(c);
-    m->ncache = NULL;
-}
-
-/* Signal the registrant of entry i, named ident. 0, -ESRCH (dead) or another -errno. */
-static int notify_one(struct pbx_shm *m, unsigned i, uint64_t ident, int signo, int value)
-{
-    struct pbx_notify_cache *c = cache_of(m);
-    if (!c)
-        return pbx__os_signal_ident(ident, signo, value);
-    pthread_mutex_lock(&c->lock);
-    if (c->ident[i] != ident || c->fd[i] == -1) {
-        if (c->fd[i] >= 0)
-            close(c->fd[i]);
-        c->ident[i] = ident;
-        c->fd[i] = pbx__os_pidfd_of(ident);
-    }
-    int r;
-    if (c->fd[i] >= 0) {
-        r = pbx__os_pidfd_signal(c->fd[i], signo, value);
-    } else if (c->fd[i] == -ESRCH) {
-        r = -ESRCH;
-    } else {
-        /* No pidfds here (kept: -ENOSYS), or none to be had now (-EMFILE: try again next time):
-         * check and signal afresh. */
-        r = pbx__os_signal_ident(ident, signo, value);
-        if (c->fd[i] != -ENOSYS)
-            c->fd[i] = -1;
-    }
-    if (r == -ESRCH) {
-        if (c->fd[i] >= 0)
-            close(c->fd[i]);
-        c->fd[i] = -1;
-        c->ident[i] = 0;
-    }
-    pthread_mutex_unlock(&c->lock);
-    return r;
-}
-
-static int signo_valid(int32_t signo)
-{
-    return signo > 0 && signo <= SIGRTMAX && signo != SIGKILL && signo != SIGSTOP;
-}
-
 void pbx__listen_fire(struct pbx_shm *m)
 {
     struct pbx_header *h = m->h;
-    if (PBX_LOAD(&h->watchers))
+    uint32_t notifiers = PBX_LOAD(&h->notifiers);
+    if (notifiers)
+        __atomic_add_fetch(&h->listen.arrivals, 1, __ATOMIC_SEQ_CST);
+    if (notifiers || PBX_LOAD(&h->watchers))
         pbx__listen_wake_watchers(m);
-    if (!PBX_LOAD(&h->notifiers))
-        return;
-    int dead = 0;
-    for (unsigned i = 0; i < PBX_PEERS; i++) {
-        struct pbx_peer_entry *p = &h->peers[i];
-        uint64_t ident = PBX_ACQUIRE(&p->ident);
-        int32_t signo = PBX_LOAD(&p->signo), value = PBX_LOAD(&p->value);
-        if (!ident || !signo)
-            continue;
-        /* A registration whose check word does not match was damaged, or is being written
-         * right now: nobody is signalled on its say-so. */
-        if (!signo_valid(signo) || PBX_LOAD(&p->check) != pbx__peer_check(ident, signo, value))
-            continue;
-        if (notify_one(m, i, ident, signo, value) == -ESRCH)
-            dead = 1;
-    }
-    if (dead)
-        pbx__peers_prune(m);
 }

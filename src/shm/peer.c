@@ -8,23 +8,26 @@
  * the start time of its main thread, os.h), so a recycled PID never passes for a dead peer —
  * the lecture's warning that PIDs are only relatively unique; the null signal (kill(pid, 0))
  * would say "alive" for whichever process got the number. pbx_close frees the entry; an entry
- * whose process died is pruned by whoever next lists the peers, finds the table full, or tries
- * to signal it. A process that opens a mailbox twice has two entries; pbx_peers() merges them
- * into one participant. When the table is full, pbx_open still succeeds but the handle is not
- * listed, and pbx_notify()/pbx_fd() on it fail with -EUSERS. A fork()ed child that uses an
- * inherited handle claims an entry of its own on its first send, receive or registration.
+ * whose process died is pruned by whoever next lists the peers, finds the table full, or wakes
+ * helpers none of which is asleep. A process that opens a mailbox twice has two entries;
+ * pbx_peers() merges them into one participant. When the table is full, pbx_open still succeeds but
+ * the handle is not listed, and pbx_notify()/pbx_fd() on it fail with -EUSERS. A fork()ed child
+ * that uses an inherited handle claims an entry of its own on its first send, receive or
+ * registration.
  *
- * Registrations live in the entry (signo and value for pbx_notify, watch for pbx_fd) and are
- * counted on the control line (LISTENERS in listen.c). A registration is added with both locks
- * held, since the first one sets the empty mark afresh; one ends (close, pruning, signo 0)
- * without needing them. A pruner first moves a dead entry's ident to a value no thread can
- * have, so that of two pruners only one ends its registrations.
- * A registration carries a check word over the identity, signal and value: an entry damaged by
- * a stray write signals nobody.
+ * Registrations are marked in the entry (signo for pbx_notify, watch for pbx_fd) and counted
+ * on the control line (LISTENERS in listen.c). A registration is added with both locks held,
+ * since the first one sets the empty mark afresh; one ends (close, pruning, signo 0) without
+ * needing them. A pruner first moves a dead entry's ident to a value no thread can have, so
+ * that of two pruners only one ends its registrations. The entry's signo is information for
+ * pbx_peers(): the signal and value a registrant chose are kept in its own memory, in its
+ * handle's helper thread, which raises them in its own process (NOTIFY in listen.c).
  *
- * THE DESCRIPTOR. pbx_fd() creates, on its first call for a handle, an eventfd and a watcher
- * thread (started with every signal blocked). The thread sleeps on listen.edge_seq and after
- * each wake-up sets the eventfd's level from the empty mark (listen.c): readable (counter 1)
+ * THE HELPER. A handle has at most one helper thread per process, started with every signal
+ * blocked by its first pbx_notify() or pbx_fd() and joined by pbx_close(). It sleeps on
+ * listen.edge_seq; after each wake-up it raises the registered signal once per arrival counted
+ * since it last looked (NOTIFY in listen.c), and, once pbx_fd() made a descriptor, sets the
+ * eventfd's level from the empty mark (listen.c): readable (counter 1)
  * while a message is visible or the mailbox was removed, unreadable (counter 0) otherwise. The
  * level therefore follows the mailbox within one wake-up of the watcher thread, whoever sends or
  * drains it, in this process or another. A receive through the same handle that finds nothing
@@ -32,8 +35,9 @@
  * a poll loop that drains the mailbox does not spin on a stale readable descriptor until the
  * watcher thread runs; senders and receivers make a
  * system call for it only on the edges, and only while a watcher exists. pbx_close() stops and
- * joins the thread and closes the descriptor. A fork()ed child does not have the thread: its first
- * pbx_fd() call on the inherited handle starts its own, with a new descriptor.
+ * joins the thread and closes the descriptor. A fork()ed child does not have the thread, nor
+ * its parent's registration (the child is another process, with an entry of its own): its
+ * first pbx_notify() or pbx_fd() on the inherited handle starts a helper of its own.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -49,18 +53,25 @@
 struct pbx_watcher {
     struct pbx_shm *m;
     pthread_t thread;
-    pthread_mutex_t level_lock; /* the watcher and pbx__watch_settle: read the count and set
-                                   the level as one step, so neither undoes the other */
-    int efd;
-    int32_t pid; /* the process the thread runs in */
+    pthread_mutex_t level_lock; /* the helper, pbx__watch_settle, pbx_fd and pbx_notify: read
+                                   the mailbox and act on it as one step, so that neither
+                                   undoes the other */
+    int efd;                    /* pbx_fd()'s eventfd, -1 until then; set under level_lock */
+    int32_t pid;                /* the process the thread runs in */
     int stop;
     int readable; /* the eventfd's level, under level_lock */
+    /* pbx_notify(), under level_lock: this process's registration, never read from the
+     * region. signo 0: none. seen: listen.arrivals already announced (or predating it). */
+    int signo, value;
+    uint32_t seen;
 };
 
 /* Under level_lock: make the level what the mailbox says now. */
 static void level_update(struct pbx_watcher *w)
 {
     struct pbx_header *h = w->m->h;
+    if (w->efd < 0)
+        return;
     int want = PBX_LOAD(&h->removed) || pbx__listen_visible(w->m);
     if (want != w->readable) {
         pbx__os_eventfd_level(w->efd, want);
@@ -69,15 +80,6 @@ static void level_update(struct pbx_watcher *w)
 }
 
 #define WATCH_SLICE_NS 1000000000ull /* the watcher re-reads the count at least this often */
-
-uint64_t pbx__peer_check(uint64_t ident, int32_t signo, int32_t value)
-{
-    uint64_t x = ident ^ ((uint64_t) (uint32_t) signo << 32 | (uint32_t) value);
-    x ^= 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return (x ^ (x >> 31)) | 1;
-}
 
 static int lock_both(struct pbx_shm *m)
 {
@@ -117,9 +119,7 @@ static void listeners_about_to_start(struct pbx_shm *m)
 static void clear_listening(struct pbx_shm *m, struct pbx_peer_entry *p)
 {
     if (PBX_LOAD(&p->signo)) {
-        PBX_STORE(&p->check, 0);
         PBX_STORE(&p->signo, 0);
-        PBX_STORE(&p->value, 0);
         count_down(&m->h->notifiers);
     }
     if (PBX_LOAD(&p->watch)) {
@@ -226,6 +226,72 @@ static struct pbx_peer_entry *own_entry(struct pbx_shm *m)
     return p;
 }
 
+/* Under level_lock: the signals to raise for the arrivals counted since the helper last
+ * looked (NOTIFY in listen.c). A count moved by a writer of the region gives at most
+ * PBX_NOTIFY_BURST of this process's own signal. */
+static uint32_t arrivals_to_announce(struct pbx_watcher *w)
+{
+    uint32_t now = __atomic_load_n(&w->m->h->listen.arrivals, __ATOMIC_SEQ_CST);
+    uint32_t n = now - w->seen;
+    w->seen = now;
+    if (!w->signo)
+        return 0;
+    return n < PBX_NOTIFY_BURST ? n : PBX_NOTIFY_BURST;
+}
+
+static void *helper_main(void *arg)
+{
+    struct pbx_watcher *w = arg;
+    struct pbx_header *h = w->m->h;
+    while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
+        /* EVENTS order (listen.c) and ORDERING of NOTIFY: the word first, then what it guards. */
+        uint32_t seq = __atomic_load_n(&h->listen.edge_seq, __ATOMIC_SEQ_CST);
+        pthread_mutex_lock(&w->level_lock);
+        level_update(w);
+        uint32_t n = arrivals_to_announce(w);
+        int signo = w->signo, value = w->value;
+        pthread_mutex_unlock(&w->level_lock);
+        /* To this process only, with the signal and value it chose: a full queue of real-time
+         * signals (-EAGAIN) ends the burst. */
+        for (uint32_t i = 0; i < n && pbx__os_signal_self(signo, value) == 0; i++)
+            ;
+        pbx__os_futex_wait(&h->listen.edge_seq, seq, pbx__os_mono_ns() + WATCH_SLICE_NS);
+    }
+    return NULL;
+}
+
+/* This process's helper for the handle, started now if need be (reg_lock held). */
+static struct pbx_watcher *helper_of(struct pbx_shm *m, int *err)
+{
+    int32_t pid = pbx__os_self()->pid;
+    struct pbx_watcher *w = m->watcher;
+    if (w && w->pid == pid)
+        return w;
+    if (w) {
+        /* Inherited through fork(): the thread, and the registration, stayed with the parent. */
+        if (w->efd >= 0)
+            close(w->efd);
+        free(w);
+        __atomic_store_n(&m->watcher, NULL, __ATOMIC_RELEASE);
+    }
+    if (!(w = calloc(1, sizeof(*w)))) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    w->m = m;
+    w->pid = pid;
+    w->efd = -1;
+    w->seen = __atomic_load_n(&m->h->listen.arrivals, __ATOMIC_SEQ_CST);
+    pthread_mutex_init(&w->level_lock, NULL);
+    if ((*err = pbx__os_thread_start(&w->thread, helper_main, w))) {
+        pthread_mutex_destroy(&w->level_lock);
+        free(w);
+        return NULL;
+    }
+    __atomic_store_n(&m->watcher, w, __ATOMIC_RELEASE);
+    return w;
+}
+
 int pbx__shm_notify(void *state, int signo, int value)
 {
     struct pbx_shm *m = state;
@@ -234,42 +300,35 @@ int pbx__shm_notify(void *state, int signo, int value)
     struct pbx_peer_entry *p = own_entry(m);
     if (!p)
         return signo ? -EUSERS : 0;
-    int err = lock_both(m);
-    if (err)
-        return err;
-    if (signo) {
-        if (!PBX_LOAD(&p->signo)) {
-            listeners_about_to_start(m);
-            __atomic_add_fetch(&m->h->notifiers, 1, __ATOMIC_SEQ_CST);
-        }
-        /* The check word last: a sender that reads the entry meanwhile finds no match. */
-        PBX_STORE(&p->check, 0);
-        PBX_STORE(&p->value, value);
-        PBX_STORE(&p->signo, signo);
-        PBX_RELEASE(&p->check, pbx__peer_check(PBX_LOAD(&p->ident), signo, value));
-    } else if (PBX_LOAD(&p->signo)) {
-        PBX_STORE(&p->check, 0);
-        PBX_STORE(&p->signo, 0);
-        PBX_STORE(&p->value, 0);
+    pthread_mutex_lock(&m->reg_lock);
+    int err = 0;
+    struct pbx_watcher *w = m->watcher;
+    if (signo)
+        w = helper_of(m, &err);
+    else if (w && w->pid != pbx__os_self()->pid)
+        w = NULL; /* the parent's: this process has no registration to end */
+    if (err || (err = lock_both(m)))
+        goto out;
+    if (signo && !PBX_LOAD(&p->signo)) {
+        listeners_about_to_start(m);
+        __atomic_add_fetch(&m->h->notifiers, 1, __ATOMIC_SEQ_CST);
+    } else if (!signo && PBX_LOAD(&p->signo)) {
         count_down(&m->h->notifiers);
     }
-    unlock_both(m);
-    return 0;
-}
-
-static void *watch_main(void *arg)
-{
-    struct pbx_watcher *w = arg;
-    struct pbx_header *h = w->m->h;
-    while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
-        /* EVENTS order (listen.c): the word first, then the count it guards. */
-        uint32_t seq = __atomic_load_n(&h->listen.edge_seq, __ATOMIC_SEQ_CST);
+    PBX_STORE(&p->signo, (int32_t) signo); /* for pbx_peers() only */
+    if (w) {
+        /* Arrivals counted before now are not this registration's. Both locks are held, so
+         * none is being announced: every later one is counted after this. */
         pthread_mutex_lock(&w->level_lock);
-        level_update(w);
+        w->seen = __atomic_load_n(&m->h->listen.arrivals, __ATOMIC_SEQ_CST);
+        w->signo = signo;
+        w->value = value;
         pthread_mutex_unlock(&w->level_lock);
-        pbx__os_futex_wait(&h->listen.edge_seq, seq, pbx__os_mono_ns() + WATCH_SLICE_NS);
     }
-    return NULL;
+    unlock_both(m);
+out:
+    pthread_mutex_unlock(&m->reg_lock);
+    return err;
 }
 
 int pbx__shm_fd(void *state)
@@ -279,15 +338,9 @@ int pbx__shm_fd(void *state)
     pthread_mutex_lock(&m->reg_lock);
     struct pbx_watcher *w = m->watcher;
     int err = 0;
-    if (w && w->pid == pid) {
+    if (w && w->pid == pid && w->efd >= 0) {
         err = w->efd;
         goto out;
-    }
-    if (w) {
-        /* Inherited through fork(): the thread stayed with the parent. */
-        close(w->efd);
-        free(w);
-        m->watcher = NULL;
     }
     if (PBX_LOAD(&m->h->removed)) {
         err = -EIDRM;
@@ -298,44 +351,31 @@ int pbx__shm_fd(void *state)
         err = -EUSERS;
         goto out;
     }
-    if (!(w = calloc(1, sizeof(*w)))) {
-        err = -ENOMEM;
+    if (!(w = helper_of(m, &err)))
+        goto out;
+    int efd = pbx__os_eventfd();
+    if (efd < 0) {
+        err = efd;
         goto out;
     }
-    w->m = m;
-    w->pid = pid;
-    pthread_mutex_init(&w->level_lock, NULL);
-    if ((w->efd = pbx__os_eventfd()) < 0) {
-        err = w->efd;
-        goto free_w;
+    if ((err = lock_both(m))) {
+        close(efd);
+        goto out;
     }
-    if ((err = lock_both(m)))
-        goto close_fd;
     if (!PBX_LOAD(&p->watch)) {
         listeners_about_to_start(m);
         PBX_STORE(&p->watch, 1u);
         __atomic_add_fetch(&m->h->watchers, 1, __ATOMIC_SEQ_CST);
     }
     unlock_both(m);
-    if ((err = pbx__os_thread_start(&w->thread, watch_main, w)))
-        goto unregister;
-    __atomic_store_n(&m->watcher, w, __ATOMIC_RELEASE);
-    err = w->efd;
-    goto out;
-
-unregister:
-    if (lock_both(m) == 0) {
-        if (PBX_LOAD(&p->watch)) {
-            PBX_STORE(&p->watch, 0u);
-            count_down(&m->h->watchers);
-        }
-        unlock_both(m);
-    }
-close_fd:
-    close(w->efd);
-free_w:
-    pthread_mutex_destroy(&w->level_lock);
-    free(w);
+    /* The level now: the helper may be asleep for a while yet. An edge from here on bumps
+     * edge_seq and wakes it (watchers > 0). */
+    pthread_mutex_lock(&w->level_lock);
+    w->efd = efd;
+    w->readable = 0;
+    level_update(w);
+    pthread_mutex_unlock(&w->level_lock);
+    err = efd;
 out:
     pthread_mutex_unlock(&m->reg_lock);
     return err;
@@ -346,6 +386,7 @@ void pbx__watch_settle(struct pbx_shm *m)
     struct pbx_watcher *w = __atomic_load_n(&m->watcher, __ATOMIC_ACQUIRE);
     if (!w || w->pid != pbx__os_self()->pid)
         return;
+    /* (level_update does nothing until pbx_fd made the descriptor.) */
     /* The same step as the watcher's, so the level is right when this returns (unless a
      * message arrives meanwhile, whose edge wakes the watcher). */
     pthread_mutex_lock(&w->level_lock);
@@ -364,7 +405,8 @@ void pbx__peer_leave(struct pbx_shm *m)
             pthread_join(w->thread, NULL);
             pthread_mutex_destroy(&w->level_lock);
         }
-        close(w->efd);
+        if (w->efd >= 0)
+            close(w->efd);
         free(w);
         m->watcher = NULL;
     }

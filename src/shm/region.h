@@ -216,9 +216,11 @@ struct pbx_recv_side {
 
 /* The listen line (LISTENERS in listen.c): written only while someone listens. */
 struct pbx_listen {
-    uint64_t empty;    /* 0, or 1 + the inbox position at which the mailbox was seen empty */
-    uint32_t edge_seq; /* futex word: bumped on empty <-> non-empty while watchers > 0 */
-    uint32_t pad;
+    uint64_t empty;         /* 0, or 1 + the inbox position at which the mailbox was seen empty */
+    uint32_t edge_seq;      /* futex word: bumped on empty <-> non-empty while watchers > 0, and on
+                               every announced arrival while notifiers > 0 */
+    uint32_t arrivals;      /* announced arrivals (empty -> non-empty edges) while notifiers > 0:
+                               each registrant's helper raises one signal per step (NOTIFY, listen.c) */
     uint64_t last_prune_ns; /* CLOCK_MONOTONIC of the last pruning a wake of nobody started */
 };
 _Static_assert(sizeof(struct pbx_listen) <= PBX_CACHELINE, "the listen line is one line");
@@ -230,11 +232,11 @@ struct pbx_peer_entry {
     uint64_t ident;   /* identity of the process (os/ident.h, pbx__ident_process); 0: free */
     int64_t since_ns; /* CLOCK_REALTIME of the open */
     uint32_t roles;   /* PBX_PEER_* bits of postbox.h */
-    int32_t signo;    /* pbx_notify() signal, 0: none */
-    int32_t value;    /* pbx_notify() value */
-    uint32_t watch;   /* a pbx_fd() watcher runs for this handle */
-    uint64_t check;   /* pbx__peer_check(ident, signo, value): a damaged entry sends nothing */
-    uint64_t pad[3];
+    int32_t signo;    /* pbx_notify() signal, 0: none. Information for pbx_peers() only: no
+                         process signals anyone on its say-so (NOTIFY in listen.c) */
+    int32_t pad_value;
+    uint32_t watch; /* a pbx_fd() watcher runs for this handle */
+    uint64_t pad[4];
 };
 _Static_assert(sizeof(struct pbx_peer_entry) == 64, "a peer entry is one cache line");
 

@@ -325,7 +325,6 @@ static int shm_open_private(const struct pbx_options *opts, void **state)
 static int shm_close(void *state)
 {
     pbx__peer_leave(state);
-    pbx__listen_cache_free(state);
     shm_free(state);
     return 0;
 }

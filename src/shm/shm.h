@@ -46,10 +46,9 @@ struct pbx_shm {
      * belongs to process peer_pid; a fork()ed child that uses the handle claims its own. */
     int peer;
     int32_t peer_pid;
-    uint32_t roles;                  /* PBX_PEER_* bits already recorded in the entry */
-    pthread_mutex_t reg_lock;        /* serialises this handle's registrations (notify, fd) */
-    struct pbx_watcher *watcher;     /* pbx_fd()'s descriptor and thread, or NULL */
-    struct pbx_notify_cache *ncache; /* pidfds of the registrants it signalled (listen.c) */
+    uint32_t roles;              /* PBX_PEER_* bits already recorded in the entry */
+    pthread_mutex_t reg_lock;    /* serialises this handle's registrations (notify, fd) */
+    struct pbx_watcher *watcher; /* the helper thread of pbx_fd() and pbx_notify(), or NULL */
 };
 
 /* ---- queue.c: the steps of sending and receiving ---------------------------------------- */
@@ -232,14 +231,12 @@ int pbx__listen_taken(struct pbx_shm *m);
 int pbx__listen_recount(struct pbx_shm *m);
 /* Is a message visible, as the empty mark says? */
 int pbx__listen_visible(const struct pbx_shm *m);
-/* With no lock held, after an empty -> non-empty edge: signal the registered processes and
- * wake fd watchers. */
+/* With no lock held, after an empty -> non-empty edge: count it for the registrants' helpers
+ * and wake them and the fd watchers (NOTIFY in listen.c). */
 void pbx__listen_fire(struct pbx_shm *m);
 /* Has a second passed since the last pruning started by a hint (a wake of nobody, a look for a
  * sync sender in vain)? Claims the next one if so. */
 int pbx__prune_due(struct pbx_shm *m);
-/* Close the pidfds a handle kept for signalling registrants (at close). */
-void pbx__listen_cache_free(struct pbx_shm *m);
 /* Wake every fd watcher (a removal, a repair). */
 void pbx__listen_wake_watchers(struct pbx_shm *m);
 
@@ -271,8 +268,6 @@ int pbx__peers_prune(struct pbx_shm *m);
 int pbx__shm_notify(void *state, int signo, int value);
 int pbx__shm_fd(void *state);
 ssize_t pbx__shm_peers(void *state, struct pbx_peer *out, size_t cap);
-/* The check word of a notify registration: a damaged entry signals nobody. */
-uint64_t pbx__peer_check(uint64_t ident, int32_t signo, int32_t value);
 
 /* ---- sync.c: PBX_SYNC senders ---------------------------------------------------------- */
 

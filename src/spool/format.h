@@ -68,7 +68,9 @@ struct pbx_spool_state {
     uint64_t sent, dropped;
     int64_t last_send_time;
     int32_t last_send_pid;
-    uint32_t pad3;
+    /* Empty -> non-empty edges announced (NOTIFICATION in spool.c); every registrant's helper
+     * raises its own signal once per step. Was padding: older spools read 0 here. */
+    uint32_t arrivals;
     /* Atomics: */
     uint64_t flushed; /* renames made durable by a directory flush */
     uint64_t received, repairs;
@@ -98,8 +100,9 @@ struct pbx_spool_state {
     struct pbx_spool_peer {
         uint64_t owner;
         int64_t since;  /* CLOCK_REALTIME at open, ns */
-        uint32_t roles; /* PBX_PEER_* in the low 16 bits; pbx_notify's signal in bits 16-23 */
-        int32_t value;  /* pbx_notify's value */
+        uint32_t roles; /* PBX_PEER_* in the low 16 bits; pbx_notify's signal in bits 16-23,
+                           information for pbx_peers() only: nobody signals on its say-so */
+        int32_t value;  /* unused since issue 13 (was pbx_notify's value) */
     } peers[PBX_SPOOL_PEERS];
     /* FAILED FLUSHES (spool.c), under the flush lock: the groups of renames (rename numbers lo
      * to hi) whose directory flush failed, with its error, the latest at failed_n - 1 (modulo

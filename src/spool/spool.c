@@ -128,13 +128,18 @@ struct spool {
     struct sync_wait *syncs; /* PBX_SYNC senders of this handle waiting (lock held) */
     int peer_slot;           /* this handle's entry in the participants table, -1: none */
     uint32_t peer_roles;     /* roles already set in it (atomic) */
-    /* pbx_fd (DESCRIPTOR below): */
+    /* pbx_fd and pbx_notify (DESCRIPTOR below): */
     pthread_mutex_t fd_mu; /* guards the fields below but helper_stop */
-    int wfd, stopfd;       /* the descriptor handed out (its level), the helper's stop */
+    int wfd, stopfd;       /* the descriptor handed out (its level; -1: none yet), the helper's
+                              stop */
     int level;             /* wfd's level: 1 readable */
     int helper_on, helper_stop;
     pid_t fd_pid; /* the process that made them (a fork()ed child makes its own) */
     pthread_t helper;
+    /* This process's pbx_notify registration, in its own memory (NOTIFICATION); under the
+     * spool lock, and atomic for the helper. signo 0: none. seen: st->arrivals announced. */
+    int notify_signo, notify_value;
+    uint32_t notify_seen;
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -430,48 +435,67 @@ static void peer_role(struct spool *s, uint32_t role)
  * dead claimer's message put back, a receive giving back what it could not read — is a rename
  * made under the spool lock, with the index exact (drained). So the one that makes a message
  * visible while none was (queued count 0 before it) is the empty -> non-empty edge, and it
- * announces it: with the lock still held, it signals every registrant in the participants table
- * (pbx__os_signal_ident: never a dead process, nor one that got its PID). One signal per
- * registrant per edge; a registrant found dead is pruned.
+ * announces it: with the lock still held, it counts the edge in the state page's arrivals.
+ * Nobody signals anyone else. A registrant keeps its signal and value in its own memory and
+ * has a helper thread (DESCRIPTOR below) asleep on its inotify descriptor, which the rename
+ * wakes; the helper takes the lock, compares arrivals with the count it last saw, and queues
+ * its own signal to its own process once per edge (at most PBX_NOTIFY_BURST at a time). The
+ * entry's signal bits in the participants table are information for pbx_peers() only. A
+ * writer of the state page can thus make a registrant signal itself spuriously, with the
+ * signal it chose, and nothing else (docs/signals.md, "Who can signal whom").
  */
 static void announce(struct spool *s)
 {
-    for (unsigned i = 0; i < PBX_SPOOL_PEERS; i++) {
-        struct pbx_spool_peer *e = &s->st->peers[i];
-        uint32_t roles = __atomic_load_n(&e->roles, __ATOMIC_ACQUIRE);
-        int signo = (int) (roles >> 16 & 0xff);
-        uint64_t o = PBX_LOAD(&e->owner);
-        if (!signo || !o)
-            continue;
-        int32_t value = PBX_LOAD(&e->value);
-        if (pbx__os_signal_ident(o, signo, value) == -ESRCH) {
-            PBX_STORE(&e->roles, 0u);
-            __atomic_compare_exchange_n(&e->owner, &o, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
-        }
-    }
+    __atomic_add_fetch(&s->st->arrivals, 1, __ATOMIC_RELAXED);
 }
+
+/* Lock held: the signals to raise for the edges counted since the helper last looked. */
+static uint32_t arrivals_to_announce(struct spool *s)
+{
+    uint32_t now = __atomic_load_n(&s->st->arrivals, __ATOMIC_RELAXED);
+    uint32_t n = now - __atomic_load_n(&s->notify_seen, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->notify_seen, now, __ATOMIC_RELAXED);
+    if (!__atomic_load_n(&s->notify_signo, __ATOMIC_RELAXED))
+        return 0;
+    return n < PBX_NOTIFY_BURST ? n : PBX_NOTIFY_BURST;
+}
+
+static int helper_ensure(struct spool *s);
 
 static int spool_notify(void *state, int signo, int value)
 {
     struct spool *s = state;
     if (removed(s))
         return -EIDRM;
-    int err = spool_lock(s); /* (a fork()ed child gets its own entry here) */
-    if (err)
+    pthread_mutex_lock(&s->fd_mu);
+    int err = signo ? helper_ensure(s) : 0;
+    if (err || (err = spool_lock(s))) { /* (a fork()ed child gets its own entry here) */
+        pthread_mutex_unlock(&s->fd_mu);
         return err;
+    }
     if (s->peer_slot < 0) {
         spool_unlock(s);
-        return -EUSERS;
+        pthread_mutex_unlock(&s->fd_mu);
+        return signo ? -EUSERS : 0;
     }
+    /* The entry shows the registration to pbx_peers(); nobody signals on its say-so. */
     struct pbx_spool_peer *e = &s->st->peers[s->peer_slot];
-    PBX_STORE(&e->value, (int32_t) value);
     uint32_t cur = __atomic_load_n(&e->roles, __ATOMIC_RELAXED), next;
     do {
         next = (cur & 0xffffu & ~(uint32_t) PBX_PEER_NOTIFY) |
                (signo ? (uint32_t) signo << 16 | PBX_PEER_NOTIFY : 0);
     } while (
         !__atomic_compare_exchange_n(&e->roles, &cur, next, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    if (s->helper_on && s->fd_pid == s->pid) {
+        /* Edges counted before now are not this registration's; later ones are counted under
+         * the lock, after this. */
+        __atomic_store_n(&s->notify_seen, __atomic_load_n(&s->st->arrivals, __ATOMIC_RELAXED),
+                         __ATOMIC_RELAXED);
+        __atomic_store_n(&s->notify_value, value, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->notify_signo, signo, __ATOMIC_RELAXED);
+    }
     spool_unlock(s);
+    pthread_mutex_unlock(&s->fd_mu);
     return 0;
 }
 
@@ -1522,9 +1546,12 @@ static int spool_open(const char *name, int flags, const struct pbx_options *opt
 
 /*
  * DESCRIPTOR. pbx_fd() hands out an eventfd whose level says whether a message is visible
- * (queued, not claimed) or the spool was removed. A helper thread (every signal blocked) is one
- * more sleeper on the handle's inotify descriptor: at each change it takes the lock, which
- * applies the events to the index, sets the level from the index's counts, and sleeps again
+ * (queued, not claimed) or the spool was removed. A helper thread (every signal blocked;
+ * started by the first pbx_fd() or pbx_notify() of the handle in this process, joined by
+ * pbx_close()) is one more sleeper on the handle's inotify descriptor: at each change it takes
+ * the lock, which applies the events to the index, sets the level from the index's counts,
+ * raises this process's notification signal for the edges counted (NOTIFICATION), and sleeps
+ * again
  * (counted in local_waiters, so that a thread of the handle that applies events in its place
  * kicks it). While claims exist it also puts back dead claimers' messages every 100 ms, as a
  * waiting receiver would. Its level follows every change within one wake-up, and at worst
@@ -1560,11 +1587,21 @@ static void *fd_helper(void *arg)
                 reap(s);
             if (s->idx.nclaimed)
                 slice_ms = CLAIM_SLICE_NS / 1000000;
-            fd_level(s, fd_wanted(s));
+            if (s->wfd >= 0)
+                fd_level(s, fd_wanted(s));
+            uint32_t n = arrivals_to_announce(s);
+            int signo = __atomic_load_n(&s->notify_signo, __ATOMIC_RELAXED);
+            int value = __atomic_load_n(&s->notify_value, __ATOMIC_RELAXED);
             gen = s->gen;
             spool_unlock(s);
+            /* To this process only, with its own choice; a full signal queue ends the burst. */
+            for (uint32_t i = 0; i < n && pbx__os_signal_self(signo, value) == 0; i++)
+                ;
         } else if (removed(s)) {
-            fd_level(s, 1);
+            pthread_mutex_lock(&s->fd_mu); /* (pbx_fd may be making the descriptor) */
+            if (s->wfd >= 0)
+                fd_level(s, 1);
+            pthread_mutex_unlock(&s->fd_mu);
         } else {
             slice_ms = 10; /* could not take the lock: try again shortly */
         }
@@ -1581,6 +1618,40 @@ static void *fd_helper(void *arg)
     return NULL;
 }
 
+/* Start this process's helper for the handle if it has none (fd_mu held). 0 or -errno. */
+static int helper_ensure(struct spool *s)
+{
+    pid_t me = pbx__os_self()->pid;
+    if (s->helper_on && s->fd_pid == me)
+        return 0;
+    if (s->fd_pid != me) {
+        /* A fork()ed child: the parent's helper, descriptor and registration are not here. */
+        if (s->wfd >= 0)
+            pbx__fs_table()->close(s->wfd);
+        if (s->stopfd >= 0)
+            pbx__fs_table()->close(s->stopfd);
+        s->wfd = s->stopfd = -1;
+        s->helper_on = 0;
+        __atomic_store_n(&s->notify_signo, 0, __ATOMIC_RELAXED);
+    }
+    int stop = pbx__fs_eventfd();
+    if (stop < 0)
+        return stop;
+    s->stopfd = stop;
+    s->helper_stop = 0;
+    s->fd_pid = me;
+    __atomic_store_n(&s->notify_seen, __atomic_load_n(&s->st->arrivals, __ATOMIC_RELAXED),
+                     __ATOMIC_RELAXED);
+    int err = pbx__os_thread_start(&s->helper, fd_helper, s);
+    if (err) {
+        pbx__fs_table()->close(stop);
+        s->stopfd = -1;
+        return err;
+    }
+    s->helper_on = 1;
+    return 0;
+}
+
 static int spool_fd(void *state)
 {
     struct spool *s = state;
@@ -1593,45 +1664,26 @@ static int spool_fd(void *state)
         pthread_mutex_unlock(&s->fd_mu);
         return fd;
     }
-    if (s->wfd >= 0) { /* a fork()ed child: the parent's helper is not here */
-        pbx__fs_table()->close(s->wfd);
-        pbx__fs_table()->close(s->stopfd);
-        s->wfd = s->stopfd = -1;
-        s->helper_on = 0;
-    }
-    int err = 0, w = pbx__fs_eventfd(), stop = pbx__fs_eventfd();
-    if (w < 0 || stop < 0) {
-        err = w < 0 ? w : stop;
-        goto fail;
-    }
-    s->wfd = w;
-    s->stopfd = stop;
-    s->level = 0;
-    s->helper_stop = 0;
-    if ((err = spool_lock(s)) == 0) { /* the right level before anyone polls it */
-        fd_level(s, fd_wanted(s));
-        spool_unlock(s);
-    } else {
-        goto fail;
-    }
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    err = -pthread_create(&s->helper, NULL, fd_helper, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int err = helper_ensure(s), w = -1;
     if (err)
         goto fail;
-    s->helper_on = 1;
-    s->fd_pid = me;
+    if ((w = pbx__fs_eventfd()) < 0) {
+        err = w;
+        goto fail;
+    }
+    /* Published with the right level under the spool lock, where the helper reads it. */
+    if ((err = spool_lock(s)))
+        goto fail;
+    s->level = 0;
+    s->wfd = w;
+    fd_level(s, fd_wanted(s));
+    spool_unlock(s);
     peer_role(s, PBX_PEER_WATCH);
     pthread_mutex_unlock(&s->fd_mu);
     return w;
 fail:
     if (w >= 0)
         pbx__fs_table()->close(w);
-    if (stop >= 0)
-        pbx__fs_table()->close(stop);
-    s->wfd = s->stopfd = -1;
     pthread_mutex_unlock(&s->fd_mu);
     return err;
 }
