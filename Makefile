@@ -23,6 +23,11 @@ GENERATOR_FLAGS ?=
 
 .PHONY: all build check demo bench bench-quick asan tsan format clean tools-check torture fuzz bench-sysv bench-spool
 
+# A bare `make` builds and never installs: `all` is the first target, and said so explicitly in
+# case a target is ever added above it.
+.DEFAULT_GOAL := all
+all: build
+
 # ---- make install (the postbox command's issue) ---------------------------------------------
 # The prefix is configured into the build (for the pkg-config file and the CMake package) and
 # given to cmake --install; DESTDIR, if set, is prepended to every installed path.
@@ -33,8 +38,6 @@ install: $(BUILD)/CMakeCache.txt
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
 	DESTDIR="$(DESTDIR)" $(CMAKE) --install $(BUILD) --prefix "$(PREFIX)"
 # ---- end of make install --------------------------------------------------------------------
-
-all: build
 
 tools-check:
 	@command -v $(CMAKE) >/dev/null 2>&1 || { echo "postbox: cmake is required (Debian: apt-get install cmake)" >&2; exit 1; }

@@ -30,3 +30,8 @@ add_test(NAME cli.bash_completion
                  $<TARGET_FILE:postbox_cli>)
 set_tests_properties(cli.man_pages_render cli.bash_completion PROPERTIES TIMEOUT 120
                      SKIP_RETURN_CODE 77)
+
+# A bare `make` builds and never installs (issue 14).
+add_test(NAME install.bare_make_builds
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/bare_make.sh ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(install.bare_make_builds PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77)
