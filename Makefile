@@ -50,8 +50,12 @@ $(BUILD)/CMakeCache.txt: | tools-check
 build: $(BUILD)/CMakeCache.txt
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
 
+# ctest only says "Skipped"; tests/skip_reasons.sh then prints each skipped test's reason.
 check: build
-	cd $(BUILD) && $(CTEST) --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+	cd $(BUILD) && rm -f ctest-junit.xml && junit= && \
+	{ ! $(CTEST) --help | grep -q -- --output-junit || junit="--output-junit ctest-junit.xml"; } && \
+	status=0 && $(CTEST) --output-on-failure $$junit -j $(JOBS) $(CTEST_FLAGS) || status=$$?; \
+	sh $(CURDIR)/tests/skip_reasons.sh ctest-junit.xml; exit $$status
 
 demo: build
 	@sh examples/demo.sh $(BUILD)

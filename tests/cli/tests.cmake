@@ -13,7 +13,8 @@ foreach(case help_and_version claim_and_peers create_options_and_sizes send_recv
 endforeach()
 
 # Installation into a temporary prefix, and programs built against the installed copy.
-foreach(case files_and_command pkg_config_c pkg_config_cxx cmake_package_c cmake_package_cxx)
+foreach(case files_and_command pkg_config_c pkg_config_cxx pkg_config_as_documented cmake_package_c
+             cmake_package_cxx)
   add_test(NAME install.${case}
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/install.sh ${CMAKE_BINARY_DIR}
                    ${CMAKE_CURRENT_SOURCE_DIR} "${PBX_SANITIZE}" ${case})
