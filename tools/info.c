@@ -37,9 +37,14 @@ static const char create_help[] =
     "      --mode MODE        permission bits in octal (default 0600); the umask does\n"
     "                         not apply\n"
     "      --exclusive        fail (exit 3) if the mailbox exists\n"
+    "      --shared           accept an existing mailbox that another user owns\n"
     "  -h, --help             show this help\n"
     "\n"
-    "Sizes and counts take a suffix K, M or G (powers of 1024): 64K, 1M.\n"
+    "Sizes and counts take a suffix K, M or G (powers of 1024): 64K, 1M. --max-bytes is at\n"
+    "most 1T for a shared-memory mailbox.\n"
+    "\n"
+    "An existing mailbox owned by another user is refused (exit 3) unless --shared is given:\n"
+    "what you then send, that user can read.\n"
     "\n"
     "Example:\n"
     "  postbox create jobs --max-bytes 64M --max-msg-size 1M --mode 0660\n";
@@ -120,8 +125,10 @@ static int parse_mode(const char *s, uint32_t *mode)
 
 enum { GIVEN_BYTES = 1, GIVEN_MSGS = 2, GIVEN_SIZE = 4, GIVEN_OVERFLOW = 8, GIVEN_MODE = 16 };
 
-/* An existing mailbox satisfies create if every limit the user gave matches. */
-static int check_existing(const char *name, const struct pbx_options *o, int given)
+/* An existing mailbox satisfies create if every limit the user gave matches and it is the
+ * caller's own, or --shared accepts another user's: a mailbox someone else made (with a mode
+ * that lets us in) would otherwise be used unawares, and that user read what we send. */
+static int check_existing(const char *name, const struct pbx_options *o, int given, int shared)
 {
     pbx_t *q;
     struct pbx_stat st;
@@ -132,6 +139,14 @@ static int check_existing(const char *name, const struct pbx_options *o, int giv
     pbx_close(q);
     if (r < 0)
         return cli_fail(name, r);
+    if (st.uid != geteuid() && !shared) {
+        char user[64];
+        cli_user_name(st.uid, user, sizeof user);
+        return cli_failf(name,
+                         "exists already, owned by %s (mode %04o); give --shared to use "
+                         "another user's mailbox",
+                         user, st.mode);
+    }
     if ((given & GIVEN_BYTES) && st.max_bytes != o->max_bytes)
         return cli_failf(name, "exists already with max-bytes %llu, not %llu",
                          (unsigned long long) st.max_bytes, (unsigned long long) o->max_bytes);
@@ -148,6 +163,38 @@ static int check_existing(const char *name, const struct pbx_options *o, int giv
     return EXIT_DONE;
 }
 
+/* The largest --max-bytes of a shared-memory mailbox (the library's limit, docs/api.md). */
+#define SHM_MAX_BYTES (1ull << 40)
+
+static const char *mailbox_dir(void);
+
+/* The directory in which creating name makes a new entry: $POSTBOX_DIR (or /dev/shm) for a
+ * shared-memory mailbox; for spool:PATH, PATH if it exists (its files go there), else its
+ * parent. Returns 0, or -1 when there is no such directory to name. */
+static int creation_dir(const char *name, char *buf, size_t cap)
+{
+    if (strncmp(name, "spool:", 6) != 0) {
+        snprintf(buf, cap, "%s", mailbox_dir());
+        return 0;
+    }
+    const char *path = name + 6;
+    if ((size_t) snprintf(buf, cap, "%s", path) >= cap || !*path)
+        return -1;
+    if (access(buf, F_OK) == 0)
+        return 0;
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/')
+        buf[--n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        snprintf(buf, cap, ".");
+    else if (slash == buf)
+        buf[1] = '\0';
+    else
+        *slash = '\0';
+    return 0;
+}
+
 int cmd_create(int argc, char **argv)
 {
     static const struct option opts[] = {{"max-bytes", required_argument, NULL, 'B'},
@@ -156,13 +203,14 @@ int cmd_create(int argc, char **argv)
                                          {"overflow", required_argument, NULL, 'O'},
                                          {"mode", required_argument, NULL, 'm'},
                                          {"exclusive", no_argument, NULL, 'x'},
+                                         {"shared", no_argument, NULL, 'X'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct pbx_options o;
     pbx_options_init(&o);
-    int c, r, given = 0, flags = PBX_CREATE;
+    int c, r, given = 0, flags = PBX_CREATE, shared = 0;
     uint64_t v;
-    const char *msgs_arg = "";
+    const char *msgs_arg = "", *bytes_arg = "";
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
@@ -170,6 +218,7 @@ int cmd_create(int argc, char **argv)
             if ((r = cli_parse_size("--max-bytes", optarg, UINT64_MAX >> 1, &v)))
                 return r;
             o.max_bytes = v;
+            bytes_arg = optarg;
             given |= GIVEN_BYTES;
             break;
         case 'M':
@@ -198,6 +247,9 @@ int cmd_create(int argc, char **argv)
         case 'x':
             flags |= PBX_EXCL;
             break;
+        case 'X':
+            shared = 1;
+            break;
         case 'h':
             fputs(create_help, stdout);
             return EXIT_DONE;
@@ -215,6 +267,11 @@ int cmd_create(int argc, char **argv)
         return cli_usage("bad value '%s' for --max-msgs: from 1 to 16777216 (16M)", msgs_arg);
     if ((given & GIVEN_BYTES) && o.max_bytes < 1)
         return cli_usage("bad value '0' for --max-bytes: at least 1");
+    /* The shared-memory transport's limit (2^40); a spool has none of its own. */
+    if (o.max_bytes > SHM_MAX_BYTES && strncmp(name, "spool:", 6) != 0)
+        return cli_usage("value '%s' for --max-bytes is too large (at most 1T, %llu bytes, for a "
+                         "shared-memory mailbox)",
+                         bytes_arg, (unsigned long long) SHM_MAX_BYTES);
     if (o.max_msg_size > o.max_bytes)
         return cli_usage("--max-msg-size %u is larger than --max-bytes %llu", o.max_msg_size,
                          (unsigned long long) o.max_bytes);
@@ -222,7 +279,16 @@ int cmd_create(int argc, char **argv)
     pbx_t *q;
     r = pbx_open(name, flags | PBX_EXCL, &o, &q);
     if (r == -EEXIST && !(flags & PBX_EXCL))
-        return check_existing(name, &o, given);
+        return check_existing(name, &o, given, shared);
+    if (r == -EACCES || r == -EPERM) {
+        /* Not the mailbox's mode (there is no mailbox yet): its directory refuses the new file. */
+        char dir[4096];
+        if (!creation_dir(name, dir, sizeof dir) && access(dir, W_OK | X_OK) != 0)
+            return cli_failf(name,
+                             "cannot create the mailbox: the directory %s is not writable "
+                             "by you (%s)",
+                             dir, strerror(errno));
+    }
     if (r < 0) {
         if (r == -EINVAL && strncmp(name, "spool:", 6) != 0)
             return cli_failf(name, "invalid mailbox name or limits (names are 1-200 "

@@ -433,6 +433,13 @@ case_full_mailbox_send() {
     expect 1 "postbox: b: mailbox is full"
     run "$pb" send --timeout 0.1 b two
     expect 1 "postbox: b: timed out"
+    # With --lines, how many lines went before the mailbox stayed full.
+    "$pb" create l --max-msgs 2 || fail "create"
+    seq 5 >"$T/in"
+    run "$pb" send --lines --nowait l <"$T/in"
+    expect 1 "postbox: l: mailbox is full: line 3 was not sent; 2 lines were sent before it"
+    run "$pb" send --lines --timeout 0.1 l <"$T/in"
+    expect 1 "postbox: l: timed out: line 1 was not sent; 0 lines were sent before it"
     "$pb" create o --max-msgs 2 --overflow drop-oldest || fail "create"
     seq 5 | "$pb" send --lines o || fail "drop-oldest send"
     run "$pb" recv --lines -n 2 o
@@ -512,6 +519,11 @@ case_claim_and_peers() {
     "$pb" rm "spool:$T/sp" || fail "rm spool"
 }
 
+# stat_msgs_is NAME N: the mailbox NAME holds N messages.
+stat_msgs_is() {
+    [ "$(stat_msgs "$1")" = "$2" ]
+}
+
 # stat_msgs NAME: how many messages NAME holds now.
 stat_msgs() {
     "$pb" stat --json "$1" >"$T/st" || fail "stat $1 failed"
@@ -564,8 +576,74 @@ case_send_lines_too_long() {
     "$pb" create s --max-bytes 4K || fail "create"
     { echo one; head -c 5000 /dev/zero | tr '\0' x; echo; echo three; } >"$T/in"
     run "$pb" send --lines s <"$T/in"
-    expect 3 "postbox: s: line 2: message is larger than the mailbox's max_msg_size (5000 bytes; at most 4096); the lines before it were sent"
+    expect 3 "postbox: s: line 2: message is larger than the mailbox's max_msg_size (longer than 4096 bytes); the lines before it were sent"
     [ "$(stat_msgs s)" = 1 ] || fail "expected only line 1 sent"
+    # A line's size is checked while it is read: a 200 MB line is refused within 40 MB of
+    # address space (the whole line held in memory would need 200 MB).
+    { echo one; head -c 200000000 /dev/zero | tr '\0' x; echo; } >"$T/in" || fail "make input"
+    (ulimit -v 40000 && exec "$pb" send --lines s <"$T/in") 2>"$T/err"
+    rc=$?
+    expect 3 "postbox: s: line 2: message is larger than the mailbox's max_msg_size (longer than 4096 bytes); the lines before it were sent"
+    rm -f "$T/in"
+}
+
+# Ctrl-C on send --lines says how many lines went, and dies of the signal (130 in the shell).
+case_send_lines_interrupted() {
+    "$pb" create i || fail "create"
+    mkfifo "$T/fifo" || fail "mkfifo"
+    exec 7<>"$T/fifo" # read-write: opening it never blocks, and the reader sees no end
+    "$pb" send --lines i <"$T/fifo" 2>"$T/err" &
+    p=$!
+    pids="$pids $p"
+    printf 'a\nb\nc\n' >&7
+    wait_for stat_msgs_is i 3
+    kill -INT "$p"
+    wait "$p"
+    rc=$?
+    exec 7>&-
+    expect 130 "postbox: i: interrupted: 3 lines were sent"
+    # The same while send waits for room in a full mailbox.
+    "$pb" create f --max-msgs 1 || fail "create"
+    "$pb" send --lines f <"$T/fifo" 2>"$T/err" &
+    p=$!
+    pids="$pids $p"
+    exec 7<>"$T/fifo"
+    printf 'a\nb\n' >&7
+    wait_for stat_msgs_is f 1
+    sleep 0.2
+    kill -INT "$p"
+    wait "$p"
+    rc=$?
+    exec 7>&-
+    expect 130 "postbox: f: interrupted: 1 line was sent"
+}
+
+# Creating reports what refuses it: an unwritable directory is not the mailbox's mode, a limit
+# out of range names the option and its limit, and another user's mailbox is not used unawares.
+case_create_errors_name_the_cause() {
+    run "$pb" create x --max-bytes 2000G
+    expect 2 "postbox create: value '2000G' for --max-bytes is too large (at most 1T, 1099511627776 bytes, for a shared-memory mailbox); try 'postbox create --help'"
+    # A spool reserves nothing, and has no such limit.
+    run "$pb" create "spool:$T/big" --max-bytes 2000G
+    expect 0
+    [ "$(id -u)" = 0 ] || { echo "skipped: needs root to act as a second user (nobody)"; exit 77; }
+    command -v setpriv >/dev/null 2>&1 || { echo "skipped: setpriv not installed (Debian: apt-get install util-linux)"; exit 77; }
+    as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+    chmod 0755 "$T" || fail "chmod"
+    mkdir -m 0555 "$T/ro" || fail "mkdir"
+    run as_nobody env POSTBOX_DIR="$T/ro" "$pb" create q
+    expect 3 "postbox: q: cannot create the mailbox: the directory $T/ro is not writable by you (Permission denied)"
+    run as_nobody "$pb" create "spool:$T/ro/sp"
+    expect 3 "postbox: spool:$T/ro/sp: cannot create the mailbox: the directory $T/ro is not writable by you (Permission denied)"
+    chmod 1777 "$POSTBOX_DIR" || fail "chmod"
+    as_nobody "$pb" create theirs --mode 0666 || fail "create as nobody"
+    run "$pb" create theirs
+    expect 3 "postbox: theirs: exists already, owned by nobody (mode 0666); give --shared to use another user's mailbox"
+    run "$pb" create theirs --shared
+    expect 0
+    "$pb" create mine --mode 0666 || fail "create mine"
+    run "$pb" create mine
+    expect 0
 }
 
 case_hostile_names() {

@@ -5,7 +5,7 @@ foreach(case help_and_version claim_and_peers create_options_and_sizes send_recv
              ls_and_stat rm_wakes_blocked_receiver watch_prints_rates bad_input_errors
              full_mailbox_send follow_ends_when_reader_goes closed_standard_fds
              send_lines_too_long hostile_names stat_json_binary_spool_name create_limits
-             ambiguous_option_and_empty_name)
+             ambiguous_option_and_empty_name send_lines_interrupted create_errors_name_the_cause)
   add_test(NAME cli.${case}
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/cli.sh $<TARGET_FILE:postbox_cli>
                    $<TARGET_FILE:pbx_jsoncheck> ${case})
@@ -36,3 +36,8 @@ set_tests_properties(cli.man_pages_render cli.bash_completion PROPERTIES TIMEOUT
 add_test(NAME install.bare_make_builds
          COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/bare_make.sh ${CMAKE_CURRENT_SOURCE_DIR})
 set_tests_properties(install.bare_make_builds PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77)
+
+# An example's output survives redirection to a file (make demo > log; issue 14).
+add_test(NAME examples.firealarm_output_survives_redirection
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/examples.sh $<TARGET_FILE:example_firealarm>)
+set_tests_properties(examples.firealarm_output_survives_redirection PROPERTIES TIMEOUT 120)
