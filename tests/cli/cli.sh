@@ -8,10 +8,11 @@
 # runs in a fresh private POSTBOX_DIR, removed on exit together with any helper process, even
 # after a failure. Needs only a POSIX shell and coreutils.
 set -u
-[ $# -eq 3 ] || { echo "usage: sh cli.sh POSTBOX JSONCHECK CASE" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: sh cli.sh POSTBOX JSONCHECK CASE [HELPER]" >&2; exit 2; }
 pb=$1
 jc=$2
 case_name=$3
+helper=${4:-} # a helper program some cases need (tests/cli/notifier.c)
 
 base=/dev/shm
 [ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
@@ -272,17 +273,20 @@ case_pipeline_between_two_processes() {
 case_ls_and_stat() {
     run "$pb" ls
     expect 0
-    out_is "NAME  KEY  OWNER  MODE  MSGS  BYTES  CAPACITY  FULL  OVERFLOW  DROPPED  PEERS  SENDER  RECEIVER"
+    out_is "NAME  KEY  OWNER  MODE  SIZE  MSGS  BYTES  FULL  PEERS"
+    run "$pb" ls --wide
+    expect 0
+    out_is "NAME  KEY  OWNER  MODE  SIZE  MSGS  BYTES  CAPACITY  FULL  OVERFLOW  DROPPED  PEERS  SENDER  RECEIVER"
     "$pb" create jobs --overflow drop-newest && "$pb" create sysv.0x0000abcd &&
         "$pb" create sysv.private.12 || fail "create"
     echo "not a mailbox" >"$POSTBOX_DIR/pbx.junk"
     seq 3 | "$pb" send --lines jobs || fail "send"
     "$pb" recv jobs >/dev/null || fail "recv"
-    run "$pb" ls
+    run "$pb" ls --wide
     expect 0 "postbox: junk: not a postbox mailbox, or its shared state is damaged (skipped)"
     [ "$(wc -l <"$T/out")" = 4 ] || fail "ls: $(cat "$T/out")"
     me=$(id -un)
-    grep -q "^jobs  *-  *$me  *0600  *2  *2  *4K/1M  *1%  *drop-newest  *0  *0  *[0-9][0-9]* [0-9]*s ago  *[0-9][0-9]* [0-9]*s ago$" "$T/out" ||
+    grep -q "^jobs  *-  *$me  *0600  *[0-9.]*[KM]  *2  *2  *4K/1M  *1%  *drop-newest  *0  *0  *[0-9][0-9]* [0-9]*s ago  *[0-9][0-9]* [0-9]*s ago$" "$T/out" ||
         fail "ls row for jobs: $(cat "$T/out")"
     grep -q "^sysv.0x0000abcd  *0x0000abcd  " "$T/out" || fail "no key for a System V queue"
     grep -q "^sysv.private.12  *private  " "$T/out" || fail "no private key"
@@ -616,6 +620,71 @@ case_send_lines_interrupted() {
     rc=$?
     exec 7>&-
     expect 130 "postbox: f: interrupted: 1 line was sent"
+}
+
+# longest FILE: the length of FILE's longest line.
+longest() {
+    tr -d '\r' <"$1" | awk '{ if (length($0) > n) n = length($0) } END { print n + 0 }'
+}
+
+# ls fits an 80-column terminal by default (--wide: every column), and lists a mailbox this
+# user may not open with the owner, mode and size of its file, as ipcs does.
+case_ls_fits_80_columns_and_shows_unreadable() {
+    "$pb" create a-twenty-char-name.1 || fail "create"
+    "$pb" create jobs || fail "create"
+    seq 3 | "$pb" send --lines jobs || fail "send"
+    run "$pb" ls
+    expect 0
+    [ "$(longest "$T/out")" -le 80 ] || fail "ls is wider than 80 columns: $(cat "$T/out")"
+    head -n 1 "$T/out" | grep -q '^NAME  *KEY  *OWNER  *MODE  *SIZE  *MSGS  *BYTES  *FULL  *PEERS$' ||
+        fail "ls header: $(head -n 1 "$T/out")"
+    run "$pb" ls --wide
+    expect 0
+    head -n 1 "$T/out" | grep -q 'CAPACITY  *FULL  *OVERFLOW  *DROPPED  *PEERS  *SENDER  *RECEIVER$' ||
+        fail "ls --wide header: $(head -n 1 "$T/out")"
+    [ "$(id -u)" = 0 ] || { echo "skipped: needs root to act as a second user (nobody)"; exit 77; }
+    command -v setpriv >/dev/null 2>&1 || { echo "skipped: setpriv not installed (Debian: apt-get install util-linux)"; exit 77; }
+    chmod 0755 "$POSTBOX_DIR" || fail "chmod"
+    size=$(grep '^jobs ' "$T/out" | awk '{ print $5 }')
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$pb" ls >"$T/out" 2>"$T/err"
+    rc=$?
+    [ "$rc" = 0 ] || fail "ls as nobody: exit $rc"
+    grep -q "^jobs  *-  *root  *0600  *$size  *?  *?  *?  *?$" "$T/out" || fail "ls as nobody: $(cat "$T/out")"
+    grep -qx "postbox: jobs: permission denied by the mailbox's mode (owner, mode and size shown from its file)" "$T/err" ||
+        fail "ls as nobody, stderr: $(cat "$T/err")"
+    # stat cannot open it either (a reader takes the locks in its shared memory): it says why.
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$pb" stat jobs >"$T/out" 2>"$T/err"
+    rc=$?
+    expect 3 "postbox: jobs: permission denied by the mailbox's mode (owner root, mode 0600): looking at a mailbox needs read and write access, since its locks live in its shared memory"
+}
+
+# watch on a terminal fits 80 columns by default; --wide is wider.
+case_watch_fits_80_columns() {
+    command -v script >/dev/null 2>&1 || { echo "skipped: script not installed (Debian: apt-get install bsdutils)"; exit 77; }
+    "$pb" create a-twenty-char-name.1 || fail "create"
+    script -qc "'$pb' watch --count 1 a-twenty-char-name.1" /dev/null >"$T/out" 2>&1 </dev/null ||
+        fail "watch under script: $(cat "$T/out")"
+    grep -q 'SENT/s' "$T/out" || fail "watch printed no table: $(cat "$T/out")"
+    sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$T/out" >"$T/plain"
+    [ "$(longest "$T/plain")" -le 80 ] || fail "watch is wider than 80 columns: $(cat "$T/plain")"
+    script -qc "'$pb' watch --wide --count 1 a-twenty-char-name.1" /dev/null >"$T/out" 2>&1 </dev/null ||
+        fail "watch --wide under script"
+    sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$T/out" >"$T/plain"
+    [ "$(longest "$T/plain")" -gt 80 ] || fail "watch --wide is not wider: $(cat "$T/plain")"
+}
+
+# peers names the notify signal as kill -l does, not by its number.
+case_peers_names_the_signal() {
+    "$pb" create n || fail "create"
+    "$helper" n 10 >"$T/ready" &
+    pids="$pids $!"
+    wait_for grep -q ready "$T/ready"
+    run "$pb" peers n
+    expect 0
+    grep -q ' SIGUSR1 ' "$T/out" || fail "peers: $(cat "$T/out")"
+    run "$pb" peers --json n
+    expect 0
+    grep -q '"notify_signo":10' "$T/out" || fail "peers --json: $(cat "$T/out")"
 }
 
 # Creating reports what refuses it: an unwritable directory is not the mailbox's mode, a limit
