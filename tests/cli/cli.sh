@@ -583,7 +583,12 @@ case_send_lines_too_long() {
     expect 3 "postbox: s: line 2: message is larger than the mailbox's max_msg_size (longer than 4096 bytes); the lines before it were sent"
     [ "$(stat_msgs s)" = 1 ] || fail "expected only line 1 sent"
     # A line's size is checked while it is read: a 200 MB line is refused within 40 MB of
-    # address space (the whole line held in memory would need 200 MB).
+    # address space (the whole line held in memory would need 200 MB). A sanitizer build
+    # cannot start at all under such a limit (its shadow memory): that part is left out there.
+    if ! (ulimit -v 40000 && exec "$pb" --version) >/dev/null 2>&1; then
+        echo "note: $pb does not start within 40 MB of address space (a sanitizer build?); the 200 MB line is not tried"
+        return 0
+    fi
     { echo one; head -c 200000000 /dev/zero | tr '\0' x; echo; } >"$T/in" || fail "make input"
     (ulimit -v 40000 && exec "$pb" send --lines s <"$T/in") 2>"$T/err"
     rc=$?
