@@ -26,16 +26,18 @@ install(FILES ${PROJECT_BINARY_DIR}/postboxConfig.cmake
               ${PROJECT_BINARY_DIR}/postboxConfigVersion.cmake
         DESTINATION ${PBX_CMAKE_DIR})
 
-# The pkg-config file names the prefix chosen at install time (cmake --install --prefix may
-# differ from the one configured), so it is written while installing.
-configure_file(${PROJECT_SOURCE_DIR}/cmake/postbox.pc.in ${PROJECT_BINARY_DIR}/postbox.pc.in @ONLY)
-install(CODE "
-  file(READ \"${PROJECT_BINARY_DIR}/postbox.pc.in\" pbx_pc)
-  string(REPLACE \"%PREFIX%\" \"\${CMAKE_INSTALL_PREFIX}\" pbx_pc \"\${pbx_pc}\")
-  file(WRITE \"${PROJECT_BINARY_DIR}/postbox.pc\" \"\${pbx_pc}\")")
-install(FILES ${PROJECT_BINARY_DIR}/postbox.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
-
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/man/man1 ${PROJECT_SOURCE_DIR}/man/man3
         DESTINATION ${CMAKE_INSTALL_MANDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/tools/postbox.bash-completion
         DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions RENAME postbox)
+
+# The pkg-config file names the prefix chosen at install time (cmake --install --prefix may
+# differ from the one configured) and, for a prefix the dynamic linker does not search, an
+# rpath; for one it searches, ldconfig runs. cmake/install_finish.cmake says how and why.
+configure_file(${PROJECT_SOURCE_DIR}/cmake/postbox.pc.in ${PROJECT_BINARY_DIR}/postbox.pc.in @ONLY)
+install(CODE "
+  set(PBX_LIBDIR \"${CMAKE_INSTALL_LIBDIR}\")
+  set(PBX_BINDIR \"${CMAKE_INSTALL_BINDIR}\")
+  set(PBX_PC_IN \"${PROJECT_BINARY_DIR}/postbox.pc.in\")
+  set(PBX_PC_OUT \"${PROJECT_BINARY_DIR}/postbox.pc\")")
+install(SCRIPT ${PROJECT_SOURCE_DIR}/cmake/install_finish.cmake)

@@ -98,8 +98,13 @@ int main(void)
     }
     fflush(stdout);
     pid_t pid = fork();
-    if (pid == 0)
-        _exit(worker());
+    if (pid == 0) {
+        /* _exit() skips stdio's flush: when stdout is a pipe or a file (make demo > log), the
+         * worker's lines would still sit in its buffer. */
+        int status = worker();
+        fflush(stdout);
+        _exit(status);
+    }
 
     /* Wait until the worker is registered: it shows in the registry with the NOTIFY role. */
     int registered = 0;

@@ -10,7 +10,7 @@
 
 #define PBX_ERROR_TABLE(X)                                                                         \
     X(EINVAL, "invalid argument (name, flag, type, size, timeout or option)")                      \
-    X(ENOENT, "no such mailbox")                                                                   \
+    X(ENOENT, "no such mailbox or claim")                                                          \
     X(EEXIST, "mailbox already exists")                                                            \
     X(EACCES, "permission denied by the mailbox's mode")                                           \
     X(EPERM, "operation not permitted")                                                            \

@@ -82,7 +82,8 @@ int cmd_rm(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_peers(int argc, char **argv);
 
-/* Signals that end --follow and watch: the handler only sets this flag. */
+/* Signals that end --follow, watch and send --lines: the handler only sets this flag, to the
+ * signal's number. */
 extern volatile int cli_stop;
 void cli_catch_stop_signals(void);
 

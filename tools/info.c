@@ -3,9 +3,11 @@
  *
  * ls lists shared-memory mailboxes by reading the mailbox directory ($POSTBOX_DIR or
  * /dev/shm) for files named pbx.NAME and opening each one through the public API, exactly as
- * any other process would. A file that does not open as a mailbox (damaged, another version,
- * not readable by this user) is reported on one line of standard error and skipped, so one
- * bad file never hides the others. Every other subcommand passes the name to pbx_open()
+ * any other process would. A mailbox this user may not open is listed from its file (owner,
+ * mode, size), as ipcs lists a queue it cannot read; any other file that does not open as a
+ * mailbox (damaged, another version) is reported on one line of standard error and skipped,
+ * so one bad file never hides the others. The ls and watch tables fit 80 columns unless
+ * --wide is given. Every other subcommand passes the name to pbx_open()
  * unchanged, so it works for every transport the library knows (spool:PATH included).
  */
 #define _GNU_SOURCE
@@ -14,9 +16,11 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,28 +41,36 @@ static const char create_help[] =
     "      --mode MODE        permission bits in octal (default 0600); the umask does\n"
     "                         not apply\n"
     "      --exclusive        fail (exit 3) if the mailbox exists\n"
+    "      --shared           accept an existing mailbox that another user owns\n"
     "  -h, --help             show this help\n"
     "\n"
-    "Sizes and counts take a suffix K, M or G (powers of 1024): 64K, 1M.\n"
+    "Sizes and counts take a suffix K, M or G (powers of 1024): 64K, 1M. --max-bytes is at\n"
+    "most 1T for a shared-memory mailbox.\n"
+    "\n"
+    "An existing mailbox owned by another user is refused (exit 3) unless --shared is given:\n"
+    "what you then send, that user can read.\n"
     "\n"
     "Example:\n"
     "  postbox create jobs --max-bytes 64M --max-msg-size 1M --mode 0660\n";
 
 static const char ls_help[] =
-    "Usage: postbox ls [--json | --names]\n"
+    "Usage: postbox ls [--wide | --json | --names]\n"
     "\n"
     "List the shared-memory mailboxes in $POSTBOX_DIR (default /dev/shm), like ipcs -q:\n"
     "NAME, KEY (the System V key of a queue made by the System V drop-in, or -), OWNER,\n"
-    "MODE, MSGS and BYTES held, CAPACITY (messages/bytes), FULL (the fuller of the two, in\n"
-    "per cent), OVERFLOW policy, DROPPED messages, PEERS (live processes that have it open,\n"
-    "this command not counted; see postbox peers), and the last SENDER and RECEIVER:\n"
-    "process id and how long ago.\n"
+    "MODE, SIZE (the memory it takes), MSGS and BYTES held, FULL (the fuller of the two, in\n"
+    "per cent) and PEERS (live processes that have it open, this command not counted; see\n"
+    "postbox peers). --wide adds CAPACITY (messages/bytes), OVERFLOW policy, DROPPED\n"
+    "messages, and the last SENDER and RECEIVER: process id and how long ago.\n"
     "\n"
+    "      --wide    every column (the default table fits 80 columns)\n"
     "      --json    a JSON array with one object per mailbox (the fields of stat --json)\n"
     "      --names   only the names, one a line\n"
     "  -h, --help    show this help\n"
     "\n"
-    "A file that does not open as a mailbox is reported on standard error and skipped.\n";
+    "A mailbox this user may not open is listed with the owner, mode and size of its file\n"
+    "and ? for the rest, and said so on standard error; any other file that does not open\n"
+    "as a mailbox is reported on standard error and skipped.\n";
 
 static const char stat_help[] =
     "Usage: postbox stat NAME [--json]\n"
@@ -88,6 +100,8 @@ static const char watch_help[] =
     "\n"
     "      --interval SEC   seconds between refreshes (default 1)\n"
     "      --count N        stop after N refreshes\n"
+    "      --wide           wider columns on a terminal (the default table fits 80\n"
+    "                        columns; a longer name is cut to 16 characters)\n"
     "  -h, --help           show this help\n";
 
 /* ---- create ------------------------------------------------------------------------------ */
@@ -120,8 +134,10 @@ static int parse_mode(const char *s, uint32_t *mode)
 
 enum { GIVEN_BYTES = 1, GIVEN_MSGS = 2, GIVEN_SIZE = 4, GIVEN_OVERFLOW = 8, GIVEN_MODE = 16 };
 
-/* An existing mailbox satisfies create if every limit the user gave matches. */
-static int check_existing(const char *name, const struct pbx_options *o, int given)
+/* An existing mailbox satisfies create if every limit the user gave matches and it is the
+ * caller's own, or --shared accepts another user's: a mailbox someone else made (with a mode
+ * that lets us in) would otherwise be used unawares, and that user read what we send. */
+static int check_existing(const char *name, const struct pbx_options *o, int given, int shared)
 {
     pbx_t *q;
     struct pbx_stat st;
@@ -132,6 +148,14 @@ static int check_existing(const char *name, const struct pbx_options *o, int giv
     pbx_close(q);
     if (r < 0)
         return cli_fail(name, r);
+    if (st.uid != geteuid() && !shared) {
+        char user[64];
+        cli_user_name(st.uid, user, sizeof user);
+        return cli_failf(name,
+                         "exists already, owned by %s (mode %04o); give --shared to use "
+                         "another user's mailbox",
+                         user, st.mode);
+    }
     if ((given & GIVEN_BYTES) && st.max_bytes != o->max_bytes)
         return cli_failf(name, "exists already with max-bytes %llu, not %llu",
                          (unsigned long long) st.max_bytes, (unsigned long long) o->max_bytes);
@@ -148,6 +172,38 @@ static int check_existing(const char *name, const struct pbx_options *o, int giv
     return EXIT_DONE;
 }
 
+/* The largest --max-bytes of a shared-memory mailbox (the library's limit, docs/api.md). */
+#define SHM_MAX_BYTES (1ull << 40)
+
+static const char *mailbox_dir(void);
+
+/* The directory in which creating name makes a new entry: $POSTBOX_DIR (or /dev/shm) for a
+ * shared-memory mailbox; for spool:PATH, PATH if it exists (its files go there), else its
+ * parent. Returns 0, or -1 when there is no such directory to name. */
+static int creation_dir(const char *name, char *buf, size_t cap)
+{
+    if (strncmp(name, "spool:", 6) != 0) {
+        snprintf(buf, cap, "%s", mailbox_dir());
+        return 0;
+    }
+    const char *path = name + 6;
+    if ((size_t) snprintf(buf, cap, "%s", path) >= cap || !*path)
+        return -1;
+    if (access(buf, F_OK) == 0)
+        return 0;
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/')
+        buf[--n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        snprintf(buf, cap, ".");
+    else if (slash == buf)
+        buf[1] = '\0';
+    else
+        *slash = '\0';
+    return 0;
+}
+
 int cmd_create(int argc, char **argv)
 {
     static const struct option opts[] = {{"max-bytes", required_argument, NULL, 'B'},
@@ -156,13 +212,14 @@ int cmd_create(int argc, char **argv)
                                          {"overflow", required_argument, NULL, 'O'},
                                          {"mode", required_argument, NULL, 'm'},
                                          {"exclusive", no_argument, NULL, 'x'},
+                                         {"shared", no_argument, NULL, 'X'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct pbx_options o;
     pbx_options_init(&o);
-    int c, r, given = 0, flags = PBX_CREATE;
+    int c, r, given = 0, flags = PBX_CREATE, shared = 0;
     uint64_t v;
-    const char *msgs_arg = "";
+    const char *msgs_arg = "", *bytes_arg = "";
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
@@ -170,6 +227,7 @@ int cmd_create(int argc, char **argv)
             if ((r = cli_parse_size("--max-bytes", optarg, UINT64_MAX >> 1, &v)))
                 return r;
             o.max_bytes = v;
+            bytes_arg = optarg;
             given |= GIVEN_BYTES;
             break;
         case 'M':
@@ -198,6 +256,9 @@ int cmd_create(int argc, char **argv)
         case 'x':
             flags |= PBX_EXCL;
             break;
+        case 'X':
+            shared = 1;
+            break;
         case 'h':
             fputs(create_help, stdout);
             return EXIT_DONE;
@@ -215,6 +276,11 @@ int cmd_create(int argc, char **argv)
         return cli_usage("bad value '%s' for --max-msgs: from 1 to 16777216 (16M)", msgs_arg);
     if ((given & GIVEN_BYTES) && o.max_bytes < 1)
         return cli_usage("bad value '0' for --max-bytes: at least 1");
+    /* The shared-memory transport's limit (2^40); a spool has none of its own. */
+    if (o.max_bytes > SHM_MAX_BYTES && strncmp(name, "spool:", 6) != 0)
+        return cli_usage("value '%s' for --max-bytes is too large (at most 1T, %llu bytes, for a "
+                         "shared-memory mailbox)",
+                         bytes_arg, (unsigned long long) SHM_MAX_BYTES);
     if (o.max_msg_size > o.max_bytes)
         return cli_usage("--max-msg-size %u is larger than --max-bytes %llu", o.max_msg_size,
                          (unsigned long long) o.max_bytes);
@@ -222,7 +288,16 @@ int cmd_create(int argc, char **argv)
     pbx_t *q;
     r = pbx_open(name, flags | PBX_EXCL, &o, &q);
     if (r == -EEXIST && !(flags & PBX_EXCL))
-        return check_existing(name, &o, given);
+        return check_existing(name, &o, given, shared);
+    if (r == -EACCES || r == -EPERM) {
+        /* Not the mailbox's mode (there is no mailbox yet): its directory refuses the new file. */
+        char dir[4096];
+        if (!creation_dir(name, dir, sizeof dir) && access(dir, W_OK | X_OK) != 0)
+            return cli_failf(name,
+                             "cannot create the mailbox: the directory %s is not writable "
+                             "by you (%s)",
+                             dir, strerror(errno));
+    }
     if (r < 0) {
         if (r == -EINVAL && strncmp(name, "spool:", 6) != 0)
             return cli_failf(name, "invalid mailbox name or limits (names are 1-200 "
@@ -398,9 +473,24 @@ static int list_names(char ***out, size_t *count)
 }
 
 struct row {
-    char name[PBX_NAME_MAX + 1], key[32], owner[64], mode[8], msgs[24], bytes[16], cap[40], full[8],
-        overflow[16], dropped[24], peers[24], sender[40], receiver[40];
+    char name[PBX_NAME_MAX + 1], key[32], owner[64], mode[8], size[16], msgs[24], bytes[16],
+        cap[40], full[8], overflow[16], dropped[24], peers[24], sender[40], receiver[40];
 };
+
+/* A mailbox this user may not open: what its file tells (owner, mode, size), as ipcs shows
+ * a queue it cannot read; what it holds is unknown ("?"). */
+static void fill_row_from_file(struct row *w, const char *name, const struct stat *fs)
+{
+    snprintf(w->name, sizeof w->name, "%s", name);
+    cli_sysv_key(name, w->key, sizeof w->key);
+    cli_user_name((unsigned) fs->st_uid, w->owner, sizeof w->owner);
+    snprintf(w->mode, sizeof w->mode, "%04o", (unsigned) (fs->st_mode & 07777));
+    cli_human_size((uint64_t) fs->st_size, w->size, sizeof w->size);
+    char *unknown[] = {w->msgs,    w->bytes, w->cap,    w->full,    w->overflow,
+                       w->dropped, w->peers, w->sender, w->receiver};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
+        strcpy(unknown[i], "?");
+}
 
 static void fill_row(struct row *w, const char *name, const struct pbx_stat *st, long peers)
 {
@@ -413,6 +503,7 @@ static void fill_row(struct row *w, const char *name, const struct pbx_stat *st,
     cli_sysv_key(name, w->key, sizeof w->key);
     cli_user_name(st->uid, w->owner, sizeof w->owner);
     snprintf(w->mode, sizeof w->mode, "%04o", st->mode);
+    cli_human_size(st->region_size, w->size, sizeof w->size);
     snprintf(w->msgs, sizeof w->msgs, "%llu", (unsigned long long) st->msgs);
     cli_human_size(st->bytes, w->bytes, sizeof w->bytes);
     cli_human_size(st->max_msgs, a, sizeof a);
@@ -435,20 +526,23 @@ static void fill_row(struct row *w, const char *name, const struct pbx_stat *st,
     }
 }
 
+/* The columns: field, title, right-aligned, shown only with --wide (the default table fits an
+ * 80-column terminal for names of up to about 20 characters). */
 #define ROW_FIELDS(X)                                                                              \
-    X(name, "NAME", 0)                                                                             \
-    X(key, "KEY", 0)                                                                               \
-    X(owner, "OWNER", 0)                                                                           \
-    X(mode, "MODE", 0)                                                                             \
-    X(msgs, "MSGS", 1)                                                                             \
-    X(bytes, "BYTES", 1)                                                                           \
-    X(cap, "CAPACITY", 1)                                                                          \
-    X(full, "FULL", 1)                                                                             \
-    X(overflow, "OVERFLOW", 0)                                                                     \
-    X(dropped, "DROPPED", 1)                                                                       \
-    X(peers, "PEERS", 1)                                                                           \
-    X(sender, "SENDER", 0)                                                                         \
-    X(receiver, "RECEIVER", 0)
+    X(name, "NAME", 0, 0)                                                                          \
+    X(key, "KEY", 0, 0)                                                                            \
+    X(owner, "OWNER", 0, 0)                                                                        \
+    X(mode, "MODE", 0, 0)                                                                          \
+    X(size, "SIZE", 1, 0)                                                                          \
+    X(msgs, "MSGS", 1, 0)                                                                          \
+    X(bytes, "BYTES", 1, 0)                                                                        \
+    X(cap, "CAPACITY", 1, 1)                                                                       \
+    X(full, "FULL", 1, 0)                                                                          \
+    X(overflow, "OVERFLOW", 0, 1)                                                                  \
+    X(dropped, "DROPPED", 1, 1)                                                                    \
+    X(peers, "PEERS", 1, 0)                                                                        \
+    X(sender, "SENDER", 0, 1)                                                                      \
+    X(receiver, "RECEIVER", 0, 1)
 
 /* Append s to line at *pos, padded to width w (right-aligned if right). */
 static void cell(char *line, size_t cap, size_t *pos, int w, const char *s, int right)
@@ -467,27 +561,31 @@ static void put_line(char *line, size_t pos)
     puts(line);
 }
 
-static void print_table(const struct row *rows, size_t n)
+static void print_table(const struct row *rows, size_t n, int wide)
 {
     char line[1024];
     size_t pos = 0;
-#define WIDTH(f, title, right) int w_##f = (int) strlen(title);
+#define WIDTH(f, title, right, wide_only) int w_##f = (int) strlen(title);
     ROW_FIELDS(WIDTH)
 #undef WIDTH
     for (size_t i = 0; i < n; i++) {
-#define GROW(f, title, right)                                                                      \
+#define GROW(f, title, right, wide_only)                                                           \
     if ((int) strlen(rows[i].f) > w_##f)                                                           \
         w_##f = (int) strlen(rows[i].f);
         ROW_FIELDS(GROW)
 #undef GROW
     }
-#define HEAD(f, title, right) cell(line, sizeof line, &pos, w_##f, title, right);
+#define HEAD(f, title, right, wide_only)                                                           \
+    if (wide || !wide_only)                                                                        \
+        cell(line, sizeof line, &pos, w_##f, title, right);
     ROW_FIELDS(HEAD)
 #undef HEAD
     put_line(line, pos);
     for (size_t i = 0; i < n; i++) {
         pos = 0;
-#define CELL(f, title, right) cell(line, sizeof line, &pos, w_##f, rows[i].f, right);
+#define CELL(f, title, right, wide_only)                                                           \
+    if (wide || !wide_only)                                                                        \
+        cell(line, sizeof line, &pos, w_##f, rows[i].f, right);
         ROW_FIELDS(CELL)
 #undef CELL
         put_line(line, pos);
@@ -498,9 +596,10 @@ int cmd_ls(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", no_argument, NULL, 'J'},
                                          {"names", no_argument, NULL, 'N'},
+                                         {"wide", no_argument, NULL, 'w'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    int c, json = 0, only_names = 0;
+    int c, json = 0, only_names = 0, wide = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
@@ -509,6 +608,9 @@ int cmd_ls(int argc, char **argv)
             break;
         case 'N':
             only_names = 1;
+            break;
+        case 'w':
+            wide = 1;
             break;
         case 'h':
             fputs(ls_help, stdout);
@@ -540,7 +642,16 @@ int cmd_ls(int argc, char **argv)
         }
         r = stat_named(names[i], &st, &peers);
         if (r < 0) {
-            fprintf(stderr, "postbox: %s: %s (skipped)\n", names[i], pbx_strerror(r));
+            char path[4096];
+            struct stat fs;
+            snprintf(path, sizeof path, "%s/pbx.%s", mailbox_dir(), names[i]);
+            if (!json && rows && (r == -EACCES || r == -EPERM) && stat(path, &fs) == 0) {
+                fill_row_from_file(&rows[shown++], names[i], &fs);
+                fprintf(stderr, "postbox: %s: %s (owner, mode and size shown from its file)\n",
+                        names[i], pbx_strerror(r));
+            } else {
+                fprintf(stderr, "postbox: %s: %s (skipped)\n", names[i], pbx_strerror(r));
+            }
             continue;
         }
         if (json) {
@@ -554,7 +665,7 @@ int cmd_ls(int argc, char **argv)
     if (json)
         printf(shown ? "\n]\n" : "]\n");
     else if (!only_names && rows)
-        print_table(rows, shown);
+        print_table(rows, shown, wide);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
@@ -603,6 +714,23 @@ static int json_and_help_options(int argc, char **argv, const char *help, int *j
     return -1;
 }
 
+/* A refused open for looking (stat, watch): a shared-memory mailbox's state sits beside its
+ * locks, which even a reader takes, so the library opens it for reading and writing. Say so,
+ * with what the file shows, rather than only "permission denied". Returns the exit status. */
+static int refused_to_look(const char *name, int err)
+{
+    char path[4096], user[64];
+    struct stat fs;
+    snprintf(path, sizeof path, "%s/pbx.%s", mailbox_dir(), name);
+    if ((err != -EACCES && err != -EPERM) || !valid_name(name) || stat(path, &fs) != 0)
+        return cli_fail(name, err);
+    cli_user_name((unsigned) fs.st_uid, user, sizeof user);
+    return cli_failf(name,
+                     "%s (owner %s, mode %04o): looking at a mailbox needs read and write "
+                     "access, since its locks live in its shared memory",
+                     pbx_strerror(err), user, (unsigned) (fs.st_mode & 07777));
+}
+
 int cmd_stat(int argc, char **argv)
 {
     int json = 0, done = json_and_help_options(argc, argv, stat_help, &json);
@@ -615,7 +743,7 @@ int cmd_stat(int argc, char **argv)
     long peers;
     int r = stat_named(name, &st, &peers);
     if (r < 0)
-        return cli_fail(name, r);
+        return refused_to_look(name, r);
     if (json) {
         stat_json(stdout, name, &st, peers);
         printf("\n");
@@ -704,6 +832,10 @@ static void rate(char *buf, size_t cap, uint64_t now, uint64_t before, double se
         snprintf(buf, cap, "%.1f", (double) (now - before) / secs);
 }
 
+/* The terminal table fits 80 columns; --wide gives its columns more room (long names, high
+ * rates). */
+static int watch_wide;
+
 static void watch_refresh(struct watched *w, size_t n, double secs, int tty, double interval)
 {
     char stamp[32];
@@ -715,14 +847,18 @@ static void watch_refresh(struct watched *w, size_t n, double secs, int tty, dou
         printf("\033[H\033[2J");
         printf("postbox watch: every %.1f s, Ctrl-C to stop                    %s\n\n", interval,
                stamp);
-        printf("%-24s %8s %8s %5s %10s %10s %10s %7s %7s\n", "NAME", "MSGS", "BYTES", "FULL",
-               "SENT/s", "RECV/s", "DROP/s", "SEND-W", "RECV-W");
+        if (watch_wide)
+            printf("%-24s %8s %8s %5s %10s %10s %10s %7s %7s\n", "NAME", "MSGS", "BYTES", "FULL",
+                   "SENT/s", "RECV/s", "DROP/s", "SEND-W", "RECV-W");
+        else
+            printf("%-16s %7s %6s %4s %9s %9s %7s %6s %6s\n", "NAME", "MSGS", "BYTES", "FULL",
+                   "SENT/s", "RECV/s", "DROP/s", "SEND-W", "RECV-W");
     }
     for (size_t i = 0; i < n; i++) {
         struct watched *m = &w[i];
         if (m->err == -EIDRM) {
             if (tty)
-                printf("%-24s (removed)\n", m->name);
+                printf("%-*s (removed)\n", watch_wide ? 24 : 16, m->name);
             else
                 printf("%s %s removed\n", stamp, m->name);
             continue;
@@ -732,8 +868,12 @@ static void watch_refresh(struct watched *w, size_t n, double secs, int tty, dou
         rate(in, sizeof in, m->st.sent, m->prev.sent, secs, m->have_prev);
         rate(out, sizeof out, m->st.received, m->prev.received, secs, m->have_prev);
         rate(drop, sizeof drop, m->st.dropped, m->prev.dropped, secs, m->have_prev);
-        if (tty)
+        if (tty && watch_wide)
             printf("%-24s %8llu %8s %4u%% %10s %10s %10s %7u %7u\n", m->name,
+                   (unsigned long long) m->st.msgs, bytes, percent_full(&m->st), in, out, drop,
+                   m->st.send_waiters, m->st.recv_waiters);
+        else if (tty)
+            printf("%-16.16s %7llu %6s %3u%% %9s %9s %7s %6u %6u\n", m->name,
                    (unsigned long long) m->st.msgs, bytes, percent_full(&m->st), in, out, drop,
                    m->st.send_waiters, m->st.recv_waiters);
         else
@@ -750,6 +890,7 @@ int cmd_watch(int argc, char **argv)
 {
     static const struct option opts[] = {{"interval", required_argument, NULL, 'i'},
                                          {"count", required_argument, NULL, 'n'},
+                                         {"wide", no_argument, NULL, 'w'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct timespec interval = {1, 0};
@@ -770,6 +911,9 @@ int cmd_watch(int argc, char **argv)
             if (!count)
                 return cli_usage("bad value '0' for --count: at least 1 refresh");
             break;
+        case 'w':
+            watch_wide = 1;
+            break;
         case 'h':
             fputs(watch_help, stdout);
             return EXIT_DONE;
@@ -786,7 +930,9 @@ int cmd_watch(int argc, char **argv)
     int status = EXIT_DONE;
     for (size_t i = 0; i < n && status == EXIT_DONE; i++) {
         w[i].name = argv[optind + (int) i];
-        status = cli_open(w[i].name, &w[i].q);
+        r = pbx_open(w[i].name, 0, NULL, &w[i].q);
+        if (r < 0)
+            status = refused_to_look(w[i].name, r);
     }
     if (status == EXIT_DONE) {
         int tty = isatty(1);
@@ -850,6 +996,18 @@ static void roles_text(uint32_t roles, char *buf, size_t cap)
         }
 }
 
+/* A signal's name as kill -l prints it: SIGUSR1, SIGRTMIN+3; its number if it has none. */
+static void signal_name(int sig, char *buf, size_t cap)
+{
+    const char *abbrev = sig < SIGRTMIN || sig > SIGRTMAX ? sigabbrev_np(sig) : NULL;
+    if (abbrev)
+        snprintf(buf, cap, "SIG%s", abbrev);
+    else if (sig >= SIGRTMIN && sig <= SIGRTMAX)
+        snprintf(buf, cap, "SIGRTMIN+%d", sig - SIGRTMIN);
+    else
+        snprintf(buf, cap, "%d", sig);
+}
+
 int cmd_peers(int argc, char **argv)
 {
     int json = 0, done = json_and_help_options(argc, argv, peers_help, &json);
@@ -881,14 +1039,14 @@ int cmd_peers(int argc, char **argv)
         }
         printf(n ? "\n]\n" : "]\n");
     } else {
-        printf("%-8s  %-28s  %7s  %6s  %s\n", "PID", "ROLES", "HANDLES", "NOTIFY", "SINCE");
+        printf("%-8s  %-28s  %7s  %-10s  %s\n", "PID", "ROLES", "HANDLES", "NOTIFY", "SINCE");
         for (ssize_t i = 0; i < n; i++) {
             roles_text(p[i].roles, roles, sizeof roles);
             cli_human_age(p[i].since, age, sizeof age);
-            char sig[16] = "-";
+            char sig[24] = "-";
             if (p[i].notify_signo)
-                snprintf(sig, sizeof sig, "%d", p[i].notify_signo);
-            printf("%-8d  %-28s  %7u  %6s  %s ago\n", (int) p[i].pid, roles, p[i].handles, sig,
+                signal_name(p[i].notify_signo, sig, sizeof sig);
+            printf("%-8d  %-28s  %7u  %-10s  %s ago\n", (int) p[i].pid, roles, p[i].handles, sig,
                    age);
         }
     }

@@ -102,41 +102,117 @@ static int send_failed(const char *name, int r, size_t len, uint32_t max)
     return cli_fail(name, r);
 }
 
-static int send_lines(const char *name, pbx_t *q, long type, int flags,
-                      const struct timespec *timeout)
+/* Standard input for send --lines, read with read(2) so that a signal interrupts a wait for
+ * the terminal (no SA_RESTART) and Ctrl-C can say how many lines went. */
+struct line_input {
+    char buf[65536];
+    size_t pos, len;
+};
+
+/* The next line, without its newline, into *line (grown as needed, never beyond max + 1 bytes,
+ * so that a line longer than the mailbox's largest message is noticed while it is read, not
+ * after it is held in memory). Returns the line's length, max + 1 for a longer line (the rest
+ * is not read), -1 at the end of input, or -2 with errno set on a read error or a signal. */
+static ssize_t read_line(struct line_input *in, char **line, size_t *cap, size_t max)
 {
+    size_t n = 0;
+    int any = 0;
+    for (;;) {
+        if (in->pos == in->len) {
+            ssize_t r = read(0, in->buf, sizeof in->buf);
+            if (r < 0) {
+                if (errno == EINTR && !cli_stop)
+                    continue;
+                return -2;
+            }
+            if (r == 0)
+                return any ? (ssize_t) n : -1;
+            in->pos = 0;
+            in->len = (size_t) r;
+        }
+        any = 1;
+        char *start = in->buf + in->pos;
+        char *nl = memchr(start, '\n', in->len - in->pos);
+        size_t take = nl ? (size_t) (nl - start) : in->len - in->pos;
+        if (n + take > max)
+            return (ssize_t) max + 1; /* the rest of the line stays unread */
+        if (n + take > *cap) {
+            size_t want = *cap ? *cap : 256;
+            while (want < n + take)
+                want *= 2;
+            if (want > max + 1)
+                want = max + 1;
+            char *p = realloc(*line, want ? want : 1);
+            if (!p) {
+                errno = ENOMEM;
+                return -2;
+            }
+            *line = p;
+            *cap = want;
+        }
+        memcpy(*line + n, start, take);
+        n += take;
+        in->pos += take + (nl != NULL);
+        if (nl)
+            return (ssize_t) n;
+    }
+}
+
+/* After Ctrl-C or SIGTERM: say how far send got, then die of the signal as the caller
+ * expects (the shell reports 130 for Ctrl-C). */
+static void interrupted(const char *name, unsigned long long sent)
+{
+    int sig = cli_stop > 0 ? cli_stop : SIGINT;
+    fprintf(stderr, "postbox: %s: interrupted: %llu line%s sent\n", name, sent,
+            sent == 1 ? " was" : "s were");
+    signal(sig, SIG_DFL);
+    raise(sig);
+    _exit(128 + sig);
+}
+
+static int send_lines(const char *name, pbx_t *q, long type, int flags,
+                      const struct timespec *timeout, uint32_t max)
+{
+    static struct line_input in;
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
-    unsigned long long dropped = 0, lines = 0;
+    unsigned long long dropped = 0, lines = 0, sent = 0;
     int status = EXIT_DONE;
-    while ((n = getline(&line, &cap, stdin)) >= 0) {
-        if (n > 0 && line[n - 1] == '\n')
-            n--;
+    cli_catch_stop_signals();
+    while ((n = read_line(&in, &line, &cap, max)) >= 0) {
         lines++;
-        int r = send_one(q, type, line, (size_t) n, flags, timeout);
-        if (r == -ENOBUFS) {
-            dropped++;
-        } else if (r == -EMSGSIZE) {
-            struct pbx_stat st;
-            if (pbx_stat(q, &st) < 0)
-                status = cli_failf(name,
-                                   "line %llu: %s (%zd bytes); the lines before it were "
-                                   "sent",
-                                   lines, pbx_strerror(r), n);
-            else
-                status = cli_failf(name,
-                                   "line %llu: %s (%zd bytes; at most %u); the lines before it "
-                                   "were sent",
-                                   lines, pbx_strerror(r), n, st.max_msg_size);
+        if ((size_t) n > max) {
+            status = cli_failf(name,
+                               "line %llu: %s (longer than %u bytes); the lines before it were "
+                               "sent",
+                               lines, pbx_strerror(-EMSGSIZE), max);
             break;
-        } else if (r < 0) {
-            status = send_failed(name, r, (size_t) n, 0);
+        }
+        int r = send_one(q, type, line, (size_t) n, flags, timeout);
+        if (r >= 0) { /* drop-oldest says how many it discarded to make room */
+            sent++;
+        } else if (r == -ENOBUFS) {
+            dropped++;
+        } else if (r == -EINTR && cli_stop) {
+            interrupted(name, sent);
+        } else if (r == -EAGAIN || r == -ETIMEDOUT) {
+            fprintf(stderr, "postbox: %s: %s: line %llu was not sent; %llu line%s before it\n",
+                    name, r == -EAGAIN ? "mailbox is full" : "timed out", lines, sent,
+                    sent == 1 ? " was sent" : "s were sent");
+            status = EXIT_NOMSG;
+            break;
+        } else {
+            status = send_failed(name, r, (size_t) n, max);
             break;
         }
     }
-    if (status == EXIT_DONE && ferror(stdin))
-        status = cli_failf(name, "reading standard input: %s", strerror(errno));
+    if (n == -2) {
+        if (cli_stop)
+            interrupted(name, sent);
+        status = cli_failf(name, "reading standard input: %s; %llu lines were sent",
+                           strerror(errno), sent);
+    }
     if (status == EXIT_DONE && dropped)
         status = cli_failf(name,
                            "mailbox is full: %llu of %llu messages were discarded (overflow "
@@ -232,7 +308,7 @@ int cmd_send(int argc, char **argv)
                     "postbox: %s: sending each line typed as a message; end with "
                     "Ctrl-D\n",
                     name);
-        status = send_lines(name, q, type, flags, timeout);
+        status = send_lines(name, q, type, flags, timeout, st.max_msg_size);
     } else if (npos == 2) {
         const char *data = argv[optind + 1];
         size_t n = strlen(data);

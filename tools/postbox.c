@@ -75,7 +75,9 @@ int cli_one_mailbox(int argc, const char *too_many)
 
 int cli_fail(const char *name, int err)
 {
-    const char *why = pbx_strerror(err);
+    /* Every -ENOENT the command reports comes from opening a mailbox (the library's text also
+     * covers an unheld claim). */
+    const char *why = err == -ENOENT ? "no such mailbox" : pbx_strerror(err);
     if (err == -EINVAL && strncmp(name, "spool:", 6) != 0 && strchr(name, '/') == NULL &&
         cli_command && (!strcmp(cli_command, "create") || !strcmp(cli_command, "rm")))
         why = "invalid mailbox name (1-200 characters of A-Z a-z 0-9 . _ -)";
@@ -376,8 +378,7 @@ void cli_base64(FILE *f, const unsigned char *s, size_t len)
 
 static void on_stop(int sig)
 {
-    (void) sig;
-    cli_stop = 1;
+    cli_stop = sig; /* which signal, for a command that dies of it after saying where it was */
 }
 
 /* No SA_RESTART: a blocked receive or sleep returns at once with EINTR. */

@@ -8,10 +8,11 @@
 # runs in a fresh private POSTBOX_DIR, removed on exit together with any helper process, even
 # after a failure. Needs only a POSIX shell and coreutils.
 set -u
-[ $# -eq 3 ] || { echo "usage: sh cli.sh POSTBOX JSONCHECK CASE" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: sh cli.sh POSTBOX JSONCHECK CASE [HELPER]" >&2; exit 2; }
 pb=$1
 jc=$2
 case_name=$3
+helper=${4:-} # a helper program some cases need (tests/cli/notifier.c)
 
 base=/dev/shm
 [ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
@@ -272,17 +273,20 @@ case_pipeline_between_two_processes() {
 case_ls_and_stat() {
     run "$pb" ls
     expect 0
-    out_is "NAME  KEY  OWNER  MODE  MSGS  BYTES  CAPACITY  FULL  OVERFLOW  DROPPED  PEERS  SENDER  RECEIVER"
+    out_is "NAME  KEY  OWNER  MODE  SIZE  MSGS  BYTES  FULL  PEERS"
+    run "$pb" ls --wide
+    expect 0
+    out_is "NAME  KEY  OWNER  MODE  SIZE  MSGS  BYTES  CAPACITY  FULL  OVERFLOW  DROPPED  PEERS  SENDER  RECEIVER"
     "$pb" create jobs --overflow drop-newest && "$pb" create sysv.0x0000abcd &&
         "$pb" create sysv.private.12 || fail "create"
     echo "not a mailbox" >"$POSTBOX_DIR/pbx.junk"
     seq 3 | "$pb" send --lines jobs || fail "send"
     "$pb" recv jobs >/dev/null || fail "recv"
-    run "$pb" ls
+    run "$pb" ls --wide
     expect 0 "postbox: junk: not a postbox mailbox, or its shared state is damaged (skipped)"
     [ "$(wc -l <"$T/out")" = 4 ] || fail "ls: $(cat "$T/out")"
     me=$(id -un)
-    grep -q "^jobs  *-  *$me  *0600  *2  *2  *4K/1M  *1%  *drop-newest  *0  *0  *[0-9][0-9]* [0-9]*s ago  *[0-9][0-9]* [0-9]*s ago$" "$T/out" ||
+    grep -q "^jobs  *-  *$me  *0600  *[0-9.]*[KM]  *2  *2  *4K/1M  *1%  *drop-newest  *0  *0  *[0-9][0-9]* [0-9]*s ago  *[0-9][0-9]* [0-9]*s ago$" "$T/out" ||
         fail "ls row for jobs: $(cat "$T/out")"
     grep -q "^sysv.0x0000abcd  *0x0000abcd  " "$T/out" || fail "no key for a System V queue"
     grep -q "^sysv.private.12  *private  " "$T/out" || fail "no private key"
@@ -433,6 +437,13 @@ case_full_mailbox_send() {
     expect 1 "postbox: b: mailbox is full"
     run "$pb" send --timeout 0.1 b two
     expect 1 "postbox: b: timed out"
+    # With --lines, how many lines went before the mailbox stayed full.
+    "$pb" create l --max-msgs 2 || fail "create"
+    seq 5 >"$T/in"
+    run "$pb" send --lines --nowait l <"$T/in"
+    expect 1 "postbox: l: mailbox is full: line 3 was not sent; 2 lines were sent before it"
+    run "$pb" send --lines --timeout 0.1 l <"$T/in"
+    expect 1 "postbox: l: timed out: line 1 was not sent; 0 lines were sent before it"
     "$pb" create o --max-msgs 2 --overflow drop-oldest || fail "create"
     seq 5 | "$pb" send --lines o || fail "drop-oldest send"
     run "$pb" recv --lines -n 2 o
@@ -512,6 +523,11 @@ case_claim_and_peers() {
     "$pb" rm "spool:$T/sp" || fail "rm spool"
 }
 
+# stat_msgs_is NAME N: the mailbox NAME holds N messages.
+stat_msgs_is() {
+    [ "$(stat_msgs "$1")" = "$2" ]
+}
+
 # stat_msgs NAME: how many messages NAME holds now.
 stat_msgs() {
     "$pb" stat --json "$1" >"$T/st" || fail "stat $1 failed"
@@ -564,8 +580,144 @@ case_send_lines_too_long() {
     "$pb" create s --max-bytes 4K || fail "create"
     { echo one; head -c 5000 /dev/zero | tr '\0' x; echo; echo three; } >"$T/in"
     run "$pb" send --lines s <"$T/in"
-    expect 3 "postbox: s: line 2: message is larger than the mailbox's max_msg_size (5000 bytes; at most 4096); the lines before it were sent"
+    expect 3 "postbox: s: line 2: message is larger than the mailbox's max_msg_size (longer than 4096 bytes); the lines before it were sent"
     [ "$(stat_msgs s)" = 1 ] || fail "expected only line 1 sent"
+    # A line's size is checked while it is read: a 200 MB line is refused within 40 MB of
+    # address space (the whole line held in memory would need 200 MB). A sanitizer build
+    # cannot start at all under such a limit (its shadow memory): that part is left out there.
+    if ! (ulimit -v 40000 && exec "$pb" --version) >/dev/null 2>&1; then
+        echo "note: $pb does not start within 40 MB of address space (a sanitizer build?); the 200 MB line is not tried"
+        return 0
+    fi
+    { echo one; head -c 200000000 /dev/zero | tr '\0' x; echo; } >"$T/in" || fail "make input"
+    (ulimit -v 40000 && exec "$pb" send --lines s <"$T/in") 2>"$T/err"
+    rc=$?
+    expect 3 "postbox: s: line 2: message is larger than the mailbox's max_msg_size (longer than 4096 bytes); the lines before it were sent"
+    rm -f "$T/in"
+}
+
+# Ctrl-C on send --lines says how many lines went, and dies of the signal (130 in the shell).
+case_send_lines_interrupted() {
+    "$pb" create i || fail "create"
+    mkfifo "$T/fifo" || fail "mkfifo"
+    exec 7<>"$T/fifo" # read-write: opening it never blocks, and the reader sees no end
+    "$pb" send --lines i <"$T/fifo" 2>"$T/err" &
+    p=$!
+    pids="$pids $p"
+    printf 'a\nb\nc\n' >&7
+    wait_for stat_msgs_is i 3
+    kill -INT "$p"
+    wait "$p"
+    rc=$?
+    exec 7>&-
+    expect 130 "postbox: i: interrupted: 3 lines were sent"
+    # The same while send waits for room in a full mailbox.
+    "$pb" create f --max-msgs 1 || fail "create"
+    "$pb" send --lines f <"$T/fifo" 2>"$T/err" &
+    p=$!
+    pids="$pids $p"
+    exec 7<>"$T/fifo"
+    printf 'a\nb\n' >&7
+    wait_for stat_msgs_is f 1
+    sleep 0.2
+    kill -INT "$p"
+    wait "$p"
+    rc=$?
+    exec 7>&-
+    expect 130 "postbox: f: interrupted: 1 line was sent"
+}
+
+# longest FILE: the length of FILE's longest line.
+longest() {
+    tr -d '\r' <"$1" | awk '{ if (length($0) > n) n = length($0) } END { print n + 0 }'
+}
+
+# ls fits an 80-column terminal by default (--wide: every column), and lists a mailbox this
+# user may not open with the owner, mode and size of its file, as ipcs does.
+case_ls_fits_80_columns_and_shows_unreadable() {
+    "$pb" create a-twenty-char-name.1 || fail "create"
+    "$pb" create jobs || fail "create"
+    seq 3 | "$pb" send --lines jobs || fail "send"
+    run "$pb" ls
+    expect 0
+    [ "$(longest "$T/out")" -le 80 ] || fail "ls is wider than 80 columns: $(cat "$T/out")"
+    head -n 1 "$T/out" | grep -q '^NAME  *KEY  *OWNER  *MODE  *SIZE  *MSGS  *BYTES  *FULL  *PEERS$' ||
+        fail "ls header: $(head -n 1 "$T/out")"
+    run "$pb" ls --wide
+    expect 0
+    head -n 1 "$T/out" | grep -q 'CAPACITY  *FULL  *OVERFLOW  *DROPPED  *PEERS  *SENDER  *RECEIVER$' ||
+        fail "ls --wide header: $(head -n 1 "$T/out")"
+    [ "$(id -u)" = 0 ] || { echo "skipped: needs root to act as a second user (nobody)"; exit 77; }
+    command -v setpriv >/dev/null 2>&1 || { echo "skipped: setpriv not installed (Debian: apt-get install util-linux)"; exit 77; }
+    chmod 0755 "$POSTBOX_DIR" || fail "chmod"
+    size=$(grep '^jobs ' "$T/out" | awk '{ print $5 }')
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$pb" ls >"$T/out" 2>"$T/err"
+    rc=$?
+    [ "$rc" = 0 ] || fail "ls as nobody: exit $rc"
+    grep -q "^jobs  *-  *root  *0600  *$size  *?  *?  *?  *?$" "$T/out" || fail "ls as nobody: $(cat "$T/out")"
+    grep -qx "postbox: jobs: permission denied by the mailbox's mode (owner, mode and size shown from its file)" "$T/err" ||
+        fail "ls as nobody, stderr: $(cat "$T/err")"
+    # stat cannot open it either (a reader takes the locks in its shared memory): it says why.
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$pb" stat jobs >"$T/out" 2>"$T/err"
+    rc=$?
+    expect 3 "postbox: jobs: permission denied by the mailbox's mode (owner root, mode 0600): looking at a mailbox needs read and write access, since its locks live in its shared memory"
+}
+
+# watch on a terminal fits 80 columns by default; --wide is wider.
+case_watch_fits_80_columns() {
+    command -v script >/dev/null 2>&1 || { echo "skipped: script not installed (Debian: apt-get install bsdutils)"; exit 77; }
+    "$pb" create a-twenty-char-name.1 || fail "create"
+    script -qc "'$pb' watch --count 1 a-twenty-char-name.1" /dev/null >"$T/out" 2>&1 </dev/null ||
+        fail "watch under script: $(cat "$T/out")"
+    grep -q 'SENT/s' "$T/out" || fail "watch printed no table: $(cat "$T/out")"
+    sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$T/out" >"$T/plain"
+    [ "$(longest "$T/plain")" -le 80 ] || fail "watch is wider than 80 columns: $(cat "$T/plain")"
+    script -qc "'$pb' watch --wide --count 1 a-twenty-char-name.1" /dev/null >"$T/out" 2>&1 </dev/null ||
+        fail "watch --wide under script"
+    sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$T/out" >"$T/plain"
+    [ "$(longest "$T/plain")" -gt 80 ] || fail "watch --wide is not wider: $(cat "$T/plain")"
+}
+
+# peers names the notify signal as kill -l does, not by its number.
+case_peers_names_the_signal() {
+    "$pb" create n || fail "create"
+    "$helper" n 10 >"$T/ready" &
+    pids="$pids $!"
+    wait_for grep -q ready "$T/ready"
+    run "$pb" peers n
+    expect 0
+    grep -q ' SIGUSR1 ' "$T/out" || fail "peers: $(cat "$T/out")"
+    run "$pb" peers --json n
+    expect 0
+    grep -q '"notify_signo":10' "$T/out" || fail "peers --json: $(cat "$T/out")"
+}
+
+# Creating reports what refuses it: an unwritable directory is not the mailbox's mode, a limit
+# out of range names the option and its limit, and another user's mailbox is not used unawares.
+case_create_errors_name_the_cause() {
+    run "$pb" create x --max-bytes 2000G
+    expect 2 "postbox create: value '2000G' for --max-bytes is too large (at most 1T, 1099511627776 bytes, for a shared-memory mailbox); try 'postbox create --help'"
+    # A spool reserves nothing, and has no such limit.
+    run "$pb" create "spool:$T/big" --max-bytes 2000G
+    expect 0
+    [ "$(id -u)" = 0 ] || { echo "skipped: needs root to act as a second user (nobody)"; exit 77; }
+    command -v setpriv >/dev/null 2>&1 || { echo "skipped: setpriv not installed (Debian: apt-get install util-linux)"; exit 77; }
+    as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+    chmod 0755 "$T" || fail "chmod"
+    mkdir -m 0555 "$T/ro" || fail "mkdir"
+    run as_nobody env POSTBOX_DIR="$T/ro" "$pb" create q
+    expect 3 "postbox: q: cannot create the mailbox: the directory $T/ro is not writable by you (Permission denied)"
+    run as_nobody "$pb" create "spool:$T/ro/sp"
+    expect 3 "postbox: spool:$T/ro/sp: cannot create the mailbox: the directory $T/ro is not writable by you (Permission denied)"
+    chmod 1777 "$POSTBOX_DIR" || fail "chmod"
+    as_nobody "$pb" create theirs --mode 0666 || fail "create as nobody"
+    run "$pb" create theirs
+    expect 3 "postbox: theirs: exists already, owned by nobody (mode 0666); give --shared to use another user's mailbox"
+    run "$pb" create theirs --shared
+    expect 0
+    "$pb" create mine --mode 0666 || fail "create mine"
+    run "$pb" create mine
+    expect 0
 }
 
 case_hostile_names() {
@@ -611,7 +763,9 @@ case_create_limits() {
     expect 2 "postbox create: bad value '0' for --max-bytes: at least 1; try 'postbox create --help'"
     run "$pb" create x --max-bytes 1K --max-msg-size 2K
     expect 2 "postbox create: --max-msg-size 2048 is larger than --max-bytes 1024; try 'postbox create --help'"
-    run "$pb" create x --max-msgs 16M --max-bytes 16M
+    # The largest count is accepted. A spool takes no memory for it; a shared-memory mailbox
+    # of 16M messages would take 6.5 GB of /dev/shm and minutes on a loaded machine.
+    run "$pb" create "spool:$T/big" --max-msgs 16M --max-bytes 16M
     expect 0
 }
 

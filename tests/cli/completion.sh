@@ -30,6 +30,6 @@ check "--follow" postbox recv --fo
 check "jobs junk" postbox send j
 check "jobs" postbox stat jo
 check "drop-newest drop-oldest" postbox create q --overflow drop
-check "--json --names --help" postbox ls -
+check "--wide --json --names --help" postbox ls -
 echo "ok: completion"
 ' sh "$1"

@@ -8,8 +8,13 @@
 # runs, a program links with plain cc flags), pkg_config_c, pkg_config_cxx (a program built
 # with pkg-config's flags), cmake_package_c, cmake_package_cxx (find_package(postbox)). A
 # case whose tool (pkg-config, a C++ compiler) is missing is skipped with exit status 77 and
-# a one-line reason; so is every case in a sanitizer build, whose library needs the
-# sanitizer runtime loaded first. The prefix is removed on exit.
+# a one-line reason naming the Debian package; so is every case in a sanitizer build, whose
+# library needs the sanitizer runtime loaded first. The prefix is removed on exit.
+#
+# pkg_config_as_documented follows docs/cli.md as a newcomer pastes it: it sets only what
+# the install printed to paste (PKG_CONFIG_PATH for a prefix pkg-config does not search), builds
+# with exactly `cc app.c $(pkg-config --cflags --libs postbox)` and runs the program with no
+# LD_LIBRARY_PATH: the rpath in postbox.pc must find the library.
 set -u
 [ $# -eq 4 ] || { echo "usage: sh install.sh BUILD_DIR SOURCE_DIR SANITIZE CASE" >&2; exit 2; }
 build=$1
@@ -31,12 +36,15 @@ fail() {
 }
 
 skip_unless() {
-    command -v "$1" >/dev/null 2>&1 || { echo "skipped: $1 not installed"; exit 77; }
+    command -v "$1" >/dev/null 2>&1 || { echo "skipped: $1 not installed (Debian: apt-get install $2)"; exit 77; }
+}
+need_cxx() {
+    [ -n "$cxx" ] || { echo "skipped: no C++ compiler (Debian: apt-get install g++)"; exit 77; }
 }
 case $case_name in
-pkg_config_c) skip_unless pkg-config ;;
-pkg_config_cxx) skip_unless pkg-config; [ -n "$cxx" ] || { echo "skipped: no C++ compiler"; exit 77; } ;;
-cmake_package_cxx) [ -n "$cxx" ] || { echo "skipped: no C++ compiler"; exit 77; } ;;
+pkg_config_c | pkg_config_as_documented) skip_unless pkg-config pkgconf ;;
+pkg_config_cxx) skip_unless pkg-config pkgconf; need_cxx ;;
+cmake_package_cxx) need_cxx ;;
 esac
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/postbox-install.XXXXXX") || exit 1
@@ -44,7 +52,7 @@ trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 prefix=$T/prefix
-cmake --install "$build" --prefix "$prefix" >"$T/install.log" 2>&1 ||
+env -u PKG_CONFIG_PATH cmake --install "$build" --prefix "$prefix" >"$T/install.log" 2>&1 ||
     fail "cmake --install failed: $(cat "$T/install.log")"
 libdir=$(dirname "$(find "$prefix" -name 'libpostbox.so' | head -n 1)")
 [ -d "$libdir" ] || fail "no libpostbox.so installed"
@@ -95,14 +103,25 @@ pkg_config_c | pkg_config_cxx)
     if [ $case_name = pkg_config_c ]; then
         # shellcheck disable=SC2086
         "$cc" -std=c99 -pedantic-errors -Wall -Werror -o "$T/user" \
-            "$src/tests/cli/installed_user.c" $flags -Wl,-rpath,"$libdir" || fail "cc with pkg-config flags"
+            "$src/tests/cli/installed_user.c" $flags || fail "cc with pkg-config flags"
     else
         cp "$src/tests/cli/installed_user.c" "$T/user.cpp"
         # shellcheck disable=SC2086
-        "$cxx" -pedantic-errors -Wall -Werror -o "$T/user" "$T/user.cpp" $flags \
-            -Wl,-rpath,"$libdir" || fail "c++ with pkg-config flags"
+        "$cxx" -pedantic-errors -Wall -Werror -o "$T/user" "$T/user.cpp" $flags ||
+            fail "c++ with pkg-config flags"
     fi
     run_program "$T/user"
+    ;;
+pkg_config_as_documented)
+    # Only what the install told us to paste, nothing else.
+    unset PKG_CONFIG_PATH LD_LIBRARY_PATH
+    paste=$(grep '^ *export PKG_CONFIG_PATH=' "$T/install.log") ||
+        fail "the install printed no PKG_CONFIG_PATH line for $prefix: $(cat "$T/install.log")"
+    eval "$paste"
+    cp "$src/tests/cli/installed_user.c" "$T/app.c"
+    (cd "$T" && "$cc" app.c $(pkg-config --cflags --libs postbox)) ||
+        fail "cc app.c \$(pkg-config --cflags --libs postbox) failed"
+    run_program "$T/a.out"
     ;;
 cmake_package_c | cmake_package_cxx)
     mkdir -p "$T/proj"
