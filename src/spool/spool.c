@@ -63,6 +63,7 @@
 
 #include "../common.h"
 #include "../crash.h"
+#include "../os/cancel.h"
 #include "../os/fs.h"
 #include "../os/os.h"
 #include "../peerlist.h"
@@ -901,6 +902,34 @@ static int reap(struct spool *s)
  * (-EINTR) or the spool was removed (-EIDRM). Called without the lock; gen is s->gen as the
  * caller saw it under the lock, and claims whether some message was claimed then.
  */
+struct waiting {
+    struct spool *s;
+    uint32_t *waiters;
+};
+
+static void stop_waiting(void *arg)
+{
+    const struct waiting *w = arg;
+    __atomic_fetch_sub(w->waiters, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&w->s->local_waiters, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The wait itself: the one cancellation point of a spool call (CANCELLATION in os/cancel.h;
+ * the API layer disabled cancellation around the rest). A cancel here uncounts the sleeper. */
+static int wait_readable(struct spool *s, uint64_t deadline_ns, uint64_t slice,
+                         struct pbx_sigguard *g, uint32_t *waiters)
+{
+    struct waiting w = {s, waiters};
+    struct pbx_cancel_wait cw;
+    int r;
+    pthread_cleanup_push(stop_waiting, &w);
+    pbx__cancel_wait_begin(&cw, 0);
+    r = pbx__fs_wait_readable(s->ifd, s->efd, deadline_ns, slice, g->blocked ? &g->old : NULL);
+    pbx__cancel_wait_end(&cw);
+    pthread_cleanup_pop(0);
+    return r;
+}
+
 static int wait_change(struct spool *s, uint64_t gen, int claims, uint64_t deadline_ns,
                        struct pbx_sigguard *g, uint32_t *waiters)
 {
@@ -916,7 +945,7 @@ static int wait_change(struct spool *s, uint64_t gen, int claims, uint64_t deadl
     int r = 1;
     if (__atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) == gen) {
         uint64_t slice = claims ? CLAIM_SLICE_NS : IDLE_SLICE_NS;
-        r = pbx__fs_wait_readable(s->ifd, s->efd, deadline_ns, slice, g->blocked ? &g->old : NULL);
+        r = wait_readable(s, deadline_ns, slice, g, waiters);
     }
     __atomic_fetch_sub(waiters, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
@@ -1677,6 +1706,32 @@ static void sync_unlist(struct spool *s, struct sync_wait *sw)
  * (PBX_DROP_OLDEST); -ETIMEDOUT, -EINTR, -EIDRM leave it queued. While claims exist the sender
  * also puts back dead claimers' messages, so a receiver killed holding it cannot strand it.
  */
+struct sync_listed {
+    struct spool *s;
+    struct sync_wait *sw;
+};
+
+/* A PBX_SYNC sender cancelled while it waits: its entry, on its stack, leaves the list. */
+static void sync_cancelled(void *arg)
+{
+    const struct sync_listed *l = arg;
+    int locked = spool_lock(l->s) == 0;
+    sync_unlist(l->s, l->sw); /* (without the lock if it failed: see wait_taken) */
+    if (locked)
+        spool_unlock(l->s);
+}
+
+static int wait_change_listed(struct spool *s, struct sync_wait *sw, uint64_t gen, int claims,
+                              uint64_t deadline_ns, struct pbx_sigguard *g, uint32_t *waiting)
+{
+    struct sync_listed l = {s, sw};
+    int r;
+    pthread_cleanup_push(sync_cancelled, &l);
+    r = wait_change(s, gen, claims, deadline_ns, g, waiting);
+    pthread_cleanup_pop(0);
+    return r;
+}
+
 static int wait_taken(struct spool *s, struct sync_wait *sw, uint64_t deadline_ns)
 {
     struct pbx_sigguard g;
@@ -1706,7 +1761,7 @@ static int wait_taken(struct spool *s, struct sync_wait *sw, uint64_t deadline_n
         int claims = s->idx.nclaimed != 0;
         spool_unlock(s);
         PBX_CRASH_POINT("spool.sync.waiting");
-        if ((r = wait_change(s, gen, claims, deadline_ns, &g, &waiting))) {
+        if ((r = wait_change_listed(s, sw, gen, claims, deadline_ns, &g, &waiting))) {
             if (spool_lock(s) == 0) {
                 sync_unlist(s, sw);
                 spool_unlock(s);
@@ -1886,6 +1941,31 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
     }
 }
 
+struct tmp_file {
+    struct spool *s;
+    const char *name;
+};
+
+static void drop_tmp(void *arg)
+{
+    const struct tmp_file *t = arg;
+    pbx__fs_table()->unlinkat(t->s->tmpfd, t->name, 0);
+}
+
+/* send_loop, whose wait for room is a cancellation point: a cancel deletes the temporary file
+ * (the message was not sent). */
+static int send_tmp(struct spool *s, long type, const char *tmpname, uint32_t len, int flags,
+                    uint64_t deadline_ns, struct pbx_sigguard *g, uint64_t *mine, uint64_t *bucket,
+                    struct sync_wait *sw)
+{
+    struct tmp_file t = {s, tmpname};
+    int r;
+    pthread_cleanup_push(drop_tmp, &t);
+    r = send_loop(s, type, tmpname, len, flags, deadline_ns, g, mine, bucket, sw);
+    pthread_cleanup_pop(0);
+    return r;
+}
+
 static int spool_send(void *state, long type, const void *data, uint32_t len, int flags,
                       uint64_t deadline_ns)
 {
@@ -1904,7 +1984,7 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
     struct sync_wait sw = {0, 0, NULL};
     int sync = (flags & PBX_SYNC) != 0;
     int r =
-        send_loop(s, type, tmpname, len, flags, deadline_ns, &g, &mine, &bucket, sync ? &sw : NULL);
+        send_tmp(s, type, tmpname, len, flags, deadline_ns, &g, &mine, &bucket, sync ? &sw : NULL);
     pbx__os_sig_restore(&g);
     if (r < 0) {
         pbx__fs_table()->unlinkat(s->tmpfd, tmpname, 0);
