@@ -83,7 +83,8 @@
 /* A PBX_SYNC sender waiting for the take of its message (on the handle's list, lock held). */
 struct sync_wait {
     uint64_t seq;
-    int dropped; /* its file was deleted from q/ (PBX_DROP_OLDEST), not claimed */
+    int dropped;   /* its file was deleted from q/ (PBX_DROP_OLDEST), not claimed */
+    int abandoned; /* its sender was cancelled: the next to unlist frees it (sync_cancelled) */
     struct sync_wait *next;
 };
 
@@ -1100,6 +1101,11 @@ static void spool_free(struct spool *s)
         if (*fds[i] >= 0)
             close(*fds[i]);
     pbx__sidx_fini(&s->idx);
+    while (s->syncs) { /* only entries of cancelled senders are left (sync_cancelled) */
+        struct sync_wait *w = s->syncs;
+        s->syncs = w->next;
+        free(w);
+    }
     pthread_mutex_destroy(&s->fd_mu);
     free(s->wd_bucket);
     free(s->new_buckets);
@@ -1689,14 +1695,41 @@ static int spool_unlink(const char *name)
 
 /* ---- sending --------------------------------------------------------------------------- */
 
-/* Take sw off the handle's list of sync senders (lock held). */
+/* Take sw off the handle's list of sync senders (lock held), and free the entries of senders
+ * cancelled meanwhile. */
 static void sync_unlist(struct spool *s, struct sync_wait *sw)
 {
-    for (struct sync_wait **p = &s->syncs; *p; p = &(*p)->next)
-        if (*p == sw) {
-            *p = sw->next;
-            return;
+    for (struct sync_wait **p = &s->syncs; *p;) {
+        struct sync_wait *w = *p;
+        if (w == sw) {
+            *p = w->next;
+        } else if (__atomic_load_n(&w->abandoned, __ATOMIC_ACQUIRE)) {
+            *p = w->next;
+            free(w);
+        } else {
+            p = &w->next;
         }
+    }
+}
+
+/* A PBX_SYNC sender cancelled while it waits (CANCELLATION in os/cancel.h): its entry, on the
+ * heap, stays listed, marked, until the next sync_unlist or the close frees it. A cleanup
+ * handler takes no lock: the spool lock may be held by a stopped process, and a thread
+ * cancelled inside an intercepted call no longer has its locking seen by the thread
+ * sanitizer. */
+static void sync_cancelled(void *arg)
+{
+    __atomic_store_n(&((struct sync_wait *) arg)->abandoned, 1, __ATOMIC_RELEASE);
+}
+
+static int wait_change_listed(struct spool *s, struct sync_wait *sw, uint64_t gen, int claims,
+                              uint64_t deadline_ns, struct pbx_sigguard *g, uint32_t *waiting)
+{
+    int r;
+    pthread_cleanup_push(sync_cancelled, sw);
+    r = wait_change(s, gen, claims, deadline_ns, g, waiting);
+    pthread_cleanup_pop(0);
+    return r;
 }
 
 /*
@@ -1706,32 +1739,6 @@ static void sync_unlist(struct spool *s, struct sync_wait *sw)
  * (PBX_DROP_OLDEST); -ETIMEDOUT, -EINTR, -EIDRM leave it queued. While claims exist the sender
  * also puts back dead claimers' messages, so a receiver killed holding it cannot strand it.
  */
-struct sync_listed {
-    struct spool *s;
-    struct sync_wait *sw;
-};
-
-/* A PBX_SYNC sender cancelled while it waits: its entry, on its stack, leaves the list. */
-static void sync_cancelled(void *arg)
-{
-    const struct sync_listed *l = arg;
-    int locked = spool_lock(l->s) == 0;
-    sync_unlist(l->s, l->sw); /* (without the lock if it failed: see wait_taken) */
-    if (locked)
-        spool_unlock(l->s);
-}
-
-static int wait_change_listed(struct spool *s, struct sync_wait *sw, uint64_t gen, int claims,
-                              uint64_t deadline_ns, struct pbx_sigguard *g, uint32_t *waiting)
-{
-    struct sync_listed l = {s, sw};
-    int r;
-    pthread_cleanup_push(sync_cancelled, &l);
-    r = wait_change(s, gen, claims, deadline_ns, g, waiting);
-    pthread_cleanup_pop(0);
-    return r;
-}
-
 static int wait_taken(struct spool *s, struct sync_wait *sw, uint64_t deadline_ns)
 {
     struct pbx_sigguard g;
@@ -1981,13 +1988,18 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
     struct pbx_sigguard g;
     pbx__os_sig_guard_init(&g);
     uint64_t mine = 0, bucket = 0;
-    struct sync_wait sw = {0, 0, NULL};
     int sync = (flags & PBX_SYNC) != 0;
-    int r =
-        send_tmp(s, type, tmpname, len, flags, deadline_ns, &g, &mine, &bucket, sync ? &sw : NULL);
+    /* On the heap: a sender cancelled while it waits leaves it listed (sync_cancelled). */
+    struct sync_wait *sw = sync ? calloc(1, sizeof(*sw)) : NULL;
+    if (sync && !sw) {
+        pbx__fs_table()->unlinkat(s->tmpfd, tmpname, 0);
+        return -ENOMEM;
+    }
+    int r = send_tmp(s, type, tmpname, len, flags, deadline_ns, &g, &mine, &bucket, sw);
     pbx__os_sig_restore(&g);
     if (r < 0) {
         pbx__fs_table()->unlinkat(s->tmpfd, tmpname, 0);
+        free(sw);
         return r;
     }
     if (s->meta.durability == PBX_DURABLE_ALWAYS)
@@ -1996,7 +2008,8 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
         err = flush_batch(s, 0);
     PBX_CRASH_POINT("spool.send.durable");
     if (sync) {
-        int w = wait_taken(s, &sw, deadline_ns);
+        int w = wait_taken(s, sw, deadline_ns);
+        free(sw);
         if (!err)
             err = w;
     }
