@@ -520,6 +520,7 @@ struct registration {
 
 static void deregister(void *arg)
 {
+    pbx__cancel_landed();
     const struct registration *r = arg;
     pbx__event_cancel(r->ev, r->s);
 }
@@ -675,6 +676,7 @@ struct sync_hold {
 
 static void sync_let_go(void *arg)
 {
+    pbx__cancel_landed();
     const struct sync_hold *h = arg;
     pbx__sync_end(h->m, h->sync);
 }

@@ -910,6 +910,7 @@ struct waiting {
 
 static void stop_waiting(void *arg)
 {
+    pbx__cancel_landed();
     const struct waiting *w = arg;
     __atomic_fetch_sub(w->waiters, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&w->s->local_waiters, 1, __ATOMIC_SEQ_CST);
@@ -1719,6 +1720,7 @@ static void sync_unlist(struct spool *s, struct sync_wait *sw)
  * sanitizer. */
 static void sync_cancelled(void *arg)
 {
+    pbx__cancel_landed();
     __atomic_store_n(&((struct sync_wait *) arg)->abandoned, 1, __ATOMIC_RELEASE);
 }
 
@@ -1955,6 +1957,7 @@ struct tmp_file {
 
 static void drop_tmp(void *arg)
 {
+    pbx__cancel_landed();
     const struct tmp_file *t = arg;
     pbx__fs_table()->unlinkat(t->s->tmpfd, t->name, 0);
 }
