@@ -19,6 +19,16 @@
  *     pbx_strerror() and pbx_version() are; nothing else (a handler that must react to mail
  *     should set a flag or write to a pipe, and leave postbox calls to the main flow — see
  *     pbx_notify() and docs/signals.md).
+ *   - Cancellation (pthread_cancel, deferred): a call is a cancellation point only where it
+ *     blocks — pbx_send/pbx_timedsend waiting for room or, with PBX_SYNC, for the take;
+ *     pbx_recv/pbx_timedrecv/pbx_claim waiting for a message — as msgsnd(2) and msgrcv(2)
+ *     are. A cancel acts there with nothing half done: the call's waiter counts and
+ *     registrations are undone, a cancelled send has sent nothing (a PBX_SYNC send cancelled
+ *     while it waits for the take has sent its message, as with -EINTR), a cancelled receive
+ *     has taken nothing. Everywhere else, and in every other call (open, close, ack, release,
+ *     notify, fd, peers, stat, remove), cancellation is held off and a pending cancel acts at
+ *     the caller's next cancellation point. Asynchronous cancellation is not supported: no
+ *     function is async-cancel-safe. docs/api.md, "Cancellation".
  *
  * Compiles as C (C99 and later) and as C++.
  */
@@ -260,7 +270,8 @@ PBX_API int pbx_unlink(const char *name);
  * PBX_SYNC senders may wait on one mailbox at once (-EUSERS beyond). A sync sender killed while
  * it waits leaves its message queued and nothing else. Spools: the same (no 64 limit; see
  * docs/signals.md).
- * Blocks only under PBX_BLOCK without PBX_NOWAIT, or with PBX_SYNC. Thread-safe.
+ * Blocks only under PBX_BLOCK without PBX_NOWAIT, or with PBX_SYNC. Thread-safe. A cancellation
+ * point while it blocks, and only then (Cancellation, at the top).
  */
 PBX_API int pbx_send(pbx_t *q, long type, const void *data, size_t len, int flags);
 
@@ -296,7 +307,8 @@ PBX_API int pbx_timedsend(pbx_t *q, long type, const void *data, size_t len, int
  *   -EIDRM    the mailbox was removed
  *   -EINTR    a signal handler ran while this call slept (even with SA_RESTART)
  *   -EBADMSG  the mailbox's shared state is damaged
- * Blocks until a message matches, unless PBX_NOWAIT. Thread-safe.
+ * Blocks until a message matches, unless PBX_NOWAIT. Thread-safe. A cancellation point while
+ * it blocks, and only then (Cancellation, at the top).
  */
 PBX_API ssize_t pbx_recv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out);
 

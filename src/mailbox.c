@@ -4,7 +4,10 @@
  * Every check a caller can fail lives here, once, so that each transport receives only
  * well-formed requests (transport.h) and every transport rejects bad input the same way.
  * Timeouts become absolute CLOCK_MONOTONIC deadlines here, so a call that sleeps several
- * times still gives up on time.
+ * times still gives up on time. Cancellation is disabled here across each call, so that a
+ * pthread_cancel() acts only where the transport waits (CANCELLATION in os/cancel.h); the
+ * shared-memory send and receive, whose fast path reaches no cancellation point, see to it
+ * themselves (transport.h, cancel_inline).
  */
 #include <errno.h>
 #include <limits.h>
@@ -14,6 +17,7 @@
 
 #include "common.h"
 #include "internal.h"
+#include "os/cancel.h"
 #include "os/os.h"
 #include "transport.h"
 
@@ -118,13 +122,14 @@ int pbx_open(const char *name, int flags, const struct pbx_options *opts, pbx_t 
     if (!options_valid(opts))
         return -EINVAL;
     void *state;
-    if ((err = t->open(name, flags, opts, &state)))
-        return err;
-    if (!(*out = handle_new(t, state))) {
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    if (!(err = t->open(name, flags, opts, &state)) && !(*out = handle_new(t, state))) {
         t->close(state);
-        return -ENOMEM;
+        err = -ENOMEM;
     }
-    return 0;
+    pbx__cancel_restore(&c);
+    return err;
 }
 
 int pbx_open_private(const struct pbx_options *opts, pbx_t **out)
@@ -136,35 +141,51 @@ int pbx_open_private(const struct pbx_options *opts, pbx_t **out)
         return -EINVAL;
     const struct pbx_transport *t = &pbx__shm_transport;
     void *state;
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
     int err = t->open_private(opts, &state);
-    if (err)
-        return err;
-    if (!(*out = handle_new(t, state))) {
+    if (!err && !(*out = handle_new(t, state))) {
         t->close(state);
-        return -ENOMEM;
+        err = -ENOMEM;
     }
-    return 0;
+    pbx__cancel_restore(&c);
+    return err;
 }
 
 int pbx_close(pbx_t *q)
 {
     if (!q)
         return 0;
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
     int err = q->t->close(q->state);
     free(q);
+    pbx__cancel_restore(&c);
     return err;
 }
 
 int pbx_remove(pbx_t *q)
 {
-    return q ? q->t->remove(q->state) : -EINVAL;
+    if (!q)
+        return -EINVAL;
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    int err = q->t->remove(q->state);
+    pbx__cancel_restore(&c);
+    return err;
 }
 
 int pbx_unlink(const char *name)
 {
     const struct pbx_transport *t;
     int err = pick_transport(name, &t);
-    return err ? err : t->unlink(name);
+    if (err)
+        return err;
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    err = t->unlink(name);
+    pbx__cancel_restore(&c);
+    return err;
 }
 
 /* Turn a relative timeout into an absolute CLOCK_MONOTONIC deadline (0: none). */
@@ -206,6 +227,43 @@ static inline int recv_args(const pbx_t *q, long type, const void *buf, size_t c
     return 0;
 }
 
+/* A transport without cancel_inline has cancellation disabled across send and receive. */
+static int guarded_send(pbx_t *q, long type, const void *data, size_t len, int flags,
+                        uint64_t deadline)
+{
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    int r = q->t->send(q->state, type, data, (uint32_t) len, flags, deadline);
+    pbx__cancel_restore(&c);
+    return r;
+}
+
+static ssize_t guarded_recv(pbx_t *q, long type, void *buf, uint32_t cap, int flags, long *type_out,
+                            uint64_t deadline)
+{
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    ssize_t r = q->t->recv(q->state, type, buf, cap, flags, type_out, deadline);
+    pbx__cancel_restore(&c);
+    return r;
+}
+
+static inline int send_to(pbx_t *q, long type, const void *data, size_t len, int flags,
+                          uint64_t deadline)
+{
+    if (PBX_LIKELY(q->t->cancel_inline))
+        return q->t->send(q->state, type, data, (uint32_t) len, flags, deadline);
+    return guarded_send(q, type, data, len, flags, deadline);
+}
+
+static inline ssize_t recv_from(pbx_t *q, long type, void *buf, uint32_t cap, int flags,
+                                long *type_out, uint64_t deadline)
+{
+    if (PBX_LIKELY(q->t->cancel_inline))
+        return q->t->recv(q->state, type, buf, cap, flags, type_out, deadline);
+    return guarded_recv(q, type, buf, cap, flags, type_out, deadline);
+}
+
 static inline uint32_t cap32_of(size_t cap)
 {
     return cap > UINT32_MAX ? UINT32_MAX : (uint32_t) cap;
@@ -218,13 +276,13 @@ int pbx_timedsend(pbx_t *q, long type, const void *data, size_t len, int flags,
     uint64_t deadline;
     if (!err)
         err = deadline_of(timeout, &deadline);
-    return err ? err : q->t->send(q->state, type, data, (uint32_t) len, flags, deadline);
+    return err ? err : send_to(q, type, data, len, flags, deadline);
 }
 
 int pbx_send(pbx_t *q, long type, const void *data, size_t len, int flags)
 {
     int err = send_args(q, type, data, len, flags);
-    return err ? err : q->t->send(q->state, type, data, (uint32_t) len, flags, 0);
+    return err ? err : send_to(q, type, data, len, flags, 0);
 }
 
 ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
@@ -234,13 +292,13 @@ ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int flags, lon
     uint64_t deadline;
     if (!err)
         err = deadline_of(timeout, &deadline);
-    return err ? err : q->t->recv(q->state, type, buf, cap32_of(cap), flags, type_out, deadline);
+    return err ? err : recv_from(q, type, buf, cap32_of(cap), flags, type_out, deadline);
 }
 
 ssize_t pbx_recv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out)
 {
     int err = recv_args(q, type, buf, cap, flags);
-    return err ? err : q->t->recv(q->state, type, buf, cap32_of(cap), flags, type_out, 0);
+    return err ? err : recv_from(q, type, buf, cap32_of(cap), flags, type_out, 0);
 }
 
 ssize_t pbx_claim(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
@@ -253,35 +311,61 @@ ssize_t pbx_claim(pbx_t *q, long type, void *buf, size_t cap, int flags, long *t
     *claim = 0;
     if (!q->t->claim)
         return -EOPNOTSUPP;
-    return q->t->claim(q->state, type, buf, cap32_of(cap), flags, type_out, claim, 0);
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    ssize_t r = q->t->claim(q->state, type, buf, cap32_of(cap), flags, type_out, claim, 0);
+    pbx__cancel_restore(&c);
+    return r;
+}
+
+/* ack or release, with cancellation disabled. */
+static int settle(pbx_t *q, uint64_t claim, int (*op)(void *, uint64_t))
+{
+    if (!q || !claim)
+        return -EINVAL;
+    if (!op)
+        return -EOPNOTSUPP;
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    int err = op(q->state, claim);
+    pbx__cancel_restore(&c);
+    return err;
 }
 
 int pbx_ack(pbx_t *q, uint64_t claim)
 {
-    if (!q || !claim)
-        return -EINVAL;
-    return q->t->ack ? q->t->ack(q->state, claim) : -EOPNOTSUPP;
+    return settle(q, claim, q ? q->t->ack : NULL);
 }
 
 int pbx_release(pbx_t *q, uint64_t claim)
 {
-    if (!q || !claim)
-        return -EINVAL;
-    return q->t->release ? q->t->release(q->state, claim) : -EOPNOTSUPP;
+    return settle(q, claim, q ? q->t->release : NULL);
 }
 
 int pbx_notify(pbx_t *q, int signo, int value)
 {
     if (!q || signo < 0 || signo > SIGRTMAX || signo == SIGKILL || signo == SIGSTOP)
         return -EINVAL;
-    return q->t->notify ? q->t->notify(q->state, signo, value) : -EOPNOTSUPP;
+    if (!q->t->notify)
+        return -EOPNOTSUPP;
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    int err = q->t->notify(q->state, signo, value);
+    pbx__cancel_restore(&c);
+    return err;
 }
 
 int pbx_fd(pbx_t *q)
 {
     if (!q)
         return -EINVAL;
-    return q->t->fd ? q->t->fd(q->state) : -EOPNOTSUPP;
+    if (!q->t->fd)
+        return -EOPNOTSUPP;
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    int fd = q->t->fd(q->state);
+    pbx__cancel_restore(&c);
+    return fd;
 }
 
 ssize_t pbx_peers(pbx_t *q, struct pbx_peer *out, size_t cap)
@@ -290,10 +374,13 @@ ssize_t pbx_peers(pbx_t *q, struct pbx_peer *out, size_t cap)
         return -EINVAL;
     if (!q->t->peers)
         return -EOPNOTSUPP;
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
     ssize_t n = q->t->peers(q->state, out, cap);
     struct pbx_stat st;
     if (n >= 0 && q->t->stat(q->state, &st) == -EIDRM)
-        return -EIDRM;
+        n = -EIDRM;
+    pbx__cancel_restore(&c);
     return n;
 }
 
@@ -301,7 +388,11 @@ int pbx_stat(pbx_t *q, struct pbx_stat *st)
 {
     if (!q || !st)
         return -EINVAL;
-    return q->t->stat(q->state, st);
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    int err = q->t->stat(q->state, st);
+    pbx__cancel_restore(&c);
+    return err;
 }
 
 struct pbx_shm *pbx__handle_shm(pbx_t *q)

@@ -30,6 +30,10 @@
 struct pbx_transport {
     const char *name;
     int sync; /* 1: send honours PBX_SYNC (waits for the take); 0: -EOPNOTSUPP */
+    /* Cancellation (CANCELLATION in os/cancel.h): the API layer disables it across every call
+     * and the transport enables it only where it waits, except that with cancel_inline = 1
+     * send and recv run in the caller's state and disable it themselves where they must. */
+    int cancel_inline;
     int (*open)(const char *name, int flags, const struct pbx_options *opts, void **state);
     int (*open_private)(const struct pbx_options *opts, void **state);
     int (*close)(void *state);

@@ -9,6 +9,7 @@
 
 #include "../common.h"
 #include "../crash.h"
+#include "../os/cancel.h"
 #include "../os/os.h"
 
 #define LOCK_SPINS     200           /* brief spin before sleeping */
@@ -218,7 +219,13 @@ int pbx__block_acquire_slow(uint64_t *word, struct pbx_bias *b, const struct pbx
     }
     uint64_t o = __atomic_load_n(&b->owner, __ATOMIC_SEQ_CST);
     if (o != 0 && o != me) {
+        /* The revocation naps and reads /proc with the word held: no cancellation point there
+         * (CANCELLATION in os/cancel.h), or a cancelled caller would leave the word to be
+         * taken over. */
+        struct pbx_cancel c;
+        pbx__cancel_off(&c);
         int v = bias_revoke(b, o, ctx, limit);
+        pbx__cancel_restore(&c);
         __atomic_store_n(&st->count, 0, __ATOMIC_RELAXED);
         if (v < 0) {
             /* Given up: the word goes back, the mark stays in owner for the next taker. If we

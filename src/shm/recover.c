@@ -23,6 +23,7 @@
 #include <errno.h>
 
 #include "../crash.h"
+#include "../os/cancel.h"
 #include "../os/os.h"
 #include "shm.h"
 #include "wait.h"
@@ -201,24 +202,10 @@ int pbx__recover_orphans(struct pbx_shm *m, int *fire)
     return repaired + requeued;
 }
 
-int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
+/* pbx__look_after_dead_peers, once it has been decided to look. */
+static int look_after(struct pbx_shm *m, int inflight, int sleepers, int syncs)
 {
     struct pbx_header *h = m->h;
-    int inflight =
-        PBX_LOAD(&h->send.inflight) || PBX_LOAD(&h->recv.inflight) || PBX_LOAD(&h->recv.claimed);
-    int sleepers = PBX_LOAD(&h->msg_ev.waiters) || PBX_LOAD(&h->space_ev.waiters);
-    int syncs = PBX_LOAD(&h->sync_count) != 0;
-    if (!inflight && !sleepers && !syncs)
-        return 0;
-    uint64_t now = pbx__os_mono_ns();
-    uint64_t last = PBX_LOAD(&h->last_scan_ns);
-    if (!force && now - last < SCAN_INTERVAL_NS)
-        return 0;
-    if (!__atomic_compare_exchange_n(&h->last_scan_ns, &last, now, 0, __ATOMIC_RELAXED,
-                                     __ATOMIC_RELAXED) &&
-        !force)
-        return 0; /* another process is looking right now */
-
     int n = 0;
     if (sleepers)
         n = pbx__event_sweep(&h->msg_ev) + pbx__event_sweep(&h->space_ev);
@@ -253,5 +240,32 @@ int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
             pbx__listen_fire(m);
         n += err;
     }
+    return n;
+}
+
+int pbx__look_after_dead_peers(struct pbx_shm *m, int force)
+{
+    struct pbx_header *h = m->h;
+    int inflight =
+        PBX_LOAD(&h->send.inflight) || PBX_LOAD(&h->recv.inflight) || PBX_LOAD(&h->recv.claimed);
+    int sleepers = PBX_LOAD(&h->msg_ev.waiters) || PBX_LOAD(&h->space_ev.waiters);
+    int syncs = PBX_LOAD(&h->sync_count) != 0;
+    if (!inflight && !sleepers && !syncs)
+        return 0;
+    uint64_t now = pbx__os_mono_ns();
+    uint64_t last = PBX_LOAD(&h->last_scan_ns);
+    if (!force && now - last < SCAN_INTERVAL_NS)
+        return 0;
+    if (!__atomic_compare_exchange_n(&h->last_scan_ns, &last, now, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED) &&
+        !force)
+        return 0; /* another process is looking right now */
+
+    /* The search reads /proc and takes both locks: cancellation points with state half
+     * changed, so cancellation waits until it is over (CANCELLATION in os/cancel.h). */
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    int n = look_after(m, inflight, sleepers, syncs);
+    pbx__cancel_restore(&c);
     return n;
 }

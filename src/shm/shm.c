@@ -12,6 +12,14 @@
  * The loops (shm_send, shm_recv) take a side's lock, try, and if they must wait, release the
  * lock, spin briefly, then sleep on the side's event (wait.h) in slices (SLICE_NS); after a
  * slice with nothing to show they look for orphans left by dead peers (recover.c).
+ *
+ * CANCELLATION (os/cancel.h). Send and receive run in their caller's cancellation state: the
+ * fast path reaches no cancellation point. Everything else that can reach one with the
+ * mailbox half changed (a message taken but not yet returned, a registration made, a lock
+ * held, a slot being copied) runs with cancellation disabled: the waits from registration to
+ * deregistration, the PBX_SYNC send, the copy of a large message and the lock it retakes,
+ * announcements to listeners and the look for dead peers. The futex sleep itself is the
+ * cancellation point, and a cleanup handler takes the registration back.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,6 +32,7 @@
 #include <unistd.h>
 
 #include "../crash.h"
+#include "../os/cancel.h"
 #include "../os/os.h"
 #include "../transport.h"
 #include "shm.h"
@@ -483,9 +492,9 @@ static int see_lock_pass(struct pbx_shm *m, struct pbx_event *ev, const struct p
  * Between slices it looks after orphans: what a dead peer holds may be what we wait for.
  * Deregisters before returning 0 (re-check), -ETIMEDOUT, -EINTR or -EIDRM.
  */
-static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const struct pbx_sleeper *s,
-                              const uint64_t *word, uint64_t old, uint64_t deadline_ns,
-                              struct pbx_sigguard *g)
+static int sleep_loop(struct pbx_shm *m, struct pbx_event *ev, const struct pbx_sleeper *s,
+                      const uint64_t *word, uint64_t old, uint64_t deadline_ns,
+                      struct pbx_sigguard *g)
 {
     int err = 0;
     for (;;) {
@@ -512,8 +521,43 @@ static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const str
             pbx__look_after_dead_peers(m, 0);
         }
     }
-    pbx__event_cancel(ev, s);
+    return err;
+}
+
+struct registration {
+    struct pbx_event *ev;
+    const struct pbx_sleeper *s;
+};
+
+static void deregister(void *arg)
+{
+    pbx__cancel_landed();
+    const struct registration *r = arg;
+    pbx__event_cancel(r->ev, r->s);
+}
+
+/* Called with cancellation disabled (CANCELLATION above): the sleep is a cancellation point,
+ * and a cancel there deregisters. */
+static int sleep_until_change(struct pbx_shm *m, struct pbx_event *ev, const struct pbx_sleeper *s,
+                              const uint64_t *word, uint64_t old, uint64_t deadline_ns,
+                              struct pbx_sigguard *g)
+{
+    struct registration reg = {ev, s};
+    int err;
+    pthread_cleanup_push(deregister, &reg);
+    err = sleep_loop(m, ev, s, word, old, deadline_ns, g);
+    pthread_cleanup_pop(1);
     return err == -EINTR || err == -ETIMEDOUT ? (removed(m) ? -EIDRM : err) : err;
+}
+
+/* Tell listeners, with cancellation disabled: they are told after the step, before the call
+ * returns, and may read /proc, close descriptors and take a mutex. */
+static void fire_listeners(struct pbx_shm *m)
+{
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    pbx__listen_fire(m);
+    pbx__cancel_restore(&c);
 }
 
 static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t len, int flags,
@@ -550,9 +594,14 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
             uint64_t pos = 0;
             err = pbx__send_alloc(m, type, data, len, &slot, sync, &pos);
             if (err == PBX_PENDING) {
+                /* The slot is ours (WRITING) until published: not cancelled meanwhile. */
+                struct pbx_cancel c;
+                pbx__cancel_off(&c);
                 pbx__send_unlock(m);
                 pbx__send_copy_in(m, slot, data, len);
-                if ((err = pbx__send_lock(m)))
+                err = pbx__send_lock(m);
+                pbx__cancel_restore(&c);
+                if (err)
                     return err;
                 pbx__send_publish(m, slot, sync, &pos);
             }
@@ -562,8 +611,12 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
             if (pbx__event_signal(&h->msg_ev))
                 pbx__look_after_dead_peers(m, 0); /* counted sleepers, none woken */
             /* LISTENERS (listen.c): one load of the control line when nobody listens. */
-            if (PBX_UNLIKELY(pbx__listening(m)))
+            if (PBX_UNLIKELY(pbx__listening(m))) {
+                struct pbx_cancel c;
+                pbx__cancel_off(&c);
                 pbx__listen_arrived(m, pos);
+                pbx__cancel_restore(&c);
+            }
             return dropped;
         }
 
@@ -596,18 +649,55 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
         if (PBX_ACQUIRE(&h->recv.recvd_msgs) != freed)
             continue;
         struct pbx_sleeper sl;
+        struct pbx_cancel c;
+        pbx__cancel_off(&c); /* from registration to deregistration (CANCELLATION above) */
         pbx__event_prepare(&h->space_ev, &sl);
-        if ((err = see_lock_pass(m, &h->space_ev, &sl, 0, until)))
+        if ((err = see_lock_pass(m, &h->space_ev, &sl, 0, until))) {
+            pbx__cancel_restore(&c);
             return err; /* room is made under the receive lock */
+        }
         if (PBX_LOAD(&h->soft_limit) != limit) {
             pbx__event_cancel(&h->space_ev, &sl);
+            pbx__cancel_restore(&c);
             continue;
         }
         err = sleep_until_change(m, &h->space_ev, &sl, &h->recv.recvd_msgs, freed, deadline_ns, g);
+        pbx__cancel_restore(&c);
         if (err)
             return err;
         spun = 0;
     }
+}
+
+struct sync_hold {
+    struct pbx_shm *m;
+    int sync;
+};
+
+static void sync_let_go(void *arg)
+{
+    pbx__cancel_landed();
+    const struct sync_hold *h = arg;
+    pbx__sync_end(h->m, h->sync);
+}
+
+/* PBX_SYNC: send, then wait for the take, holding a sync entry that a cancel gives back. */
+static int sync_send(struct pbx_shm *m, long type, const void *data, uint32_t len, int flags,
+                     uint64_t deadline_ns, struct pbx_sigguard *g)
+{
+    int sync = pbx__sync_begin(m);
+    if (sync < 0)
+        return sync;
+    struct sync_hold hold = {m, sync};
+    int r;
+    pthread_cleanup_push(sync_let_go, &hold);
+    r = send_loop(m, type, data, len, flags, deadline_ns, g, sync);
+    if (r >= 0) {
+        int w = pbx__sync_wait(m, sync, deadline_ns, g);
+        r = w < 0 ? w : r;
+    }
+    pthread_cleanup_pop(1);
+    return r;
 }
 
 static int shm_send(void *state, long type, const void *data, uint32_t len, int flags,
@@ -627,15 +717,10 @@ static int shm_send(void *state, long type, const void *data, uint32_t len, int 
     /* PBX_SYNC | PBX_NOWAIT sends only to a receiver that already waits (docs/signals.md). */
     if ((flags & PBX_NOWAIT) && !PBX_LOAD(&m->h->msg_ev.waiters))
         return PBX_LOAD(&m->h->removed) ? -EIDRM : -EAGAIN;
-    int sync = pbx__sync_begin(m);
-    if (sync < 0)
-        return sync;
-    int r = send_loop(m, type, data, len, flags, deadline_ns, &g, sync);
-    if (r >= 0) {
-        int w = pbx__sync_wait(m, sync, deadline_ns, &g);
-        r = w < 0 ? w : r;
-    }
-    pbx__sync_end(m, sync);
+    struct pbx_cancel c;
+    pbx__cancel_off(&c); /* the entry is held until sync_end (CANCELLATION above) */
+    int r = sync_send(m, type, data, len, flags, deadline_ns, &g);
+    pbx__cancel_restore(&c);
     pbx__os_sig_restore(&g);
     return r;
 }
@@ -664,7 +749,7 @@ static ssize_t deliver(struct pbx_shm *m, const struct pbx_pick *p, void *buf, u
         int err = pbx__recv_claim(m, p, &s, &fire);
         pbx__recv_unlock(m);
         if (PBX_UNLIKELY(fire))
-            pbx__listen_fire(m);
+            fire_listeners(m);
         if (err < 0)
             return err;
         pbx__copy_out(m, s, buf, n);
@@ -676,15 +761,19 @@ static ssize_t deliver(struct pbx_shm *m, const struct pbx_pick *p, void *buf, u
         int err = pbx__recv_take(m, p, buf, n, &s, &fire);
         pbx__recv_unlock(m);
         if (PBX_UNLIKELY(fire))
-            pbx__listen_fire(m);
+            fire_listeners(m);
         if (err == PBX_PENDING) {
+            /* The slot is ours (READING) until finished: not cancelled meanwhile. */
+            struct pbx_cancel c;
+            pbx__cancel_off(&c);
             PBX_CRASH_POINT("recv.copying");
             pbx__copy_out(m, s, buf, n);
             /* The slot is ours (READING): giving it back needs the lock, not the index. */
-            if ((err = pbx__recv_lock(m)))
-                return err;
-            err = pbx__recv_finish(m, s);
-            pbx__recv_unlock(m);
+            if (!(err = pbx__recv_lock(m))) {
+                err = pbx__recv_finish(m, s);
+                pbx__recv_unlock(m);
+            }
+            pbx__cancel_restore(&c);
         }
         if (err < 0)
             return err;
@@ -805,8 +894,12 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
             pbx__recv_unlock(m);
             if (pbx__look_after_dead_peers(m, 0) > 0)
                 continue;
-            if (PBX_UNLIKELY(__atomic_load_n(&m->watcher, __ATOMIC_RELAXED) != NULL))
+            if (PBX_UNLIKELY(__atomic_load_n(&m->watcher, __ATOMIC_RELAXED) != NULL)) {
+                struct pbx_cancel c;
+                pbx__cancel_off(&c);
                 pbx__watch_settle(m);
+                pbx__cancel_restore(&c);
+            }
             return -ENOMSG;
         }
         if (!spun) {
@@ -823,11 +916,16 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
          * Messages are published under the send lock: we see that one pass (LOCK CYCLE in
          * wait.h), after this one is let go (the lock order is send, then receive). */
         struct pbx_sleeper sl;
+        struct pbx_cancel c;
+        pbx__cancel_off(&c); /* from registration to deregistration (CANCELLATION above) */
         pbx__event_prepare(&h->msg_ev, &sl);
         pbx__recv_unlock(m);
-        if ((err = see_lock_pass(m, &h->msg_ev, &sl, 1, until)))
+        if ((err = see_lock_pass(m, &h->msg_ev, &sl, 1, until))) {
+            pbx__cancel_restore(&c);
             return err;
+        }
         err = sleep_until_change(m, &h->msg_ev, &sl, watch, old, deadline_ns, g);
+        pbx__cancel_restore(&c);
         if (err)
             return err;
         spun = 0;
@@ -890,7 +988,7 @@ static int shm_settle(void *state, uint64_t claim, int ack)
         return err;
     pbx__event_signal(ack ? &m->h->space_ev : &m->h->msg_ev);
     if (fire)
-        pbx__listen_fire(m);
+        pbx__listen_fire(m); /* (cancellation is disabled by the API layer) */
     return 0;
 }
 
@@ -943,6 +1041,7 @@ static int shm_stat(void *state, struct pbx_stat *st)
 const struct pbx_transport pbx__shm_transport = {
     .name = "shm",
     .sync = 1,
+    .cancel_inline = 1,
     .open = shm_open_named,
     .open_private = shm_open_private,
     .close = shm_close,

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <limits.h>
 
+#include "../os/cancel.h"
 #include "../os/os.h"
 #include "shm.h"
 
@@ -116,8 +117,11 @@ int pbx__sync_wait(struct pbx_shm *m, int sync, uint64_t deadline_ns, struct pbx
             return -ETIMEDOUT;
         uint64_t until = now + SYNC_SLICE_NS;
         int capped = deadline_ns && deadline_ns < until;
+        struct pbx_cancel_wait cw; /* a cancellation point: shm_send cleans up (cancel.h) */
+        pbx__cancel_wait_begin(&cw, 1);
         int r = pbx__os_futex_wait_unblocked(&e->state, PBX_SYNC_WAITING,
                                              capped ? deadline_ns : until, g);
+        pbx__cancel_wait_end(&cw);
         if (r == -EINTR)
             return PBX_LOAD(&m->h->removed) ? -EIDRM : -EINTR;
         if (r == -ETIMEDOUT && PBX_ACQUIRE(&e->state) == PBX_SYNC_WAITING)

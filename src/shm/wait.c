@@ -7,6 +7,7 @@
 #include <limits.h>
 
 #include "../common.h"
+#include "../os/cancel.h"
 #include "../os/os.h"
 
 /* How long a waiter spins before it sleeps. A wake-up through the kernel costs a few
@@ -91,7 +92,12 @@ int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t
         return -ETIMEDOUT;
     uint64_t until = now + slice_ns;
     int capped = deadline_ns && deadline_ns < until;
+    /* The one place a waiting send or receive can be cancelled (CANCELLATION in
+     * os/cancel.h); the caller's cleanup handler takes the registration back. */
+    struct pbx_cancel_wait cw;
+    pbx__cancel_wait_begin(&cw, 1);
     int r = pbx__os_futex_wait_unblocked(&ev->seq, s->seq, capped ? deadline_ns : until, g);
+    pbx__cancel_wait_end(&cw);
     if (r == -ETIMEDOUT && !capped)
         r = 0;
     return r;

@@ -60,7 +60,9 @@ void pbx__event_prepare(struct pbx_event *ev, struct pbx_sleeper *s);
 
 /* Step 3: sleep until the sequence moves from s->seq, or until deadline_ns (CLOCK_MONOTONIC,
  * 0: none), or for at most slice_ns so that the caller can look after dead peers. Signals are
- * let through only during the sleep itself (see SIGNALS in os.h). Returns 0 (woken, or the
+ * let through only during the sleep itself (see SIGNALS in os.h). Called with cancellation
+ * disabled (pbx__cancel_off, os/cancel.h): the sleep is a cancellation point, so the caller
+ * pushes a cleanup handler that deregisters (step 4). Returns 0 (woken, or the
  * slice is over: re-check), -ETIMEDOUT (deadline passed) or -EINTR (a signal handler ran, now
  * or since the caller blocked signals). Stays registered. */
 int pbx__event_sleep(struct pbx_event *ev, const struct pbx_sleeper *s, uint64_t deadline_ns,

@@ -76,6 +76,7 @@
 
 #include "../common.h"
 #include "../crash.h"
+#include "../os/cancel.h"
 #include "../os/fs.h"
 #include "../os/os.h"
 #include "../peerlist.h"
@@ -95,7 +96,8 @@
 /* A PBX_SYNC sender waiting for the take of its message (on the handle's list, lock held). */
 struct sync_wait {
     uint64_t seq;
-    int dropped; /* its file was deleted from q/ (PBX_DROP_OLDEST), not claimed */
+    int dropped;   /* its file was deleted from q/ (PBX_DROP_OLDEST), not claimed */
+    int abandoned; /* its sender was cancelled: the next to unlist frees it (sync_cancelled) */
     struct sync_wait *next;
 };
 
@@ -956,6 +958,35 @@ static int reap(struct spool *s)
  * (-EINTR) or the spool was removed (-EIDRM). Called without the lock; gen is s->gen as the
  * caller saw it under the lock, and claims whether some message was claimed then.
  */
+struct waiting {
+    struct spool *s;
+    uint32_t *waiters;
+};
+
+static void stop_waiting(void *arg)
+{
+    pbx__cancel_landed();
+    const struct waiting *w = arg;
+    __atomic_fetch_sub(w->waiters, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&w->s->local_waiters, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The wait itself: the one cancellation point of a spool call (CANCELLATION in os/cancel.h;
+ * the API layer disabled cancellation around the rest). A cancel here uncounts the sleeper. */
+static int wait_readable(struct spool *s, uint64_t deadline_ns, uint64_t slice,
+                         struct pbx_sigguard *g, uint32_t *waiters)
+{
+    struct waiting w = {s, waiters};
+    struct pbx_cancel_wait cw;
+    int r;
+    pthread_cleanup_push(stop_waiting, &w);
+    pbx__cancel_wait_begin(&cw, 0);
+    r = pbx__fs_wait_readable(s->ifd, s->efd, deadline_ns, slice, g->blocked ? &g->old : NULL);
+    pbx__cancel_wait_end(&cw);
+    pthread_cleanup_pop(0);
+    return r;
+}
+
 static int wait_change(struct spool *s, uint64_t gen, int claims, uint64_t deadline_ns,
                        struct pbx_sigguard *g, uint32_t *waiters)
 {
@@ -971,7 +1002,7 @@ static int wait_change(struct spool *s, uint64_t gen, int claims, uint64_t deadl
     int r = 1;
     if (__atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) == gen) {
         uint64_t slice = claims ? CLAIM_SLICE_NS : IDLE_SLICE_NS;
-        r = pbx__fs_wait_readable(s->ifd, s->efd, deadline_ns, slice, g->blocked ? &g->old : NULL);
+        r = wait_readable(s, deadline_ns, slice, g, waiters);
     }
     __atomic_fetch_sub(waiters, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&s->local_waiters, 1, __ATOMIC_SEQ_CST);
@@ -1144,6 +1175,11 @@ static void spool_free(struct spool *s)
         if (*fds[i] >= 0)
             pbx__fs_table()->close(*fds[i]);
     pbx__sidx_fini(&s->idx);
+    while (s->syncs) { /* only entries of cancelled senders are left (sync_cancelled) */
+        struct sync_wait *w = s->syncs;
+        s->syncs = w->next;
+        free(w);
+    }
     pthread_mutex_destroy(&s->fd_mu);
     free(s->wd_bucket);
     free(s->new_buckets);
@@ -1808,14 +1844,42 @@ static int spool_unlink(const char *name)
 
 /* ---- sending --------------------------------------------------------------------------- */
 
-/* Take sw off the handle's list of sync senders (lock held). */
+/* Take sw off the handle's list of sync senders (lock held), and free the entries of senders
+ * cancelled meanwhile. */
 static void sync_unlist(struct spool *s, struct sync_wait *sw)
 {
-    for (struct sync_wait **p = &s->syncs; *p; p = &(*p)->next)
-        if (*p == sw) {
-            *p = sw->next;
-            return;
+    for (struct sync_wait **p = &s->syncs; *p;) {
+        struct sync_wait *w = *p;
+        if (w == sw) {
+            *p = w->next;
+        } else if (__atomic_load_n(&w->abandoned, __ATOMIC_ACQUIRE)) {
+            *p = w->next;
+            free(w);
+        } else {
+            p = &w->next;
         }
+    }
+}
+
+/* A PBX_SYNC sender cancelled while it waits (CANCELLATION in os/cancel.h): its entry, on the
+ * heap, stays listed, marked, until the next sync_unlist or the close frees it. A cleanup
+ * handler takes no lock: the spool lock may be held by a stopped process, and a thread
+ * cancelled inside an intercepted call no longer has its locking seen by the thread
+ * sanitizer. */
+static void sync_cancelled(void *arg)
+{
+    pbx__cancel_landed();
+    __atomic_store_n(&((struct sync_wait *) arg)->abandoned, 1, __ATOMIC_RELEASE);
+}
+
+static int wait_change_listed(struct spool *s, struct sync_wait *sw, uint64_t gen, int claims,
+                              uint64_t deadline_ns, struct pbx_sigguard *g, uint32_t *waiting)
+{
+    int r;
+    pthread_cleanup_push(sync_cancelled, sw);
+    r = wait_change(s, gen, claims, deadline_ns, g, waiting);
+    pthread_cleanup_pop(0);
+    return r;
 }
 
 /*
@@ -1854,7 +1918,7 @@ static int wait_taken(struct spool *s, struct sync_wait *sw, uint64_t deadline_n
         int claims = s->idx.nclaimed != 0;
         spool_unlock(s);
         PBX_CRASH_POINT("spool.sync.waiting");
-        if ((r = wait_change(s, gen, claims, deadline_ns, &g, &waiting))) {
+        if ((r = wait_change_listed(s, sw, gen, claims, deadline_ns, &g, &waiting))) {
             if (spool_lock(s) == 0) {
                 sync_unlist(s, sw);
                 spool_unlock(s);
@@ -2035,6 +2099,32 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
     }
 }
 
+struct tmp_file {
+    struct spool *s;
+    const char *name;
+};
+
+static void drop_tmp(void *arg)
+{
+    pbx__cancel_landed();
+    const struct tmp_file *t = arg;
+    pbx__fs_table()->unlinkat(t->s->tmpfd, t->name, 0);
+}
+
+/* send_loop, whose wait for room is a cancellation point: a cancel deletes the temporary file
+ * (the message was not sent). */
+static int send_tmp(struct spool *s, long type, const char *tmpname, uint32_t len, int flags,
+                    uint64_t deadline_ns, struct pbx_sigguard *g, uint64_t *mine, uint64_t *bucket,
+                    struct sync_wait *sw)
+{
+    struct tmp_file t = {s, tmpname};
+    int r;
+    pthread_cleanup_push(drop_tmp, &t);
+    r = send_loop(s, type, tmpname, len, flags, deadline_ns, g, mine, bucket, sw);
+    pthread_cleanup_pop(0);
+    return r;
+}
+
 static int spool_send(void *state, long type, const void *data, uint32_t len, int flags,
                       uint64_t deadline_ns)
 {
@@ -2050,13 +2140,18 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
     struct pbx_sigguard g;
     pbx__os_sig_guard_init(&g);
     uint64_t mine = 0, bucket = 0;
-    struct sync_wait sw = {0, 0, NULL};
     int sync = (flags & PBX_SYNC) != 0;
-    int r =
-        send_loop(s, type, tmpname, len, flags, deadline_ns, &g, &mine, &bucket, sync ? &sw : NULL);
+    /* On the heap: a sender cancelled while it waits leaves it listed (sync_cancelled). */
+    struct sync_wait *sw = sync ? calloc(1, sizeof(*sw)) : NULL;
+    if (sync && !sw) {
+        pbx__fs_table()->unlinkat(s->tmpfd, tmpname, 0);
+        return -ENOMEM;
+    }
+    int r = send_tmp(s, type, tmpname, len, flags, deadline_ns, &g, &mine, &bucket, sw);
     pbx__os_sig_restore(&g);
     if (r < 0) {
         pbx__fs_table()->unlinkat(s->tmpfd, tmpname, 0);
+        free(sw);
         return r;
     }
     if (s->meta.durability == PBX_DURABLE_ALWAYS)
@@ -2067,11 +2162,13 @@ static int spool_send(void *state, long type, const void *data, uint32_t len, in
     if (sync && err) {
         /* Not durable: say so now rather than wait for a take (the list must not keep sw). */
         int locked = spool_lock(s) == 0;
-        sync_unlist(s, &sw);
+        sync_unlist(s, sw);
         if (locked)
             spool_unlock(s);
+        free(sw);
     } else if (sync) {
-        err = wait_taken(s, &sw, deadline_ns);
+        err = wait_taken(s, sw, deadline_ns);
+        free(sw);
     }
     /* The message is queued; a failed flush is reported, but it may still be delivered. */
     return err ? err : r;
