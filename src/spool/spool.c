@@ -2247,12 +2247,20 @@ static int flush_received(struct spool *s, uint64_t bucket)
     return err ? err : pbx__fs_table()->fsync(s->cfd);
 }
 
-/* A receive gives back a message it claimed but cannot hand over (lock held). */
-static void give_back(struct spool *s, const char *cname, uint64_t bucket, const char *qname)
+/* A receive gives back a message it claimed (c/cname) but cannot hand over: the message
+ * (seq, mtype, len) goes back under its queue name into its bucket, under the spool lock. If
+ * even the lock cannot be had, the claim stays, to be put back when this process dies. */
+static void give_back(struct spool *s, const char *cname, uint64_t bucket, uint64_t seq, long mtype,
+                      uint32_t len)
 {
+    if (spool_lock(s) != 0)
+        return;
+    char qname[NAME_LEN];
+    msg_name(qname, seq, mtype, len);
     int was_visible = visible(s);
     if (rename_into_bucket(s, s->cfd, cname, bucket, qname) == 0 && !was_visible)
         announce(s);
+    spool_unlock(s);
 }
 
 static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, int flags,
@@ -2383,22 +2391,14 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         }
         if (err) {
             /* Could not read it: give it back rather than lose it. */
-            if (spool_lock(s) == 0) {
-                msg_name(qname, seq, mtype, len);
-                give_back(s, cname, bucket, qname);
-                spool_unlock(s);
-            }
+            give_back(s, cname, bucket, seq, mtype, len);
             return err;
         }
         if (claim) {
             /* pbx_claim: the file stays in c/ under this process's name, held until pbx_ack or
              * pbx_release (or the process's death: reap). */
             if ((err = held_add(s, seq))) {
-                if (spool_lock(s) == 0) {
-                    msg_name(qname, seq, mtype, len);
-                    give_back(s, cname, bucket, qname);
-                    spool_unlock(s);
-                }
+                give_back(s, cname, bucket, seq, mtype, len);
                 return err;
             }
             PBX_CRASH_POINT("spool.claim.held");
@@ -2411,11 +2411,7 @@ static ssize_t recv_loop(struct spool *s, long type, void *buf, uint32_t cap, in
         err = pbx__fs_table()->unlinkat(s->cfd, cname, 0);
         if (err) {
             /* Not deleted: give it back rather than leave it claimed by a live process. */
-            if (spool_lock(s) == 0) {
-                msg_name(qname, seq, mtype, len);
-                give_back(s, cname, bucket, qname);
-                spool_unlock(s);
-            }
+            give_back(s, cname, bucket, seq, mtype, len);
             return err;
         }
         PBX_CRASH_POINT("spool.recv.unlinked");
