@@ -6,6 +6,7 @@
  * owner is stopped and continued at random while intruding senders are killed at random.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -519,4 +520,70 @@ TEST(a_biased_owner_stopped_at_random_while_intruders_are_killed_at_random_loses
     ASSERT_GT(biased, 0);
     ASSERT_OK(pbx_remove(q));
     pbx_close(q);
+}
+
+/* ---- No grant while the revoked owner may be inside its fast path's window ----------------- */
+
+struct thread_job {
+    pbx_t *q;
+    int takes;
+    uint64_t ident;
+    int result;
+    int park; /* stay alive until released */
+};
+static int released;
+
+static void *take_turns(void *arg)
+{
+    struct thread_job *j = arg;
+    j->ident = pbx__os_self()->ident;
+    j->result = round_trips(j->q, j->takes);
+    while (j->park && !__atomic_load_n(&released, __ATOMIC_SEQ_CST))
+        pbx_test_sleep_ms(1);
+    return NULL;
+}
+
+static void run_thread(struct thread_job *j, pthread_t *t)
+{
+    ASSERT_EQ(pthread_create(t, NULL, take_turns, j), 0);
+}
+
+TEST(a_bias_goes_to_another_thread_only_once_the_revoked_owner_is_out_of_its_window)
+{
+    need_biases();
+    pbx_t *q = open_box(64);
+    struct pbx_shm *m = pbx__handle_shm(q);
+    /* T1 earns the bias, then stays alive without calling again. */
+    struct thread_job t1 = {q, TAKES, 0, -1, 1};
+    pthread_t h1;
+    run_thread(&t1, &h1);
+    for (int i = 0; i < 20000 && (t1.result != 0 || owner_of(&m->h->send.bias) != t1.ident); i++)
+        pbx_test_sleep_ms(1);
+    ASSERT_EQ(owner_of(&m->h->send.bias), t1.ident);
+    /* Another process revokes it; its message is taken, its peer entry pruned once it left. */
+    pbx_test_wait_ok(pbx_test_fork(send_numbered, (void *) (intptr_t) 1));
+    char buf[8];
+    ASSERT_EQ(pbx_recv(q, 2, buf, sizeof(buf), PBX_NOWAIT, NULL), (ssize_t) sizeof(int));
+    pbx_peers(q, NULL, 0);
+    ASSERT_EQ(m->h->send.bias.last_owner, t1.ident);
+    /* T2 takes the lock as often as it likes: T1 may still be between its fast path's two
+     * looks, so no bias for T2 (a test's liberty: the wait after the revocation is skipped). */
+    PBX_STORE(&m->h->send.bias.revoked_ns, 0ull);
+    PBX_STORE(&m->h->send.bias.cool_shift, 0u);
+    struct thread_job t2 = {q, 2 * TAKES, 0, -1, 0};
+    pthread_t h2;
+    run_thread(&t2, &h2);
+    ASSERT_EQ(pthread_join(h2, NULL), 0);
+    ASSERT_OK(t2.result);
+    ASSERT_EQ(owner_of(&m->h->send.bias), 0);
+    /* T1 gone for good: T2 earns the bias. */
+    __atomic_store_n(&released, 1, __ATOMIC_SEQ_CST);
+    ASSERT_EQ(pthread_join(h1, NULL), 0);
+    ASSERT_OK(t1.result);
+    struct thread_job t3 = {q, 2 * TAKES, 0, -1, 0};
+    run_thread(&t3, &h2);
+    ASSERT_EQ(pthread_join(h2, NULL), 0);
+    ASSERT_OK(t3.result);
+    ASSERT_EQ(owner_of(&m->h->send.bias), t3.ident);
+    ASSERT_OK(pbx_close(q));
 }

@@ -102,6 +102,8 @@ int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint6
             v |= PBX_LOCK_WAITERS;
         }
         uint64_t now = pbx__os_mono_ns();
+        if (end && now >= end) /* also while the word keeps changing hands */
+            return limit == PBX_LOCK_NOWAIT ? -EAGAIN : -ETIMEDOUT;
         if (v != watched) {
             watched = v;
             since = now;
@@ -150,7 +152,10 @@ static int bias_revoke(struct pbx_bias *b, uint64_t o, const struct pbx_lock_ctx
 {
     const uint64_t target = o & ~(uint64_t) PBX_BIAS_REVOKING;
     if (!(o & PBX_BIAS_REVOKING)) {
-        /* Step 1: from here on the owner's own check fails. */
+        /* Step 1: from here on the owner's own check fails. It may be inside its fast path's
+         * window, though: no other thread is granted a bias until it is known out of it. */
+        PBX_STORE(&b->left, 0ull);
+        PBX_STORE(&b->last_owner, target);
         __atomic_store_n(&b->owner, target | PBX_BIAS_REVOKING, __ATOMIC_SEQ_CST);
         PBX_CRASH_POINT("bias.marked");
         /* A bias revoked soon after its grant doubles the wait before the next one (a lock
@@ -203,15 +208,27 @@ out:
     return r;
 }
 
+/* May a bias be granted to me? Not while the owner revoked last may still be inside its fast
+ * path's window, where its store of busy would wipe our mark (REVOCATION in lock.h). */
+static int window_clear(const struct pbx_bias *b, uint64_t me)
+{
+    uint64_t last = PBX_LOAD(&b->last_owner);
+    return last == 0 || last == me || __atomic_load_n(&b->left, __ATOMIC_ACQUIRE) == last ||
+           !pbx__ident_thread_alive(last);
+}
+
 int pbx__block_acquire_slow(uint64_t *word, struct pbx_bias *b, const struct pbx_lock_ctx *ctx,
                             struct pbx_streak *st, uint64_t me, int taken, uint64_t limit)
 {
     int r = 0;
+    /* Inside our own biased critical section (a signal handler), with a revoker at work:
+     * waiting for the word, or for ourselves to leave, would never end. */
+    if (__atomic_load_n(&b->busy, __ATOMIC_RELAXED) == me) {
+        if (taken)
+            pbx__lock_release(word);
+        return -EDEADLK;
+    }
     if (!taken) {
-        /* Inside our own biased critical section (a signal handler), with a revoker waiting
-         * for us to leave it: waiting for the word would never end. */
-        if (__atomic_load_n(&b->busy, __ATOMIC_RELAXED) == me)
-            return -EDEADLK;
         __atomic_store_n(&st->count, 0, __ATOMIC_RELAXED); /* someone was in the way */
         r = pbx__lock_acquire_slow(word, ctx, me, limit);
         if (r < 0)
@@ -229,9 +246,9 @@ int pbx__block_acquire_slow(uint64_t *word, struct pbx_bias *b, const struct pbx
         __atomic_store_n(&st->count, 0, __ATOMIC_RELAXED);
         if (v < 0) {
             /* Given up: the word goes back, the mark stays in owner for the next taker. If we
-             * took the word over from a dead holder, that holder was a revoker that never
-             * entered (a holder enters only once owner is 0, and owner is not 0 now): it left
-             * nothing to repair. */
+             * took the word over from a dead holder, that holder never entered: a taker of the
+             * word enters with owner 0 or naming itself (a grant, the o == me path), and owner
+             * names a live thread that is not us, marked. It left nothing to repair. */
             pbx__lock_release(word);
             return v;
         }
@@ -253,7 +270,8 @@ int pbx__block_acquire_slow(uint64_t *word, struct pbx_bias *b, const struct pbx
         if (quiet && pbx__os_asym_light_ok && !PBX_LOAD(&b->no_bias) &&
             (!st->alone || st->alone(st->arg)) &&
             now - PBX_LOAD(&b->revoked_ns) >=
-                (BIAS_COOL_NS << (shift < BIAS_COOL_MAX_SHIFT ? shift : BIAS_COOL_MAX_SHIFT))) {
+                (BIAS_COOL_NS << (shift < BIAS_COOL_MAX_SHIFT ? shift : BIAS_COOL_MAX_SHIFT)) &&
+            window_clear(b, me)) {
             PBX_STORE(&b->granted_ns, now);
             __atomic_store_n(&b->owner, me, __ATOMIC_SEQ_CST);
         }

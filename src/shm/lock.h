@@ -49,6 +49,13 @@
  * from step 2 (the fence again: the dead revoker may not have issued it). So no taker ever
  * enters beside a biased owner, whoever dies or stops at whatever instruction; the protocol is
  * checked exhaustively by the model in tests/model/bias.pml (every interleaving, with deaths).
+ *   busy is one word for every owner, written with plain stores. A revoked owner may still be
+ * inside its fast path's window — it read owner == itself, and has not yet stored busy — and
+ * could store busy long after (preempted, stopped), wiping the mark of a later owner. So after
+ * a revocation the bias is granted again only to the same thread (last_owner), or once that
+ * thread is known out of the window (it backed off in its fast path and said so in left) or
+ * dead. Known gap: a signal handler that interrupts that window and itself backs off says so
+ * for the interrupted code too.
  *   - A bias is granted, under the word, to a thread of a process registered for heavy fences
  *     and alone on its side of the mailbox (streak->alone), once it has taken the word
  *     BIAS_STREAK times in a row through the handle with nobody in its way and without waking
@@ -184,7 +191,8 @@ static inline int pbx__block_acquire(uint64_t *word, struct pbx_bias *b,
         __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the revoker's heavy fence does the rest */
         if (__builtin_expect(__atomic_load_n(&b->owner, __ATOMIC_ACQUIRE) == me, 1))
             return 0;
-        __atomic_store_n(&b->busy, 0, __ATOMIC_RELEASE); /* revoked meanwhile */
+        __atomic_store_n(&b->busy, 0, __ATOMIC_RELEASE);  /* revoked meanwhile */
+        __atomic_store_n(&b->left, me, __ATOMIC_RELEASE); /* out of the window (REVOCATION) */
     }
     int taken = pbx__lock_try_take(word, 0, me);
     /* owner == 0 under the word: nobody is or can be inside through a bias (REVOCATION). */

@@ -132,7 +132,10 @@ struct pbx_bias {
     uint64_t granted_ns; /* CLOCK_MONOTONIC (coarse) of the last grant */
     uint32_t no_bias;    /* set for good by a process that cannot revoke with membarrier(2) */
     uint32_t cool_shift; /* the wait before a new grant is BIAS_COOL_NS << cool_shift */
+    uint64_t last_owner; /* the owner revoked last: it may still be inside its fast path's window */
+    uint64_t left;       /* last_owner, once it is known out of that window (REVOCATION, lock.h) */
 };
+_Static_assert(sizeof(struct pbx_bias) <= 64, "a bias is one cache line");
 
 /* Kinds of operation an undo log can describe (see RECOVERY in shm.c). */
 enum pbx_log_op {

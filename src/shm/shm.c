@@ -581,7 +581,11 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
             return -ENOBUFS;
         }
         if (!room && m->geo.overflow == PBX_DROP_OLDEST) {
+            /* With the send lock held: no cancellation point on the way (os/cancel.h). */
+            struct pbx_cancel c;
+            pbx__cancel_off(&c);
             int n = pbx__drop_oldest(m, len, until);
+            pbx__cancel_restore(&c);
             if (n < 0) {
                 pbx__send_unlock(m);
                 return n;
