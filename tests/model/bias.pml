@@ -1,8 +1,9 @@
 /*
  * bias.pml — a model of the biased lock and its revocation (BIAS and REVOCATION in
- * src/shm/lock.h), checked exhaustively by spin: every interleaving of one biased owner and two
- * other takers, any of which may die (SIGKILL) at any step, and any taker may give up a limited
- * revocation (a PBX_NOWAIT or timed call) and hand the word back.
+ * src/shm/lock.h), checked exhaustively by spin: every interleaving of three threads, each of
+ * which takes the lock through the bias when it is its own (look, mark busy, look again) and
+ * through the word otherwise, may be granted the bias, may die (SIGKILL) at any step, and may
+ * give up a limited revocation (a PBX_NOWAIT or timed call) and hand the word back.
  *
  * Checked at every entry into the critical section:
  *   - no live participant is inside beside the one entering (mutual exclusion);
@@ -19,7 +20,9 @@
  * one alive) are assumed right: src/os/ident is what makes them so.
  *
  * tests/model/run.sh runs it (spin -a, cc, ./pan), and runs the protocol of c743dee too
- * (-DC743DEE), which must fail: the model would catch the bug it was written for.
+ * (-DC743DEE), which must fail: the model would catch the bug it was written for. -DNO_WINDOW
+ * grants without waiting for the revoked owner to leave its fast path's window: that must fail
+ * too (a late store of busy wipes the new owner's mark).
  */
 
 #define OWNER 1 /* the thread the lock is biased to at the start */
@@ -27,8 +30,10 @@
 #define KILLS 2 /* at most this many deaths per run (the state space stays small) */
 
 byte word = 0;      /* the lock word: the holder's id, 0 when free */
-byte owner = OWNER; /* the bias: 0, OWNER, or OWNER + REV */
-byte busy = 0;      /* OWNER while it is inside through the bias */
+byte owner = OWNER; /* the bias: 0, a thread id, or a thread id + REV */
+byte busy = 0;      /* the owner's id while it is inside through the bias */
+byte last_owner = 0;  /* the owner revoked last (lock.c, step 1) */
+byte left_window = 0; /* last_owner, once it backed off out of its fast path's window */
 bool alive[4];
 bool inside[4];
 byte kills = 0;
@@ -68,7 +73,11 @@ inline revoke(me, repair, gaveup)
     if
     :: owner != 0 && owner != me ->
         target = (owner >= REV -> owner - REV : owner);
-        owner = target + REV; /* step 1 (a finisher stores the same mark again) */
+        if
+        :: owner < REV -> left_window = 0; last_owner = target /* step 1 */
+        :: else -> skip
+        fi;
+        owner = target + REV; /* (a finisher stores the same mark again) */
         /* step 2, the fence: nothing to model under sequential consistency */
         do /* step 3 */
         :: busy != target -> break
@@ -100,48 +109,46 @@ inline revoke(me, repair, gaveup)
 }
 #endif
 
-/* The thread the lock is biased to: through the bias when it can, through the word when the
- * bias was taken away, and it may be granted the bias again under the word. */
-proctype Owner()
-{
-    bool repair, gaveup;
-    byte target;
-    {
-        do
-        :: busy = OWNER;
-           if
-           :: owner == OWNER -> critical(OWNER, false); busy = 0
-           :: else -> busy = 0;
-                      repair = false; gaveup = false;
-                      take_word(OWNER, repair);
-                      revoke(OWNER, repair, gaveup);
-                      if
-                      :: !gaveup ->
-                          critical(OWNER, repair);
-                          if
-                          :: owner == 0 -> owner = OWNER /* a grant */
-                          :: true -> skip
-                          fi;
-                          word = 0
-                      :: else -> skip
-                      fi
-           fi
-        od
-    } unless { !alive[OWNER] }
-}
+/* May a bias be granted to me (lock.c, window_clear)? */
+#if !defined(C743DEE) && !defined(NO_WINDOW)
+#define WINDOW_CLEAR(me) (last_owner == 0 || last_owner == me || left_window == last_owner || !alive[last_owner])
+#else
+#define WINDOW_CLEAR(me) true
+#endif
 
-/* A thread that takes the word and revokes whatever bias it finds. */
-proctype Taker(byte me)
+/* A thread of the mailbox. Any of them may be granted the bias (as threads of one process
+ * are), and any may be revoked while it is inside its fast path's window: it read
+ * owner == itself and has not yet stored busy. */
+proctype Thread(byte me)
 {
-    bool repair, gaveup;
+    bool repair, gaveup, entered;
     byte target;
     {
         do
-        :: repair = false; gaveup = false;
-           take_word(me, repair);
-           revoke(me, repair, gaveup);
+        :: entered = false;
+           /* The fast path (lock.h, pbx__block_acquire): look, mark, look again. */
            if
-           :: !gaveup -> critical(me, repair); word = 0
+           :: owner == me ->
+               busy = me;
+               if
+               :: owner == me -> critical(me, false); busy = 0; entered = true
+               :: else -> busy = 0; left_window = me /* backed off: out of the window */
+               fi
+           :: else -> skip
+           fi;
+           if
+           :: !entered ->
+               repair = false; gaveup = false;
+               take_word(me, repair);
+               if
+               :: owner != 0 && owner != me -> revoke(me, repair, gaveup)
+               :: owner == 0 && !repair && WINDOW_CLEAR(me) -> owner = me /* a grant */
+               :: else -> skip
+               fi;
+               if
+               :: !gaveup -> critical(me, repair); word = 0
+               :: else -> skip
+               fi
            :: else -> skip
            fi
         od
@@ -163,6 +170,6 @@ init
 {
     atomic {
         alive[1] = true; alive[2] = true; alive[3] = true;
-        run Owner(); run Taker(2); run Taker(3); run Killer()
+        run Thread(1); run Thread(2); run Thread(3); run Killer()
     }
 }
