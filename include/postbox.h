@@ -76,8 +76,8 @@ enum pbx_overflow {
 #define PBX_EXCL   0x0002 /* with PBX_CREATE: fail with -EEXIST if it exists (IPC_EXCL) */
 
 /* Flags for sending and receiving. */
-#define PBX_NOWAIT  0x0100 /* never sleep: -EAGAIN (full) on send, -ENOMSG (nothing) on recv; never
-                               waits on a lock holder that is stopped: -EAGAIN */
+/* PBX_NOWAIT never waits on a lock holder that is stopped either: -EAGAIN (docs/api.md). */
+#define PBX_NOWAIT  0x0100 /* never sleep: -EAGAIN (full) on send, -ENOMSG (nothing) on recv */
 #define PBX_SYNC    0x0200 /* send: return only once a receiver has taken the message */
 #define PBX_EXCEPT  0x0400 /* recv with type > 0: take the oldest message of any OTHER type */
 #define PBX_NOERROR 0x0800 /* recv: truncate a message longer than the buffer, no -E2BIG */
@@ -395,8 +395,8 @@ PBX_API int pbx_notify(pbx_t *q, int signo, int value);
  * belongs to the handle: the first call creates it (and one helper thread that runs with every
  * signal blocked, shared with pbx_notify()), later calls return the same one, pbx_close()
  * closes it. After fork(), the child's first call gives it a descriptor of its own. While
- * nobody watches, senders and receivers pay nothing for this. Returns the descriptor (>= 0), or -EINVAL, -EIDRM, -EUSERS,
- * -EMFILE, -ENOMEM, -EAGAIN (no thread). Thread-safe.
+ * nobody watches, senders and receivers pay nothing for this. Returns the descriptor (>= 0), or
+ * -EINVAL, -EIDRM, -EUSERS, -EMFILE, -ENOMEM, -EAGAIN (no thread). Thread-safe.
  */
 PBX_API int pbx_fd(pbx_t *q);
 

@@ -121,7 +121,6 @@ static inline int64_t pbx__os_real_stamp_ns(void)
  * be told (typically -EACCES for another user's process). */
 int pbx__os_maps_file(int32_t tid, dev_t dev, ino_t ino);
 
-
 /* A non-blocking, close-on-exec eventfd; the descriptor or -errno. */
 int pbx__os_eventfd(void);
 /* Make the eventfd readable (counter 1) or not (counter 0); the caller knows which it is. */
