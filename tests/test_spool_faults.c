@@ -50,14 +50,15 @@ static int failed_flush; /* ... and it was a flush */
 static int step(const char *name, int flush)
 {
     int n = __atomic_fetch_add(&calls, 1, __ATOMIC_SEQ_CST);
+    int at = __atomic_load_n(&fail_at, __ATOMIC_SEQ_CST);
     if (getenv("PBX_TEST_STEPS")) /* to see the walk */
-        fprintf(stderr, "call %d: %s%s\n", n, name, n == fail_at ? " (fails)" : "");
-    if (n != fail_at)
+        fprintf(stderr, "call %d: %s%s\n", n, name, n == at ? " (fails)" : "");
+    if (n != at)
         return 0;
     failed_name = name;
     failed_flush = flush;
     __atomic_store_n(&failed, 1, __ATOMIC_SEQ_CST);
-    return fail_err;
+    return __atomic_load_n(&fail_err, __ATOMIC_SEQ_CST);
 }
 
 static int w_write_all(int fd, const void *buf, size_t len)
@@ -152,6 +153,17 @@ static int w_poll(struct pollfd *p, nfds_t n, int ms)
 {
     int e = step("poll", 0);
     return e ? e : real.poll(p, n, ms);
+}
+
+/* While the counting table is installed and other threads call through it: count afresh
+ * from now, and fail call number at. (Swapping the table itself while they run would race.) */
+static void arm(int at, int err)
+{
+    __atomic_store_n(&fail_at, -1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&failed, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fail_err, err, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&calls, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fail_at, at, __ATOMIC_SEQ_CST);
 }
 
 /* Count (and fail call number at, -1: none) every call from now on. */
@@ -509,13 +521,14 @@ static int group_with_failure(int at, int err)
     ASSERT_TRUE(pbx__lock_acquire(&st->flush_lock, &ctx) >= 0);
     uint64_t base = renames_now(st, &ctx);
     group_q = q;
+    install(-1, err); /* counting from now, failing nothing until armed below */
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         ASSERT_EQ(pthread_create(&t[i], NULL, group_sender, (void *) (intptr_t) i), 0);
     /* Both renamed: one group, which whoever takes the flush lock next flushes. */
     while (renames_now(st, &ctx) < base + 2)
         sched_yield();
-    install(at, err);
+    arm(at, err);
     pbx__lock_release(&st->flush_lock);
     for (int i = 0; i < 2; i++)
         ASSERT_EQ(pthread_join(t[i], NULL), 0);
