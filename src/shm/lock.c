@@ -27,6 +27,12 @@ static uint32_t *futex_word(uint64_t *word)
 #endif
 }
 
+/* The thread identity a lock word or a bias owner word names, without the flags beside it. */
+static uint64_t holder_ident(uint64_t v)
+{
+    return v & ~(uint64_t) (PBX_LOCK_WAITERS | PBX_BIAS_REVOKING);
+}
+
 /* Decide whether the holder named by v (unchanged since since_ns) may be displaced: it is dead,
  * or it has held the word for a second without even mapping the mailbox (a damaged word). A
  * live holder whose mappings cannot be read (another user's process) is waited for: taking
@@ -34,7 +40,7 @@ static uint32_t *futex_word(uint64_t *word)
 static int holder_is_gone(uint64_t v, uint64_t since_ns, uint64_t now,
                           const struct pbx_lock_ctx *ctx)
 {
-    uint64_t ident = v & ~(uint64_t) (PBX_LOCK_WAITERS | PBX_BIAS_REVOKING);
+    uint64_t ident = holder_ident(v);
     if (!pbx__ident_thread_alive(ident))
         return 1;
     if (now - since_ns < LOCK_BOGUS_NS)
@@ -48,18 +54,20 @@ static uint64_t limit_end(uint64_t limit, uint64_t now)
     return limit == PBX_LOCK_NOWAIT ? now + PBX_LOCK_NOWAIT_NS : limit;
 }
 
+/* What a limited take that gives up returns. */
+static int limit_error(uint64_t limit)
+{
+    return limit == PBX_LOCK_NOWAIT ? -EAGAIN : -ETIMEDOUT;
+}
+
 /* Give up a limited wait? The error to return, or 0 to go on waiting: past the end, or a
  * PBX_LOCK_NOWAIT take whose holder is stopped. */
 static int limit_reached(uint64_t limit, uint64_t end, uint64_t now, uint64_t holder)
 {
     if (limit == PBX_LOCK_FOREVER)
         return 0;
-    int err = limit == PBX_LOCK_NOWAIT ? -EAGAIN : -ETIMEDOUT;
-    if (now >= end)
-        return err;
-    if (limit == PBX_LOCK_NOWAIT &&
-        pbx__ident_thread_stopped(holder & ~(uint64_t) (PBX_LOCK_WAITERS | PBX_BIAS_REVOKING)))
-        return err;
+    if (now >= end || (limit == PBX_LOCK_NOWAIT && pbx__ident_thread_stopped(holder_ident(holder))))
+        return limit_error(limit);
     return 0;
 }
 
@@ -103,7 +111,7 @@ int pbx__lock_acquire_slow(uint64_t *word, const struct pbx_lock_ctx *ctx, uint6
         }
         uint64_t now = pbx__os_mono_ns();
         if (end && now >= end) /* also while the word keeps changing hands */
-            return limit == PBX_LOCK_NOWAIT ? -EAGAIN : -ETIMEDOUT;
+            return limit_error(limit);
         if (v != watched) {
             watched = v;
             since = now;
