@@ -141,7 +141,7 @@ TEST(a_blocking_send_waits_for_a_stopped_holder_and_goes_through_once_it_is_cont
 struct slow {
     int holder_left;  /* the slow holder's send returned */
     int waiter_in;    /* the other user's send returned */
-    int left_when_in; /* holder_left as the waiter saw it when its send returned */
+    int left_when_in; /* 1: the holder's message was queued when the waiter's send returned */
 };
 static struct slow *sl;
 
@@ -176,8 +176,13 @@ static int other_user_sender(void *arg)
     if (pbx_open(NAME, 0, NULL, &q))
         return 1;
     int r = pbx_send(q, 8, "waiter", 6, 0);
-    __atomic_store_n(&sl->left_when_in, __atomic_load_n(&sl->holder_left, __ATOMIC_SEQ_CST),
-                     __ATOMIC_SEQ_CST);
+    /* The holder publishes its message before it lets go of the lock, so if the waiter got in
+     * only after the holder left, the holder's message is queued now. (Reading holder_left
+     * instead would race with the holder between its unlock and its store.) */
+    char buf[16];
+    long type = 0;
+    ssize_t seen = pbx_recv(q, 5, buf, sizeof(buf), PBX_PEEK | PBX_NOWAIT, &type);
+    __atomic_store_n(&sl->left_when_in, seen == 6 && type == 5, __ATOMIC_SEQ_CST);
     __atomic_store_n(&sl->waiter_in, 1, __ATOMIC_SEQ_CST);
     return r == 0 ? 0 : 2;
 }
