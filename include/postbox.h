@@ -74,6 +74,11 @@ enum pbx_overflow {
 /* Flags for pbx_open(). */
 #define PBX_CREATE 0x0001 /* create the mailbox if it does not exist (like IPC_CREAT) */
 #define PBX_EXCL   0x0002 /* with PBX_CREATE: fail with -EEXIST if it exists (IPC_EXCL) */
+/* Open an existing mailbox only to look at it (pbx_stat, pbx_peers), with read permission
+ * alone: the mailbox is mapped read-only, and the handle takes no lock, writes nothing into
+ * the mailbox and is not listed among its participants. Everything else on such a handle
+ * returns -EBADF (see pbx_open). */
+#define PBX_RDONLY 0x0004
 
 /* Flags for sending and receiving. */
 /* PBX_NOWAIT never waits on a lock holder that is stopped either: -EAGAIN (docs/api.md). */
@@ -112,7 +117,9 @@ struct pbx_options {
 };
 
 /* What pbx_stat() reports. Counters are read without stopping senders and receivers, so
- * under traffic they are a consistent-enough snapshot, not an atomic one. */
+ * under traffic they are a consistent-enough snapshot, not an atomic one: each field is a
+ * value it had during the call, and msgs, bytes and claimed never exceed the capacity
+ * (max_msgs, max_bytes; claimed <= msgs), even when the shared state says otherwise. */
 struct pbx_stat {
     uint64_t msgs;              /* messages held: queued, plus any being written or read now */
     uint64_t bytes;             /* payload bytes of those messages */
@@ -189,6 +196,17 @@ PBX_API const char *pbx_version(void);
  * permission bits (the umask does not apply, as with msgget(2)).
  * On success *out receives a handle the caller owns and must release with pbx_close().
  *
+ * flags PBX_RDONLY (alone: with PBX_CREATE it is -EINVAL) opens for looking: read permission
+ * on the mailbox is enough (a mode 0644 mailbox of another user, as ipcs reads a queue). The
+ * handle supports pbx_stat(), pbx_peers() and pbx_close(); pbx_send, pbx_timedsend, pbx_recv,
+ * pbx_timedrecv, pbx_claim, pbx_ack, pbx_release, pbx_notify, pbx_fd and pbx_remove return
+ * -EBADF (as write(2) on a descriptor opened O_RDONLY), whatever the mailbox's mode. Such a
+ * handle changes nothing in the mailbox: it takes no lock, repairs nothing a crash left (the
+ * next read-write user does), and is not counted by pbx_peers(). Its pbx_stat() reads the
+ * counters without any lock, as for every handle; a spool's message counts come from listing
+ * its directories. Whatever the mailbox's shared memory holds, looking never crashes the
+ * caller: the counters are clamped to the mailbox's limits (pbx_stat).
+ *
  * Returns 0, or:
  *   -EINVAL    bad name, unknown flag, PBX_EXCL without PBX_CREATE, invalid options,
  *              out == NULL
@@ -196,7 +214,8 @@ PBX_API const char *pbx_version(void);
  *   -ENOTDIR   the directory the mailbox lives in ($POSTBOX_DIR or /dev/shm, or a spool's
  *              parent directory) is missing or not a directory
  *   -EEXIST    PBX_CREATE | PBX_EXCL and the mailbox exists
- *   -EACCES    the mailbox's mode does not let the caller read and write it
+ *   -EACCES    the mailbox's mode does not let the caller read and write it (with
+ *              PBX_RDONLY: read it)
  *   -EBADMSG   the file exists but is not a postbox mailbox, or its header is damaged
  *   -EPROTO    the mailbox was made by an incompatible version of postbox
  *   -EXDEV     the mailbox belongs to another PID namespace than the caller's (a container
@@ -227,8 +246,8 @@ PBX_API int pbx_close(pbx_t *q);
  * process returns -EIDRM, and every later operation on any handle to it returns -EIDRM. Queued
  * messages are discarded. The memory is freed when the last process closes its handle.
  * The handle q itself stays valid and must still be released with pbx_close().
- * Returns 0, -EIDRM if it was already removed, or -EPERM/-EACCES if the OS refuses to unlink
- * the name. Thread-safe.
+ * Returns 0, -EIDRM if it was already removed, -EPERM/-EACCES if the OS refuses to unlink
+ * the name, or -EBADF (a PBX_RDONLY handle; pbx_unlink() needs no handle). Thread-safe.
  */
 PBX_API int pbx_remove(pbx_t *q);
 
@@ -259,6 +278,7 @@ PBX_API int pbx_unlink(const char *name);
  *   -EIDRM      the mailbox was removed (also when removed while this call slept)
  *   -EINTR      a signal handler ran while this call slept (even with SA_RESTART)
  *   -EBADMSG    the mailbox's shared state is damaged
+ *   -EBADF      q was opened with PBX_RDONLY: it may only look
  *
  * PBX_SYNC (the synchronous send): after queueing, the call waits until a receiver has taken
  * the message — pbx_recv() returned it, or pbx_ack() acknowledged its claim — and only then
@@ -307,6 +327,7 @@ PBX_API int pbx_timedsend(pbx_t *q, long type, const void *data, size_t len, int
  *   -EIDRM    the mailbox was removed
  *   -EINTR    a signal handler ran while this call slept (even with SA_RESTART)
  *   -EBADMSG  the mailbox's shared state is damaged
+ *   -EBADF    q was opened with PBX_RDONLY: it may only look
  * Blocks until a message matches, unless PBX_NOWAIT. Thread-safe. A cancellation point while
  * it blocks, and only then (Cancellation, at the top).
  */
@@ -350,6 +371,7 @@ PBX_API ssize_t pbx_claim(pbx_t *q, long type, void *buf, size_t cap, int flags,
  *   -ENOENT  no such claim held by this process: already acked or released, returned after a
  *            crash, or another process's
  *   -EIDRM   the mailbox was removed (the claim went with it)
+ *   -EBADF   q was opened with PBX_RDONLY
  * Does not block (beyond the receive lock). Thread-safe.
  */
 PBX_API int pbx_ack(pbx_t *q, uint64_t claim);
@@ -382,7 +404,8 @@ PBX_API int pbx_release(pbx_t *q, uint64_t claim);
  * wake-up of the helper). The handler runs in whichever thread does not block the signal; it
  * should only note the arrival (see docs/signals.md).
  * Returns 0, or -EINVAL (bad signo, q NULL), -EIDRM, -EUSERS (the mailbox's table of 128
- * participants is full), -EAGAIN (no thread), -ENOMEM, -EMFILE. Thread-safe.
+ * participants is full), -EAGAIN (no thread), -ENOMEM, -EMFILE, -EBADF (a PBX_RDONLY handle).
+ * Thread-safe.
  */
 PBX_API int pbx_notify(pbx_t *q, int signo, int value);
 
@@ -396,7 +419,8 @@ PBX_API int pbx_notify(pbx_t *q, int signo, int value);
  * signal blocked, shared with pbx_notify()), later calls return the same one, pbx_close()
  * closes it. After fork(), the child's first call gives it a descriptor of its own. While
  * nobody watches, senders and receivers pay nothing for this. Returns the descriptor (>= 0), or
- * -EINVAL, -EIDRM, -EUSERS, -EMFILE, -ENOMEM, -EAGAIN (no thread). Thread-safe.
+ * -EINVAL, -EIDRM, -EUSERS, -EMFILE, -ENOMEM, -EAGAIN (no thread), -EBADF (a PBX_RDONLY
+ * handle). Thread-safe.
  */
 PBX_API int pbx_fd(pbx_t *q);
 
@@ -413,8 +437,10 @@ PBX_API ssize_t pbx_peers(pbx_t *q, struct pbx_peer *out, size_t cap);
 
 /*
  * pbx_stat — fill *st with the mailbox's limits, contents and counters.
- * Returns 0, -EINVAL (NULL argument) or -EIDRM (removed; *st is still filled). Does not
- * block. Thread-safe.
+ * Takes no lock and, on a PBX_RDONLY handle, writes nothing (a read-write handle may finish a
+ * removal that a killed remover left half done). Returns 0, -EINVAL (NULL argument), -EIDRM
+ * (removed; *st is still filled), or -EBADMSG (the mailbox's file was cut shorter than its
+ * layout since it was opened; *st holds the limits only). Does not block. Thread-safe.
  */
 #if defined(__cplusplus) && defined(__GNUC__)
 /* Like stat(2) and struct stat, the function shares its name with its struct; C++ -Wshadow

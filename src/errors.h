@@ -14,6 +14,7 @@
     X(EEXIST, "mailbox already exists")                                                            \
     X(EACCES, "permission denied by the mailbox's mode")                                           \
     X(EPERM, "operation not permitted")                                                            \
+    X(EBADF, "the handle is open read-only (PBX_RDONLY): it may only look")                        \
     X(EIDRM, "mailbox was removed")                                                                \
     X(EAGAIN, "mailbox is full")                                                                   \
     X(ENOMSG, "no message of the requested type")                                                  \

@@ -26,7 +26,7 @@ struct pbx {
     void *state;
 };
 
-#define PBX_OPEN_FLAGS (PBX_CREATE | PBX_EXCL)
+#define PBX_OPEN_FLAGS (PBX_CREATE | PBX_EXCL | PBX_RDONLY)
 #define PBX_SEND_FLAGS (PBX_NOWAIT | PBX_SYNC)
 #define PBX_RECV_FLAGS (PBX_NOWAIT | PBX_EXCEPT | PBX_NOERROR | PBX_PEEK)
 
@@ -117,15 +117,20 @@ int pbx_open(const char *name, int flags, const struct pbx_options *opts, pbx_t 
     int err = pick_transport(name, &t);
     if (err)
         return err;
-    if ((flags & ~PBX_OPEN_FLAGS) || ((flags & PBX_EXCL) && !(flags & PBX_CREATE)))
+    if ((flags & ~PBX_OPEN_FLAGS) || ((flags & PBX_EXCL) && !(flags & PBX_CREATE)) ||
+        ((flags & PBX_RDONLY) && (flags & PBX_CREATE)))
         return -EINVAL;
     if (!options_valid(opts))
         return -EINVAL;
+    /* A looking handle gets the transport's looking table (LOOKING in transport.h). */
+    const struct pbx_transport *use = (flags & PBX_RDONLY) ? t->looking : t;
+    if (!use)
+        return -EOPNOTSUPP;
     void *state;
     struct pbx_cancel c;
     pbx__cancel_off(&c);
-    if (!(err = t->open(name, flags, opts, &state)) && !(*out = handle_new(t, state))) {
-        t->close(state);
+    if (!(err = t->open(name, flags, opts, &state)) && !(*out = handle_new(use, state))) {
+        use->close(state);
         err = -ENOMEM;
     }
     pbx__cancel_restore(&c);

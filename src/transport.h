@@ -18,6 +18,13 @@
  * sync, peers, fd and notify (the contract in docs/signals.md is transport-neutral:
  * a claim id is an opaque non-zero number, ack/release of an id not held by the caller's
  * process is -ENOENT).
+ *
+ * LOOKING. pbx_open() with PBX_RDONLY passes the flag to the transport's open, which must then
+ * map and read the mailbox without writing anything into it, and the handle is given the
+ * transport's looking table instead of the transport itself: its stat, peers and close are the
+ * transport's own (they see the read-only state and write nothing), every other entry is one
+ * of the refusals below (-EBADF). The refusal is thus made by the table, at no cost to the
+ * calls of read-write handles.
  */
 #ifndef PBX_TRANSPORT_H
 #define PBX_TRANSPORT_H
@@ -52,9 +59,40 @@ struct pbx_transport {
     int (*notify)(void *state, int signo, int value); /* signo checked; 0 unregisters */
     int (*fd)(void *state);
     ssize_t (*peers)(void *state, struct pbx_peer *out, size_t cap);
+    /* The table of handles opened with PBX_RDONLY (LOOKING above); NULL: not supported,
+     * pbx_open() returns -EOPNOTSUPP. */
+    const struct pbx_transport *looking;
 };
 
+/* The entries of a looking table that refuse: each returns -EBADF (looking.c). */
+int pbx__refuse_open(const char *name, int flags, const struct pbx_options *opts, void **state);
+int pbx__refuse_open_private(const struct pbx_options *opts, void **state);
+int pbx__refuse_remove(void *state);
+int pbx__refuse_unlink(const char *name);
+int pbx__refuse_send(void *state, long type, const void *data, uint32_t len, int flags,
+                     uint64_t deadline_ns);
+ssize_t pbx__refuse_recv(void *state, long type, void *buf, uint32_t cap, int flags, long *type_out,
+                         uint64_t deadline_ns);
+ssize_t pbx__refuse_claim(void *state, long type, void *buf, uint32_t cap, int flags,
+                          long *type_out, uint64_t *claim, uint64_t deadline_ns);
+int pbx__refuse_settle(void *state, uint64_t claim);
+int pbx__refuse_notify(void *state, int signo, int value);
+int pbx__refuse_fd(void *state);
+/* A looking table for a transport whose stat, peers and close are given. sync is 1 so that
+ * PBX_SYNC on it is -EBADF like every other send, not -EOPNOTSUPP. */
+#define PBX_LOOKING_TABLE(tname, stat_fn, peers_fn, close_fn)                                      \
+    {                                                                                              \
+        .name = tname, .sync = 1, .cancel_inline = 1, .open = pbx__refuse_open,                    \
+        .open_private = pbx__refuse_open_private, .close = close_fn, .remove = pbx__refuse_remove, \
+        .unlink = pbx__refuse_unlink, .send = pbx__refuse_send, .recv = pbx__refuse_recv,          \
+        .stat = stat_fn, .claim = pbx__refuse_claim, .ack = pbx__refuse_settle,                    \
+        .release = pbx__refuse_settle, .notify = pbx__refuse_notify, .fd = pbx__refuse_fd,         \
+        .peers = peers_fn, .looking = NULL,                                                        \
+    }
+
 extern const struct pbx_transport pbx__shm_transport;
+extern const struct pbx_transport pbx__shm_looking;     /* PBX_RDONLY handles (LOOKING) */
 extern const struct pbx_transport pbx__spool_transport; /* src/spool/spool.c */
+extern const struct pbx_transport pbx__spool_looking;
 
 #endif

@@ -8,7 +8,9 @@
  * mailbox (damaged, another version) is reported on one line of standard error and skipped,
  * so one bad file never hides the others. The ls and watch tables fit 80 columns unless
  * --wide is given. Every other subcommand passes the name to pbx_open()
- * unchanged, so it works for every transport the library knows (spool:PATH included).
+ * unchanged, so it works for every transport the library knows (spool:PATH included). ls,
+ * stat and watch only look: they open with PBX_RDONLY, which needs read permission alone and
+ * changes nothing in the mailbox (not even its list of participants).
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -75,7 +77,8 @@ static const char ls_help[] =
 static const char stat_help[] =
     "Usage: postbox stat NAME [--json]\n"
     "\n"
-    "Show the limits, contents and counters of the mailbox NAME.\n"
+    "Show the limits, contents and counters of the mailbox NAME. Looking needs only read\n"
+    "permission and changes nothing in the mailbox.\n"
     "\n"
     "      --json    one JSON object; times are nanoseconds since the Epoch (0: never)\n"
     "  -h, --help    show this help\n";
@@ -96,7 +99,7 @@ static const char watch_help[] =
     "Show the depth and traffic of mailboxes, refreshed until interrupted (Ctrl-C): messages\n"
     "and bytes held, how full, messages sent, received and dropped per second since the\n"
     "last refresh, and processes waiting. On a terminal the screen is redrawn; otherwise\n"
-    "one line is printed per mailbox and refresh.\n"
+    "one line is printed per mailbox and refresh. Watching needs only read permission.\n"
     "\n"
     "      --interval SEC   seconds between refreshes (default 1)\n"
     "      --count N        stop after N refreshes\n"
@@ -383,7 +386,7 @@ static ssize_t other_peers(pbx_t *q, struct pbx_peer *out, size_t cap)
 static int stat_named(const char *name, struct pbx_stat *st, long *peers)
 {
     pbx_t *q;
-    int r = pbx_open(name, 0, NULL, &q);
+    int r = pbx_open(name, PBX_RDONLY, NULL, &q);
     if (r < 0)
         return r;
     r = pbx_stat(q, st);
@@ -714,9 +717,9 @@ static int json_and_help_options(int argc, char **argv, const char *help, int *j
     return -1;
 }
 
-/* A refused open for looking (stat, watch): a shared-memory mailbox's state sits beside its
- * locks, which even a reader takes, so the library opens it for reading and writing. Say so,
- * with what the file shows, rather than only "permission denied". Returns the exit status. */
+/* A refused open for looking (stat, watch), which needs read permission only (PBX_RDONLY):
+ * say whose mailbox it is and its mode, as the file shows them, rather than only "permission
+ * denied". Returns the exit status. */
 static int refused_to_look(const char *name, int err)
 {
     char path[4096], user[64];
@@ -725,9 +728,7 @@ static int refused_to_look(const char *name, int err)
     if ((err != -EACCES && err != -EPERM) || !valid_name(name) || stat(path, &fs) != 0)
         return cli_fail(name, err);
     cli_user_name((unsigned) fs.st_uid, user, sizeof user);
-    return cli_failf(name,
-                     "%s (owner %s, mode %04o): looking at a mailbox needs read and write "
-                     "access, since its locks live in its shared memory",
+    return cli_failf(name, "%s (owner %s, mode %04o): looking at a mailbox needs read access",
                      pbx_strerror(err), user, (unsigned) (fs.st_mode & 07777));
 }
 
@@ -930,7 +931,7 @@ int cmd_watch(int argc, char **argv)
     int status = EXIT_DONE;
     for (size_t i = 0; i < n && status == EXIT_DONE; i++) {
         w[i].name = argv[optind + (int) i];
-        r = pbx_open(w[i].name, 0, NULL, &w[i].q);
+        r = pbx_open(w[i].name, PBX_RDONLY, NULL, &w[i].q);
         if (r < 0)
             status = refused_to_look(w[i].name, r);
     }

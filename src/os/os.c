@@ -89,10 +89,11 @@ static int real_unlinkat(int dirfd, const char *name)
     return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
 }
 
-static int real_mmap(int fd, size_t len, int populate, void **out)
+static int real_mmap(int fd, size_t len, int how, void **out)
 {
-    int flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0);
+    int flags = MAP_SHARED | ((how & PBX_MAP_POPULATE) ? MAP_POPULATE : 0);
+    int prot = (how & PBX_MAP_RDONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
+    void *p = mmap(NULL, len, prot, flags, fd, 0);
     if (p == MAP_FAILED)
         return -errno;
     *out = p;

@@ -33,9 +33,14 @@ struct pbx_os_calls {
     int (*memfd_create)(const char *name, unsigned int flags);
     int (*linkat)(int fd, int dirfd, const char *name); /* give an O_TMPFILE file a name */
     int (*unlinkat)(int dirfd, const char *name);
-    int (*mmap)(int fd, size_t len, int populate, void **out);
+    int (*mmap)(int fd, size_t len, int how, void **out); /* how: PBX_MAP_* below */
     int (*munmap)(void *addr, size_t len);
 };
+
+/* How os->mmap maps (bits): populate the page tables now; map for reading only (PROT_READ, for
+ * a PBX_RDONLY handle, whose file is open O_RDONLY). Without PBX_MAP_RDONLY: read and write. */
+#define PBX_MAP_POPULATE 1
+#define PBX_MAP_RDONLY   2
 
 /* The table in use. Tests may change entries; the library reads it on every call. */
 struct pbx_os_calls *pbx__os_table(void);

@@ -424,7 +424,9 @@ void pbx__peer_leave(struct pbx_shm *m)
 ssize_t pbx__shm_peers(void *state, struct pbx_peer *out, size_t cap)
 {
     struct pbx_shm *m = state;
-    pbx__peers_prune(m);
+    /* A looking handle (PBX_RDONLY) may not free dead entries: it passes over them. */
+    if (!m->rdonly)
+        pbx__peers_prune(m);
     _Static_assert(PBX_PEERS <= PBX_PEERLIST_MAX, "every entry fits the list");
     struct pbx_peerlist list;
     list.n = 0;
@@ -432,7 +434,7 @@ ssize_t pbx__shm_peers(void *state, struct pbx_peer *out, size_t cap)
         const struct pbx_peer_entry *e = &m->h->peers[i];
         uint64_t ident = PBX_ACQUIRE(&e->ident);
         int32_t pid = PBX_IDENT_TID(ident);
-        if (!ident || pid <= 0)
+        if (!ident || pid <= 0 || (m->rdonly && !pbx__ident_process_alive(ident)))
             continue;
         int32_t signo = PBX_LOAD(&e->signo);
         uint32_t roles =

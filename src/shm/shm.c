@@ -20,6 +20,13 @@
  * deregistration, the PBX_SYNC send, the copy of a large message and the lock it retakes,
  * announcements to listeners and the look for dead peers. The futex sleep itself is the
  * cancellation point, and a cleanup handler takes the registration back.
+ *
+ * LOOKING (PBX_RDONLY; transport.h). The file is opened O_RDONLY and mapped PROT_READ, so read
+ * permission is enough and nothing this handle does can change the region: it does not look
+ * after dead peers, join the peer table or refuse a bias, and its table refuses everything but
+ * stat and peers. Both read the region without a lock; they trust nothing in it beyond the
+ * geometry checked at open, which they never read again (struct pbx_shm), and clamp what the
+ * counters give to the geometry's limits.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -145,7 +152,9 @@ static int map_existing(struct pbx_shm *m)
     if (!S_ISREG(st.st_mode) || st.st_size < (off_t) sizeof(struct pbx_header))
         return -EBADMSG;
     void *base;
-    err = os->mmap(m->fd, (size_t) st.st_size, st.st_size <= POPULATE_MAX, &base);
+    int how =
+        (st.st_size <= POPULATE_MAX ? PBX_MAP_POPULATE : 0) | (m->rdonly ? PBX_MAP_RDONLY : 0);
+    err = os->mmap(m->fd, (size_t) st.st_size, how, &base);
     if (err)
         return err;
     m->h = base;
@@ -192,7 +201,8 @@ static int format_new(struct pbx_shm *m, const struct pbx_options *opts)
         (err = os->fallocate(m->fd, (off_t) geo.region_size)))
         return err;
     void *base;
-    if ((err = os->mmap(m->fd, geo.region_size, geo.region_size <= POPULATE_MAX, &base)))
+    if ((err = os->mmap(m->fd, geo.region_size,
+                        geo.region_size <= POPULATE_MAX ? PBX_MAP_POPULATE : 0, &base)))
         return err;
     m->h = base;
     m->map_size = geo.region_size;
@@ -246,7 +256,8 @@ static int create_named(struct pbx_shm *m, int dirfd, const char *file,
 static int open_named(struct pbx_shm *m, int dirfd, const char *file)
 {
     struct pbx_os_calls *os = pbx__os_table();
-    m->fd = os->openat(dirfd, file, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
+    int access = m->rdonly ? O_RDONLY : O_RDWR;
+    m->fd = os->openat(dirfd, file, access | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
     if (m->fd < 0)
         return m->fd;
     return map_existing(m);
@@ -270,6 +281,7 @@ static int shm_open_named(const char *name, int flags, const struct pbx_options 
     if (!m)
         return -ENOMEM;
     int err = -ENOMEM;
+    m->rdonly = (flags & PBX_RDONLY) != 0;
     m->dir = strdup(mailbox_dir());
     m->file = strdup(file);
     if (!m->dir || !m->file)
@@ -298,9 +310,11 @@ static int shm_open_named(const char *name, int flags, const struct pbx_options 
     pbx__os_table()->close(dirfd);
     if (err)
         goto fail;
-    pbx__look_after_dead_peers(m, 0);
-    refuse_bias_if_blind(m);
-    pbx__peer_join(m);
+    if (!m->rdonly) { /* (a looking handle writes nothing: LOOKING above) */
+        pbx__look_after_dead_peers(m, 0);
+        refuse_bias_if_blind(m);
+        pbx__peer_join(m);
+    }
     *state = m;
     return 0;
 fail:
@@ -1006,20 +1020,63 @@ static int shm_release(void *state, uint64_t claim)
     return shm_settle(state, claim, 0);
 }
 
+/* A count that the shared state gives as sent - freed, as pbx_stat() may report it: at most
+ * limit, and 0 when freed is ahead of sent (a damaged region, or values read at different
+ * moments by a caller that did not order its loads). Wrapping counters: unsigned difference. */
+static uint64_t held_count(uint64_t sent, uint64_t freed, uint64_t limit)
+{
+    uint64_t d = sent - freed;
+    if (d > UINT64_MAX / 2)
+        return 0;
+    return d < limit ? d : limit;
+}
+
+/*
+ * STAT. Lock-free, for every handle (and the only way a looking one could: LOOKING above). The
+ * number held is sent - freed: the freed counts are read first (acquire), then the sent ones,
+ * and again the freed ones; if a receiver freed meanwhile the reads are retried a few times,
+ * so that the difference is what the mailbox held at one instant whenever traffic allows, and
+ * never counts a message twice. Each other field is one load. Everything is then clamped to
+ * the geometry, which was checked at open and is never read from the region again: a region
+ * scribbled on by a peer gives wrong numbers, never a crash nor a count above the capacity.
+ * The file's status is read first: a file cut shorter than the mapping (only a writer can)
+ * would fault on the first load past its end, so it is reported as -EBADMSG instead.
+ */
+#define STAT_RETRIES 4
 static int shm_stat(void *state, struct pbx_stat *st)
 {
     struct pbx_shm *m = state;
     struct pbx_header *h = m->h;
     memset(st, 0, sizeof(*st));
-    /* Freed counts first: they never exceed what was sent, read later. */
-    uint64_t freed_msgs = PBX_ACQUIRE(&h->recv.recvd_msgs);
-    uint64_t freed_bytes = PBX_ACQUIRE(&h->recv.recvd_bytes);
-    st->msgs = PBX_LOAD(&h->send.sent_msgs) - freed_msgs;
-    st->bytes = PBX_LOAD(&h->send.sent_bytes) - freed_bytes;
     st->max_bytes = m->geo.max_bytes;
     st->max_msgs = m->geo.max_msgs;
     st->max_msg_size = m->geo.max_msg_size;
     st->overflow = (enum pbx_overflow) m->geo.overflow;
+    st->region_size = m->geo.region_size;
+    struct stat fst;
+    int have_fst = pbx__os_table()->fstat(m->fd, &fst) == 0;
+    if (have_fst) {
+        st->mode = fst.st_mode & 0777;
+        st->uid = fst.st_uid;
+        st->gid = fst.st_gid;
+        if ((uint64_t) fst.st_size < m->map_size)
+            return -EBADMSG;
+    }
+    uint64_t freed_msgs, freed_bytes, sent_msgs, sent_bytes;
+    for (int tries = 0;; tries++) {
+        freed_msgs = PBX_ACQUIRE(&h->recv.recvd_msgs);
+        freed_bytes = PBX_ACQUIRE(&h->recv.recvd_bytes);
+        sent_msgs = PBX_ACQUIRE(&h->send.sent_msgs);
+        sent_bytes = PBX_ACQUIRE(&h->send.sent_bytes);
+        if ((PBX_ACQUIRE(&h->recv.recvd_msgs) == freed_msgs &&
+             PBX_ACQUIRE(&h->recv.recvd_bytes) == freed_bytes) ||
+            tries + 1 == STAT_RETRIES)
+            break;
+    }
+    st->msgs = held_count(sent_msgs, freed_msgs, m->geo.max_msgs);
+    st->bytes = held_count(sent_bytes, freed_bytes, m->geo.max_bytes);
+    uint64_t claimed = PBX_LOAD(&h->recv.claimed);
+    st->claimed = claimed < st->msgs ? claimed : st->msgs;
     st->last_send_pid = PBX_LOAD(&h->send.last_pid);
     st->last_recv_pid = PBX_LOAD(&h->recv.last_pid);
     st->last_send_time = PBX_LOAD(&h->send.last_time);
@@ -1030,17 +1087,17 @@ static int shm_stat(void *state, struct pbx_stat *st)
     st->repairs = PBX_LOAD(&h->repairs);
     st->send_waiters = PBX_LOAD(&h->space_ev.waiters);
     st->recv_waiters = PBX_LOAD(&h->msg_ev.waiters);
-    st->region_size = m->geo.region_size;
-    st->claimed = PBX_LOAD(&h->recv.claimed);
-    struct stat fst;
-    if (pbx__os_table()->fstat(m->fd, &fst) == 0) {
-        st->mode = fst.st_mode & 0777;
-        st->uid = fst.st_uid;
-        st->gid = fst.st_gid;
+    if (removed(m))
+        return -EIDRM;
+    if (have_fst && m->rdonly) /* a name gone without the mark: removed, but not ours to mark */
+        return m->dir && fst.st_nlink == 0 ? -EIDRM : 0;
+    if (have_fst)
         finish_nameless_removal(m, &fst);
-    }
     return removed(m) ? -EIDRM : 0;
 }
+
+const struct pbx_transport pbx__shm_looking =
+    PBX_LOOKING_TABLE("shm (read-only)", shm_stat, pbx__shm_peers, shm_close);
 
 const struct pbx_transport pbx__shm_transport = {
     .name = "shm",
@@ -1060,4 +1117,5 @@ const struct pbx_transport pbx__shm_transport = {
     .notify = pbx__shm_notify,
     .fd = pbx__shm_fd,
     .peers = pbx__shm_peers,
+    .looking = &pbx__shm_looking,
 };

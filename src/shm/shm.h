@@ -33,6 +33,7 @@ struct pbx_shm {
     uint32_t *value_heap;
     size_t map_size;
     int fd;
+    int rdonly; /* opened with PBX_RDONLY: the region is mapped read-only (LOOKING, shm.c) */
     struct pbx_lock_ctx lock_ctx;
     struct pbx_streak send_streak, recv_streak; /* takes in a row, towards a bias (lock.h) */
     struct pbx_fences {

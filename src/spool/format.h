@@ -30,6 +30,7 @@
 #define PBX_SPOOL_BUCKET_BITS 12  /* 4096 messages per queue directory */
 #define PBX_SPOOL_PEERS       128 /* entries in the state page's table of participants */
 #define PBX_SPOOL_FAILED      8   /* failed group flushes the state page remembers */
+#define PBX_SPOOL_FOREIGN     32  /* foreign files whose report the state page remembers */
 /* Sequence numbers stay below 2^44: a bucket name has 8 hex digits (32 bits) and a bucket
  * holds 2^12 numbers. A name with a higher number is foreign; a send past it is -EOVERFLOW. */
 #define PBX_SPOOL_SEQ_LIMIT (1ull << (32 + PBX_SPOOL_BUCKET_BITS))
@@ -117,6 +118,12 @@ struct pbx_spool_state {
         int32_t err; /* -errno; 0: an empty entry */
         uint32_t pad;
     } failed[PBX_SPOOL_FAILED];
+    /* FOREIGN FILES (spool.c), under the spool lock: FNV-1a hashes (low bit set; 0: empty) of
+     * the foreign names already reported ("q/BUCKET/NAME", "c/NAME", "tmp/NAME"), a ring whose
+     * next place is foreign_n modulo PBX_SPOOL_FOREIGN. Was padding: older pages read zero,
+     * nothing reported yet. */
+    uint32_t foreign_n, pad7;
+    uint64_t foreign[PBX_SPOOL_FOREIGN];
 };
 _Static_assert(sizeof(struct pbx_spool_state) <= 4096, "the state fits one page");
 _Static_assert(offsetof(struct pbx_spool_state, pidns_dev) == 376 &&

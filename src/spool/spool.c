@@ -56,6 +56,19 @@
  * holding the lock looks at the claims at most every 100 ms, and whenever a receive finds
  * nothing while claims exist. Temporary files of dead writers are deleted when a process
  * opens the spool or scans it again, and once a second by any process taking the lock.
+ *
+ * FOREIGN FILES. A name in q/, c/ or tmp/ that postbox did not write is left alone and
+ * reported on standard error once per spool, not once per process: the state page remembers
+ * (a ring of PBX_SPOOL_FOREIGN hashes of the names reported, written under the spool lock),
+ * so the second command that opens the spool says nothing more about the same file. A spool
+ * with more foreign files than the ring holds may report the oldest again.
+ *
+ * LOOKING (PBX_RDONLY; transport.h). A looking handle opens the directories and the meta and
+ * state files for reading only (state mapped PROT_READ), needs read permission alone, and
+ * never takes the lock, watches, scans with repairs, or joins the participants: pbx_stat()
+ * counts the messages by listing q/ and c/ without the lock (a message renamed while they are
+ * listed may be counted twice or not at all; the counts are clamped to the limits), and
+ * pbx_peers() reads the table, passing over dead entries instead of freeing them.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -123,6 +136,7 @@ struct spool {
     uint32_t local_waiters; /* threads of this handle asleep */
     uint64_t gen;           /* changes each time a drain applied events */
     int warned;
+    int rdonly;    /* opened with PBX_RDONLY (LOOKING) */
     int need_scan; /* the last scan failed: the index is partial until one succeeds */
     int new_boot;  /* opening after a reboot: every owner recorded in the spool is dead */
     dev_t dir_dev; /* the spool directory's identity */
@@ -166,6 +180,26 @@ static void warn(struct spool *s, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+}
+
+/* Report a foreign file (FOREIGN FILES), unless the state page says it was reported already
+ * (lock held). where is "q/", "c/" or "tmp/"; dir the bucket's name in q/, or "". */
+static void warn_foreign(struct spool *s, const char *where, const char *dir, const char *name)
+{
+    char path[3 * NAME_MAX + 8];
+    snprintf(path, sizeof(path), "%s%s%s%s", where, dir, *dir ? "/" : "", name);
+    uint64_t h = 1469598103934665603ull; /* FNV-1a, 64 bits */
+    for (const char *p = path; *p; p++)
+        h = (h ^ (unsigned char) *p) * 1099511628211ull;
+    h |= 1; /* 0 marks an empty place in the ring */
+    struct pbx_spool_state *st = s->st;
+    for (unsigned i = 0; i < PBX_SPOOL_FOREIGN; i++)
+        if (PBX_LOAD(&st->foreign[i]) == h)
+            return;
+    uint32_t n = PBX_LOAD(&st->foreign_n);
+    PBX_STORE(&st->foreign[n % PBX_SPOOL_FOREIGN], h);
+    PBX_STORE(&st->foreign_n, n + 1);
+    warn(s, "ignoring foreign file %s", path);
 }
 
 static mode_t dir_mode(uint32_t mode)
@@ -506,7 +540,8 @@ static ssize_t spool_peers(void *state, struct pbx_peer *out, size_t cap)
     struct spool *s = state;
     if (removed(s))
         return -EIDRM;
-    peers_prune(s, 0);
+    if (!s->rdonly) /* a looking handle passes over dead entries instead (LOOKING) */
+        peers_prune(s, 0);
     _Static_assert(PBX_SPOOL_PEERS <= PBX_PEERLIST_MAX, "every entry fits the list");
     struct pbx_peerlist list;
     list.n = 0;
@@ -518,7 +553,7 @@ static ssize_t spool_peers(void *state, struct pbx_peer *out, size_t cap)
                                 PBX_PEER_WATCH | PBX_PEER_NOTIFY);
         int32_t signo = (int32_t) (all >> 16 & 0xff);
         int32_t pid = (int32_t) (o & 0x3fffffffu);
-        if (!o || !roles || pid <= 0)
+        if (!o || !roles || pid <= 0 || (s->rdonly && !owner_alive(s, o)))
             continue;
         pbx__peerlist_add(&list, o, pid, roles, PBX_LOAD(&e->since), signo);
     }
@@ -576,7 +611,7 @@ static int scan_bucket(struct spool *s, uint64_t bucket, const char *name, int c
         n++;
         if (parse_msg(f, 0, &seq, &type, &len, &owner) || seq >> PBX_SPOOL_BUCKET_BITS != bucket ||
             len > s->meta.max_msg_size) {
-            warn(s, "ignoring foreign file q/%s/%s", name, f);
+            warn_foreign(s, "q/", name, f);
             continue;
         }
         err = pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_QUEUED, 0);
@@ -592,6 +627,7 @@ static int scan_bucket(struct spool *s, uint64_t bucket, const char *name, int c
 static void clean_tmp(struct spool *s)
 {
     struct pbx_fs_calls *fs = pbx__fs_table();
+    s->last_clean_ns = pbx__os_mono_ns(); /* the next look is due CLEAN_NS from now */
     DIR *d;
     if (fs->dir_open(s->tmpfd, &d))
         return;
@@ -602,7 +638,7 @@ static void clean_tmp(struct spool *s)
         if (p[0] == '.')
             continue;
         if (parse_hex(&p, 16, &owner) || *p != '.') {
-            warn(s, "ignoring foreign file tmp/%s", name);
+            warn_foreign(s, "tmp/", "", name);
             continue;
         }
         if (!owner_alive(s, owner))
@@ -636,7 +672,7 @@ static int scan(struct spool *s)
         if (name[0] == '.')
             continue;
         if (parse_bucket(name, &b)) {
-            warn(s, "ignoring foreign file q/%s", name);
+            warn_foreign(s, "q/", "", name);
             continue;
         }
         err = watch_bucket(s, b, name);
@@ -663,7 +699,7 @@ static int scan(struct spool *s)
         if (name[0] == '.')
             continue;
         if (parse_msg(name, 1, &seq, &type, &len, &owner) || len > s->meta.max_msg_size) {
-            warn(s, "ignoring foreign file c/%s", name);
+            warn_foreign(s, "c/", "", name);
             continue;
         }
         err = pbx__sidx_place(&s->idx, seq, type, len, PBX_SIDX_CLAIMED, owner);
@@ -1286,7 +1322,8 @@ static int open_existing(struct spool *s)
     if ((err = open_sub(s, "q", &s->qfd)) || (err = open_sub(s, "c", &s->cfd)) ||
         (err = open_sub(s, "tmp", &s->tmpfd)) || (err = open_sub(s, "bad", &s->badfd)))
         return err;
-    fd = fs->openat(s->dirfd, "state", O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+    int access = s->rdonly ? O_RDONLY : O_RDWR;
+    fd = fs->openat(s->dirfd, "state", access | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
     if (fd == -ENOENT || fd == -ELOOP)
         return -EBADMSG;
     if (fd < 0)
@@ -1297,7 +1334,8 @@ static int open_existing(struct spool *s)
     if (!S_ISREG(st.st_mode) || st.st_size != STATE_SIZE)
         return -EBADMSG;
     void *base;
-    if ((err = os->mmap(fd, STATE_SIZE, 1, &base)))
+    if ((err =
+             os->mmap(fd, STATE_SIZE, PBX_MAP_POPULATE | (s->rdonly ? PBX_MAP_RDONLY : 0), &base)))
         return err;
     s->st = base;
     if (memcmp(s->st->magic, PBX_SPOOL_STATE_MAGIC, 8) != 0)
@@ -1306,10 +1344,12 @@ static int open_existing(struct spool *s)
         return -EPROTO;
     if (removed(s))
         return -ENOENT; /* removed between our lookup and now */
-    /* Access: the spool's directories must be writable to us, as its files are. */
-    if ((err = fs->faccessat(s->dirfd, "q", R_OK | W_OK | X_OK, AT_EACCESS)) ||
-        (err = fs->faccessat(s->dirfd, "c", R_OK | W_OK | X_OK, AT_EACCESS)) ||
-        (err = fs->faccessat(s->dirfd, "tmp", W_OK | X_OK, AT_EACCESS)))
+    /* Access: the spool's directories must be writable to us, as its files are (readable
+     * only, to look). */
+    int w = s->rdonly ? 0 : W_OK;
+    if ((err = fs->faccessat(s->dirfd, "q", R_OK | w | X_OK, AT_EACCESS)) ||
+        (err = fs->faccessat(s->dirfd, "c", R_OK | w | X_OK, AT_EACCESS)) ||
+        (!s->rdonly && (err = fs->faccessat(s->dirfd, "tmp", W_OK | X_OK, AT_EACCESS))))
         return err; /* -EACCES, or what kept the kernel from telling */
     s->lctx.dev = st.st_dev;
     s->lctx.ino = st.st_ino;
@@ -1324,6 +1364,12 @@ static int open_existing(struct spool *s)
     if (!memcmp(boot, s->st->boot_id, sizeof(boot)) &&
         (err = pbx__ident_pidns_admits(PBX_LOAD(&s->st->pidns_dev), PBX_LOAD(&s->st->pidns_ino))))
         return err;
+    if (s->rdonly) {
+        /* Looking: no lock, no scan, no participant entry. Owners of another boot are all
+         * dead, as a read-write open would find. */
+        s->new_boot = boot[0] && memcmp(boot, s->st->boot_id, sizeof(boot)) != 0;
+        return 0;
+    }
     if ((err = spool_lock(s)))
         return err;
     /* Counters from a shared page: keep them consistent whatever a damaged page says (the
@@ -1540,6 +1586,7 @@ static int spool_open(const char *name, int flags, const struct pbx_options *opt
         struct spool *s = spool_new(path);
         if (!s)
             return -ENOMEM;
+        s->rdonly = (flags & PBX_RDONLY) != 0;
         int err = 0, flush_err = 0;
         struct stat made;
         memset(&made, 0, sizeof(made));
@@ -1745,7 +1792,7 @@ static int spool_open_private(const struct pbx_options *opts, void **state)
 static int spool_close(void *state)
 {
     struct spool *s = state;
-    if (s->meta.durability == PBX_DURABLE_BATCH && !removed(s))
+    if (s->meta.durability == PBX_DURABLE_BATCH && !s->rdonly && !removed(s))
         flush_batch(s, 1);
     fd_stop(s);
     if (s->st && !removed(s))
@@ -2547,12 +2594,63 @@ static int spool_release(void *state, uint64_t id)
 
 /* ---- statistics ------------------------------------------------------------------------ */
 
+/* Count the messages of one directory listing (LOOKING): q/ itself walks its buckets. */
+static void count_listed(struct spool *s, int dirfd, const char *sub, int claimed, int depth,
+                         struct pbx_stat *st)
+{
+    struct pbx_fs_calls *fs = pbx__fs_table();
+    int fd = fs->openat(dirfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    DIR *d;
+    if (fd < 0)
+        return;
+    int err = fs->dir_open(fd, &d);
+    if (err) {
+        fs->close(fd);
+        return;
+    }
+    const char *name;
+    while (fs->dir_next(d, &name) > 0) {
+        uint64_t seq, owner, b;
+        long type;
+        uint32_t len;
+        if (name[0] == '.')
+            continue;
+        if (depth) {
+            if (parse_bucket(name, &b) == 0)
+                count_listed(s, fd, name, claimed, 0, st);
+            continue;
+        }
+        if (parse_msg(name, claimed, &seq, &type, &len, &owner) || len > s->meta.max_msg_size)
+            continue;
+        st->msgs++;
+        st->bytes += len;
+        st->claimed += (uint64_t) claimed;
+    }
+    fs->dir_close(d);
+    fs->close(fd);
+}
+
+/* Has a remover renamed the spool away (it may not have marked it yet)? Reads only. */
+static int renamed_away(const struct spool *s)
+{
+    struct stat st;
+    return PBX_ACQUIRE(&s->st->removing) &&
+           (pbx__fs_table()->fstatat(AT_FDCWD, s->path, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            st.st_dev != s->dir_dev || st.st_ino != s->dir_ino);
+}
+
 static int spool_stat(void *state, struct pbx_stat *st)
 {
     struct spool *s = state;
     memset(st, 0, sizeof(*st));
-    int gone = removed(s);
-    if (!gone && spool_lock(s) == 0) {
+    int gone = removed(s) || (s->rdonly && renamed_away(s));
+    if (!gone && s->rdonly) {
+        count_listed(s, s->dirfd, "q", 0, 1, st);
+        count_listed(s, s->dirfd, "c", 1, 0, st);
+        st->msgs = st->msgs < s->meta.max_msgs ? st->msgs : s->meta.max_msgs;
+        st->bytes = st->bytes < s->meta.max_bytes ? st->bytes : s->meta.max_bytes;
+        st->claimed = st->claimed < st->msgs ? st->claimed : st->msgs;
+    } else if (!gone && spool_lock(s) == 0) {
         st->msgs = s->idx.count;
         st->bytes = s->idx.bytes;
         st->claimed = s->idx.nclaimed; /* held by pbx_claim, or being read by a receive */
@@ -2583,6 +2681,9 @@ static int spool_stat(void *state, struct pbx_stat *st)
     return gone ? -EIDRM : 0;
 }
 
+const struct pbx_transport pbx__spool_looking =
+    PBX_LOOKING_TABLE("spool (read-only)", spool_stat, spool_peers, spool_close);
+
 const struct pbx_transport pbx__spool_transport = {
     .name = "spool",
     .sync = 1,
@@ -2600,4 +2701,5 @@ const struct pbx_transport pbx__spool_transport = {
     .peers = spool_peers,
     .fd = spool_fd,
     .notify = spool_notify,
+    .looking = &pbx__spool_looking,
 };

@@ -657,10 +657,75 @@ case_ls_fits_80_columns_and_shows_unreadable() {
     grep -q "^jobs  *-  *root  *0600  *$size  *?  *?  *?  *?$" "$T/out" || fail "ls as nobody: $(cat "$T/out")"
     grep -qx "postbox: jobs: permission denied by the mailbox's mode (owner, mode and size shown from its file)" "$T/err" ||
         fail "ls as nobody, stderr: $(cat "$T/err")"
-    # stat cannot open it either (a reader takes the locks in its shared memory): it says why.
+    # stat cannot look at it either (0600: no read permission): it says whose it is and why.
     setpriv --reuid=65534 --regid=65534 --clear-groups "$pb" stat jobs >"$T/out" 2>"$T/err"
     rc=$?
-    expect 3 "postbox: jobs: permission denied by the mailbox's mode (owner root, mode 0600): looking at a mailbox needs read and write access, since its locks live in its shared memory"
+    expect 3 "postbox: jobs: permission denied by the mailbox's mode (owner root, mode 0600): looking at a mailbox needs read access"
+}
+
+# stat and watch only look (PBX_RDONLY): another user with read permission alone sees a 0644
+# mailbox, shared memory and spool alike, may not use it, and changes nothing in it.
+case_stat_and_watch_need_only_read_access() {
+    [ "$(id -u)" = 0 ] || { echo "skipped: needs root to act as a second user (nobody)"; exit 77; }
+    command -v setpriv >/dev/null 2>&1 || { echo "skipped: setpriv not installed (Debian: apt-get install util-linux)"; exit 77; }
+    as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+    chmod 0755 "$POSTBOX_DIR" "$T" || fail "chmod"
+    "$pb" create seen --mode 0644 || fail "create"
+    "$pb" create "spool:$T/sp" --mode 0644 || fail "create spool"
+    for box in seen "spool:$T/sp"; do
+        printf 'a\nbb\n' | "$pb" send --lines "$box" || fail "send to $box"
+    done
+    cp "$POSTBOX_DIR/pbx.seen" "$T/region.before" && cp "$T/sp/state" "$T/state.before" || fail "cp"
+    for box in seen "spool:$T/sp"; do
+        run as_nobody "$pb" stat "$box"
+        expect 0
+        grep -q '^messages: *2 of 4096$' "$T/out" || fail "stat $box as nobody: $(cat "$T/out")"
+        grep -q '^bytes: *3 of ' "$T/out" || fail "stat $box as nobody: $(cat "$T/out")"
+        grep -q '^participants: *0 ' "$T/out" || fail "stat $box as nobody: $(cat "$T/out")"
+        run as_nobody "$pb" stat --json "$box"
+        expect 0
+        [ "$(json "$T/out" msgs)" = 2 ] || fail "stat --json $box as nobody: $(cat "$T/out")"
+        run as_nobody "$pb" watch --count 1 "$box"
+        expect 0
+        grep -q " $box msgs=2 bytes=3 " "$T/out" || fail "watch $box as nobody: $(cat "$T/out")"
+        # Looking is all: using it needs write access.
+        run as_nobody "$pb" send "$box" x
+        [ "$rc" = 3 ] || fail "send to $box as nobody: exit $rc"
+    done
+    # Nothing was written into the mailboxes by looking at them.
+    cmp -s "$POSTBOX_DIR/pbx.seen" "$T/region.before" || fail "looking changed the region"
+    cmp -s "$T/sp/state" "$T/state.before" || fail "looking changed the spool's state"
+    run "$pb" recv --count 2 --lines seen
+    expect 0
+    out_is "$(printf 'a\nbb')"
+}
+
+# A spool's foreign files are reported once, by the first command that finds them; the next
+# commands say nothing more about them (the state page remembers), and tmp/ is reported once.
+case_spool_foreign_files_reported_once() {
+    sp="$T/sp"
+    "$pb" create "spool:$sp" || fail "create"
+    : >"$sp/q/junk" && : >"$sp/c/junk" && : >"$sp/tmp/junk" || fail "touch"
+    run "$pb" send "spool:$sp" one
+    [ "$rc" = 0 ] || fail "send: exit $rc"
+    printf 'postbox: spool %s: ignoring foreign file %s\n' "$sp" q/junk "$sp" c/junk "$sp" tmp/junk |
+        sort >"$T/want"
+    sort "$T/err" | cmp -s - "$T/want" || fail "first command's warnings: $(cat "$T/err")"
+    run "$pb" send "spool:$sp" two
+    expect 0
+    run "$pb" recv --count 2 --lines "spool:$sp"
+    expect 0
+    out_is "$(printf 'one\ntwo')"
+    # A new foreign file is reported, once; the old ones are not.
+    : >"$sp/c/more" || fail "touch"
+    run "$pb" stat "spool:$sp"
+    expect 0
+    run "$pb" send "spool:$sp" three
+    [ "$rc" = 0 ] || fail "send: exit $rc"
+    printf 'postbox: spool %s: ignoring foreign file c/more\n' "$sp" >"$T/want"
+    cmp -s "$T/err" "$T/want" || fail "the new file's warning: $(cat "$T/err")"
+    run "$pb" recv "spool:$sp"
+    expect 0
 }
 
 # watch on a terminal fits 80 columns by default; --wide is wider.

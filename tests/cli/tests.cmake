@@ -6,7 +6,8 @@ foreach(case help_and_version claim_and_peers create_options_and_sizes send_recv
              full_mailbox_send follow_ends_when_reader_goes closed_standard_fds
              send_lines_too_long hostile_names stat_json_binary_spool_name create_limits
              ambiguous_option_and_empty_name send_lines_interrupted create_errors_name_the_cause
-             ls_fits_80_columns_and_shows_unreadable watch_fits_80_columns)
+             ls_fits_80_columns_and_shows_unreadable watch_fits_80_columns
+             stat_and_watch_need_only_read_access spool_foreign_files_reported_once)
   add_test(NAME cli.${case}
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/cli.sh $<TARGET_FILE:postbox_cli>
                    $<TARGET_FILE:pbx_jsoncheck> ${case})
