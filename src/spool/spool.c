@@ -681,7 +681,7 @@ static int scan(struct spool *s)
         else if (err == -ENOENT)
             err = 0; /* removed since it was listed */
         else if (err == -ENOTDIR) {
-            warn(s, "ignoring q/%s: not a directory", name);
+            warn_foreign(s, "q/", "", name); /* a bucket name, not a directory */
             err = 0;
         }
     }
