@@ -10,7 +10,7 @@
  * --wide is given. Every other subcommand passes the name to pbx_open()
  * unchanged, so it works for every transport the library knows (spool:PATH included). ls,
  * stat and watch only look: they open with PBX_RDONLY, which needs read permission alone and
- * changes nothing in the mailbox (not even its list of participants).
+ * changes nothing in the mailbox (not even its list of participants); so does peers.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -717,7 +717,7 @@ static int json_and_help_options(int argc, char **argv, const char *help, int *j
     return -1;
 }
 
-/* A refused open for looking (stat, watch), which needs read permission only (PBX_RDONLY):
+/* A refused open for looking (stat, watch, peers), which needs read permission only (PBX_RDONLY):
  * say whose mailbox it is and its mode, as the file shows them, rather than only "permission
  * denied". Returns the exit status. */
 static int refused_to_look(const char *name, int err)
@@ -972,7 +972,8 @@ static const char peers_help[] =
     "PID, ROLES (opened, sent, received, notify: registered for a signal, watch: polls its\n"
     "descriptor), HANDLES it has open, the NOTIFY signal it registered, and SINCE when (its\n"
     "oldest open handle). A process that died is left out, even if its PID was reused since:\n"
-    "participants are told apart by PID and start time. This command is not listed.\n"
+    "participants are told apart by PID and start time. This command only looks (read\n"
+    "permission is enough) and is not listed.\n"
     "\n"
     "      --json    a JSON array with one object per participant\n"
     "  -h, --help    show this help\n";
@@ -1018,9 +1019,9 @@ int cmd_peers(int argc, char **argv)
         return done;
     const char *name = argv[optind];
     pbx_t *q;
-    int r = cli_open(name, &q);
-    if (r)
-        return r;
+    int r = pbx_open(name, PBX_RDONLY, NULL, &q); /* (looking: read access is enough) */
+    if (r < 0)
+        return refused_to_look(name, r);
     struct pbx_peer p[128];
     ssize_t n = other_peers(q, p, 128);
     pbx_close(q);

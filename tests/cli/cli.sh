@@ -663,7 +663,7 @@ case_ls_fits_80_columns_and_shows_unreadable() {
     expect 3 "postbox: jobs: permission denied by the mailbox's mode (owner root, mode 0600): looking at a mailbox needs read access"
 }
 
-# stat and watch only look (PBX_RDONLY): another user with read permission alone sees a 0644
+# stat, watch and peers only look (PBX_RDONLY): another user with read permission alone sees a 0644
 # mailbox, shared memory and spool alike, may not use it, and changes nothing in it.
 case_stat_and_watch_need_only_read_access() {
     [ "$(id -u)" = 0 ] || { echo "skipped: needs root to act as a second user (nobody)"; exit 77; }
@@ -688,6 +688,9 @@ case_stat_and_watch_need_only_read_access() {
         run as_nobody "$pb" watch --count 1 "$box"
         expect 0
         grep -q " $box msgs=2 bytes=3 " "$T/out" || fail "watch $box as nobody: $(cat "$T/out")"
+        run as_nobody "$pb" peers "$box"
+        expect 0
+        grep -q '^PID ' "$T/out" || fail "peers $box as nobody: $(cat "$T/out")"
         # Looking is all: using it needs write access.
         run as_nobody "$pb" send "$box" x
         [ "$rc" = 3 ] || fail "send to $box as nobody: exit $rc"
