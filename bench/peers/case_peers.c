@@ -110,8 +110,9 @@ static struct peer_ops pb_ops, sv_ops; /* filled in by case_peers_run */
 static const struct peer_entry peers[] = {
     {&pb_ops, "postbox", NULL,
      "typed receive (msgrcv's rules); persistent while the machine is up (/dev/shm), or "
-     "durable (spool); a crashed sender or receiver loses nothing committed and leaves no lock "
-     "held; a full queue blocks, fails (PBX_NOWAIT) or times out"},
+     "durable (spool: mailboxes); a crashed sender or receiver loses nothing committed and "
+     "leaves no lock held; a full queue blocks (or times out), fails (PBX_NOWAIT), or drops "
+     "the newest or the oldest, as the mailbox was created"},
     {&sv_ops, "sysv", NULL,
      "typed receive; persistent until reboot (kernel); crash-safe (the kernel holds the "
      "queue); a full queue blocks or fails (IPC_NOWAIT)"},
@@ -520,7 +521,8 @@ void peers_md(FILE *f, const struct bench_ctx *ctx)
     for (int k = 0; k < NPEERS; k++)
         if (peers[k].offers)
             fprintf(f, "- %s: %s.\n", peers[k].name, peers[k].offers);
-    fprintf(f, "- iox: zero copy, the payload left untouched (16 bytes written and read); "
+    fprintf(f, "- the iceoryx rows: iox, zero copy, the payload left untouched (16 bytes written "
+               "and read); "
                "iox-inplace: every byte written into the chunk and read back; iox-poll: a "
                "busy-polling subscriber (round trip only).\n");
 }
