@@ -10,7 +10,10 @@
  * disturbs nor is disturbed by a daemon someone else is running. Without that privilege it
  * runs in the shared namespace, and iceoryx is skipped when another daemon is already there.
  * The daemon is stopped by peer_iox_stop(), by an atexit() handler if a case returns early,
- * and by PR_SET_PDEATHSIG if the bench itself is killed.
+ * and by PR_SET_PDEATHSIG if the bench itself is killed. Its process monitoring is off
+ * (-m off): on a loaded machine it took live bench processes whose keep-alive came 1.5 s
+ * late for dead, removed their ports and hung the run. A child killed after an error then
+ * keeps its chunks until the daemon stops, which is at the end of the case.
  *
  * The channel. The sending end is a publisher that blocks while the subscriber's queue is
  * full (ConsumerTooSlowPolicy_WAIT_FOR_CONSUMER, QueueFullPolicy_BLOCK_PRODUCER); attach()
@@ -151,7 +154,7 @@ static void roudi_child(const char *bin, int cfg, int log, int report)
     close(report);
     char cfgpath[64];
     snprintf(cfgpath, sizeof(cfgpath), "/proc/self/fd/%d", cfg);
-    execl(bin, bin, "-c", cfgpath, "-l", "warning", (char *) NULL);
+    execl(bin, bin, "-c", cfgpath, "-l", "warning", "-m", "off", (char *) NULL);
     dprintf(2, "pbx_bench: exec %s: %s\n", bin, strerror(errno));
     _exit(127);
 }
