@@ -25,7 +25,6 @@
 #include "peers.h"
 
 #define PEERS_DEPTH 256
-#define PEERS_MAX   16
 
 /* ---- postbox and System V through transport.h ------------------------------------------ */
 
@@ -299,6 +298,10 @@ static int measure(struct bench_ctx *ctx, const struct peer_ops *p, size_t size,
         if (rc < 0)
             p->close(j.a);
     }
+    if (rc == -ENOTSUP) {
+        res_note("peers: %s skipped at %zu B: %s", p->name, size, why ? why : "not supported");
+        return 0;
+    }
     if (rc < 0) {
         res_error("%s: open: %s%s%s", what, strerror(-rc), why ? ": " : "", why ? why : "");
         return -1;
@@ -358,9 +361,17 @@ int case_peers_run(struct bench_ctx *ctx)
     int iox_wanted = 0;
     for (int k = 0; k < NPEERS; k++) {
         use[k] = 1;
-        if (use[k] && !peers[k].ops) {
-            res_note("peers: %s skipped: not built (apt-get install %s, then rebuild)",
-                     peers[k].name, peers[k].package);
+        if (!peers[k].ops) {
+            /* one line per package: the rows that follow with the same package join it */
+            char names[128];
+            int len = snprintf(names, sizeof(names), "%s", peers[k].name);
+            while (k + 1 < NPEERS && !peers[k + 1].ops &&
+                   !strcmp(peers[k + 1].package, peers[k].package) && len < (int) sizeof(names)) {
+                use[++k] = 0;
+                len += snprintf(names + len, sizeof(names) - (size_t) len, ", %s", peers[k].name);
+            }
+            res_note("peers: %s skipped: not built (apt-get install %s, then rebuild)", names,
+                     peers[k].package);
             use[k] = 0;
         }
         if (use[k] && (peers[k].ops->flags & PEER_EXIT))

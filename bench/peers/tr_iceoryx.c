@@ -268,6 +268,10 @@ static int iox_open_mode(const struct tr_params *p, struct tr_chan **out, const 
         *why = roudi_why[0] ? roudi_why : "iox-roudi is not running";
         return -ENOTSUP;
     }
+    if (p->msg_size > 65536) {
+        *why = "larger than the daemon's largest chunk (64 KiB; see roudi.toml)";
+        return -ENOTSUP;
+    }
     struct tr_chan *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
