@@ -132,7 +132,8 @@ void peer_iox_stop(void)
 }
 
 /* In the forked child: a private mount namespace if possible, then exec the daemon. Tells
- * the parent through fd report whether the namespace is private ('P') or shared ('S'). */
+ * the parent through fd report whether it has a namespace of its own with private /dev/shm
+ * and /tmp ('P'), one without them ('N'), or the shared one ('S'). */
 static void roudi_child(const char *bin, int cfg, int log, int report)
 {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -145,10 +146,14 @@ static void roudi_child(const char *bin, int cfg, int log, int report)
     dup2(log, 1);
     dup2(log, 2);
     char what = 'S';
-    if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
-        mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") == 0 &&
-        mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") == 0)
-        what = 'P';
+    if (unshare(CLONE_NEWNS) == 0) {
+        /* the children join this namespace whether or not the mounts below succeed */
+        what = 'N';
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
+            mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") == 0 &&
+            mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") == 0)
+            what = 'P';
+    }
     if (write(report, &what, 1) != 1)
         _exit(127);
     close(report);
@@ -214,7 +219,7 @@ int peer_iox_start(const char *outdir, const char **why)
     static int registered;
     if (!registered++)
         atexit(peer_iox_stop);
-    if (what == 'P') {
+    if (what != 'S') {
         snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int) pid);
         roudi_ns = open(path, O_RDONLY | O_CLOEXEC);
     }
@@ -231,7 +236,9 @@ int peer_iox_start(const char *outdir, const char **why)
         }
         if (access(path, F_OK) == 0) {
             snprintf(roudi_why, sizeof(roudi_why), "iox-roudi %s",
-                     roudi_ns >= 0 ? "in a private mount namespace (its own /dev/shm and /tmp)"
+                     what == 'P'   ? "in a private mount namespace (its own /dev/shm and /tmp)"
+                     : what == 'N' ? "in its own mount namespace, but with the shared /dev/shm "
+                                     "and /tmp (mounting tmpfs failed)"
                                    : "in the shared mount namespace");
             return 0;
         }
