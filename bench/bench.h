@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "transport.h"
@@ -77,6 +78,7 @@ int case_pingpong_run(struct bench_ctx *ctx);
 int case_mpmc_run(struct bench_ctx *ctx);
 int case_typed_run(struct bench_ctx *ctx);
 int case_wakeup_run(struct bench_ctx *ctx);
+int case_peers_run(struct bench_ctx *ctx); /* bench/peers/case_peers.c */
 
 /* ---- time, memory, processes (common.c) ----------------------------------------------- */
 
@@ -232,5 +234,7 @@ struct bench_env {
 /* Write results.csv, targets.csv, summary.md and the plots into ctx->opt->outdir.
  * Returns 0 or -1 (a file could not be written). */
 int report_write(const struct bench_ctx *ctx, const struct bench_env *env);
+/* The peers' tables in summary.md (bench/peers/case_peers.c); nothing if the case did not run. */
+void peers_md(FILE *f, const struct bench_ctx *ctx);
 
 #endif

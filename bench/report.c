@@ -743,6 +743,7 @@ static int write_summary(const struct bench_ctx *ctx, const struct bench_env *en
     for (int l = 0; l < 2; l++)
         if (has_results("wakeup", lays[l]))
             md_wakeup(f, ctx, lays[l]);
+    peers_md(f, ctx);
     md_depths(f, ctx);
 
     fprintf(f, "\n## Plots\n\n");
