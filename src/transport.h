@@ -52,7 +52,24 @@ struct pbx_transport {
     int (*notify)(void *state, int signo, int value); /* signo checked; 0 unregisters */
     int (*fd)(void *state);
     ssize_t (*peers)(void *state, struct pbx_peer *out, size_t cap);
+    /* Zero-copy loans (pbx_loan() and the rest). Optional as a group: a transport that leaves
+     * lend NULL gets loans by copying, in the API layer (mailbox.c). The API layer checks the
+     * arguments and the loan's kind (LOAN_* below) and sets loan->q; lend fills the rest. */
+    int (*lend)(void *state, uint32_t len, int flags, uint64_t deadline_ns, struct pbx_loan *l);
+    int (*commit)(void *state, struct pbx_loan *l, long type, int flags);
+    int (*cancel)(void *state, struct pbx_loan *l);
+    ssize_t (*recv_lend)(void *state, long type, int flags, uint64_t deadline_ns,
+                         struct pbx_loan *l);
+    int (*give_back)(void *state, struct pbx_loan *l); /* pbx_return() */
+    ssize_t (*piece)(void *state, struct pbx_loan *l, size_t off, void **ptr);
 };
+
+/* A loan's kind, in loan->priv[PBX_LOAN_KIND]: which way, and whether it is the API layer's
+ * copy (a buffer of its own) or the transport's. The other priv words are the owner's. */
+#define PBX_LOAN_KIND 0
+#define PBX_LOAN_SEND 1u
+#define PBX_LOAN_RECV 2u
+#define PBX_LOAN_COPY 4u
 
 extern const struct pbx_transport pbx__shm_transport;
 extern const struct pbx_transport pbx__spool_transport; /* src/spool/spool.c */
