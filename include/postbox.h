@@ -393,7 +393,8 @@ PBX_API int pbx_release(pbx_t *q, uint64_t claim);
  *     (their room is given back, nothing is published) and the messages of its receive loans go
  *     back in their place, to be received again, as after an interrupted pbx_recv().
  *   - While a receive loan is held, nobody else reads, takes, drops (PBX_DROP_OLDEST) or writes
- *     its message: it is out of the queue, held by the process as a pbx_claim() is. A send
+ *     its message: it is out of the queue, held by the process as a pbx_claim() is (it counts
+ *     in pbx_stat() msgs, bytes and claimed). A send
  *     loan's room is reserved: it counts in pbx_stat() msgs and bytes, and is invisible to
  *     receivers until committed.
  *   - Addresses from pbx_loan_piece() are valid until the loan ends. A receive loan's bytes
