@@ -6,6 +6,7 @@
  * The crash points of the loan steps are walked in test_crashwalk.c, the kill storm in
  * test_storm.c.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -503,4 +504,43 @@ TEST(spool_loans_work_by_copying)
     ASSERT_ERR(pbx_recv_loan(q, 0, PBX_NOWAIT, &e), -ENOMSG);
     ASSERT_OK(pbx_remove(q));
     pbx_close(q);
+}
+
+/* A loan belongs to the process, not the thread that took it: the orphan search, which judges
+ * a WRITING slot by its thread, must not give back a loan whose thread has exited. */
+static pbx_t *tq;
+static struct pbx_loan thread_send, thread_recv;
+
+static void *take_loans_and_exit(void *arg)
+{
+    (void) arg;
+    if (pbx_loan(tq, 3000, 0, &thread_send) == 0)
+        fill_loan(&thread_send, 7);
+    pbx_recv_loan(tq, 0, 0, &thread_recv);
+    return NULL;
+}
+
+TEST_THREADS(a_loan_outlives_the_thread_that_took_it)
+{
+    tq = open_box("l15", 4, PBX_BLOCK);
+    send_copy(tq, 3, 3000);
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, take_loans_and_exit, NULL), 0);
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    ASSERT_TRUE(thread_send.q == tq);
+    ASSERT_TRUE(thread_recv.q == tq);
+    /* Past the 100 ms between searches, a receive that finds nothing looks after dead peers. */
+    pbx_test_sleep_ms(150);
+    struct pbx_loan none;
+    ASSERT_ERR(pbx_recv_loan(tq, 0, PBX_NOWAIT, &none), -ENOMSG);
+    struct pbx_stat st;
+    ASSERT_OK(pbx_stat(tq, &st));
+    ASSERT_EQ(st.msgs, 2);
+    ASSERT_EQ(st.claimed, 1);
+    check_loan(&thread_recv, 3);
+    ASSERT_OK(pbx_return(&thread_recv));
+    ASSERT_OK(pbx_commit(&thread_send, 7, 0));
+    expect_copy(tq, 7, 3000);
+    ASSERT_OK(pbx_remove(tq));
+    pbx_close(tq);
 }
