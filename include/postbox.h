@@ -436,11 +436,15 @@ PBX_API int pbx_loan(pbx_t *q, size_t len, int flags, struct pbx_loan *loan);
 
 /*
  * pbx_commit — publish a send loan as a message of the given type (>= 1), as one store: from
- * then on receivers see it whole, exactly as if pbx_send() had sent those bytes. flags must be
- * 0 (reserved). The loan ends (loan->q becomes NULL) whether or not the commit succeeds, except
- * after -EINVAL and -ENOENT. Returns 0, -EINVAL (NULL, type < 1, flags, a receive loan),
- * -ENOENT (not held, see the rules above), -EIDRM (removed: the message is discarded with the
- * mailbox). Does not block beyond the send lock. Thread-safe.
+ * then on receivers see it whole, exactly as if pbx_send() had sent those bytes. flags: 0 or
+ * PBX_SYNC, which then waits, as a PBX_SYNC send does, until a receiver has taken the message
+ * (received it, acknowledged its claim, or returned its receive loan; -ENOBUFS if it was dropped;
+ * -EINTR; a cancellation point there). The loan ends (loan->q becomes NULL) whether or not the
+ * commit succeeds, except after -EINVAL, -ENOENT, -EOPNOTSUPP and -EUSERS (64 PBX_SYNC senders
+ * already wait). Returns 0, -EINVAL (NULL, type < 1, another flag, a receive loan), -ENOENT (not
+ * held, see the rules above), -EIDRM (removed: the message is discarded with the mailbox), or
+ * with PBX_SYNC the errors of the wait. Does not block beyond the send lock, except with
+ * PBX_SYNC. Thread-safe.
  */
 PBX_API int pbx_commit(struct pbx_loan *loan, long type, int flags);
 

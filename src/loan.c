@@ -240,7 +240,8 @@ static int end_loan(struct pbx_loan *l, int op, long type, int flags)
         if (!cl) {
             err = -ENOENT;
         } else {
-            err = op == 0   ? q->t->send(q->state, type, cl->buf, (uint32_t) l->len, cl->flags, 0)
+            err = op == 0
+                      ? q->t->send(q->state, type, cl->buf, (uint32_t) l->len, cl->flags | flags, 0)
                   : op == 1 ? 0
                             : q->t->ack(q->state, cl->claim);
             if (err > 0)
@@ -250,8 +251,8 @@ static int end_loan(struct pbx_loan *l, int op, long type, int flags)
         }
     }
     pbx__cancel_restore(&c);
-    if (err != -ENOENT)
-        loan_clear(l);
+    if (err != -ENOENT && !(err == -EUSERS && !(l->priv[PBX_LOAN_KIND] & PBX_LOAN_COPY)))
+        loan_clear(l); /* ended, unless not held or (no sync entry) not begun */
     return err;
 }
 
@@ -260,8 +261,10 @@ int pbx_commit(struct pbx_loan *loan, long type, int flags)
     int err = end_args(loan, PBX_LOAN_SEND);
     if (err)
         return err;
-    if (type < 1 || flags)
+    if (type < 1 || (flags & ~PBX_SYNC))
         return -EINVAL;
+    if ((flags & PBX_SYNC) && !loan->q->t->sync)
+        return -EOPNOTSUPP;
     return end_loan(loan, 0, type, flags);
 }
 

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -543,4 +544,44 @@ TEST_THREADS(a_loan_outlives_the_thread_that_took_it)
     expect_copy(tq, 7, 3000);
     ASSERT_OK(pbx_remove(tq));
     pbx_close(tq);
+}
+
+/* PBX_SYNC at commit: returns once a receiver has taken the message, as a PBX_SYNC send does;
+ * a receive loan takes it at pbx_return(), not before. */
+static pbx_t *sq;
+static volatile int *sync_returned;
+
+static int commit_sync(void *arg)
+{
+    (void) arg;
+    struct pbx_loan l;
+    if (pbx_loan(sq, 3000, 0, &l) != 0)
+        return 1;
+    fill_loan(&l, 6);
+    int r = pbx_commit(&l, 6, PBX_SYNC);
+    *sync_returned = 1;
+    return r == 0 && l.q == NULL ? 0 : 2;
+}
+
+TEST(commit_with_pbx_sync_returns_once_the_message_is_returned)
+{
+    sq = open_box("l16", 4, PBX_BLOCK);
+    sync_returned = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(sync_returned != MAP_FAILED);
+    pid_t kid = pbx_test_fork(commit_sync, NULL);
+    struct pbx_loan r;
+    ASSERT_EQ(pbx_recv_loan(sq, 0, 0, &r), 3000);
+    check_loan(&r, 6);
+    pbx_test_sleep_ms(50);
+    ASSERT_EQ(*sync_returned, 0); /* lent is not taken: the committer still waits */
+    ASSERT_OK(pbx_return(&r));
+    pbx_test_wait_ok(kid);
+    ASSERT_EQ(*sync_returned, 1);
+    struct pbx_loan l;
+    ASSERT_OK(pbx_loan(sq, 10, 0, &l));
+    ASSERT_ERR(pbx_commit(&l, 1, PBX_SYNC | PBX_NOWAIT), -EINVAL);
+    ASSERT_OK(pbx_cancel(&l));
+    munmap((void *) sync_returned, 4096);
+    ASSERT_OK(pbx_remove(sq));
+    pbx_close(sq);
 }

@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "../crash.h"
+#include "../os/cancel.h"
 #include "../os/os.h"
 #include "../transport.h"
 #include "shm.h"
@@ -184,19 +185,50 @@ int pbx__loan_record_send(struct pbx_shm *m, uint32_t s, uint32_t len, struct pb
     return 0;
 }
 
+struct sync_hold {
+    struct pbx_shm *m;
+    int sync;
+};
+
+static void sync_let_go(void *arg)
+{
+    pbx__cancel_landed();
+    const struct sync_hold *h = arg;
+    pbx__sync_end(h->m, h->sync);
+}
+
+/* PBX_SYNC: wait for the take of the message published with sync entry sync, which a cancel
+ * (the wait is a cancellation point, as a PBX_SYNC send's) gives back. */
+static int wait_taken(struct pbx_shm *m, int sync)
+{
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
+    struct sync_hold hold = {m, sync};
+    int r;
+    pthread_cleanup_push(sync_let_go, &hold);
+    r = pbx__sync_wait(m, sync, 0, &g);
+    pthread_cleanup_pop(1);
+    pbx__os_sig_restore(&g);
+    return r;
+}
+
 int pbx__shm_commit(void *state, struct pbx_loan *l, long type, int flags)
 {
     struct pbx_shm *m = state;
-    (void) flags;                 /* checked by the API layer: 0 */
     PBX_CRASH_POINT("loan.held"); /* a process that dies holding a send loan */
+    int sync = -1;
+    if ((flags & PBX_SYNC) && (sync = pbx__sync_begin(m)) < 0)
+        return sync; /* -EUSERS: the loan is still held */
     uint32_t s;
     int err = loan_take(m, l, &s);
-    if (err)
-        return err;
     /* The slot is ours until published; a cancel here would leave it LENT to a live process. */
-    err = pbx__send_lock(m);
-    if (err)
+    if (!err)
+        err = pbx__send_lock(m);
+    if (err) {
+        if (sync >= 0)
+            pbx__sync_end(m, sync);
         return err;
+    }
     struct pbx_slot *sl = &m->slots[s];
     uint64_t pos = 0;
     if (PBX_LOAD(&m->h->removed))
@@ -206,16 +238,19 @@ int pbx__shm_commit(void *state, struct pbx_loan *l, long type, int flags)
     else {
         sl->type = type;
         PBX_CRASH_POINT("loan.committing");
-        pbx__send_publish(m, s, -1, &pos);
+        pbx__send_publish(m, s, sync, &pos);
     }
     pbx__send_unlock(m);
-    if (err)
+    if (err) {
+        if (sync >= 0)
+            pbx__sync_end(m, sync);
         return err;
+    }
     if (pbx__event_signal(&m->h->msg_ev))
         pbx__look_after_dead_peers(m, 0);
     if (PBX_UNLIKELY(pbx__listening(m)))
         pbx__listen_arrived(m, pos); /* (cancellation is disabled by the API layer) */
-    return 0;
+    return sync >= 0 ? wait_taken(m, sync) : 0;
 }
 
 int pbx__shm_cancel(void *state, struct pbx_loan *l)
