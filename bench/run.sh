@@ -39,10 +39,21 @@ start=$(date +%s)
 status=0
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of options
 "$bin" "$flag" --out "$out" ${BENCH_ARGS:-} "$@" || status=$?
+# ---- loans: zero-copy loans against the copying send (bench/loan_bench.c), own output file
+loan_bin="$build/bench/pbx_bench_loan"
+if [ -x "$loan_bin" ]; then
+    "$loan_bin" "$flag" >"$out/loan.txt" || status=$?
+fi
+# ---- end of loans block
 end=$(date +%s)
 
 if [ -f "$out/summary.md" ]; then
     cat "$out/summary.md"
+fi
+if [ -f "$out/loan.txt" ]; then
+    echo
+    echo "## Zero-copy loans, 64 KiB (pbx_bench_loan)"
+    grep -v '^loan,' "$out/loan.txt"
 fi
 echo
 echo "bench/run.sh: $mode run took $((end - start)) s (exit status $status); results in $out/"

@@ -383,6 +383,127 @@ PBX_API int pbx_ack(pbx_t *q, uint64_t claim);
 PBX_API int pbx_release(pbx_t *q, uint64_t claim);
 
 /*
+ * Zero-copy loans. Instead of handing a buffer to pbx_send() and having it copied into the
+ * mailbox, a sender may borrow room for a message inside the mailbox, write the payload there,
+ * and commit it; instead of having a message copied out by pbx_recv(), a receiver may look at
+ * it in place and then return it. A loan is described by a struct pbx_loan that the caller
+ * owns (on its stack, say) and the library fills; its public fields are read-only to the
+ * caller, the rest is the library's. One loan struct describes at most one loan at a time.
+ *
+ * The payload of a loan lies in the mailbox in pieces (the message's first bytes in its slot,
+ * the rest in chunks of the mailbox's chunk size), so it is reached through pbx_loan_piece(),
+ * which gives the address of the byte at an offset and how many bytes follow it contiguously:
+ *
+ *     for (size_t off = 0; off < loan.len;) {
+ *         void *p;
+ *         ssize_t n = pbx_loan_piece(&loan, off, &p);
+ *         if (n <= 0) break;                       // -EBADMSG: damaged mailbox
+ *         memcpy(p, src + off, (size_t) n);         // or produce the bytes right there
+ *         off += (size_t) n;
+ *     }
+ *
+ * Rules (each is checked and has its error):
+ *   - A send loan ends with exactly one pbx_commit() or pbx_cancel(); a receive loan with
+ *     exactly one pbx_return(). Ending a loan twice, ending a loan that this handle does not
+ *     hold (another handle's, another process's, a copy of the struct after the loan ended)
+ *     gives -ENOENT and changes nothing. Committing a receive loan or returning a send loan
+ *     gives -EINVAL.
+ *   - A loan belongs to the handle it came from and to the calling process: any thread may end
+ *     it; a fork()ed child cannot (-ENOENT). pbx_close() ends every loan the handle still holds:
+ *     send loans are cancelled, receive loans are put back in their place, unread.
+ *   - A process that dies holding loans (even by SIGKILL) loses nothing: its send loans vanish
+ *     (their room is given back, nothing is published) and the messages of its receive loans go
+ *     back in their place, to be received again, as after an interrupted pbx_recv().
+ *   - While a receive loan is held, nobody else reads, takes, drops (PBX_DROP_OLDEST) or writes
+ *     its message: it is out of the queue, held by the process as a pbx_claim() is (it counts
+ *     in pbx_stat() msgs, bytes and claimed). A send
+ *     loan's room is reserved: it counts in pbx_stat() msgs and bytes, and is invisible to
+ *     receivers until committed.
+ *   - Addresses from pbx_loan_piece() are valid until the loan ends. A receive loan's bytes
+ *     must not be written (they are mapped writable, but other processes may be given the same
+ *     message again after a crash). A peer that damages the mailbox can make pbx_loan_piece()
+ *     fail with -EBADMSG, never return an address outside the mailbox.
+ * Spool mailboxes ("spool:PATH") implement loans by copying: a send loan is a buffer of the
+ * library's that pbx_commit() sends; a receive loan is a pbx_claim() into such a buffer, and
+ * pbx_return() acknowledges it. The rules above hold, except that a spool's receive loan held
+ * by a dead process comes back as its claim does (docs/spool.md).
+ */
+struct pbx_loan {
+    pbx_t *q;    /* the mailbox lent from; NULL while no loan is held */
+    size_t len;  /* payload bytes */
+    long type;   /* receive loans: the message's type (0 for a send loan) */
+    uint64_t id; /* opaque, non-zero while held */
+    uint64_t priv[4];
+};
+
+/*
+ * pbx_loan — borrow room for a message of len bytes (0 <= len <= max_msg_size) in the mailbox,
+ * to be written in place (pbx_loan_piece()) and then committed or cancelled. flags: 0 or
+ * PBX_NOWAIT. When the mailbox is full, the overflow policy applies as for pbx_send():
+ * PBX_BLOCK waits for room (PBX_NOWAIT: -EAGAIN), PBX_DROP_OLDEST discards queued messages
+ * (never one lent to a receiver), PBX_DROP_NEWEST gives -ENOBUFS. On success *loan describes
+ * the loan (its bytes are unspecified) and 0 is returned; on failure loan->q is NULL. Errors:
+ * -EINVAL (NULL argument, unknown flag), -EMSGSIZE, -EAGAIN, -ENOBUFS, -EINTR, -EIDRM,
+ * -EBADMSG (damaged mailbox), -ENOMEM (spools: no buffer). Blocks like pbx_send(); a
+ * cancellation point where it waits. Thread-safe.
+ */
+#if defined(__cplusplus) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow" /* the function shares its struct's name, as pbx_stat */
+#endif
+PBX_API int pbx_loan(pbx_t *q, size_t len, int flags, struct pbx_loan *loan);
+#if defined(__cplusplus) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+/*
+ * pbx_commit — publish a send loan as a message of the given type (>= 1), as one store: from
+ * then on receivers see it whole, exactly as if pbx_send() had sent those bytes. flags: 0 or
+ * PBX_SYNC, which then waits, as a PBX_SYNC send does, until a receiver has taken the message
+ * (received it, acknowledged its claim, or returned its receive loan; -ENOBUFS if it was dropped;
+ * -EINTR; a cancellation point there). The loan ends (loan->q becomes NULL) whether or not the
+ * commit succeeds, except after -EINVAL, -ENOENT, -EOPNOTSUPP and -EUSERS (64 PBX_SYNC senders
+ * already wait). Returns 0, -EINVAL (NULL, type < 1, another flag, a receive loan), -ENOENT (not
+ * held, see the rules above), -EIDRM (removed: the message is discarded with the mailbox), or
+ * with PBX_SYNC the errors of the wait. Does not block beyond the send lock, except with
+ * PBX_SYNC. Thread-safe.
+ */
+PBX_API int pbx_commit(struct pbx_loan *loan, long type, int flags);
+
+/*
+ * pbx_cancel — end a send loan without publishing anything: its room is given back. Returns
+ * 0, -EINVAL (NULL, a receive loan), -ENOENT (not held) or -EIDRM. Does not block beyond the
+ * mailbox's locks. Thread-safe.
+ */
+PBX_API int pbx_cancel(struct pbx_loan *loan);
+
+/*
+ * pbx_recv_loan — select a message as pbx_recv() does (type 0, > 0, < 0; flags 0, PBX_NOWAIT,
+ * PBX_EXCEPT; PBX_NOERROR and PBX_PEEK are -EINVAL) and lend it to the caller in place, read-only,
+ * until pbx_return(). loan->len and loan->type describe it. Returns the payload length, or the
+ * errors of pbx_recv() except -E2BIG; on failure loan->q is NULL. Blocks like pbx_recv(); a
+ * cancellation point where it waits. Thread-safe.
+ */
+PBX_API ssize_t pbx_recv_loan(pbx_t *q, long type, int flags, struct pbx_loan *loan);
+
+/*
+ * pbx_return — end a receive loan: the message is removed for good (it counts as received, a
+ * PBX_SYNC sender waiting for it is released). Returns 0, -EINVAL (NULL, a send loan), -ENOENT
+ * (not held) or -EIDRM. Does not block beyond the receive lock. Thread-safe.
+ */
+PBX_API int pbx_return(struct pbx_loan *loan);
+
+/*
+ * pbx_loan_piece — the payload of a held loan in place: *ptr receives the address of byte off,
+ * and the return value is how many bytes from there are contiguous (at least 1 when
+ * off < loan->len). Returns 0 when off >= loan->len, -EINVAL (NULL argument, no loan held) or
+ * -EBADMSG (the mailbox's chain of chunks was damaged by a peer; nothing is read outside the
+ * mailbox). Walking the pieces in order costs O(1) each. Does not block, takes no lock;
+ * thread-safe for different loans (one loan struct is not to be walked by two threads at once).
+ */
+PBX_API ssize_t pbx_loan_piece(struct pbx_loan *loan, size_t off, void **ptr);
+
+/*
  * pbx_notify — ask for a signal when a message arrives in the empty mailbox.
  * From now on, whenever a send (or a released claim) makes the mailbox go from holding no
  * visible message to holding one, the calling process gets signo as by

@@ -74,3 +74,16 @@ int pbx__refuse_fd(void *state)
     (void) state;
     return -EBADF;
 }
+
+int pbx__refuse_lend(void *state, uint32_t len, int flags, uint64_t deadline_ns, struct pbx_loan *l)
+{
+    (void) state, (void) len, (void) flags, (void) deadline_ns, (void) l;
+    return -EBADF;
+}
+
+ssize_t pbx__refuse_recv_lend(void *state, long type, int flags, uint64_t deadline_ns,
+                              struct pbx_loan *l)
+{
+    (void) state, (void) type, (void) flags, (void) deadline_ns, (void) l;
+    return -EBADF;
+}

@@ -19,12 +19,8 @@
 #include "internal.h"
 #include "os/cancel.h"
 #include "os/os.h"
+#include "handle.h"
 #include "transport.h"
-
-struct pbx {
-    const struct pbx_transport *t;
-    void *state;
-};
 
 #define PBX_OPEN_FLAGS (PBX_CREATE | PBX_EXCL | PBX_RDONLY)
 #define PBX_SEND_FLAGS (PBX_NOWAIT | PBX_SYNC)
@@ -104,6 +100,8 @@ static pbx_t *handle_new(const struct pbx_transport *t, void *state)
     if (q) {
         q->t = t;
         q->state = state;
+        pthread_mutex_init(&q->copies_lock, NULL);
+        q->copies = NULL;
     }
     return q;
 }
@@ -163,7 +161,9 @@ int pbx_close(pbx_t *q)
         return 0;
     struct pbx_cancel c;
     pbx__cancel_off(&c);
+    pbx__copy_loans_end(q);
     int err = q->t->close(q->state);
+    pthread_mutex_destroy(&q->copies_lock);
     free(q);
     pbx__cancel_restore(&c);
     return err;

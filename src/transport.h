@@ -62,7 +62,24 @@ struct pbx_transport {
     /* The table of handles opened with PBX_RDONLY (LOOKING above); NULL: not supported,
      * pbx_open() returns -EOPNOTSUPP. */
     const struct pbx_transport *looking;
+    /* Zero-copy loans (pbx_loan() and the rest). Optional as a group: a transport that leaves
+     * lend NULL gets loans by copying, in the API layer (mailbox.c). The API layer checks the
+     * arguments and the loan's kind (LOAN_* below) and sets loan->q; lend fills the rest. */
+    int (*lend)(void *state, uint32_t len, int flags, uint64_t deadline_ns, struct pbx_loan *l);
+    int (*commit)(void *state, struct pbx_loan *l, long type, int flags);
+    int (*cancel)(void *state, struct pbx_loan *l);
+    ssize_t (*recv_lend)(void *state, long type, int flags, uint64_t deadline_ns,
+                         struct pbx_loan *l);
+    int (*give_back)(void *state, struct pbx_loan *l); /* pbx_return() */
+    ssize_t (*piece)(void *state, struct pbx_loan *l, size_t off, void **ptr);
 };
+
+/* A loan's kind, in loan->priv[PBX_LOAN_KIND]: which way, and whether it is the API layer's
+ * copy (a buffer of its own) or the transport's. The other priv words are the owner's. */
+#define PBX_LOAN_KIND 0
+#define PBX_LOAN_SEND 1u
+#define PBX_LOAN_RECV 2u
+#define PBX_LOAN_COPY 4u
 
 /* The entries of a looking table that refuse: each returns -EBADF (looking.c). */
 int pbx__refuse_open(const char *name, int flags, const struct pbx_options *opts, void **state);
@@ -78,6 +95,11 @@ ssize_t pbx__refuse_claim(void *state, long type, void *buf, uint32_t cap, int f
 int pbx__refuse_settle(void *state, uint64_t claim);
 int pbx__refuse_notify(void *state, int signo, int value);
 int pbx__refuse_fd(void *state);
+/* A loan is refused when it is asked for, not at its commit (so never by copying). */
+int pbx__refuse_lend(void *state, uint32_t len, int flags, uint64_t deadline_ns,
+                     struct pbx_loan *l);
+ssize_t pbx__refuse_recv_lend(void *state, long type, int flags, uint64_t deadline_ns,
+                              struct pbx_loan *l);
 /* A looking table for a transport whose stat, peers and close are given. sync is 1 so that
  * PBX_SYNC on it is -EBADF like every other send, not -EOPNOTSUPP. */
 #define PBX_LOOKING_TABLE(tname, stat_fn, peers_fn, close_fn)                                      \
@@ -87,7 +109,8 @@ int pbx__refuse_fd(void *state);
         .unlink = pbx__refuse_unlink, .send = pbx__refuse_send, .recv = pbx__refuse_recv,          \
         .stat = stat_fn, .claim = pbx__refuse_claim, .ack = pbx__refuse_settle,                    \
         .release = pbx__refuse_settle, .notify = pbx__refuse_notify, .fd = pbx__refuse_fd,         \
-        .peers = peers_fn, .looking = NULL,                                                        \
+        .peers = peers_fn, .looking = NULL, .lend = pbx__refuse_lend,                              \
+        .recv_lend = pbx__refuse_recv_lend,                                                        \
     }
 
 extern const struct pbx_transport pbx__shm_transport;

@@ -2,7 +2,8 @@
  * test_crashwalk.c — every named crash point (src/crash.h), for producers and consumers, and
  * then every repair cut short by a second crash.
  *
- * One table lists each point a send, a receive and a remove pass through, with the operation
+ * One table lists each point a send, a receive, a remove and the loans (a send loan committed or
+ * cancelled, a receive loan returned) pass through, with the operation
  * that reaches it and whether that operation had committed there. For each row a helper process
  * is killed at the point; then, for rows that leave a lock held or a slot in flight, the walk is
  * repeated with a second helper killed inside the repair of the first crash (repair.send,
@@ -31,7 +32,9 @@
 
 #define BIG 3000 /* beyond the slot's inline bytes: copied outside the locks */
 
-enum role { SEND, RECV, REMOVE };
+/* LOAN: pbx_loan(), write in place, pbx_commit(). CANCEL: pbx_loan(), pbx_cancel(). VIEW:
+ * pbx_recv_loan(), read in place, pbx_return(). */
+enum role { SEND, RECV, REMOVE, LOAN, CANCEL, VIEW };
 
 struct point {
     const char *at; /* PBX_CRASH_AT */
@@ -57,6 +60,27 @@ static const struct point points[] = {
     {"recv.logged", RECV, BIG, 0, "repair.recv"},
     {"recv.committed", RECV, BIG, 1, "repair.recv"},
     {"remove.unlinked", REMOVE, 0, 1, NULL},
+    /* Loans (LOANS in src/shm/loan.c): a send loan allocated, held, published, cancelled. */
+    {"send.logged", LOAN, 8, 0, "repair.send"},
+    {"loan.allocating", LOAN, BIG, 0, "repair.send"},
+    {"loan.held", LOAN, 8, 0, "repair.orphan"}, /* holding the loan, outside the locks */
+    {"loan.held", LOAN, BIG, 0, "repair.orphan"},
+    {"loan.committing", LOAN, BIG, 0, "repair.orphan"}, /* lock held, nothing logged */
+    {"send.logged:2", LOAN, BIG, 0, "repair.send"},
+    {"send.published", LOAN, 8, 1, "repair.send"},
+    {"send.published", LOAN, BIG, 1, "repair.send"},
+    {"loan.held", CANCEL, BIG, 0, "repair.orphan"},
+    {"loan.cancelling", CANCEL, BIG, 0, "repair.orphan"},
+    {"recv.logged", CANCEL, BIG, 0, "repair.recv"},
+    {"recv.committed", CANCEL, BIG, 0, "repair.recv"},
+    /* A receive loan taken, held, returned. */
+    {"claim.popped", VIEW, 0, 0, "repair.rebuild"},
+    {"loan.viewed", VIEW, 0, 0, "repair.orphan"},
+    {"loan.viewed", VIEW, BIG, 0, "repair.orphan"},
+    {"loan.returning", VIEW, BIG, 0, "repair.rebuild"}, /* lock held, nothing logged */
+    {"recv.logged", VIEW, BIG, 0, "repair.recv"},
+    {"recv.committed", VIEW, 0, 1, "repair.recv"},
+    {"recv.committed", VIEW, BIG, 1, "repair.recv"},
 };
 
 #define NAME "walk"
@@ -82,11 +106,29 @@ static int die_during(void *arg)
     /* Opening looks after dead peers: a repair point may already be reached here. */
     if (pbx_open(NAME, 0, NULL, &h) != 0)
         return 4;
+    struct pbx_loan l;
+    void *p;
+    ssize_t n;
     if (j->role == SEND)
         pbx_send(h, j->type, buf, j->len, 0);
     else if (j->role == RECV)
         pbx_recv(h, j->type, buf, sizeof(buf), 0, NULL);
-    else
+    else if (j->role == LOAN || j->role == CANCEL) {
+        if (pbx_loan(h, j->len, 0, &l) != 0)
+            return 5;
+        for (size_t off = 0; (n = pbx_loan_piece(&l, off, &p)) > 0; off += (size_t) n)
+            memset(p, (int) j->type, (size_t) n);
+        if (j->role == LOAN)
+            pbx_commit(&l, j->type, 0);
+        else
+            pbx_cancel(&l);
+    } else if (j->role == VIEW) {
+        if (pbx_recv_loan(h, j->type, 0, &l) < 0)
+            return 5;
+        for (size_t off = 0; (n = pbx_loan_piece(&l, off, &p)) > 0; off += (size_t) n)
+            buf[0] ^= *(unsigned char *) p;
+        pbx_return(&l);
+    } else
         pbx_remove(h);
     return 3; /* the crash point was not reached */
 }
@@ -143,11 +185,9 @@ static void expect_full_capacity(void)
 
 static void walk_one(const struct point *p, int with_repair)
 {
-    printf("walk: %s %s (%zu bytes)%s%s\n", p->at,
-           p->role == SEND   ? "send"
-           : p->role == RECV ? "recv"
-                             : "remove",
-           p->len, with_repair ? ", then " : "", with_repair ? p->repair : "");
+    static const char *const roles[] = {"send", "recv", "remove", "loan", "cancel", "view"};
+    printf("walk: %s %s (%zu bytes)%s%s\n", p->at, roles[p->role], p->len,
+           with_repair ? ", then " : "", with_repair ? p->repair : "");
     fflush(stdout);
     struct pbx_options o = pbx_test_options(MAX, 64 * 1024, 4096, PBX_BLOCK);
     ASSERT_OK(pbx_open(NAME, PBX_CREATE | PBX_EXCL, &o, &q));
@@ -156,7 +196,9 @@ static void walk_one(const struct point *p, int with_repair)
     ASSERT_OK(pbx_send(q, 2, "\2\2\2\2\2", 5, 0));
     ASSERT_OK(pbx_send(q, 4, big, BIG, 0));
 
-    kill_helper(p->at, p->role, p->role == SEND ? 6 : p->len ? 4 : 0, p->len);
+    int sends = p->role == SEND || p->role == LOAN || p->role == CANCEL;
+    int takes = p->role == RECV || p->role == VIEW;
+    kill_helper(p->at, p->role, sends ? 6 : p->len ? 4 : 0, p->len);
     if (with_repair) {
         /* The second helper repairs on its way in: the send side by sending, the receive side
          * by receiving, the orphans by opening once the 100 ms between searches is over. */
@@ -180,9 +222,9 @@ static void walk_one(const struct point *p, int with_repair)
     struct pbx_stat st;
     ASSERT_OK(pbx_stat(q, &st));
     uint64_t expect_msgs = 2;
-    if (p->role == SEND && p->committed)
+    if (sends && p->committed)
         expect_msgs++;
-    if (p->role == RECV && p->committed)
+    if (takes && p->committed)
         expect_msgs--;
     /* A dead sender's slot counts until it is given back; then stat is exact. */
     double t0 = pbx_test_now_ms();
@@ -194,13 +236,13 @@ static void walk_one(const struct point *p, int with_repair)
     }
     ASSERT_EQ(st.msgs, expect_msgs);
 
-    int a_gone = p->role == RECV && p->committed && p->len == 0;
-    int b_gone = p->role == RECV && p->committed && p->len == BIG;
+    int a_gone = takes && p->committed && p->len == 0;
+    int b_gone = takes && p->committed && p->len == BIG;
     if (!a_gone)
         expect_message(2, 5);
     if (!b_gone)
         expect_message(4, BIG);
-    if (p->role == SEND && p->committed)
+    if (sends && p->committed)
         expect_message(6, p->len);
     expect_empty();
     expect_full_capacity();

@@ -12,7 +12,8 @@
  * default 10 000 in make check, 100 000 per seed in make torture; the seed is
  * PBX_MUTATE_SEED), it puts those bytes back, changes a few
  * bytes or words of the header, the slots, the index or the rings, and runs open, send,
- * receive (every selection mode), peek, claim with ack or release, peers, notify, a PBX_SYNC
+ * receive (every selection mode), peek, claim with ack or release, loans of both kinds (pieces
+ * written and read in place), peers, notify, a PBX_SYNC
  * send and the descriptor now and then, stat and now and then remove against the result, both
  * through a handle opened before the damage and through one opened after it. Each operation
  * must return success or one of the documented errors, within a watchdog's time limit (a
@@ -291,6 +292,31 @@ static void exercise(pbx_t *q, int may_remove)
     else if (claim)
         RUN("release", pbx_release(q, claim));
     RUN("ack of a made-up claim", pbx_ack(q, (1ull << 30) | 3));
+    /* Loans: every piece written or read in place must lie inside the mapping (a fault here
+     * is the failure), whatever the damage to the slot and its chunk chain. */
+    struct pbx_loan loan;
+    RUN("loan", pbx_loan(q, BIG, PBX_NOWAIT, &loan));
+    if (loan.q) {
+        ssize_t n;
+        void *p;
+        for (size_t off = 0; (n = pbx_loan_piece(&loan, off, &p)) > 0; off += (size_t) n)
+            memset(p, 0x3c, (size_t) n);
+        RUN("loan piece", n);
+        RUN(cur_iteration % 2 ? "commit" : "cancel",
+            cur_iteration % 2 ? pbx_commit(&loan, 5, 0) : pbx_cancel(&loan));
+    }
+    RUN("recv loan", pbx_recv_loan(q, 0, PBX_NOWAIT, &loan));
+    if (loan.q) {
+        ssize_t n;
+        void *p;
+        unsigned sum = 0;
+        for (size_t off = 0; (n = pbx_loan_piece(&loan, off, &p)) > 0; off += (size_t) n)
+            for (ssize_t i = 0; i < n; i++)
+                sum += ((volatile unsigned char *) p)[i];
+        (void) sum;
+        RUN("recv loan piece", n);
+        RUN("return", pbx_return(&loan));
+    }
     struct pbx_peer peers[4];
     RUN("peers", pbx_peers(q, peers, 4));
     if (cur_iteration % 4 == 0) {

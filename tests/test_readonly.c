@@ -79,6 +79,9 @@ static int refuses_all_but_looking(pbx_t *q)
         return 6;
     if (pbx_remove(q) != -EBADF)
         return 7;
+    struct pbx_loan loan;
+    if (pbx_loan(q, 1, 0, &loan) != -EBADF || pbx_recv_loan(q, 0, PBX_NOWAIT, &loan) != -EBADF)
+        return 8;
     return 0;
 }
 

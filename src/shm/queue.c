@@ -287,6 +287,8 @@ void pbx__send_copy_in(struct pbx_shm *m, uint32_t s, const void *data, uint32_t
 void pbx__send_publish(struct pbx_shm *m, uint32_t s, int sync, uint64_t *pos)
 {
     struct pbx_send_side *side = &m->h->send;
+    /* A loan's slot is LENT, a copied one WRITING: an undone publication goes back to it. */
+    side->log_prev_state = PBX_LOAD(&m->slots[s].state);
     log_send(m, PBX_LOG_PUBLISH, s, m->slots[s].len);
     publish_locked(m, s, sync, pos);
     if (side->inflight)
@@ -588,4 +590,16 @@ int pbx__drop_oldest(struct pbx_shm *m, uint32_t len, uint64_t limit)
     }
     pbx__recv_unlock(m);
     return err ? err : dropped;
+}
+
+/* ---- for loan.c ------------------------------------------------------------------------ */
+
+void pbx__send_log(struct pbx_shm *m, enum pbx_log_op op, uint32_t slot, uint32_t len)
+{
+    log_send(m, op, slot, len);
+}
+
+void pbx__send_log_clear(struct pbx_shm *m)
+{
+    log_clear_send(m);
 }

@@ -19,6 +19,8 @@
  *      owner by its identity (thread id and start time), so a recycled PID is not mistaken
  *      for the owner. The search runs when a lock was taken over, and when a waiter has slept
  *      a whole slice while something is in flight, at most every 100 ms per mailbox.
+ *      Loans (loan.c) are held the same way by a process rather than a thread: a send loan is
+ *      LENT (given back like WRITING), a receive loan CLAIMED (put back like READING).
  */
 #include <errno.h>
 
@@ -68,8 +70,10 @@ void pbx__recover_send(struct pbx_shm *m)
     if (known && !committed) {
         /* A publication that did not happen leaves the slot to its (dead) writer, which the
          * orphan search gives back; an allocation that did not finish is simply undone. */
-        PBX_STORE(&m->slots[slot].state,
-                  (uint32_t) (op == PBX_LOG_PUBLISH ? PBX_SLOT_WRITING : PBX_SLOT_FREE));
+        uint32_t back = PBX_SLOT_FREE;
+        if (op == PBX_LOG_PUBLISH)
+            back = s->log_prev_state == PBX_SLOT_LENT ? PBX_SLOT_LENT : PBX_SLOT_WRITING;
+        PBX_STORE(&m->slots[slot].state, back);
     }
     bump_hint(&s->inflight);
     PBX_RELEASE(&s->log_op, (uint32_t) PBX_LOG_NONE);
@@ -89,7 +93,7 @@ struct alive_cache {
 
 static int owner_alive(struct alive_cache *c, uint64_t ident, uint32_t state)
 {
-    uint8_t process = state == PBX_SLOT_CLAIMED;
+    uint8_t process = state == PBX_SLOT_CLAIMED || state == PBX_SLOT_LENT;
     for (unsigned i = 0; i < c->n; i++)
         if (c->ident[i] == ident && c->process[i] == process)
             return c->alive[i];
@@ -140,10 +144,12 @@ int pbx__recover_recv(struct pbx_shm *m)
         PBX_CRASH_POINT("repair.recv"); /* the log is still there: the next taker does it again */
         if (!committed) {
             /* The receive never returned, so its message is still queued; a dead sender's slot
-             * stays its orphan. */
+             * stays its orphan, and a cancelled loan stays lent (its owner cancels it again, or
+             * the orphan search gives it back). */
             uint32_t prev = r->log_prev_state;
-            PBX_STORE(&sl->state,
-                      (uint32_t) (prev == PBX_SLOT_WRITING ? PBX_SLOT_WRITING : PBX_SLOT_QUEUED));
+            PBX_STORE(&sl->state, (uint32_t) (prev == PBX_SLOT_WRITING || prev == PBX_SLOT_LENT
+                                                  ? prev
+                                                  : PBX_SLOT_QUEUED));
         }
     }
     PBX_RELEASE(&r->log_op, (uint8_t) PBX_LOG_NONE);
@@ -169,13 +175,16 @@ int pbx__recover_orphans(struct pbx_shm *m, int *fire)
     for (uint32_t i = 0; i < m->geo.nslots; i++) {
         struct pbx_slot *sl = &m->slots[i];
         uint32_t st = PBX_LOAD(&sl->state);
-        if (st != PBX_SLOT_WRITING && st != PBX_SLOT_READING && st != PBX_SLOT_CLAIMED)
+        if (st != PBX_SLOT_WRITING && st != PBX_SLOT_READING && st != PBX_SLOT_CLAIMED &&
+            st != PBX_SLOT_LENT)
             continue;
         if (owner_alive(&cache, sl->owner, st)) {
-            *(st == PBX_SLOT_WRITING   ? &writing
-              : st == PBX_SLOT_READING ? &reading
-                                       : &claimed) += 1;
-        } else if (st == PBX_SLOT_WRITING) {
+            *(st == PBX_SLOT_WRITING || st == PBX_SLOT_LENT ? &writing
+              : st == PBX_SLOT_READING                      ? &reading
+                                                            : &claimed) += 1;
+        } else if (st == PBX_SLOT_WRITING || st == PBX_SLOT_LENT) {
+            /* A dead sender's copy, or a dead process's send loan: never published, given
+             * back. */
             if (pbx__slot_free(m, i, PBX_FREE_ORPHAN) == 0)
                 repaired++;
             PBX_CRASH_POINT("repair.orphan");

@@ -40,7 +40,7 @@
 #include "../common.h"
 
 #define PBX_REGION_MAGIC   "\x7fPOSTBOX"
-#define PBX_LAYOUT_VERSION 5u /* 5: a bias owner word may carry PBX_BIAS_REVOKING */
+#define PBX_LAYOUT_VERSION 6u /* 6: PBX_SLOT_LENT, and the send log's prev_state (loans) */
 
 #define PBX_SLOT_INLINE 24u
 #define PBX_NONE        0xffffffffu /* "no slot / chunk / entry" in any u32 index */
@@ -54,7 +54,10 @@ enum pbx_slot_state {
     PBX_SLOT_WRITING = 1, /* allocated to a sender copying a large payload outside the lock */
     PBX_SLOT_QUEUED = 2,  /* published: in the inbox or in the index */
     PBX_SLOT_READING = 3, /* taken by a receiver copying a large payload outside the lock */
-    PBX_SLOT_CLAIMED = 4  /* taken by pbx_claim(), out of the index until acked or released */
+    PBX_SLOT_CLAIMED = 4, /* taken by pbx_claim() or pbx_recv_loan(), out of the index until
+                             acked, released or returned; owned by a process */
+    PBX_SLOT_LENT = 5     /* allocated by pbx_loan() to a process writing it in place, until
+                             committed (QUEUED) or cancelled (FREE); see LOANS in loan.c */
 };
 
 struct pbx_slot {
@@ -155,7 +158,7 @@ struct pbx_send_side {
     uint32_t log_op;
     uint32_t log_slot;
     uint32_t log_len;
-    uint32_t pad0;
+    uint32_t log_prev_state; /* PBX_LOG_PUBLISH: the slot's state before (WRITING or LENT) */
     uint64_t log_free_head;
     uint64_t log_chunk_head;
     uint64_t log_inbox_tail;

@@ -347,6 +347,7 @@ static int shm_open_private(const struct pbx_options *opts, void **state)
 
 static int shm_close(void *state)
 {
+    pbx__loans_end_all(state);
     pbx__peer_leave(state);
     shm_free(state);
     return 0;
@@ -574,8 +575,10 @@ static void fire_listeners(struct pbx_shm *m)
     pbx__cancel_restore(&c);
 }
 
+/* lend: NULL for a send; for a send loan (loan.c), where the LENT slot goes, and nothing is
+ * published. */
 static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t len, int flags,
-                     uint64_t deadline_ns, struct pbx_sigguard *g, int sync)
+                     uint64_t deadline_ns, struct pbx_sigguard *g, int sync, uint32_t *lend)
 {
     struct pbx_header *h = m->h;
     int dropped = 0, spun = 0;
@@ -606,6 +609,11 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
             }
             dropped += n;
             room = pbx__send_has_room(m, len);
+        }
+        if (room && PBX_UNLIKELY(lend != NULL)) {
+            err = pbx__send_lend(m, len, lend);
+            pbx__send_unlock(m);
+            return err < 0 ? err : dropped;
         }
         if (room) {
             uint32_t slot;
@@ -709,7 +717,7 @@ static int sync_send(struct pbx_shm *m, long type, const void *data, uint32_t le
     struct sync_hold hold = {m, sync};
     int r;
     pthread_cleanup_push(sync_let_go, &hold);
-    r = send_loop(m, type, data, len, flags, deadline_ns, g, sync);
+    r = send_loop(m, type, data, len, flags, deadline_ns, g, sync, NULL);
     if (r >= 0) {
         int w = pbx__sync_wait(m, sync, deadline_ns, g);
         r = w < 0 ? w : r;
@@ -728,7 +736,7 @@ static int shm_send(void *state, long type, const void *data, uint32_t len, int 
     struct pbx_sigguard g;
     pbx__os_sig_guard_init(&g);
     if (PBX_LIKELY(!(flags & PBX_SYNC))) {
-        int r = send_loop(m, type, data, len, flags, deadline_ns, &g, -1);
+        int r = send_loop(m, type, data, len, flags, deadline_ns, &g, -1, NULL);
         pbx__os_sig_restore(&g);
         return r;
     }
@@ -770,7 +778,8 @@ static ssize_t deliver(struct pbx_shm *m, const struct pbx_pick *p, void *buf, u
             fire_listeners(m);
         if (err < 0)
             return err;
-        pbx__copy_out(m, s, buf, n);
+        if (buf) /* NULL: a receive loan (loan.c), read in place */
+            pbx__copy_out(m, s, buf, n);
         *claim = pbx__claim_id(m, s);
     } else if (flags & PBX_PEEK) {
         pbx__copy_out(m, s, buf, n);
@@ -876,10 +885,11 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
     struct pbx_header *h = m->h;
     int spun = 0;
     const uint64_t until = pbx__lock_limit(flags & PBX_NOWAIT, deadline_ns);
-    /* A message that a receiver was copying out when it died is put back by whoever next looks
-     * after dead peers; receivers look at most every 100 ms, and only while some slot is being
-     * read outside the lock, so the usual cost is one load. */
-    if (PBX_UNLIKELY(PBX_LOAD(&h->recv.inflight)))
+    /* A message that a receiver was copying out, or held claimed or lent (loan.c), when it
+     * died is put back by whoever next looks after dead peers; receivers look at most every
+     * 100 ms, and only while some slot is read or held outside the lock, so the usual cost is
+     * two loads of one line. */
+    if (PBX_UNLIKELY(PBX_LOAD(&h->recv.inflight) | PBX_LOAD(&h->recv.claimed)))
         pbx__look_after_dead_peers(m, 0);
     for (;;) {
         int err = pbx__recv_lock_until(m, until);
@@ -972,6 +982,47 @@ static ssize_t shm_claim(void *state, long type, void *buf, uint32_t cap, int fl
     ssize_t r = recv_loop(m, type, buf, cap, flags, type_out, deadline_ns, &g, claim);
     pbx__os_sig_restore(&g);
     return r;
+}
+
+/* LOANS (loan.c): the room or the message is taken by the loops above. */
+static int shm_lend(void *state, uint32_t len, int flags, uint64_t deadline_ns, struct pbx_loan *l)
+{
+    struct pbx_shm *m = state;
+    if (len > m->geo.max_msg_size)
+        return -EMSGSIZE;
+    pbx__peer_note(m, PBX_PEER_SENT, pbx__os_self()->pid);
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
+    uint32_t slot = PBX_NONE;
+    int r = send_loop(m, 1, NULL, len, flags, deadline_ns, &g, -1, &slot);
+    pbx__os_sig_restore(&g);
+    if (r < 0)
+        return r;
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    r = pbx__loan_record_send(m, slot, len, l);
+    pbx__cancel_restore(&c);
+    return r;
+}
+
+static ssize_t shm_recv_lend(void *state, long type, int flags, uint64_t deadline_ns,
+                             struct pbx_loan *l)
+{
+    struct pbx_shm *m = state;
+    pbx__peer_note(m, PBX_PEER_RECEIVED, pbx__os_self()->pid);
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
+    uint64_t claim = 0;
+    long mtype = 0;
+    ssize_t r = recv_loop(m, type, NULL, UINT32_MAX, flags, &mtype, deadline_ns, &g, &claim);
+    pbx__os_sig_restore(&g);
+    if (r < 0)
+        return r;
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    int err = pbx__loan_record_recv(m, claim, (uint32_t) r, mtype, l);
+    pbx__cancel_restore(&c);
+    return err ? err : r;
 }
 
 /* Acknowledge (free) or release (put back in its place) a claimed message. */
@@ -1118,4 +1169,10 @@ const struct pbx_transport pbx__shm_transport = {
     .fd = pbx__shm_fd,
     .peers = pbx__shm_peers,
     .looking = &pbx__shm_looking,
+    .lend = shm_lend,
+    .commit = pbx__shm_commit,
+    .cancel = pbx__shm_cancel,
+    .recv_lend = shm_recv_lend,
+    .give_back = pbx__shm_give_back,
+    .piece = pbx__shm_piece,
 };

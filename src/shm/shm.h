@@ -50,6 +50,10 @@ struct pbx_shm {
     uint32_t roles;              /* PBX_PEER_* bits already recorded in the entry */
     pthread_mutex_t reg_lock;    /* serialises this handle's registrations (notify, fd) */
     struct pbx_watcher *watcher; /* the helper thread of pbx_fd() and pbx_notify(), or NULL */
+    /* Loans held through this handle (LOANS in loan.c): per slot, the id of the loan or 0.
+     * Allocated at the first loan, under reg_lock. */
+    uint64_t *loans;
+    uint64_t loan_gen; /* makes send loan ids (atomic) */
 };
 
 /* ---- queue.c: the steps of sending and receiving ---------------------------------------- */
@@ -175,6 +179,30 @@ uint64_t *pbx__free_counter(struct pbx_recv_side *r, uint32_t why);
 /* Under the send lock: take the receive lock (within limit, DEADLINES in lock.h) and discard
  * oldest messages until len more bytes fit. Returns how many were discarded, or -errno. */
 int pbx__drop_oldest(struct pbx_shm *m, uint32_t len, uint64_t limit);
+
+/* Under the send lock, with room: take a slot (and chunks) for a send loan of len bytes: LENT
+ * by this process, unpublished (loan.c). 0 with *slot_out, or -EBADMSG. */
+int pbx__send_lend(struct pbx_shm *m, uint32_t len, uint32_t *slot_out);
+/* The send side's undo log, for loan.c (RECOVERY). */
+void pbx__send_log(struct pbx_shm *m, enum pbx_log_op op, uint32_t slot, uint32_t len);
+void pbx__send_log_clear(struct pbx_shm *m);
+
+/* ---- loan.c: zero-copy loans (LOANS there) ---------------------------------------------- */
+
+struct pbx_loan;
+/* The transport's loan entries (transport.h). lend and recv_lend are given the wait loops of
+ * shm.c to take the room or the message; the rest are here. */
+int pbx__shm_commit(void *state, struct pbx_loan *l, long type, int flags);
+int pbx__shm_cancel(void *state, struct pbx_loan *l);
+int pbx__shm_give_back(void *state, struct pbx_loan *l);
+ssize_t pbx__shm_piece(void *state, struct pbx_loan *l, size_t off, void **ptr);
+/* After the wait loops lent slot s (send: LENT; receive: CLAIMED with claim id): record the
+ * loan in this handle and fill *l. 0 or -ENOMEM (the loan is then ended). */
+int pbx__loan_record_send(struct pbx_shm *m, uint32_t s, uint32_t len, struct pbx_loan *l);
+int pbx__loan_record_recv(struct pbx_shm *m, uint64_t claim, uint32_t len, long type,
+                          struct pbx_loan *l);
+/* At close: end every loan this handle still holds. */
+void pbx__loans_end_all(struct pbx_shm *m);
 
 /* ---- index.c: selection by type (see index.h for the structure) -------------------------- */
 
