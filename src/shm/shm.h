@@ -175,7 +175,7 @@ uint64_t *pbx__free_counter(struct pbx_recv_side *r, uint32_t why);
  * oldest messages until len more bytes fit. Returns how many were discarded, or -errno. */
 int pbx__drop_oldest(struct pbx_shm *m, uint32_t len, uint64_t limit);
 
-/* ---- index.c: selection by type (see index.h for the structure) -------------------------- */
+/* ---- index.c: selection by type (see index.c for the structure) -------------------------- */
 
 void pbx__index_reset(struct pbx_shm *m);
 int pbx__index_insert(struct pbx_shm *m, uint32_t slot);
