@@ -25,7 +25,7 @@
 #define PBX_ARRAY_LEN(a)   (sizeof(a) / sizeof((a)[0]))
 
 /* Relaxed atomic load/store for fields that another process may read or write at any time
- * but whose ordering is supplied by some other access (see ORDERING in shm/shm.c). */
+ * but whose ordering is supplied by some other access (see ORDERING in shm/queue.c). */
 #define PBX_LOAD(p)       __atomic_load_n((p), __ATOMIC_RELAXED)
 #define PBX_STORE(p, v)   __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define PBX_ACQUIRE(p)    __atomic_load_n((p), __ATOMIC_ACQUIRE)

@@ -13,6 +13,18 @@
 #include "errors.h"
 #include "internal.h"
 
+/* The C library's description and name of an errno value outside the table. strerrordesc_np
+ * and strerrorname_np are glibc's (2.32 on). musl has neither; its strerror() returns a pointer
+ * into a static table and touches no shared state, so it serves as the description there, and
+ * no name is known (cmake/musl-gcc.cmake builds this branch in CI). */
+#ifdef __GLIBC__
+#define libc_error_text(e) strerrordesc_np(e)
+#define libc_error_name(e) strerrorname_np(e)
+#else
+#define libc_error_text(e) strerror(e)
+#define libc_error_name(e) ((void) (e), (const char *) NULL)
+#endif
+
 const char *pbx_strerror(int err)
 {
     if (err >= 0)
@@ -26,7 +38,7 @@ const char *pbx_strerror(int err)
     default:
         break;
     }
-    const char *d = err > -4096 ? strerrordesc_np(-err) : NULL;
+    const char *d = err > -4096 ? libc_error_text(-err) : NULL;
     return d ? d : "unknown error";
 }
 
@@ -43,6 +55,6 @@ const char *pbx__errname(int err)
     default:
         break;
     }
-    const char *n = err > -4096 ? strerrorname_np(-err) : NULL;
+    const char *n = err > -4096 ? libc_error_name(-err) : NULL;
     return n ? n : "E?";
 }

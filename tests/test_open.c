@@ -744,7 +744,7 @@ TEST(open_of_a_zero_filled_file_is_ebadmsg)
     ASSERT_ERR(pbx_open("zeros", 0, NULL, &q), -EBADMSG);
 }
 
-/* The layout version follows the 8-byte magic at the start of the file (see STYLE.md, "magic
+/* The layout version follows the 8-byte magic at the start of the file (the house style: "magic
  * and layout version first"). */
 TEST(open_of_a_mailbox_of_another_layout_version_is_eproto)
 {

@@ -474,8 +474,10 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
 {
     (void) sig;
     (void) ctx;
-    __atomic_add_fetch(&board->signals[my_index], 1, __ATOMIC_SEQ_CST);
+    /* The value first, then the count that announces it: a test that saw the count reads a
+     * value already stored, however long this process is kept off the CPU in between. */
     __atomic_store_n(&board->values[my_index], si->si_value.sival_int, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&board->signals[my_index], 1, __ATOMIC_SEQ_CST);
 }
 
 static void catch_signal(int signo)

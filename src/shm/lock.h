@@ -12,7 +12,7 @@
  *   - the holder's thread no longer exists, or its id now belongs to a thread with another
  *     start time (PID reuse): the holder died; the waiter takes the lock over with one
  *     compare-and-swap from the exact word it saw, and is told so, so that it repairs what the
- *     dead holder left half-done before going on (see RECOVERY in shm.c);
+ *     dead holder left half-done before going on (see RECOVERY in queue.c);
  *   - the word has named the same live thread for more than a second and that thread's
  *     process does not even map this mailbox: the word was damaged (invariant 4); taken over;
  *   - if that cannot be checked (another user's process), the waiter takes over after ten

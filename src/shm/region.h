@@ -23,7 +23,7 @@
  *   slot_ring,  rings of free slot and chunk numbers: receivers put back what they free,
  *   chunk_ring  senders take from the other end.
  *   types, hash, age_heap, value_heap
- *               the receive index (see index.h), owned by the receive side.
+ *               the receive index (see index.c), owned by the receive side.
  *
  * The geometry is derived from four numbers (max_bytes, max_msgs, max_msg_size, overflow) by
  * pbx__layout(). Opening a region recomputes it and refuses the region unless every stored
@@ -72,7 +72,7 @@ struct pbx_slot {
 };
 _Static_assert(sizeof(struct pbx_slot) == 64, "a slot is one cache line");
 
-/* One entry per distinct type that has queued messages; see index.h. */
+/* One entry per distinct type that has queued messages; see index.c. */
 struct pbx_type_entry {
     int64_t type;
     uint64_t head_seq; /* seq of the oldest message of this type: the age heap's key */
@@ -140,7 +140,7 @@ struct pbx_bias {
 };
 _Static_assert(sizeof(struct pbx_bias) <= 64, "a bias is one cache line");
 
-/* Kinds of operation an undo log can describe (see RECOVERY in shm.c). */
+/* Kinds of operation an undo log can describe (see RECOVERY in queue.c). */
 enum pbx_log_op {
     PBX_LOG_NONE = 0,
     PBX_LOG_ALLOC = 1,         /* send: slot (and chunks) taken, published later */

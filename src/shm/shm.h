@@ -204,7 +204,7 @@ int pbx__loan_record_recv(struct pbx_shm *m, uint64_t claim, uint32_t len, long 
 /* At close: end every loan this handle still holds. */
 void pbx__loans_end_all(struct pbx_shm *m);
 
-/* ---- index.c: selection by type (see index.h for the structure) -------------------------- */
+/* ---- index.c: selection by type (see index.c for the structure) -------------------------- */
 
 void pbx__index_reset(struct pbx_shm *m);
 int pbx__index_insert(struct pbx_shm *m, uint32_t slot);

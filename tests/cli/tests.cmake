@@ -17,6 +17,13 @@ endforeach()
 # Installation into a temporary prefix, and programs built against the installed copy.
 foreach(case files_and_command pkg_config_c pkg_config_cxx pkg_config_as_documented cmake_package_c
              cmake_package_cxx)
+  if(CMAKE_CROSSCOMPILING AND case MATCHES "cxx$")
+    # The musl and aarch64 builds (cmake/*.cmake) have no C++ library for their target.
+    add_test(NAME install.${case}
+             COMMAND sh -c "echo 'skipped: cross-build, no C++ library for the target'; exit 77")
+    set_tests_properties(install.${case} PROPERTIES SKIP_RETURN_CODE 77)
+    continue()
+  endif()
   add_test(NAME install.${case}
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli/install.sh ${CMAKE_BINARY_DIR}
                    ${CMAKE_CURRENT_SOURCE_DIR} "${PBX_SANITIZE}" ${case})

@@ -29,6 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef MSG_COPY
+#define MSG_COPY 040000 /* Linux's value; glibc's <sys/msg.h> has it, musl's does not */
+#endif
+
 struct conf_test {
     const char *name;
     void (*fn)(void);

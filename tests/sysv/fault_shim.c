@@ -42,7 +42,7 @@ int openat(int dirfd, const char *path, int flags, ...)
     if (!real)
         real = (int (*)(int, const char *, int, ...)) dlsym(RTLD_NEXT, "openat");
     mode_t mode = 0;
-    if (flags & (O_CREAT | __O_TMPFILE)) {
+    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) { /* O_TMPFILE has two bits */
         va_list ap;
         va_start(ap, flags);
         mode = va_arg(ap, mode_t);
