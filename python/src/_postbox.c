@@ -294,7 +294,8 @@ static ssize_t op_run(struct op *op, int flags, const struct timespec *ts)
     case OP_RECV:
         return pbx_timedrecv(op->q, op->type, op->buf, op->cap, flags, &op->type_out, ts);
     case OP_CLAIM:
-        return pbx_claim(op->q, op->type, op->buf, op->cap, flags, &op->type_out, &op->claim);
+        return pbx_timedclaim(op->q, op->type, op->buf, op->cap, flags, &op->type_out, &op->claim,
+                              ts);
     }
     return -EINVAL;
 }
@@ -319,18 +320,6 @@ static void to_timespec(double s, struct timespec *ts)
         ts->tv_nsec = 0;
 }
 
-/* pbx_claim() has no timed variant: a claim with a timeout waits in slices of the time left,
- * each a pbx_timedrecv(PBX_PEEK) that returns as soon as a matching message is there. */
-static ssize_t claim_wait(struct op *op, const struct timespec *ts)
-{
-    ssize_t r;
-    long t;
-
-    r = pbx_timedrecv(op->q, op->type, NULL, 0, (op->flags & PBX_EXCEPT) | PBX_PEEK | PBX_NOERROR,
-                      &t, ts);
-    return r >= 0 ? 0 : r;
-}
-
 static ssize_t run_blocking(struct op *op, const struct wait_spec *w)
 {
     int would_block = op->kind == OP_SEND ? -EAGAIN : -ENOMSG;
@@ -350,30 +339,20 @@ static ssize_t run_blocking(struct op *op, const struct wait_spec *w)
         if (r != would_block || !w->block)
             return r;
     }
+    /* The clock is read once, to resume after a signal with the time left; the first wait is
+     * given the caller's timeout as it is. */
     if (w->timed)
         deadline = now_monotonic() + w->seconds;
-    for (;;) {
+    for (double left = w->seconds;;) {
         struct timespec ts;
         const struct timespec *tsp = NULL;
 
         if (w->timed) {
-            double left = deadline - now_monotonic();
-
             to_timespec(left > 0 ? left : 0, &ts);
             tsp = &ts;
         }
         ts_gil = PyEval_SaveThread();
-        if (op->kind == OP_CLAIM && tsp != NULL) {
-            /* Wait for a candidate, then claim it without waiting; another receiver may take
-             * it first, then wait again with the time left. */
-            r = claim_wait(op, tsp);
-            if (r == 0)
-                r = op_run(op, op->flags | PBX_NOWAIT, NULL);
-            if (r == -ENOMSG)
-                r = -EINTR; /* lost the race: go round with the time left */
-        } else {
-            r = op_run(op, flags, tsp);
-        }
+        r = op_run(op, flags, tsp);
         PyEval_RestoreThread(ts_gil);
         if (r != -EINTR)
             return r;
@@ -384,7 +363,7 @@ static ssize_t run_blocking(struct op *op, const struct wait_spec *w)
              * queued already, and no call waits for its take alone (docs/python.md). */
             return -EINTR;
         }
-        if (w->timed && deadline - now_monotonic() <= 0)
+        if (w->timed && (left = deadline - now_monotonic()) <= 0)
             return -ETIMEDOUT;
     }
 }

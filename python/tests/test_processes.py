@@ -190,6 +190,33 @@ def test_timed_recv_resumes_with_the_time_left_after_a_signal(mb):
     assert handled == [signal.SIGUSR1]
 
 
+def test_timed_claim_resumes_after_a_signal_and_takes_a_message_sent_meanwhile(mb):
+    """claim(timeout=...) waits in pbx_timedclaim: a handler that does not raise lets it wait
+    on, and a message sent while it waits is claimed (not merely seen) by it."""
+    handled = []
+    old = signal.signal(signal.SIGUSR1, lambda s, f: handled.append(s))
+    main = threading.get_ident()
+
+    def poker():
+        wait_for(lambda: mb.stat().recv_waiters == 1, "main thread waiting")
+        signal.pthread_kill(main, signal.SIGUSR1)
+        wait_for(lambda: handled and mb.stat().recv_waiters == 1, "handler ran, wait resumed")
+        mb.send(b"job", 6)
+
+    t = threading.Thread(target=poker)
+    t.start()
+    try:
+        c = mb.claim(6, timeout=120)
+    finally:
+        t.join()
+        signal.signal(signal.SIGUSR1, old)
+    assert (c.data, c.type) == (b"job", 6)
+    assert handled == [signal.SIGUSR1]
+    assert mb.stat().claimed == 1
+    c.ack()
+    assert mb.stat().claimed == 0 and mb.stat().msgs == 0
+
+
 def test_close_in_a_forked_child_is_not_held_up_by_a_parent_threads_wait(mb, run_child):
     """A parent thread waits in recv() when the process forks: that call does not exist in
     the child, so the child's close() must release the inherited handle at once."""
