@@ -912,7 +912,9 @@ PyDoc_STRVAR(claim_doc,
              "Receive a message without removing it yet: it is hidden from other receivers\n"
              "until claim.ack() removes it or claim.release() puts it back in its place. As a\n"
              "context manager, the claim is acknowledged on normal exit and released when\n"
-             "the block raises. A process that dies holding claims has them put back.");
+             "the block raises. A process that dies holding claims has them put back.\n"
+             "block and timeout work as for recv(): a timed claim raises RecvTimeout when no\n"
+             "message matched in time, and a message that arrives meanwhile is claimed.");
 
 static PyObject *Mailbox_claim(Mailbox *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames)
