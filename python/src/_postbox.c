@@ -101,10 +101,16 @@ static PyObject *raise_pbx(int err, int sending, PyObject *name)
         cls = PyExc_OSError;
         break;
     }
+    /* pbx_strerror(-EAGAIN) speaks of a full mailbox; a receive gets it when the lock's holder
+     * is stopped (only with block=False: a blocking call waits for the holder). */
+    const char *text = (e == EAGAIN && !sending)
+                           ? "a process holding the mailbox's lock is stopped; try again"
+                           : pbx_strerror(err);
+
     if (name != NULL)
-        exc = PyObject_CallFunction(cls, "isO", e, pbx_strerror(err), name);
+        exc = PyObject_CallFunction(cls, "isO", e, text, name);
     else
-        exc = PyObject_CallFunction(cls, "is", e, pbx_strerror(err));
+        exc = PyObject_CallFunction(cls, "is", e, text);
     if (exc != NULL) {
         PyErr_SetObject((PyObject *) Py_TYPE(exc), exc);
         Py_DECREF(exc);
@@ -335,8 +341,10 @@ static ssize_t run_blocking(struct op *op, const struct wait_spec *w)
         if (!w->block)
             flags |= PBX_NOWAIT;
     } else {
+        /* -EAGAIN from a receive: the lock's holder is stopped (SIGSTOP, a debugger), which
+         * only PBX_NOWAIT gives up on; a call that may block waits for it like any other. */
         r = op_run(op, flags | PBX_NOWAIT, NULL);
-        if (r != would_block || !w->block)
+        if ((r != would_block && r != -EAGAIN) || !w->block)
             return r;
     }
     /* The clock is read once, to resume after a signal with the time left; the first wait is
@@ -778,7 +786,7 @@ static PyObject *recv_bytes(Mailbox *self, struct op *op, const struct wait_spec
             handle_put(self);
             return PyBytes_FromStringAndSize(stack, r);
         }
-        if (r != -E2BIG && (r != -ENOMSG || !w->block)) {
+        if (r != -E2BIG && ((r != -ENOMSG && r != -EAGAIN) || !w->block)) {
             handle_put(self);
             return raise_pbx((int) r, 0, NULL);
         }
