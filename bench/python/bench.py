@@ -15,9 +15,11 @@ transports:
 Each figure is the median of --repeat runs of a fresh worker process (so LD_PRELOAD applies
 from its start); the transports take turns within each repetition, and each ratio is the
 median of the ratios taken within one repetition, so that a load that comes and goes on a
-shared machine weighs on every transport alike. The load average is printed with the table. Output: one machine-readable line per figure ("figure CASE TRANSPORT VALUE
-UNIT"), then a table and the ratios against the issue's targets. Every message is checked;
-the benchmark never judges speed by itself (it exits 0 whatever the ratios).
+shared machine weighs on every transport alike. Output: one machine-readable line per figure
+("figure CASE TRANSPORT VALUE UNIT") followed by one with every run's value ("runs CASE
+TRANSPORT V1 V2 ..."), then a table with the load average and the ratios against the issue's
+targets. Every message is checked; the benchmark never judges speed by itself (it exits 0
+whatever the ratios).
 
 Usage: bench.py --preload build/sysv/libpostbox-sysv.so [--quick] [--repeat N]
                 [--calls N] [--rounds N] [--stream N]
@@ -297,6 +299,8 @@ def main():
                 results[case, transport] = value
                 print("figure %s %s %.4g %s" % (case, transport, value, unit.replace(" ", "_")),
                       flush=True)
+                print("runs %s %s %s" % (case, transport, " ".join(
+                    "%.4g" % v for v, _ in runs[case, transport])), flush=True)
     load_after = os.getloadavg()
 
     def ratio(case, num, den):
