@@ -365,6 +365,14 @@ PBX_API ssize_t pbx_claim(pbx_t *q, long type, void *buf, size_t cap, int flags,
                           uint64_t *claim);
 
 /*
+ * pbx_timedclaim — pbx_claim() that gives up after *timeout (relative, CLOCK_MONOTONIC) with
+ * -ETIMEDOUT, nothing claimed. timeout NULL waits forever; an invalid timeout gives -EINVAL.
+ * As for pbx_timedrecv(), the deadline holds whatever other processes do.
+ */
+PBX_API ssize_t pbx_timedclaim(pbx_t *q, long type, void *buf, size_t cap, int flags,
+                               long *type_out, uint64_t *claim, const struct timespec *timeout);
+
+/*
  * pbx_ack — acknowledge a claim: the message is removed, and a PBX_SYNC sender waiting for it
  * is released. Returns 0, or:
  *   -EINVAL  q NULL, or claim is not a claim id at all (0, or a slot beyond the mailbox)

@@ -306,21 +306,38 @@ ssize_t pbx_recv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *ty
     return err ? err : recv_from(q, type, buf, cap32_of(cap), flags, type_out, 0);
 }
 
-ssize_t pbx_claim(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
-                  uint64_t *claim)
+/* pbx_claim and pbx_timedclaim: the transports take the deadline already. */
+static ssize_t claim_until(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
+                           uint64_t *claim, const struct timespec *timeout)
 {
     if (!q || !claim || (!buf && cap) || (flags & ~(PBX_RECV_FLAGS & ~PBX_PEEK)))
         return -EINVAL;
     if ((flags & PBX_EXCEPT) && type <= 0)
         return -EINVAL;
     *claim = 0;
+    uint64_t deadline;
+    int err = deadline_of(timeout, &deadline);
+    if (err)
+        return err;
     if (!q->t->claim)
         return -EOPNOTSUPP;
     struct pbx_cancel c;
     pbx__cancel_off(&c);
-    ssize_t r = q->t->claim(q->state, type, buf, cap32_of(cap), flags, type_out, claim, 0);
+    ssize_t r = q->t->claim(q->state, type, buf, cap32_of(cap), flags, type_out, claim, deadline);
     pbx__cancel_restore(&c);
     return r;
+}
+
+ssize_t pbx_claim(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
+                  uint64_t *claim)
+{
+    return claim_until(q, type, buf, cap, flags, type_out, claim, NULL);
+}
+
+ssize_t pbx_timedclaim(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
+                       uint64_t *claim, const struct timespec *timeout)
+{
+    return claim_until(q, type, buf, cap, flags, type_out, claim, timeout);
 }
 
 /* ack or release, with cancellation disabled. */

@@ -13,9 +13,13 @@ transports:
   mp-queue         multiprocessing.Queue (pipes, pickling and a feeder thread)
 
 Each figure is the median of --repeat runs of a fresh worker process (so LD_PRELOAD applies
-from its start). Output: one machine-readable line per figure ("figure CASE TRANSPORT VALUE
-UNIT"), then a table and the ratios against the issue's targets. Every message is checked;
-the benchmark never judges speed by itself (it exits 0 whatever the ratios).
+from its start); the transports take turns within each repetition, and each ratio is the
+median of the ratios taken within one repetition, so that a load that comes and goes on a
+shared machine weighs on every transport alike. Output: one machine-readable line per figure
+("figure CASE TRANSPORT VALUE UNIT") followed by one with every run's value ("runs CASE
+TRANSPORT V1 V2 ..."), then a table with the load average and the ratios against the issue's
+targets. Every message is checked; the benchmark never judges speed by itself (it exits 0
+whatever the ratios).
 
 Usage: bench.py --preload build/sysv/libpostbox-sysv.so [--quick] [--repeat N]
                 [--calls N] [--rounds N] [--stream N]
@@ -277,39 +281,56 @@ def main():
             counts[case] = opt
     repeat = args.repeat or (1 if args.quick else 5)
 
+    # The transports take turns within each repetition, so that the load of a shared machine,
+    # which changes from second to second, weighs on all of them alike; a ratio is also taken
+    # within each repetition (one turn of every transport) and its median reported.
     results = {}
+    runs = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="pbx-bench-py.") as workdir:
         for case in CASES:
+            for _ in range(repeat):
+                for transport in TRANSPORTS:
+                    runs.setdefault((case, transport), []).append(
+                        run_worker(args, transport, case, counts[case], workdir))
             for transport in TRANSPORTS:
-                runs = [run_worker(args, transport, case, counts[case], workdir)
-                        for _ in range(repeat)]
-                value = statistics.median(v for v, _ in runs)
-                unit = runs[0][1]
+                value = statistics.median(v for v, _ in runs[case, transport])
+                unit = runs[case, transport][0][1]
                 results[case, transport] = value
                 print("figure %s %s %.4g %s" % (case, transport, value, unit.replace(" ", "_")),
                       flush=True)
+                print("runs %s %s %s" % (case, transport, " ".join(
+                    "%.4g" % v for v, _ in runs[case, transport])), flush=True)
+    load_after = os.getloadavg()
+
+    def ratio(case, num, den):
+        """The median over the repetitions of num / den, each taken in one repetition."""
+        return statistics.median(a[0] / b[0] for a, b in zip(runs[case, num], runs[case, den]))
 
     units = {"call": "ns per send+recv", "pingpong": "us per round trip",
              "stream": "M msg/s"}
     print()
-    print("Python, 16-byte messages, median of %d runs (%s)" % (repeat, ", ".join(
-        "%s %d" % (c, counts[c]) for c in CASES)))
+    print("Python, 16-byte messages, median of %d runs (%s); load average %.1f before, %.1f "
+          "after, on %d CPUs" % (repeat, ", ".join("%s %d" % (c, counts[c]) for c in CASES),
+                                 load_before[0], load_after[0], os.cpu_count() or 0))
     print("%-10s %-18s %12s %12s %12s %12s" % ("case", "unit", *TRANSPORTS))
     for case in CASES:
         print("%-10s %-18s %12.4g %12.4g %12.4g %12.4g" % (
             case, units[case], *[results[case, t] for t in TRANSPORTS]))
     print()
-    pp = results["pingpong", "sysv-kernel"] / results["pingpong", "postbox"]
-    st = results["stream", "postbox"] / results["stream", "mp-queue"]
-    print("ping-pong:  postbox %.1fx faster than sysv_ipc on the kernel (target 20x)" % pp)
-    print("streaming:  postbox %.1fx multiprocessing.Queue (target 10x)" % st)
+    print("ratios: the median of the ratios taken within each repetition")
+    print("ping-pong:  postbox %.1fx faster than sysv_ipc on the kernel (target 20x); "
+          "%.2fx sysv_ipc under libpostbox-sysv.so" % (
+              ratio("pingpong", "sysv-kernel", "postbox"),
+              ratio("pingpong", "sysv-postbox", "postbox")))
+    print("streaming:  postbox %.1fx multiprocessing.Queue (target 10x)" % (
+        ratio("stream", "postbox", "mp-queue")))
     print("call:       postbox %.1fx faster than sysv_ipc on the kernel" % (
-        results["call", "sysv-kernel"] / results["call", "postbox"]))
+        ratio("call", "sysv-kernel", "postbox")))
     print("sysv_ipc under libpostbox-sysv.so against the kernel: call %.1fx, ping-pong %.1fx, "
-          "stream %.1fx" % (results["call", "sysv-kernel"] / results["call", "sysv-postbox"],
-                            results["pingpong", "sysv-kernel"] / results["pingpong", "sysv-postbox"],
-                            results["stream", "sysv-postbox"] / results["stream", "sysv-kernel"]))
-
+          "stream %.1fx" % (ratio("call", "sysv-kernel", "sysv-postbox"),
+                            ratio("pingpong", "sysv-kernel", "sysv-postbox"),
+                            ratio("stream", "sysv-postbox", "sysv-kernel")))
 
 if __name__ == "__main__":
     main()

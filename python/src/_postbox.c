@@ -101,10 +101,16 @@ static PyObject *raise_pbx(int err, int sending, PyObject *name)
         cls = PyExc_OSError;
         break;
     }
+    /* pbx_strerror(-EAGAIN) speaks of a full mailbox; a receive gets it when the lock's holder
+     * is stopped (only with block=False: a blocking call waits for the holder). */
+    const char *text = (e == EAGAIN && !sending)
+                           ? "a process holding the mailbox's lock is stopped; try again"
+                           : pbx_strerror(err);
+
     if (name != NULL)
-        exc = PyObject_CallFunction(cls, "isO", e, pbx_strerror(err), name);
+        exc = PyObject_CallFunction(cls, "isO", e, text, name);
     else
-        exc = PyObject_CallFunction(cls, "is", e, pbx_strerror(err));
+        exc = PyObject_CallFunction(cls, "is", e, text);
     if (exc != NULL) {
         PyErr_SetObject((PyObject *) Py_TYPE(exc), exc);
         Py_DECREF(exc);
@@ -294,7 +300,8 @@ static ssize_t op_run(struct op *op, int flags, const struct timespec *ts)
     case OP_RECV:
         return pbx_timedrecv(op->q, op->type, op->buf, op->cap, flags, &op->type_out, ts);
     case OP_CLAIM:
-        return pbx_claim(op->q, op->type, op->buf, op->cap, flags, &op->type_out, &op->claim);
+        return pbx_timedclaim(op->q, op->type, op->buf, op->cap, flags, &op->type_out, &op->claim,
+                              ts);
     }
     return -EINVAL;
 }
@@ -319,18 +326,6 @@ static void to_timespec(double s, struct timespec *ts)
         ts->tv_nsec = 0;
 }
 
-/* pbx_claim() has no timed variant: a claim with a timeout waits in slices of the time left,
- * each a pbx_timedrecv(PBX_PEEK) that returns as soon as a matching message is there. */
-static ssize_t claim_wait(struct op *op, const struct timespec *ts)
-{
-    ssize_t r;
-    long t;
-
-    r = pbx_timedrecv(op->q, op->type, NULL, 0, (op->flags & PBX_EXCEPT) | PBX_PEEK | PBX_NOERROR,
-                      &t, ts);
-    return r >= 0 ? 0 : r;
-}
-
 static ssize_t run_blocking(struct op *op, const struct wait_spec *w)
 {
     int would_block = op->kind == OP_SEND ? -EAGAIN : -ENOMSG;
@@ -346,34 +341,26 @@ static ssize_t run_blocking(struct op *op, const struct wait_spec *w)
         if (!w->block)
             flags |= PBX_NOWAIT;
     } else {
+        /* -EAGAIN from a receive: the lock's holder is stopped (SIGSTOP, a debugger), which
+         * only PBX_NOWAIT gives up on; a call that may block waits for it like any other. */
         r = op_run(op, flags | PBX_NOWAIT, NULL);
-        if (r != would_block || !w->block)
+        if ((r != would_block && r != -EAGAIN) || !w->block)
             return r;
     }
+    /* The clock is read once, to resume after a signal with the time left; the first wait is
+     * given the caller's timeout as it is. */
     if (w->timed)
         deadline = now_monotonic() + w->seconds;
-    for (;;) {
+    for (double left = w->seconds;;) {
         struct timespec ts;
         const struct timespec *tsp = NULL;
 
         if (w->timed) {
-            double left = deadline - now_monotonic();
-
             to_timespec(left > 0 ? left : 0, &ts);
             tsp = &ts;
         }
         ts_gil = PyEval_SaveThread();
-        if (op->kind == OP_CLAIM && tsp != NULL) {
-            /* Wait for a candidate, then claim it without waiting; another receiver may take
-             * it first, then wait again with the time left. */
-            r = claim_wait(op, tsp);
-            if (r == 0)
-                r = op_run(op, op->flags | PBX_NOWAIT, NULL);
-            if (r == -ENOMSG)
-                r = -EINTR; /* lost the race: go round with the time left */
-        } else {
-            r = op_run(op, flags, tsp);
-        }
+        r = op_run(op, flags, tsp);
         PyEval_RestoreThread(ts_gil);
         if (r != -EINTR)
             return r;
@@ -384,7 +371,7 @@ static ssize_t run_blocking(struct op *op, const struct wait_spec *w)
              * queued already, and no call waits for its take alone (docs/python.md). */
             return -EINTR;
         }
-        if (w->timed && deadline - now_monotonic() <= 0)
+        if (w->timed && (left = deadline - now_monotonic()) <= 0)
             return -ETIMEDOUT;
     }
 }
@@ -799,7 +786,7 @@ static PyObject *recv_bytes(Mailbox *self, struct op *op, const struct wait_spec
             handle_put(self);
             return PyBytes_FromStringAndSize(stack, r);
         }
-        if (r != -E2BIG && (r != -ENOMSG || !w->block)) {
+        if (r != -E2BIG && ((r != -ENOMSG && r != -EAGAIN) || !w->block)) {
             handle_put(self);
             return raise_pbx((int) r, 0, NULL);
         }
@@ -933,7 +920,9 @@ PyDoc_STRVAR(claim_doc,
              "Receive a message without removing it yet: it is hidden from other receivers\n"
              "until claim.ack() removes it or claim.release() puts it back in its place. As a\n"
              "context manager, the claim is acknowledged on normal exit and released when\n"
-             "the block raises. A process that dies holding claims has them put back.");
+             "the block raises. A process that dies holding claims has them put back.\n"
+             "block and timeout work as for recv(): a timed claim raises RecvTimeout when no\n"
+             "message matched in time, and a message that arrives meanwhile is claimed.");
 
 static PyObject *Mailbox_claim(Mailbox *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames)

@@ -113,3 +113,14 @@ def test_asyncio_loop_add_reader_on_fileno(mb):
             loop.remove_reader(mb.fileno())
 
     assert run(main()) is True
+
+
+def test_import_postbox_does_not_import_asyncio():
+    """asyncio is imported only by whoever uses it (it was 90 % of `import postbox`)."""
+    import subprocess
+    import sys
+
+    code = "import sys, postbox; print('asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert out.strip() == "False"

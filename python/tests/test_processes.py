@@ -12,7 +12,7 @@ import threading
 import pytest
 
 import postbox
-from conftest import wait_for
+from conftest import tool, wait_for
 
 
 @pytest.fixture
@@ -188,6 +188,87 @@ def test_timed_recv_resumes_with_the_time_left_after_a_signal(mb):
         t.join()
         signal.signal(signal.SIGUSR1, old)
     assert handled == [signal.SIGUSR1]
+
+
+def test_timed_claim_resumes_after_a_signal_and_takes_a_message_sent_meanwhile(mb):
+    """claim(timeout=...) waits in pbx_timedclaim: a handler that does not raise lets it wait
+    on, and a message sent while it waits is claimed (not merely seen) by it."""
+    handled = []
+    old = signal.signal(signal.SIGUSR1, lambda s, f: handled.append(s))
+    main = threading.get_ident()
+
+    def poker():
+        wait_for(lambda: mb.stat().recv_waiters == 1, "main thread waiting")
+        signal.pthread_kill(main, signal.SIGUSR1)
+        wait_for(lambda: handled and mb.stat().recv_waiters == 1, "handler ran, wait resumed")
+        mb.send(b"job", 6)
+
+    t = threading.Thread(target=poker)
+    t.start()
+    try:
+        c = mb.claim(6, timeout=120)
+    finally:
+        t.join()
+        signal.signal(signal.SIGUSR1, old)
+    assert (c.data, c.type) == (b"job", 6)
+    assert handled == [signal.SIGUSR1]
+    assert mb.stat().claimed == 1
+    c.ack()
+    assert mb.stat().claimed == 0 and mb.stat().msgs == 0
+
+
+@pytest.mark.parametrize("max_msg_size", [64, 65536])
+def test_a_blocking_call_waits_for_a_stopped_lock_holder_instead_of_failing(name, max_msg_size):
+    """The first attempt is made with PBX_NOWAIT, which gives up (-EAGAIN) when the receive
+    lock's holder is stopped; a call that may block must wait for the holder instead (it
+    raised Empty before). Both receive paths: a small mailbox's and a large one's."""
+    import time
+
+    mb = postbox.Mailbox(name, create=True, max_msg_size=max_msg_size)
+    mb.send(b"first!", 3)  # for the holder
+    mb.send(b"second", 4)  # for us
+    holder = subprocess.Popen([tool("PBX_TEST_HOLDER", "c_holder"), name])
+    continued = []
+    try:
+        _, status = os.waitpid(holder.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), "the holder did not stop inside its receive"
+
+        def resume():
+            time.sleep(0.5)  # let the main thread reach the lock first (not an assertion)
+            continued.append(True)
+            os.kill(holder.pid, signal.SIGCONT)
+
+        t = threading.Thread(target=resume)
+        t.start()
+        try:
+            msg = mb.recv(4)
+        finally:
+            t.join()
+        assert msg == (b"second", 4)
+        assert continued == [True]
+        assert holder.wait(timeout=120) == 0
+        # The same for a claim.
+        mb.send(b"third!", 5)
+        mb.send(b"fourth", 6)
+        holder = subprocess.Popen([tool("PBX_TEST_HOLDER", "c_holder"), name])
+        _, status = os.waitpid(holder.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)
+        continued.clear()
+        t = threading.Thread(target=resume)
+        t.start()
+        try:
+            c = mb.claim(6)
+        finally:
+            t.join()
+        assert (c.data, c.type) == (b"fourth", 6)
+        c.ack()
+        assert holder.wait(timeout=120) == 0
+    finally:
+        if holder.poll() is None:
+            os.kill(holder.pid, signal.SIGCONT)
+            holder.kill()
+            holder.wait()
+        mb.close()
 
 
 def test_close_in_a_forked_child_is_not_held_up_by_a_parent_threads_wait(mb, run_child):
