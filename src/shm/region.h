@@ -39,8 +39,9 @@
 
 #include "../common.h"
 
-#define PBX_REGION_MAGIC   "\x7fPOSTBOX"
-#define PBX_LAYOUT_VERSION 5u /* 5: a bias owner word may carry PBX_BIAS_REVOKING */
+#define PBX_REGION_MAGIC "\x7fPOSTBOX"
+/* 5: a bias owner word may carry PBX_BIAS_REVOKING; 6: send.index_ahead (ahead.c). */
+#define PBX_LAYOUT_VERSION 6u
 
 #define PBX_SLOT_INLINE 24u
 #define PBX_NONE        0xffffffffu /* "no slot / chunk / entry" in any u32 index */
@@ -155,7 +156,8 @@ struct pbx_send_side {
     uint32_t log_op;
     uint32_t log_slot;
     uint32_t log_len;
-    uint32_t pad0;
+    uint32_t index_ahead; /* 1: a selective receiver is present, senders index a deep backlog
+                             (INDEX AHEAD in ahead.c); on the lock's line, which senders hold */
     uint64_t log_free_head;
     uint64_t log_chunk_head;
     uint64_t log_inbox_tail;
