@@ -329,14 +329,15 @@ static int inbox_slot(const struct pbx_shm *m, uint64_t pos, uint32_t *slot)
 static int drain(struct pbx_shm *m, int stop, long type, int except)
 {
     struct pbx_recv_side *r = &m->h->recv;
-    for (uint64_t i = 1; i <= DRAIN_AHEAD; i++)
-        prefetch_published(m, r->inbox_head + i);
     for (uint64_t n = 0; n <= m->geo.inbox_mask; n++) {
         uint64_t pos = r->inbox_head;
         uint32_t s;
         int found = inbox_slot(m, pos, &s);
         if (found == -ENOMSG)
             return 0;
+        if (n == 0) /* not for an empty inbox: senders may have indexed it (ahead.c) */
+            for (uint64_t i = 1; i <= DRAIN_AHEAD; i++)
+                prefetch_published(m, pos + i);
         if (found) {
             /* A damaged entry: step over it so the mailbox keeps working, and say so. */
             PBX_STORE(&r->inbox_head, pos + 1);

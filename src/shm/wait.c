@@ -19,13 +19,14 @@
  * scheduler then no longer lets the woken receiver preempt the sender. The waiter sleeps. */
 #define SPIN_NS        20000u
 #define SPIN_MAX_PAUSE 64u /* pause instructions between two reads, at most */
-/* ADAPTIVE SPINNING (wait.h): the budget is SPIN_NS >> hint->cut. Halved down to SPIN_NS >>
- * (SPIN_OFF - 1), about 1.2 us (SPIN_MIN_NS); one more failure and the waiter sleeps at once,
- * spinning for that least budget only every SPIN_PROBE_EVERY waits, to notice that the peer
- * has become quick again. */
+/* ADAPTIVE SPINNING (wait.h): the budget is SPIN_NS >> hint->cut. Each spin that ends without
+ * the change halves it; SPIN_OFF of them in a row, and the waiter sleeps at once, spinning
+ * (with the full budget) only every SPIN_PROBE_EVERY waits, to notice that the peer has become
+ * quick again. One spin that sees the change gives the full budget back: on a busy machine a
+ * quick peer is now and then preempted, and a waiter that then stopped spinning would add a
+ * wake-up to every later round trip. */
 #define SPIN_OFF         5u
-#define SPIN_MIN_NS      (SPIN_NS >> (SPIN_OFF - 1))
-#define SPIN_PROBE_EVERY 16u
+#define SPIN_PROBE_EVERY 8u
 /* A spin whose peer is visibly at work on the change (a large payload being copied in or out)
  * goes on past its budget while that lasts, up to this long: the change is one copy away, and
  * a sleep would add a wake-up to it. */
@@ -120,22 +121,11 @@ int pbx__event_wake(struct pbx_event *ev)
     return pbx__os_futex_wake(&ev->seq, INT_MAX) == 0;
 }
 
-/* The largest cut whose budget still covers ns. */
-static uint32_t cut_covering(uint64_t ns)
+/* A spin saw the change: the full budget again (ADAPTIVE SPINNING in wait.h). */
+static void spin_paid(struct pbx_spin_hint *hint)
 {
-    uint32_t c = 0;
-    while (c + 1 < SPIN_OFF && (SPIN_NS >> (c + 1)) >= ns)
-        c++;
-    return c;
-}
-
-/* Learn from a spin that saw the change after took_ns: keep the budget at least twice that,
- * and double a budget that had shrunk (ADAPTIVE SPINNING in wait.h). */
-static void spin_paid(struct pbx_spin_hint *hint, uint32_t cut, uint64_t took_ns)
-{
-    uint32_t want = cut_covering(2 * took_ns);
-    uint32_t grown = cut > 0 ? cut - 1 : 0;
-    PBX_STORE(&hint->cut, want < grown ? want : grown);
+    if (PBX_LOAD(&hint->cut) != 0)
+        PBX_STORE(&hint->cut, 0u);
 }
 
 int pbx__spin_until_change(const uint64_t *word, uint64_t old, uint64_t enough,
@@ -151,7 +141,7 @@ int pbx__spin_until_change(const uint64_t *word, uint64_t old, uint64_t enough,
         PBX_STORE(&hint->skipped, n);
         if (n % SPIN_PROBE_EVERY != 0)
             return 0;
-        cut = SPIN_OFF - 1; /* a probe, with the least budget */
+        cut = 0; /* a probe */
     }
     const uint64_t budget = SPIN_NS >> cut;
     /* Every read of the word pulls its cache line away from the party that writes it, which
@@ -164,7 +154,7 @@ int pbx__spin_until_change(const uint64_t *word, uint64_t old, uint64_t enough,
     for (;;) {
         for (int i = 0; i < 16; i++) {
             if (PBX_ACQUIRE(word) - old >= enough) {
-                spin_paid(hint, cut, pbx__os_mono_ns() - start);
+                spin_paid(hint);
                 return 1;
             }
             for (unsigned k = 0; k < pause; k++)
@@ -175,11 +165,13 @@ int pbx__spin_until_change(const uint64_t *word, uint64_t old, uint64_t enough,
         uint64_t took = pbx__os_mono_ns() - start;
         if (took > budget && (took > SPIN_BUSY_NS || PBX_LOAD(peer_busy) == 0)) {
             if (PBX_ACQUIRE(word) - old >= enough) {
-                spin_paid(hint, cut, took);
+                spin_paid(hint);
                 return 1;
             }
-            /* Not in time: halve the budget, or stop spinning (ADAPTIVE SPINNING). */
-            PBX_STORE(&hint->cut, cut + 1);
+            /* Not in time: halve the budget, or stop spinning (ADAPTIVE SPINNING). A failed
+             * probe leaves spinning off. */
+            uint32_t was = PBX_LOAD(&hint->cut);
+            PBX_STORE(&hint->cut, was >= SPIN_OFF ? SPIN_OFF : was + 1);
             PBX_STORE(&hint->skipped, 0u);
             return PBX_ACQUIRE(word) != old;
         }

@@ -41,10 +41,10 @@
  * spinning would only burn the time slice the other party needs.
  *
  * ADAPTIVE SPINNING. How long a spin may last is learned per handle and side (struct
- * pbx_spin_hint), from how the recent spins ended. A spin that saw the change keeps the budget
- * at least twice what it took, and doubles a budget that had shrunk; a spin that ended without
- * seeing it halves the budget, and below SPIN_MIN_NS (wait.c) the waiter stops spinning and
- * sleeps at once, trying a short spin again only every SPIN_PROBE_EVERY waits. Spinning pays
+ * pbx_spin_hint), from how the recent spins ended. A spin that ended without seeing the change
+ * halves the budget; after SPIN_OFF such spins in a row (wait.c) the waiter stops spinning and
+ * sleeps at once, spinning again only every SPIN_PROBE_EVERY waits. One spin that sees the
+ * change restores the full budget. Spinning pays
  * when the change comes within the budget; when it does not — the peer takes longer than a
  * wake-up (a 64 KiB copy each way), or is not running at all (more processes than CPUs, a busy
  * machine) — a spin that always ends in a sleep only burns CPU time, and under a fair scheduler
@@ -68,7 +68,7 @@
 /* What a handle's waiters on one side learned from their recent spins (ADAPTIVE SPINNING).
  * Zero-initialised is "not learned yet": the first spin gets the full budget. */
 struct pbx_spin_hint {
-    uint32_t cut;     /* the budget is the full one shifted right by this; SPIN_OFF: no spin */
+    uint32_t cut;     /* the budget is the full one shifted right by this; SPIN_OFF: none */
     uint32_t skipped; /* waits that did not spin since the budget fell to nothing */
 };
 
