@@ -12,8 +12,8 @@
  *     and looks again every AHEAD_RECHECK selective receives, in case another cleared it);
  *     AHEAD_CLEAR receives of type 0 in a row through one handle clear it;
  *   - a sender that finds it set after its send, with at least AHEAD_DEPTH messages published
- *     but not yet indexed, takes the receive lock if it is free and not biased — never
- *     waiting, never revoking a bias — and drains the inbox into the index.
+ *     but not yet indexed, takes the receive lock if it is free — never waiting; a bias to
+ *     a receiver outside its section is revoked — and drains the inbox into the index.
  * The drain is the receive side's own (queue.c), under the receive side's own lock: a sender
  * that dies inside is a receive-lock holder that died, and the next taker of that lock
  * rebuilds the index from the slots (RECOVERY in shm.c), as after any receiver. Messages keep
@@ -57,8 +57,27 @@ void pbx__index_ahead(struct pbx_shm *m)
     if (PBX_LOAD(&h->send.inbox_tail) - PBX_LOAD(&h->recv.inbox_head) < AHEAD_DEPTH)
         return;
     uint64_t *word = &h->recv.lock;
-    if (PBX_LOAD(word) != 0 || __atomic_load_n(&h->recv.bias.owner, __ATOMIC_RELAXED) != 0)
+    uint64_t owner = __atomic_load_n(&h->recv.bias.owner, __ATOMIC_RELAXED);
+    if (PBX_LOAD(word) != 0)
         return;
+    if (owner != 0) {
+        /* Biased: to this thread (it receives too), a take through the bias; to a receiver
+         * outside its section, a take that revokes the bias (REVOCATION in lock.h), which
+         * then stays off for a while (the cool-down doubles): a receiver whose backlog
+         * senders index pays a compare-and-swap per take instead. Not while that receiver is
+         * inside, and with the limit of a PBX_NOWAIT call (DEADLINES in lock.h). */
+        if (owner != pbx__os_self()->ident && PBX_LOAD(&h->recv.bias.busy) != 0)
+            return;
+        if (pbx__recv_lock_until(m, PBX_LOCK_NOWAIT) != 0)
+            return;
+        if (!PBX_LOAD(&h->removed) && !pbx__index_ready(m)) {
+            PBX_CRASH_POINT("ahead.locked");
+            (void) pbx__recv_drain(m);
+            PBX_CRASH_POINT("ahead.drained");
+        }
+        pbx__recv_unlock(m);
+        return;
+    }
     if (!pbx__lock_try_take(word, 0, pbx__os_self()->ident))
         return;
     /* Owner 0 read under the word: nobody is inside through a bias, nor can enter (REVOCATION
