@@ -13,6 +13,10 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "internal.h"
+#include "os/os.h"
+#include "shm/shm.h"
+
 #define DEPTH 600
 #define TYPES 20
 
@@ -185,4 +189,46 @@ TEST(sender_killed_holding_the_receive_lock_to_index_ahead_loses_nothing)
 TEST(sender_killed_after_indexing_ahead_loses_nothing)
 {
     sender_killed_indexing_ahead_loses_nothing("ahead.drained");
+}
+
+/* In a helper: send 100 messages, with no receive of its own (a receive would take the lock,
+ * and revoke a bias, by itself). */
+static int send_hundred(void *arg)
+{
+    (void) arg;
+    pbx_t *h;
+    if (pbx_open("biased", 0, NULL, &h) != 0)
+        return 4;
+    for (int k = 0; k < 100; k++) {
+        long type = 1 + (k * 7) % TYPES;
+        if (pbx_send(h, type, &k, sizeof(k), PBX_NOWAIT) != 0)
+            return 6;
+    }
+    return pbx_close(h) ? 7 : 0;
+}
+
+TEST(senders_index_ahead_for_a_receiver_that_holds_its_locks_bias)
+{
+    if (!pbx__os_asym_setup())
+        SKIP("membarrier GLOBAL_EXPEDITED is not available here: no bias is ever granted");
+    pbx_t *q = open_box("biased");
+    struct pbx_shm *m = pbx__handle_shm(q);
+    int dummy;
+    /* A selective receiver that keeps taking its lock earns the lock's bias. */
+    for (int i = 0; i < 5000; i++)
+        ASSERT_EQ(pbx_recv(q, 7, &dummy, sizeof(dummy), PBX_NOWAIT, NULL), -ENOMSG);
+    ASSERT_EQ(__atomic_load_n(&m->h->recv.bias.owner, __ATOMIC_SEQ_CST), pbx__os_self()->ident);
+    pbx_test_wait_ok(pbx_test_fork(send_hundred, NULL));
+    /* The sender indexed the backlog (the inbox head moved without a receive) by revoking the
+     * bias from this receiver, which was outside its section. */
+    ASSERT_TRUE(__atomic_load_n(&m->h->recv.inbox_head, __ATOMIC_SEQ_CST) >= 32);
+    ASSERT_EQ(__atomic_load_n(&m->h->recv.bias.owner, __ATOMIC_SEQ_CST), 0);
+    static struct model md;
+    md.n = 100;
+    for (int k = 0; k < 100; k++) {
+        md.type[k] = 1 + (k * 7) % TYPES;
+        md.taken[k] = 0;
+    }
+    receive_all_checked(q, &md);
+    pbx_close(q);
 }
