@@ -14,7 +14,7 @@
  *   gt0c   as gt0, but without the poll before the fill ("cold"): the first receive by type
  *          is the first the queue ever sees.
  *
- * Each repetition runs five such trials on the same queue (emptied between them, untimed) and
+ * Each repetition runs three such trials on the same queue (emptied between them, untimed) and
  * records their median. Figures go to the typed case's table under the layout "fill" (report.c).
  * Types and sequence numbers are checked: each type's messages arrive in order, type < 0 returns
  * the lowest type left, and type 0 returns the messages in the order sent.
@@ -27,7 +27,7 @@
 
 #define BACKLOG_RECEIVES 1000ul
 #define BACKLOG_TYPES    1000ul /* at most */
-#define BACKLOG_TRIALS   5      /* per repetition, each on a queue emptied before it */
+#define BACKLOG_TRIALS   3      /* per repetition, each on a queue emptied before it */
 
 enum backlog_mode { BL_FIFO, BL_GT0, BL_LT0, BL_GT0_COLD, BL_COUNT };
 static const char *const bl_metric[BL_COUNT] = {"fifo_ns", "type_gt0_ns", "type_lt0_ns",
