@@ -77,6 +77,13 @@ int case_stream_run(struct bench_ctx *ctx);
 int case_pingpong_run(struct bench_ctx *ctx);
 int case_mpmc_run(struct bench_ctx *ctx);
 int case_typed_run(struct bench_ctx *ctx);
+int case_backlog_run(struct bench_ctx *ctx); /* case_backlog.c: typed receive right after a fill */
+
+/* hogs.c: BENCH_HOGS processes that burn CPU time, pinned to the run's CPUs in turn, until
+ * stopped (a busy machine). 0 or -errno (none left running). */
+#define BENCH_HOGS 2
+int bench_hogs_start(const struct bench_ctx *ctx, pid_t pids[BENCH_HOGS]);
+void bench_hogs_stop(const pid_t *pids, int n);
 int case_wakeup_run(struct bench_ctx *ctx);
 int case_peers_run(struct bench_ctx *ctx); /* bench/peers/case_peers.c */
 

@@ -10,7 +10,10 @@
  * time from the first process leaving the start barrier to the last consumer finishing.
  *
  * Layout: producers on one CPU and consumers on the other ("2cpu"), as in the other cases;
- * with "1cpu" everyone shares one CPU. The ring is single-producer only and does not take part.
+ * with "1cpu" everyone shares one CPU. The 2cpu layout also runs "loaded": the same, beside two
+ * CPU hogs, one pinned to each CPU (hogs.c), so that more processes are runnable than there
+ * are CPUs on both sides and a waiter that spins while its peer is not running wastes time the
+ * peer needs. The ring is single-producer only and does not take part.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -147,76 +150,92 @@ int case_mpmc_run(struct bench_ctx *ctx)
              layout <<= 1) {
             if (!(layouts & layout))
                 continue;
-            const char *lay = bench_layout_name(layout);
-            int cpus[2 * MAX_SIDE];
-            for (unsigned i = 0; i < np + nc; i++)
-                cpus[i] = bench_layout_cpu(ctx, layout, i < np ? 0 : 1);
-            fprintf(stderr, "mpmc     rep %d/%d %s %uPx%uC:", rep + 1, o->reps, lay, np, nc);
-            for (int t = 0; t < ctx->ntr; t++) {
-                const struct tr_ops *tr = ctx->tr[t];
-                if (!usable[t])
-                    continue;
-                char name[32], what[96];
-                snprintf(name, sizeof(name), "m%lu", ctx->seq++);
-                snprintf(what, sizeof(what), "mpmc %s %s rep %d", tr->name, lay, rep + 1);
-                struct tr_params p = {size, o->depth, np, nc, name};
-                struct mpmc_job j;
-                memset(&j, 0, sizeof(j));
-                j.t = tr;
-                j.producers = np;
-                j.consumers = nc;
-                j.sh = sh;
-                uint64_t want_sum = 0;
-                for (unsigned k = 0; k < np; k++) {
-                    j.per_producer[k] = o->mpmc_msgs / np + (k < o->mpmc_msgs % np);
-                    uint64_t n = j.per_producer[k];
-                    want_sum += ((uint64_t) k << 48) * n + n * (n - (n > 0)) / 2;
-                }
-                const char *why = NULL;
-                int rc = tr->open(&p, &j.c, &why);
-                if (rc < 0) {
-                    res_error("%s: open: %s", what, strerror(-rc));
-                    result = -1;
-                    continue;
-                }
-                memset(sh, 0, sizeof(*sh));
-                bench_barrier_init(&sh->bar, np + nc);
-                rc = bench_run_procs(ctx, (int) (np + nc), cpus, mpmc_body, &j, what);
-                tr->close(j.c);
-                if (rc == -EINTR) {
-                    result = -EINTR;
-                    break;
-                }
-                if (rc < 0) {
-                    result = -1;
-                    continue;
-                }
-                uint64_t got = 0, sum = 0;
-                int64_t start = INT64_MAX, end = 0;
-                for (unsigned k = 0; k < np + nc; k++) {
-                    const struct mpmc_proc *pr = &sh->proc[k < np ? k : MAX_SIDE + k - np];
-                    if (pr->t_start < start)
-                        start = pr->t_start;
-                    if (k >= np) {
-                        got += pr->count;
-                        sum += pr->sum;
-                        if (pr->t_end > end)
-                            end = pr->t_end;
+            /* The two-CPU layout runs twice: as it is, and "loaded", beside two CPU hogs. */
+            for (int loaded = 0; loaded <= (layout == LAYOUT_2CPU) && result != -EINTR; loaded++) {
+                const char *lay = loaded ? "loaded" : bench_layout_name(layout);
+                /* A quarter of the messages beside the hogs: everyone runs at half speed or less,
+                 * and make bench must stay under three minutes. */
+                const unsigned long total = loaded ? o->mpmc_msgs / 4 : o->mpmc_msgs;
+                int cpus[2 * MAX_SIDE];
+                for (unsigned i = 0; i < np + nc; i++)
+                    cpus[i] = bench_layout_cpu(ctx, layout, i < np ? 0 : 1);
+                fprintf(stderr, "mpmc     rep %d/%d %s %uPx%uC:", rep + 1, o->reps, lay, np, nc);
+                for (int t = 0; t < ctx->ntr; t++) {
+                    const struct tr_ops *tr = ctx->tr[t];
+                    if (!usable[t])
+                        continue;
+                    char name[32], what[96];
+                    snprintf(name, sizeof(name), "m%lu", ctx->seq++);
+                    snprintf(what, sizeof(what), "mpmc %s %s rep %d", tr->name, lay, rep + 1);
+                    struct tr_params p = {size, o->depth, np, nc, name};
+                    struct mpmc_job j;
+                    memset(&j, 0, sizeof(j));
+                    j.t = tr;
+                    j.producers = np;
+                    j.consumers = nc;
+                    j.sh = sh;
+                    uint64_t want_sum = 0;
+                    for (unsigned k = 0; k < np; k++) {
+                        j.per_producer[k] = total / np + (k < total % np);
+                        uint64_t n = j.per_producer[k];
+                        want_sum += ((uint64_t) k << 48) * n + n * (n - (n > 0)) / 2;
                     }
+                    const char *why = NULL;
+                    int rc = tr->open(&p, &j.c, &why);
+                    if (rc < 0) {
+                        res_error("%s: open: %s", what, strerror(-rc));
+                        result = -1;
+                        continue;
+                    }
+                    memset(sh, 0, sizeof(*sh));
+                    bench_barrier_init(&sh->bar, np + nc);
+                    pid_t hogs[BENCH_HOGS];
+                    if (loaded && (rc = bench_hogs_start(ctx, hogs)) < 0) {
+                        res_error("%s: starting the CPU hogs: %s", what, strerror(-rc));
+                        tr->close(j.c);
+                        result = -1;
+                        continue;
+                    }
+                    rc = bench_run_procs(ctx, (int) (np + nc), cpus, mpmc_body, &j, what);
+                    if (loaded)
+                        bench_hogs_stop(hogs, BENCH_HOGS);
+                    tr->close(j.c);
+                    if (rc == -EINTR) {
+                        result = -EINTR;
+                        break;
+                    }
+                    if (rc < 0) {
+                        result = -1;
+                        continue;
+                    }
+                    uint64_t got = 0, sum = 0;
+                    int64_t start = INT64_MAX, end = 0;
+                    for (unsigned k = 0; k < np + nc; k++) {
+                        const struct mpmc_proc *pr = &sh->proc[k < np ? k : MAX_SIDE + k - np];
+                        if (pr->t_start < start)
+                            start = pr->t_start;
+                        if (k >= np) {
+                            got += pr->count;
+                            sum += pr->sum;
+                            if (pr->t_end > end)
+                                end = pr->t_end;
+                        }
+                    }
+                    if (got != total || sum != want_sum) {
+                        res_error(
+                            "%s: consumers took %llu messages of %lu (stamp sum %s): messages "
+                            "lost or duplicated",
+                            what, (unsigned long long) got, total,
+                            sum == want_sum ? "right" : "wrong");
+                        result = -1;
+                        continue;
+                    }
+                    double rate = (double) got / ((double) (end - start) / 1e9);
+                    res_add("mpmc", tr->name, size, lay, "msgs_per_s", rate, "msg/s", rep);
+                    fprintf(stderr, " %s %.3gM/s", tr->name, rate / 1e6);
                 }
-                if (got != o->mpmc_msgs || sum != want_sum) {
-                    res_error("%s: consumers took %llu messages of %lu (stamp sum %s): messages "
-                              "lost or duplicated",
-                              what, (unsigned long long) got, o->mpmc_msgs,
-                              sum == want_sum ? "right" : "wrong");
-                    result = -1;
-                    continue;
-                }
-                double rate = (double) got / ((double) (end - start) / 1e9);
-                res_add("mpmc", tr->name, size, lay, "msgs_per_s", rate, "msg/s", rep);
-                fprintf(stderr, " %s %.3gM/s", tr->name, rate / 1e6);
+                fprintf(stderr, "\n");
             }
-            fprintf(stderr, "\n");
         }
     }
     bench_shared_free(sh, sizeof(*sh));

@@ -35,6 +35,7 @@ static const struct bench_case all_cases[] = {
     {"pingpong", "round-trip latency", case_pingpong_run},
     {"mpmc", "4 producers -> 4 consumers", case_mpmc_run},
     {"typed", "receive by type at depth 10 000 over 100 types", case_typed_run},
+    {"backlog", "receive by type right after a fill of 10 000", case_backlog_run},
     {"wakeup", "cost of waking a sleeping receiver", case_wakeup_run},
     {"peers", "ZeroMQ, nng, Boost.Interprocess, iceoryx beside postbox (bench/peers/)",
      case_peers_run},

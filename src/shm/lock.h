@@ -6,7 +6,8 @@
  * compare-and-swap from 0 (acquire ordering); releasing it is one exchange to 0 (release
  * ordering), followed by a futex wake only when bit 31 was set — so an uncontended lock costs
  * no system call. A waiter spins briefly (only if it can run beside the holder on another
- * CPU), then sets bit 31 and sleeps on the word's low 32 bits with a short timeout.
+ * CPU, and only as long as recent spins of its thread got the lock: ADAPTIVE SPIN in lock.c),
+ * then sets bit 31 and sleeps on the word's low 32 bits with a short timeout.
  *
  * Every time that sleep times out with the word unchanged, the waiter checks the holder:
  *   - the holder's thread no longer exists, or its id now belongs to a thread with another

@@ -326,17 +326,20 @@ static int inbox_slot(const struct pbx_shm *m, uint64_t pos, uint32_t *slot)
     return 0;
 }
 
-int pbx__recv_drain(struct pbx_shm *m)
+/* The drain; with stop set, it ends once a message that type (and except) selects is in the
+ * index (pbx__recv_drain_to_match). */
+static int drain(struct pbx_shm *m, int stop, long type, int except)
 {
     struct pbx_recv_side *r = &m->h->recv;
-    for (uint64_t i = 1; i <= DRAIN_AHEAD; i++)
-        prefetch_published(m, r->inbox_head + i);
     for (uint64_t n = 0; n <= m->geo.inbox_mask; n++) {
         uint64_t pos = r->inbox_head;
         uint32_t s;
         int found = inbox_slot(m, pos, &s);
         if (found == -ENOMSG)
             return 0;
+        if (n == 0) /* not for an empty inbox: senders may have indexed it (ahead.c) */
+            for (uint64_t i = 1; i <= DRAIN_AHEAD; i++)
+                prefetch_published(m, pos + i);
         if (found) {
             /* A damaged entry: step over it so the mailbox keeps working, and say so. */
             PBX_STORE(&r->inbox_head, pos + 1);
@@ -347,8 +350,20 @@ int pbx__recv_drain(struct pbx_shm *m)
         if (err)
             return err; /* not consumed: the rebuild leaves it to the next drain */
         PBX_STORE(&r->inbox_head, pos + 1);
+        if (stop && (type == 0 || (m->slots[s].type == type) != (except != 0)))
+            return 0;
     }
     return 0;
+}
+
+int pbx__recv_drain(struct pbx_shm *m)
+{
+    return drain(m, 0, 0, 0);
+}
+
+int pbx__recv_drain_to_match(struct pbx_shm *m, long type, int except)
+{
+    return drain(m, 1, type, except);
 }
 
 void pbx__copy_out(struct pbx_shm *m, uint32_t s, void *buf, uint32_t n)

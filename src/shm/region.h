@@ -39,8 +39,10 @@
 
 #include "../common.h"
 
-#define PBX_REGION_MAGIC   "\x7fPOSTBOX"
-#define PBX_LAYOUT_VERSION 6u /* 6: PBX_SLOT_LENT, and the send log's prev_state (loans) */
+#define PBX_REGION_MAGIC "\x7fPOSTBOX"
+/* 5: a bias owner word may carry PBX_BIAS_REVOKING; 6: PBX_SLOT_LENT and the send log's
+ * prev_state (loans), send.index_ahead (ahead.c). */
+#define PBX_LAYOUT_VERSION 6u
 
 #define PBX_SLOT_INLINE 24u
 #define PBX_NONE        0xffffffffu /* "no slot / chunk / entry" in any u32 index */
@@ -178,6 +180,8 @@ struct pbx_send_side {
     int64_t last_time;
     int32_t last_pid;
     uint32_t cpu; /* CPU the last sender ran on, plus one (0: unknown); see wait.h */
+    uint32_t index_ahead; /* 1: a selective receiver is present, senders index a deep backlog
+                             (INDEX AHEAD in ahead.c); on a line senders write anyway */
     /* Line 4: the send lock's bias: read by every take of the lock, written by its owner. */
     struct pbx_bias bias __attribute__((aligned(PBX_CACHELINE)));
 };

@@ -636,6 +636,8 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
                 return err;
             if (pbx__event_signal(&h->msg_ev))
                 pbx__look_after_dead_peers(m, 0); /* counted sleepers, none woken */
+            if (PBX_UNLIKELY(PBX_LOAD(&h->send.index_ahead)))
+                pbx__index_ahead(m); /* INDEX AHEAD (ahead.c) */
             /* LISTENERS (listen.c): one load of the control line when nobody listens. */
             if (PBX_UNLIKELY(pbx__listening(m))) {
                 struct pbx_cancel c;
@@ -665,7 +667,8 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
              * are blocked before the spin (a no-op before the first sleep: SIGNALS, os.h). */
             pbx__os_sig_block(g);
             spun = 1;
-            if (pbx__spin_until_change(&h->recv.recvd_msgs, freed, m->send_batch, &h->recv.cpu))
+            if (pbx__spin_until_change(&h->recv.recvd_msgs, freed, m->send_batch, &h->recv.cpu,
+                                       &h->recv.inflight, &m->send_spin))
                 continue;
         }
         /* From here on the call is blocked: signals must interrupt it (SIGNALS in os.h). The
@@ -837,10 +840,17 @@ static int select_after_rebuild(struct pbx_shm *m, long type, int except, uint32
  * match at the inbox head is the oldest of all and is taken from there (FAST PATH in queue.c).
  * A receive with type < 0 wants the lowest type, which could be anywhere in the inbox: it
  * always drains first.
+ *
+ * INCREMENTAL DRAIN. For type >= 0, the drain stops at the first message that matches: the
+ * inbox is in arrival order, so that is the oldest match in the inbox, and the index had none.
+ * A selective receive after a burst then pays for the messages up to its match, not for the
+ * whole backlog; what it passed on the way is indexed for the next. (A receive with type < 0
+ * cannot stop early; senders index ahead for it, INDEX AHEAD in ahead.c.)
  */
 static int select_locked(struct pbx_shm *m, long type, int except, struct pbx_pick *p)
 {
     int err = pbx__index_ready(m);
+    pbx__index_ahead_note(m, type);
     if (!err && type >= 0 && m->h->recv.heap_len == 0) {
         err = pbx__recv_pick_inbox(m, type, except, p);
         if (err <= 0)
@@ -851,7 +861,7 @@ static int select_locked(struct pbx_shm *m, long type, int except, struct pbx_pi
     if (!err && type >= 0)
         err = pbx__index_select(m, type, except, &e);
     if (err == -ENOMSG || (!err && type < 0)) {
-        err = pbx__recv_drain(m);
+        err = type < 0 ? pbx__recv_drain(m) : pbx__recv_drain_to_match(m, type, except);
         if (!err)
             err = pbx__index_select(m, type, except, &e);
     }
@@ -934,7 +944,8 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
             pbx__recv_unlock(m);
             pbx__os_sig_block(g); /* after a sleep, before spinning again (see send_loop) */
             spun = 1;
-            if (!pbx__spin_until_change(watch, old, 1, peer_cpu_of_sender(h)))
+            if (!pbx__spin_until_change(watch, old, 1, peer_cpu_of_sender(h), &h->send.inflight,
+                                        &m->recv_spin))
                 pbx__os_sig_block(g); /* blocked from here on (see send_loop) */
             continue;                 /* look again, under the lock */
         }

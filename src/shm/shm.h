@@ -17,6 +17,7 @@
 #include "../os/os.h"
 #include "lock.h"
 #include "region.h"
+#include "wait.h"
 
 struct pbx_shm {
     struct pbx_header *h;
@@ -41,8 +42,13 @@ struct pbx_shm {
         uint32_t count;         /* heavy fences issued for a bias in it */
     } send_fences, recv_fences; /* before sleeps (shm.c, see_lock_pass) */
     uint32_t send_batch;        /* room a full sender spins for before it goes on (see send_loop) */
-    char *dir;                  /* directory of a named mailbox; NULL for a private one */
-    char *file;                 /* its file name in dir */
+    /* Spin budgets learned (ADAPTIVE SPINNING, wait.h). */
+    struct pbx_spin_hint send_spin, recv_spin;
+    uint32_t ahead_set; /* this handle set send.index_ahead and has not seen it cleared (ahead.c) */
+    uint32_t ahead_runs; /* FIFO receives in a row (ahead.c) */
+    uint32_t ahead_sel;  /* selective receives since the last look at send.index_ahead (ahead.c) */
+    char *dir;           /* directory of a named mailbox; NULL for a private one */
+    char *file;          /* its file name in dir */
     /* This handle's peer entry (peer.c): index in h->peers, or -1 if the table was full. It
      * belongs to process peer_pid; a fork()ed child that uses the handle claims its own. */
     int peer;
@@ -141,6 +147,16 @@ void pbx__send_publish(struct pbx_shm *m, uint32_t slot, int sync, uint64_t *pos
 
 /* Under the receive lock: move every published inbox entry into the index. 0 or -EBADMSG. */
 int pbx__recv_drain(struct pbx_shm *m);
+/* The same, but only as far as the first message that type >= 0 (with except: anything but
+ * type) selects: the oldest such message in the inbox, since the inbox is in arrival order
+ * (INCREMENTAL DRAIN in shm.c). */
+int pbx__recv_drain_to_match(struct pbx_shm *m, long type, int except);
+/* After a send, with no lock held: if a selective receiver is present and the backlog is deep,
+ * index it now, on the receive lock if that is free (INDEX AHEAD in ahead.c). */
+void pbx__index_ahead(struct pbx_shm *m);
+/* Under the receive lock, at each receive: say whether a selective receiver is present
+ * (INDEX AHEAD in ahead.c). */
+void pbx__index_ahead_note(struct pbx_shm *m, long type);
 /* Copy the first n payload bytes of slot into buf. */
 void pbx__copy_out(struct pbx_shm *m, uint32_t slot, void *buf, uint32_t n);
 /* What a receive selected, under the receive lock: the oldest message of a type entry of the

@@ -19,6 +19,18 @@
  * scheduler then no longer lets the woken receiver preempt the sender. The waiter sleeps. */
 #define SPIN_NS        20000u
 #define SPIN_MAX_PAUSE 64u /* pause instructions between two reads, at most */
+/* ADAPTIVE SPINNING (wait.h): the budget is SPIN_NS >> hint->cut. Each spin that ends without
+ * the change halves it; SPIN_OFF of them in a row, and the waiter sleeps at once, spinning
+ * (with the full budget) only every SPIN_PROBE_EVERY waits, to notice that the peer has become
+ * quick again. One spin that sees the change gives the full budget back: on a busy machine a
+ * quick peer is now and then preempted, and a waiter that then stopped spinning would add a
+ * wake-up to every later round trip. */
+#define SPIN_OFF         5u
+#define SPIN_PROBE_EVERY 8u
+/* A spin whose peer is visibly at work on the change (a large payload being copied in or out)
+ * goes on past its budget while that lasts, up to this long: the change is one copy away, and
+ * a sleep would add a wake-up to it. */
+#define SPIN_BUSY_NS 100000u
 
 /*
  * The sleeper table. An entry holds the sleeper's identity while it is registered, with
@@ -109,12 +121,29 @@ int pbx__event_wake(struct pbx_event *ev)
     return pbx__os_futex_wake(&ev->seq, INT_MAX) == 0;
 }
 
+/* A spin saw the change: the full budget again (ADAPTIVE SPINNING in wait.h). */
+static void spin_paid(struct pbx_spin_hint *hint)
+{
+    if (PBX_LOAD(&hint->cut) != 0)
+        PBX_STORE(&hint->cut, 0u);
+}
+
 int pbx__spin_until_change(const uint64_t *word, uint64_t old, uint64_t enough,
-                           const uint32_t *peer_cpu)
+                           const uint32_t *peer_cpu, const uint64_t *peer_busy,
+                           struct pbx_spin_hint *hint)
 {
     uint32_t peer = PBX_LOAD(peer_cpu);
     if (pbx__os_online_cpus() < 2 || (peer != 0 && peer == pbx__os_cpu_tag()))
         return 0;
+    uint32_t cut = PBX_LOAD(&hint->cut);
+    if (cut >= SPIN_OFF) {
+        uint32_t n = PBX_LOAD(&hint->skipped) + 1;
+        PBX_STORE(&hint->skipped, n);
+        if (n % SPIN_PROBE_EVERY != 0)
+            return 0;
+        cut = 0; /* a probe */
+    }
+    const uint64_t budget = SPIN_NS >> cut;
     /* Every read of the word pulls its cache line away from the party that writes it, which
      * must then win it back before its next write: a waiter that reads in a tight loop slows
      * down the very party it waits for. A sender waiting for a batch of room (enough > 1) has
@@ -124,14 +153,27 @@ int pbx__spin_until_change(const uint64_t *word, uint64_t old, uint64_t enough,
     unsigned pause = 1, max_pause = enough > 1 ? SPIN_MAX_PAUSE : 1;
     for (;;) {
         for (int i = 0; i < 16; i++) {
-            if (PBX_ACQUIRE(word) - old >= enough)
+            if (PBX_ACQUIRE(word) - old >= enough) {
+                spin_paid(hint);
                 return 1;
+            }
             for (unsigned k = 0; k < pause; k++)
                 pbx__os_cpu_relax();
             if (pause < max_pause)
                 pause *= 2;
         }
-        if (pbx__os_mono_ns() - start > SPIN_NS)
+        uint64_t took = pbx__os_mono_ns() - start;
+        if (took > budget && (took > SPIN_BUSY_NS || PBX_LOAD(peer_busy) == 0)) {
+            if (PBX_ACQUIRE(word) - old >= enough) {
+                spin_paid(hint);
+                return 1;
+            }
+            /* Not in time: halve the budget, or stop spinning (ADAPTIVE SPINNING). A failed
+             * probe leaves spinning off. */
+            uint32_t was = PBX_LOAD(&hint->cut);
+            PBX_STORE(&hint->cut, was >= SPIN_OFF ? SPIN_OFF : was + 1);
+            PBX_STORE(&hint->skipped, 0u);
             return PBX_ACQUIRE(word) != old;
+        }
     }
 }

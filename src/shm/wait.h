@@ -39,6 +39,23 @@
  * last ran on the CPU the waiter is on now (each side records its CPU with every operation),
  * nor on a one-CPU machine: there, the other party cannot run while the waiter spins, so
  * spinning would only burn the time slice the other party needs.
+ *
+ * ADAPTIVE SPINNING. How long a spin may last is learned per handle and side (struct
+ * pbx_spin_hint), from how the recent spins ended. A spin that ended without seeing the change
+ * halves the budget; after SPIN_OFF such spins in a row (wait.c) the waiter stops spinning and
+ * sleeps at once, spinning again only every SPIN_PROBE_EVERY waits. One spin that sees the
+ * change restores the full budget. Spinning pays
+ * when the change comes within the budget; when it does not — the peer takes longer than a
+ * wake-up (a 64 KiB copy each way), or is not running at all (more processes than CPUs, a busy
+ * machine) — a spin that always ends in a sleep only burns CPU time, and under a fair scheduler
+ * that time is taken from the spinner's next turn: the tail of the latency grows (a waiter
+ * that sleeps is scheduled ahead of one that spun its share away), and the peer that would
+ * have made the change waits behind the spinner on a shared CPU. Reading /proc to learn
+ * whether the peer runs would cost more than the spin. The hint is process memory, read and
+ * written with relaxed accesses by the handle's threads: a lost update only costs a spin more
+ * or less. One thing the waiter can see without a system call is kept spinning for: the other
+ * side's count of payloads being copied (send.inflight, recv.inflight), which says the peer
+ * runs and is one copy away from the change.
  */
 #ifndef PBX_SHM_WAIT_H
 #define PBX_SHM_WAIT_H
@@ -47,6 +64,13 @@
 
 #include "../os/os.h"
 #include "region.h"
+
+/* What a handle's waiters on one side learned from their recent spins (ADAPTIVE SPINNING).
+ * Zero-initialised is "not learned yet": the first spin gets the full budget. */
+struct pbx_spin_hint {
+    uint32_t cut;     /* the budget is the full one shifted right by this; SPIN_OFF: none */
+    uint32_t skipped; /* waits that did not spin since the budget fell to nothing */
+};
 
 /* A registration on an event. */
 struct pbx_sleeper {
@@ -103,11 +127,14 @@ static inline int pbx__event_signal_fenced(struct pbx_event *ev)
 /* Strike off registrations whose sleeper died. Returns how many. Lock-free. */
 int pbx__event_sweep(struct pbx_event *ev);
 
-/* Spin, for a bounded time, until *word has moved on from old by at least enough (unsigned
- * difference; 1 means "changed"), unless the other party (whose CPU tag is at peer_cpu, see
- * os.h) cannot run beside us. Returns 1 if it moved by enough, or by anything at all by the
- * time the spin ends; 0 if it did not move. */
+/* Spin, for a bounded time learned in hint (ADAPTIVE SPINNING above), until *word has moved on
+ * from old by at least enough (unsigned difference; 1 means "changed"), unless the other party
+ * (whose CPU tag is at peer_cpu, see os.h) cannot run beside us. *peer_busy is non-zero while
+ * the other party is copying a large payload, the last step before the change: the spin goes
+ * on past its budget while it is (up to a bound, in case that party died there). Returns 1 if
+ * it moved by enough, or by anything at all by the time the spin ends; 0 if it did not move. */
 int pbx__spin_until_change(const uint64_t *word, uint64_t old, uint64_t enough,
-                           const uint32_t *peer_cpu);
+                           const uint32_t *peer_cpu, const uint64_t *peer_busy,
+                           struct pbx_spin_hint *hint);
 
 #endif
