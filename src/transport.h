@@ -52,6 +52,11 @@ struct pbx_transport {
     int (*notify)(void *state, int signo, int value); /* signo checked; 0 unregisters */
     int (*fd)(void *state);
     ssize_t (*peers)(void *state, struct pbx_peer *out, size_t cap);
+    /* pbx_sendv()/pbx_recvv(), with every entry checked (types, data, len <= UINT32_MAX) and
+     * n >= 1; the contract of postbox.h. NULL: the API layer loops over send and recv. */
+    ssize_t (*sendv)(void *state, struct pbx_msgv *msgs, size_t n, int flags, uint64_t deadline_ns);
+    ssize_t (*recvv)(void *state, long type, struct pbx_msgv *msgs, size_t n, int flags,
+                     uint64_t deadline_ns);
 };
 
 extern const struct pbx_transport pbx__shm_transport;

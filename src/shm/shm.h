@@ -144,12 +144,18 @@ void pbx__copy_out(struct pbx_shm *m, uint32_t slot, void *buf, uint32_t n);
 struct pbx_pick {
     uint32_t entry;
     uint32_t slot;
+    uint64_t arrival; /* when nothing was picked: the first inbox position the look found
+                         unpublished, where the next publication lands (LOOK-AHEAD) */
 };
 /* Under the receive lock, with the index empty and type >= 0: pick the message at the inbox head
  * if it is published, matches (type 0; type; anything but type with except) and fits in its
- * slot. 0 (picked), -ENOMSG (nothing published), or 1: not this way — drain into the index and
- * select there (a large message, no match, or damage: the drain deals with that). */
+ * slot. 0 (picked), -ENOMSG (no published message matches among the first PBX_PICK_AHEAD,
+ * which stay in the inbox: LOOK-AHEAD in queue.c; p->arrival is where the look stopped), or 1: not
+ * this way — drain into the index and select there (a match behind the head, a large message, more
+ * published entries than the look-ahead, or damage: the drain deals with that). */
 int pbx__recv_pick_inbox(struct pbx_shm *m, long type, int except, struct pbx_pick *p);
+/* How far pbx__recv_pick_inbox() looks past a head that does not match (LOOK-AHEAD, queue.c). */
+#define PBX_PICK_AHEAD 8
 /* Under the receive lock: take the picked message out of the index or the inbox. A small
  * payload is copied to buf (n bytes) and the slot freed (PBX_DONE); a large one is marked
  * READING for the caller to copy outside the lock and then give back with pbx__recv_finish()
