@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "transport.h"
@@ -77,6 +78,9 @@ int case_pingpong_run(struct bench_ctx *ctx);
 int case_mpmc_run(struct bench_ctx *ctx);
 int case_typed_run(struct bench_ctx *ctx);
 int case_wakeup_run(struct bench_ctx *ctx);
+int case_batch_run(struct bench_ctx *ctx);
+/* The batch case's table in summary.md (case_batch.c). */
+void case_batch_report(FILE *f, const struct bench_ctx *ctx);
 
 /* ---- time, memory, processes (common.c) ----------------------------------------------- */
 

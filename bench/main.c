@@ -36,6 +36,7 @@ static const struct bench_case all_cases[] = {
     {"mpmc", "4 producers -> 4 consumers", case_mpmc_run},
     {"typed", "receive by type at depth 10 000 over 100 types", case_typed_run},
     {"wakeup", "cost of waking a sleeping receiver", case_wakeup_run},
+    {"batch", "16 B streaming with pbx_sendv/pbx_recvv, 32 per call", case_batch_run},
 };
 #define NCASES (sizeof(all_cases) / sizeof(all_cases[0]))
 

@@ -738,6 +738,8 @@ static int write_summary(const struct bench_ctx *ctx, const struct bench_env *en
     for (int l = 0; l < 2; l++)
         if (has_results("mpmc", lays[l]))
             md_mpmc(f, ctx, lays[l]);
+    if (has_results("batch", "2cpu"))
+        case_batch_report(f, ctx); /* case_batch.c */
     if (has_results("typed", NULL))
         md_typed(f, ctx);
     for (int l = 0; l < 2; l++)
