@@ -257,6 +257,66 @@ static int run_row(struct bench_ctx *ctx, const struct tr_ops *t, size_t size, i
     return 0;
 }
 
+/* CPU time of one process that sends BATCH_N messages and receives them back, over and over:
+ * one call per message, then one call per batch. The thread's own CPU clock leaves out the
+ * time other programs take from it, so this ratio holds on a loaded machine, where a stream
+ * between two CPUs measures the scheduler as much as the queue. Records ns_per_msg (send and
+ * receive together) under layout "1proc". */
+static int cpu_cost(struct bench_ctx *ctx, size_t size, int rep)
+{
+    char name[32];
+    snprintf(name, sizeof(name), "b%lu", ctx->seq++);
+    struct pbx_options opt;
+    pbx_options_init(&opt);
+    opt.max_msgs = BATCH_N;
+    opt.max_msg_size = (uint32_t) size;
+    opt.max_bytes = (uint64_t) BATCH_N * size;
+    pbx_t *q;
+    int rc = pbx_open(name, PBX_CREATE | PBX_EXCL, &opt, &q);
+    if (rc < 0) {
+        res_error("batch: cpu cost: open: %s", pbx_strerror(rc));
+        return -1;
+    }
+    static unsigned char bufs[BATCH_N][4096];
+    struct pbx_msgv v[BATCH_N];
+    for (int i = 0; i < BATCH_N; i++) {
+        memset(bufs[i], 0x5a, size);
+        v[i] = (struct pbx_msgv){1, bufs[i], size, 0};
+    }
+    unsigned long rounds = ctx->opt->stream_msgs / BATCH_N / 4 + 1;
+    double ns[2];
+    for (int mode = 0; mode < 2; mode++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+        for (unsigned long r = 0; r < rounds && rc >= 0; r++) {
+            if (mode == 1) {
+                if ((rc = (int) pbx_sendv(q, v, BATCH_N, 0)) == BATCH_N)
+                    rc = (int) pbx_recvv(q, 0, v, BATCH_N, PBX_NOWAIT);
+                rc = rc == BATCH_N ? 0 : -EPROTO;
+                continue;
+            }
+            for (int i = 0; i < BATCH_N && rc >= 0; i++)
+                rc = pbx_send(q, 1, bufs[i], size, 0);
+            for (int i = 0; i < BATCH_N && rc >= 0; i++)
+                rc =
+                    pbx_recv(q, 0, bufs[i], size, PBX_NOWAIT, NULL) == (ssize_t) size ? 0 : -EPROTO;
+        }
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+        ns[mode] = ((double) (b.tv_sec - a.tv_sec) * 1e9 + (double) (b.tv_nsec - a.tv_nsec)) /
+                   (double) (rounds * BATCH_N);
+    }
+    pbx_remove(q);
+    pbx_close(q);
+    if (rc < 0) {
+        res_error("batch: cpu cost: a call failed (%s)", pbx_strerror(rc));
+        return -1;
+    }
+    res_add("batch", ROW_PBX, size, "1proc", "ns_per_msg", ns[0], "ns", rep);
+    res_add("batch", ROW_B32, size, "1proc", "ns_per_msg", ns[1], "ns", rep);
+    fprintf(stderr, " | cpu: %.1f vs %.1f ns/msg", ns[0], ns[1]);
+    return 0;
+}
+
 int case_batch_run(struct bench_ctx *ctx)
 {
     const struct bench_opts *o = ctx->opt;
@@ -277,6 +337,8 @@ int case_batch_run(struct bench_ctx *ctx)
             if (rc < 0)
                 result = rc;
         }
+        if (result != -EINTR && cpu_cost(ctx, size, rep) < 0)
+            result = -1;
         fprintf(stderr, "\n");
     }
     bench_shared_free(sh, sizeof(*sh));
@@ -336,4 +398,19 @@ void case_batch_report(FILE *f, const struct bench_ctx *ctx)
                 bench_quantile_sorted(s, (size_t) n, 0.5) / 1e6, np ? "" : "n/a ", np ? vp : 0.0,
                 nr ? "" : "n/a ", nr ? vr : 0.0);
     }
+    double a[64], b[64], r[64];
+    res_get("batch", ROW_PBX, size, "1proc", "ns_per_msg", a, nrep);
+    res_get("batch", ROW_B32, size, "1proc", "ns_per_msg", b, nrep);
+    int n = 0;
+    for (int i = 0; i < nrep; i++)
+        if (!isnan(a[i]) && !isnan(b[i]) && b[i] > 0)
+            r[n++] = a[i] / b[i];
+    if (n == 0)
+        return;
+    bench_sort(r, (size_t) n);
+    fprintf(f,
+            "\nCPU time of one process sending %d messages and receiving them back (thread CPU "
+            "clock, so the machine's load leaves it alone): one call per message costs %.2f× "
+            "one call per batch (median of %d repetitions).\n",
+            BATCH_N, bench_quantile_sorted(r, (size_t) n, 0.5), n);
 }

@@ -190,6 +190,8 @@ static inline void publish_locked(struct pbx_shm *m, uint32_t s, int sync, uint6
 
 static void note_sender(struct pbx_shm *m)
 {
+    if (m->send_noted)
+        return; /* later messages of a batch */
     struct pbx_send_side *s = &m->h->send;
     PBX_STORE(&s->last_pid, pbx__os_self()->pid);
     PBX_STORE(&s->last_time, pbx__os_real_stamp_ns());
@@ -377,6 +379,8 @@ void pbx__copy_out(struct pbx_shm *m, uint32_t s, void *buf, uint32_t n)
 
 static void note_receiver(struct pbx_shm *m)
 {
+    if (m->recv_noted)
+        return; /* later messages of a batch */
     struct pbx_recv_side *r = &m->h->recv;
     PBX_STORE(&r->last_pid, pbx__os_self()->pid);
     PBX_STORE(&r->last_time, pbx__os_real_stamp_ns());

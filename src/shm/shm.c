@@ -610,7 +610,9 @@ static void send_rest_locked(struct pbx_shm *m, struct send_rest *b, uint64_t un
         PBX_CRASH_POINT("sendv.next");
         uint32_t slot;
         uint64_t pos;
+        m->send_noted = 1;
         int err = pbx__send_alloc(m, v->type, v->data, len, &slot, -1, &pos);
+        m->send_noted = 0;
         if (err < 0) {
             b->stop = err;
             return;
@@ -974,7 +976,9 @@ static ssize_t deliver_batch(struct pbx_shm *m, struct pbx_pick *p, long type, i
             break;
         }
         uint32_t nb = len < cap ? len : cap;
+        m->recv_noted = k > 0;
         int err = pbx__recv_take(m, p, v->data, nb, &s, &fire);
+        m->recv_noted = 0;
         if (err == PBX_PENDING) {
             /* The slot is ours (READING): copied outside the lock, as deliver() does. */
             struct pbx_cancel c;

@@ -40,8 +40,11 @@ struct pbx_shm {
         uint32_t count;         /* heavy fences issued for a bias in it */
     } send_fences, recv_fences; /* before sleeps (shm.c, see_lock_pass) */
     uint32_t send_batch;        /* room a full sender spins for before it goes on (see send_loop) */
-    char *dir;                  /* directory of a named mailbox; NULL for a private one */
-    char *file;                 /* its file name in dir */
+    /* Set under a side's lock around the steps of a batch after its first message (BATCHES in
+     * shm.c): the first noted the caller as last sender or receiver, so the rest do not. */
+    uint8_t send_noted, recv_noted;
+    char *dir;  /* directory of a named mailbox; NULL for a private one */
+    char *file; /* its file name in dir */
     /* This handle's peer entry (peer.c): index in h->peers, or -1 if the table was full. It
      * belongs to process peer_pid; a fork()ed child that uses the handle claims its own. */
     int peer;
