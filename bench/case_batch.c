@@ -394,9 +394,13 @@ void case_batch_report(FILE *f, const struct bench_ctx *ctx)
         int np, nr;
         double vp = median_ratio(rows[r], ROW_PBX, size, nrep, &np);
         double vr = median_ratio(rows[r], ROW_RING, size, nrep, &nr);
-        fprintf(f, "| %s | %.3g M | %s%.2f | %s%.2f |\n", rows[r],
-                bench_quantile_sorted(s, (size_t) n, 0.5) / 1e6, np ? "" : "n/a ", np ? vp : 0.0,
-                nr ? "" : "n/a ", nr ? vr : 0.0);
+        char p[32] = "n/a", q[32] = "n/a";
+        if (np)
+            snprintf(p, sizeof(p), "%.2f", vp);
+        if (nr)
+            snprintf(q, sizeof(q), "%.2f", vr);
+        fprintf(f, "| %s | %.3g M | %s | %s |\n", rows[r],
+                bench_quantile_sorted(s, (size_t) n, 0.5) / 1e6, p, q);
     }
     double a[64], b[64], r[64];
     res_get("batch", ROW_PBX, size, "1proc", "ns_per_msg", a, nrep);
