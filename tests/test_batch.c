@@ -7,6 +7,7 @@
  * wrong value rather than a hang. The crash points inside a batch are in test_crashwalk.c.
  */
 #define _GNU_SOURCE
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -591,4 +592,33 @@ TEST(batch_kill_storm_loses_no_returned_batch_and_duplicates_nothing)
     ASSERT_EQ(queued(q), 0);
     close_box(q);
     munmap(st, sizeof(*st));
+}
+
+/* Listeners see a batch's edges: the descriptor turns readable when a batch arrives in the
+ * empty mailbox, and unreadable once a receive batch has emptied it. */
+static void fd_follows_batches(void)
+{
+    pbx_t *q = open_box(64, BIG, PBX_BLOCK);
+    int fd = pbx_fd(q);
+    ASSERT_GE(fd, 0);
+    struct pbx_msgv v[3];
+    for (size_t i = 0; i < 3; i++)
+        fill(&v[i], i, 1, 8);
+    ASSERT_EQ(pbx_sendv(q, v, 3, 0), 3);
+    struct pollfd p = {fd, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 5000), 1);
+    prepare(v, 3, 64);
+    ASSERT_EQ(pbx_recvv(q, 0, v, 3, PBX_NOWAIT), 3);
+    int r = 1;
+    for (int i = 0; i < 500 && r != 0; i++) {
+        r = poll(&p, 1, 0);
+        if (r != 0)
+            pbx_test_sleep_ms(10);
+    }
+    ASSERT_EQ(r, 0);
+    close_box(q);
+}
+TEST(the_descriptor_follows_a_batch_in_and_a_batch_out)
+{
+    BOTH_TRANSPORTS(fd_follows_batches);
 }

@@ -575,6 +575,8 @@ struct send_rest {
     size_t n;
     size_t done;  /* entries processed in this round */
     ssize_t stop; /* 0, or the error that ended the run at msgs[done] */
+    int carry;    /* messages discarded for msgs[done] before the run ended without sending it:
+                     the next round adds them to its result, so every discard is reported */
 };
 
 /* Under the send lock, after the round's first message: send what follows while it fits in a
@@ -604,8 +606,10 @@ static void send_rest_locked(struct pbx_shm *m, struct send_rest *b, uint64_t un
                 b->stop = dropped;
                 return;
             }
-            if (!pbx__send_has_room(m, len))
+            if (!pbx__send_has_room(m, len)) {
+                b->carry = dropped;
                 return; /* what holds the room is in flight: a round of its own waits */
+            }
         }
         PBX_CRASH_POINT("sendv.next");
         uint32_t slot;
@@ -806,12 +810,14 @@ static ssize_t shm_sendv(void *state, struct pbx_msgv *msgs, size_t n, int flags
     struct pbx_sigguard g;
     pbx__os_sig_guard_init(&g);
     size_t k = 0;
+    int carry = 0;
     while (k < n) {
         struct pbx_msgv *v = &msgs[k];
-        struct send_rest rest = {v + 1, n - k - 1, 0, 0};
+        struct send_rest rest = {v + 1, n - k - 1, 0, 0, 0};
         int r =
             send_loop(m, v->type, v->data, (uint32_t) v->len, flags, deadline_ns, &g, -1, &rest);
-        v->result = r;
+        v->result = r >= 0 ? r + carry : r;
+        carry = rest.carry;
         if (r < 0 && r != -ENOBUFS)
             break; /* the first of the round was not processed: nor was anything after it */
         pbx__cancel_hold(); /* messages are in: the count must reach the caller */
@@ -977,7 +983,9 @@ static ssize_t deliver_batch(struct pbx_shm *m, struct pbx_pick *p, long type, i
         }
         uint32_t nb = len < cap ? len : cap;
         m->recv_noted = k > 0;
-        int err = pbx__recv_take(m, p, v->data, nb, &s, &fire);
+        int fired = 0; /* this take's own: an edge claimed earlier must not be overwritten */
+        int err = pbx__recv_take(m, p, v->data, nb, &s, &fired);
+        fire |= fired;
         m->recv_noted = 0;
         if (err == PBX_PENDING) {
             /* The slot is ours (READING): copied outside the lock, as deliver() does. */
