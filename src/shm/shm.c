@@ -1038,6 +1038,23 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
      * read outside the lock, so the usual cost is one load. */
     if (PBX_UNLIKELY(PBX_LOAD(&h->recv.inflight)))
         pbx__look_after_dead_peers(m, 0);
+    /* LOOK-AHEAD (queue.c): a typed receive that a look without the lock finds nothing for
+     * waits for the next arrival before its first look under the lock. One mailbox used both
+     * ways (System V's shape) has each side ask for its answer right after sending, while the
+     * peer takes that message under the same receive lock: the look would only contend with
+     * it. A wrong hint costs a spin, never a message: the locked look follows either way. */
+    uint64_t at;
+    if (type > 0 && !(flags & PBX_NOWAIT) &&
+        pbx__recv_nothing_for(m, type, flags & PBX_EXCEPT, &at)) {
+        uint64_t *watch = &m->inbox[at & m->geo.inbox_mask];
+        uint64_t old = PBX_ACQUIRE(watch);
+        if (!pbx__inbox_published(m, at, old)) {
+            pbx__os_sig_block(g); /* a no-op before the first sleep (see send_loop) */
+            spun = 1;
+            if (!pbx__spin_until_change(watch, old, 1, peer_cpu_of_sender(h)))
+                pbx__os_sig_block(g);
+        }
+    }
     for (;;) {
         int err = pbx__recv_lock_until(m, until);
         if (err)

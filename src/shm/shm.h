@@ -157,6 +157,11 @@ struct pbx_pick {
  * this way — drain into the index and select there (a match behind the head, a large message, more
  * published entries than the look-ahead, or damage: the drain deals with that). */
 int pbx__recv_pick_inbox(struct pbx_shm *m, long type, int except, struct pbx_pick *p);
+/* Without the receive lock, for a receive of type > 0: 1 with *arrival when, as far as a
+ * lock-free look can tell, nothing queued matches (the index is empty and the published entries
+ * from the head are all of other types) and *arrival is where the next publication lands; else
+ * 0. A hint: the caller always looks again under the lock (LOOK-AHEAD, queue.c). */
+int pbx__recv_nothing_for(const struct pbx_shm *m, long type, int except, uint64_t *arrival);
 /* How far pbx__recv_pick_inbox() looks past a head that does not match (LOOK-AHEAD, queue.c). */
 #define PBX_PICK_AHEAD 8
 /* Under the receive lock: take the picked message out of the index or the inbox. A small
