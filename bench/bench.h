@@ -86,6 +86,9 @@ int bench_hogs_start(const struct bench_ctx *ctx, pid_t pids[BENCH_HOGS]);
 void bench_hogs_stop(const pid_t *pids, int n);
 int case_wakeup_run(struct bench_ctx *ctx);
 int case_peers_run(struct bench_ctx *ctx); /* bench/peers/case_peers.c */
+int case_batch_run(struct bench_ctx *ctx);
+/* The batch case's table in summary.md (case_batch.c). */
+void case_batch_report(FILE *f, const struct bench_ctx *ctx);
 
 /* ---- time, memory, processes (common.c) ----------------------------------------------- */
 

@@ -39,6 +39,7 @@ static const struct bench_case all_cases[] = {
     {"wakeup", "cost of waking a sleeping receiver", case_wakeup_run},
     {"peers", "ZeroMQ, nng, Boost.Interprocess, iceoryx beside postbox (bench/peers/)",
      case_peers_run},
+    {"batch", "16 B streaming with pbx_sendv/pbx_recvv, 32 per call", case_batch_run},
 };
 #define NCASES (sizeof(all_cases) / sizeof(all_cases[0]))
 

@@ -775,6 +775,8 @@ static int write_summary(const struct bench_ctx *ctx, const struct bench_env *en
         md_typed(f, ctx, "1proc");
     if (has_results("typed", "fill"))
         md_typed(f, ctx, "fill");
+    if (has_results("batch", "2cpu"))
+        case_batch_report(f, ctx); /* case_batch.c */
     for (int l = 0; l < 2; l++)
         if (has_results("wakeup", lays[l]))
             md_wakeup(f, ctx, lays[l]);

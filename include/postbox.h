@@ -342,6 +342,82 @@ PBX_API ssize_t pbx_timedrecv(pbx_t *q, long type, void *buf, size_t cap, int fl
                               const struct timespec *timeout);
 
 /*
+ * Batches: many messages per call (docs/api.md, "Batches").
+ *
+ * One entry of a batch, in the manner of struct iovec: pbx_sendv() only reads data, pbx_recvv()
+ * fills it. The call sets result in the entries it processed (see each call), and in the entry
+ * it stopped at.
+ */
+struct pbx_msgv {
+    long type;      /* sendv: the message's type (>= 1). recvv: set to the type taken */
+    void *data;     /* sendv: the payload (only read). recvv: where the payload is copied */
+    size_t len;     /* sendv: the payload's length. recvv: the room at data (not changed) */
+    ssize_t result; /* set by the call: what pbx_send() would have returned for this message,
+                       or the bytes pbx_recv() would have copied; an error in the entry the
+                       call stopped at */
+};
+
+/*
+ * pbx_sendv — queue n messages, msgs[0] first, each as pbx_send() would, but taking the send
+ * lock once for as many as there is room for (a message too large for a slot's inline bytes
+ * ends such a run, and is copied outside the lock as pbx_send() copies it). Each message is
+ * committed on its own: a process killed in the middle of a batch leaves exactly the messages
+ * whose commit happened, in order, and no part of any other (docs/reliability.md).
+ *
+ * flags: 0 or PBX_NOWAIT. PBX_SYNC is refused (-EINVAL): wait for each take with pbx_send().
+ * Every entry is checked before anything is sent: a type < 1, data NULL with len > 0, or a len
+ * above max_msg_size makes the call return -EINVAL or -EMSGSIZE with nothing sent, and that
+ * error in the bad entry's result. Then the messages go in order, each entry's result set to
+ * what pbx_send() would have returned for it: 0 (queued), a drop count (> 0, PBX_DROP_OLDEST:
+ * older messages discarded to make room), or -ENOBUFS (PBX_DROP_NEWEST: this one discarded;
+ * the batch goes on, as later messages may fit once a receiver has made room).
+ * Under PBX_BLOCK the call waits for room as pbx_send() does, until every message is in.
+ * Returns n when every entry was processed; otherwise the number k of entries processed
+ * (0 < k < n), with the reason in msgs[k].result (-EAGAIN: full under PBX_NOWAIT, -ETIMEDOUT,
+ * -EINTR, -EIDRM, -EBADMSG; entries after k untouched); when not even the first could be,
+ * that error (as pbx_send(): -EINVAL, -EMSGSIZE, -EAGAIN, -EIDRM, -EINTR, -EBADMSG).
+ * n == 0 returns 0. Thread-safe. Blocks only under PBX_BLOCK without PBX_NOWAIT. A cancellation
+ * point only while it waits before its first message is in (then nothing was sent); once one
+ * is in, cancellation is held off to the end, so that the return value reaches the caller.
+ * Spools: the same contract, one pbx_send() per message (no shared lock round).
+ */
+PBX_API ssize_t pbx_sendv(pbx_t *q, struct pbx_msgv *msgs, size_t n, int flags);
+
+/*
+ * pbx_timedsendv — pbx_sendv() that stops waiting after *timeout (relative, CLOCK_MONOTONIC):
+ * the messages queued by then stay queued and are counted in the return value; -ETIMEDOUT if
+ * none was. timeout NULL waits forever; an invalid timeout gives -EINVAL.
+ */
+PBX_API ssize_t pbx_timedsendv(pbx_t *q, struct pbx_msgv *msgs, size_t n, int flags,
+                               const struct timespec *timeout);
+
+/*
+ * pbx_recvv — take up to n messages, each selected by type and flags exactly as one
+ * pbx_recv() would select it at that moment (so type > 0 gives the oldest messages of that type
+ * in order, type < 0 the lowest types first), under one take of the receive lock. msgs[i].data
+ * receives the i-th payload (msgs[i].len bytes of room; data NULL only with len 0), msgs[i].type
+ * its type and msgs[i].result the bytes copied.
+ * flags: any of PBX_NOWAIT, PBX_EXCEPT (type > 0 only), PBX_NOERROR; PBX_PEEK is -EINVAL.
+ * Waits (unless PBX_NOWAIT) until one message matches, as pbx_recv() does, then takes what
+ * matches without waiting for more. Returns the number k of messages taken (1 <= k <= n); when
+ * k < n, msgs[k].result says why it stopped: -ENOMSG (nothing more matches), -E2BIG (the next
+ * match is longer than msgs[k].len, without PBX_NOERROR: it stays queued), -EBADMSG. When
+ * nothing was taken, the error of pbx_recv() (-EINVAL, -ENOMSG under PBX_NOWAIT, -EAGAIN,
+ * -E2BIG, -EIDRM, -EINTR, -EBADMSG). Each message is freed on its own: a receiver killed in the
+ * middle of a batch has taken exactly the messages whose free committed. n == 0 returns 0.
+ * Thread-safe. A cancellation point while it waits, as pbx_recv(). Spools: the same contract,
+ * one pbx_recv() per message (the ones after the first with PBX_NOWAIT).
+ */
+PBX_API ssize_t pbx_recvv(pbx_t *q, long type, struct pbx_msgv *msgs, size_t n, int flags);
+
+/*
+ * pbx_timedrecvv — pbx_recvv() that gives up after *timeout (relative, CLOCK_MONOTONIC) with
+ * -ETIMEDOUT while nothing matches. timeout NULL waits forever; an invalid timeout gives -EINVAL.
+ */
+PBX_API ssize_t pbx_timedrecvv(pbx_t *q, long type, struct pbx_msgv *msgs, size_t n, int flags,
+                               const struct timespec *timeout);
+
+/*
  * pbx_claim — receive a message without removing it yet: select and copy it as pbx_recv()
  * does (same type, flags and errors; PBX_PEEK is -EINVAL), but instead of being removed the
  * message becomes invisible to every other receiver, held by the calling process under the

@@ -306,6 +306,126 @@ ssize_t pbx_recv(pbx_t *q, long type, void *buf, size_t cap, int flags, long *ty
     return err ? err : recv_from(q, type, buf, cap32_of(cap), flags, type_out, 0);
 }
 
+/* ---- batches (docs/api.md, "Batches") ---------------------------------------------------- */
+
+/* Every entry of a send batch, before anything is sent: the error, stored in the bad entry. */
+static ssize_t sendv_args(const pbx_t *q, struct pbx_msgv *msgs, size_t n, int flags)
+{
+    if (!q || (!msgs && n) || n > SSIZE_MAX || (flags & ~PBX_NOWAIT))
+        return -EINVAL; /* PBX_SYNC included: not offered for batches */
+    for (size_t i = 0; i < n; i++) {
+        int err = msgs[i].type < 1 || (!msgs[i].data && msgs[i].len) ? -EINVAL
+                  : msgs[i].len > UINT32_MAX                         ? -EMSGSIZE
+                                                                     : 0;
+        if (err) {
+            msgs[i].result = err;
+            return err;
+        }
+    }
+    return 0;
+}
+
+static ssize_t recvv_args(const pbx_t *q, long type, const struct pbx_msgv *msgs, size_t n,
+                          int flags)
+{
+    if (!q || (!msgs && n) || n > SSIZE_MAX || (flags & ~(PBX_RECV_FLAGS & ~PBX_PEEK)))
+        return -EINVAL;
+    if ((flags & PBX_EXCEPT) && type <= 0)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!msgs[i].data && msgs[i].len)
+            return -EINVAL;
+    return 0;
+}
+
+/* A transport without sendv: one send per message, with the contract of pbx_sendv(). */
+static ssize_t sendv_one_by_one(pbx_t *q, struct pbx_msgv *msgs, size_t n, int flags,
+                                uint64_t deadline)
+{
+    struct pbx_stat st;
+    int err = q->t->stat(q->state, &st);
+    if (err)
+        return err;
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].len > st.max_msg_size) {
+            msgs[i].result = -EMSGSIZE;
+            return -EMSGSIZE; /* nothing sent, as shared memory checks */
+        }
+    size_t k = 0;
+    for (; k < n; k++) {
+        struct pbx_msgv *v = &msgs[k];
+        int r = q->t->send(q->state, v->type, v->data, (uint32_t) v->len, flags, deadline);
+        v->result = r;
+        if (r < 0 && r != -ENOBUFS)
+            break;
+        pbx__cancel_hold(); /* one is in: the count must reach the caller */
+    }
+    return k ? (ssize_t) k : msgs[0].result;
+}
+
+/* A transport without recvv: one receive per message, those after the first without waiting. */
+static ssize_t recvv_one_by_one(pbx_t *q, long type, struct pbx_msgv *msgs, size_t n, int flags,
+                                uint64_t deadline)
+{
+    size_t k = 0;
+    for (; k < n; k++) {
+        struct pbx_msgv *v = &msgs[k];
+        ssize_t r = q->t->recv(q->state, type, v->data, cap32_of(v->len),
+                               k ? flags | PBX_NOWAIT : flags, &v->type, deadline);
+        if (r == -EAGAIN && k)
+            r = -ENOMSG;
+        v->result = r;
+        if (r < 0)
+            break;
+    }
+    return k ? (ssize_t) k : msgs[0].result;
+}
+
+ssize_t pbx_timedsendv(pbx_t *q, struct pbx_msgv *msgs, size_t n, int flags,
+                       const struct timespec *timeout)
+{
+    ssize_t err = sendv_args(q, msgs, n, flags);
+    uint64_t deadline = 0;
+    if (!err)
+        err = deadline_of(timeout, &deadline);
+    if (err || n == 0)
+        return err;
+    /* CANCELLATION: off across the batch; its waits enable it again until a message is in. */
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    ssize_t r = q->t->sendv ? q->t->sendv(q->state, msgs, n, flags, deadline)
+                            : sendv_one_by_one(q, msgs, n, flags, deadline);
+    pbx__cancel_restore(&c);
+    return r;
+}
+
+ssize_t pbx_sendv(pbx_t *q, struct pbx_msgv *msgs, size_t n, int flags)
+{
+    return pbx_timedsendv(q, msgs, n, flags, NULL);
+}
+
+ssize_t pbx_timedrecvv(pbx_t *q, long type, struct pbx_msgv *msgs, size_t n, int flags,
+                       const struct timespec *timeout)
+{
+    ssize_t err = recvv_args(q, type, msgs, n, flags);
+    uint64_t deadline = 0;
+    if (!err)
+        err = deadline_of(timeout, &deadline);
+    if (err || n == 0)
+        return err;
+    struct pbx_cancel c;
+    pbx__cancel_off(&c);
+    ssize_t r = q->t->recvv ? q->t->recvv(q->state, type, msgs, n, flags, deadline)
+                            : recvv_one_by_one(q, type, msgs, n, flags, deadline);
+    pbx__cancel_restore(&c);
+    return r;
+}
+
+ssize_t pbx_recvv(pbx_t *q, long type, struct pbx_msgv *msgs, size_t n, int flags)
+{
+    return pbx_timedrecvv(q, type, msgs, n, flags, NULL);
+}
+
 /* pbx_claim and pbx_timedclaim: the transports take the deadline already. */
 static ssize_t claim_until(pbx_t *q, long type, void *buf, size_t cap, int flags, long *type_out,
                            uint64_t *claim, const struct timespec *timeout)

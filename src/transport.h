@@ -72,6 +72,11 @@ struct pbx_transport {
                          struct pbx_loan *l);
     int (*give_back)(void *state, struct pbx_loan *l); /* pbx_return() */
     ssize_t (*piece)(void *state, struct pbx_loan *l, size_t off, void **ptr);
+    /* pbx_sendv()/pbx_recvv(), with every entry checked (types, data, len <= UINT32_MAX) and
+     * n >= 1; the contract of postbox.h. NULL: the API layer loops over send and recv. */
+    ssize_t (*sendv)(void *state, struct pbx_msgv *msgs, size_t n, int flags, uint64_t deadline_ns);
+    ssize_t (*recvv)(void *state, long type, struct pbx_msgv *msgs, size_t n, int flags,
+                     uint64_t deadline_ns);
 };
 
 /* A loan's kind, in loan->priv[PBX_LOAN_KIND]: which way, and whether it is the API layer's

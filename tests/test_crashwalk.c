@@ -270,6 +270,80 @@ TEST(a_crash_inside_every_repair_is_repaired_by_the_next_process)
     printf("crash walk: %zu crashes inside a repair survived\n", n);
 }
 
+/* ---- Batches (BATCHES in shm.c) ---------------------------------------------------------- */
+
+/* A pbx_sendv() of three small messages (types 11, 12, 13) into an empty mailbox, or a
+ * pbx_recvv() of three from a mailbox holding them, killed at a point inside the batch: the
+ * messages whose commit happened before the point are sent (or gone), the rest untouched. */
+struct batch_point {
+    const char *at;
+    enum role role;
+    int committed; /* messages of the batch whose commit happened */
+};
+
+static const struct batch_point batch_points[] = {
+    {"sendv.next", SEND, 1},   {"send.logged:2", SEND, 1}, {"send.published:2", SEND, 2},
+    {"sendv.next:2", SEND, 2}, {"send.logged:3", SEND, 2}, {"send.published:3", SEND, 3},
+    {"recvv.next", RECV, 1},   {"recv.logged:2", RECV, 1}, {"recv.committed:2", RECV, 2},
+    {"recvv.next:2", RECV, 2}, {"recv.popped:3", RECV, 2}, {"recv.committed:3", RECV, 3},
+};
+
+static int die_in_batch(void *arg)
+{
+    const struct batch_point *b = arg;
+    setenv("PBX_CRASH_AT", b->at, 1);
+    pbx_t *h;
+    if (pbx_open(NAME, 0, NULL, &h) != 0)
+        return 4;
+    struct pbx_msgv v[3];
+    static char buf[3][8];
+    for (int i = 0; i < 3; i++) {
+        memset(buf[i], 11 + i, sizeof(buf[i]));
+        v[i].type = 11 + i;
+        v[i].data = buf[i];
+        v[i].len = sizeof(buf[i]);
+    }
+    if (b->role == SEND)
+        pbx_sendv(h, v, 3, 0);
+    else
+        pbx_recvv(h, 0, v, 3, 0);
+    return 3; /* the crash point was not reached */
+}
+
+TEST(a_batch_killed_inside_keeps_exactly_the_messages_it_committed)
+{
+    for (size_t i = 0; i < sizeof(batch_points) / sizeof(batch_points[0]); i++) {
+        const struct batch_point *b = &batch_points[i];
+        printf("walk: %s %s batch, %d committed\n", b->at, b->role == SEND ? "send" : "recv",
+               b->committed);
+        fflush(stdout);
+        struct pbx_options o = pbx_test_options(MAX, 64 * 1024, 4096, PBX_BLOCK);
+        ASSERT_OK(pbx_open(NAME, PBX_CREATE | PBX_EXCL, &o, &q));
+        if (b->role == RECV)
+            for (int t = 11; t <= 13; t++) {
+                char m[8];
+                memset(m, t, sizeof(m));
+                ASSERT_OK(pbx_send(q, t, m, sizeof(m), 0));
+            }
+        int status = pbx_test_wait(pbx_test_fork(die_in_batch, (void *) b));
+        if (status != 128 + SIGKILL)
+            pbx_test_fail(__FILE__, __LINE__, "helper armed at %s exited with %d, not SIGKILL",
+                          b->at, status);
+        int from = b->role == SEND ? 0 : b->committed, to = b->role == SEND ? b->committed : 3;
+        struct pbx_stat st;
+        ASSERT_OK(pbx_stat(q, &st));
+        ASSERT_EQ(st.msgs, (uint64_t) (to - from));
+        for (int k = from; k < to; k++)
+            expect_message(11 + k, 8);
+        expect_empty();
+        expect_full_capacity();
+        ASSERT_OK(pbx_remove(q));
+        pbx_close(q);
+    }
+    printf("crash walk: %zu crash points inside batches survived\n",
+           sizeof(batch_points) / sizeof(batch_points[0]));
+}
+
 /* A receiver asleep in the mailbox when its remover dies between the unlink and the mark. */
 static int blocked_receiver(void *arg)
 {

@@ -40,6 +40,27 @@ measure() {
     median $vals
 }
 
+# The drop-in against postbox's own calls (issue 17): the same ping-pong written with
+# pbx_send/pbx_recv on two mailboxes ("native"), interleaved with the drop-in's runs, and the
+# ratio of each pair; the median ratio is the figure (target <= 1.5). "one mailbox" is the
+# System V shape without the drop-in's layer.
+if [ -x "$dir/pbx_pingpong" ]; then
+    ratios="" natives="" drops="" ones=""
+    i=0
+    while [ $i -lt $reps ]; do
+        n=$(field us_per_round_trip "$("$dir/pbx_pingpong" native $rounds 16)")
+        o=$(field us_per_round_trip "$("$dir/pbx_pingpong" onebox $rounds 16)")
+        d=$(field us_per_round_trip "$(env POSTBOX_DIR="$pbxdir" LD_PRELOAD="$lib" "$dir/sv_pingpong" $rounds 16)")
+        natives="$natives $n" ones="$ones $o" drops="$drops $d"
+        ratios="$ratios $(awk -v a="$d" -v b="$n" 'BEGIN {printf "%.2f", a / b}')"
+        i=$((i + 1))
+    done
+    printf '%-28s %11s us %11s us %11s us   drop-in / native %sx (per run:%s)\n' \
+        "ping-pong 16 B, vs native" "$(median $natives)" "$(median $ones)" "$(median $drops)" \
+        "$(median $ratios)" "$ratios"
+    printf '%-28s %14s %14s %14s\n' "" "(native)" "(one mailbox)" "(drop-in)"
+fi
+
 extra=""
 printf '%-28s %14s %14s %9s\n' "case" "kernel" "postbox-sysv" "speed-up"
 for size in 16 1024; do

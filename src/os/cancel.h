@@ -51,6 +51,13 @@ static inline void pbx__cancel_restore(const struct pbx_cancel *c)
     pthread_setcancelstate(c->state, NULL);
 }
 
+/* Inside a pbx__cancel_off window: from here on, the waits of this call keep cancellation
+ * disabled, whatever its caller allowed. For a call that has done something it must report
+ * (a batch with messages already sent: pbx_sendv()); pbx__cancel_restore() undoes it. */
+static inline void pbx__cancel_hold(void)
+{
+    pbx__cancel_caller = PTHREAD_CANCEL_DISABLE;
+}
 struct pbx_cancel_wait {
     int state; /* the state to go back to after the wait, or -1: unchanged */
     int type;  /* the type to go back to, or -1: unchanged */

@@ -575,10 +575,76 @@ static void fire_listeners(struct pbx_shm *m)
     pbx__cancel_restore(&c);
 }
 
+/*
+ * BATCHES (pbx_sendv, pbx_recvv). A batch is a run of ordinary steps under one take of a side's
+ * lock: each message is allocated and published (or taken and freed) by the very functions a
+ * single send or receive uses, with its own undo log and its own commit point (RECOVERY in
+ * queue.c), so a crash between two of them leaves the ones before committed and the rest
+ * untouched. The wake-up of the other side and the announcement to listeners are made once,
+ * after the lock is given back. A send run ends at a message with chunks (it is copied outside
+ * the lock, in a round of its own, as pbx_send() does) and when room runs out under
+ * PBX_BLOCK; a receive run copies a large message outside the lock and takes the lock again.
+ */
+struct send_rest {
+    struct pbx_msgv *msgs; /* the messages after the round's first */
+    size_t n;
+    size_t done;  /* entries processed in this round */
+    ssize_t stop; /* 0, or the error that ended the run at msgs[done] */
+    int carry;    /* messages discarded for msgs[done] before the run ended without sending it:
+                     the next round adds them to its result, so every discard is reported */
+};
+
+/* Under the send lock, after the round's first message: send what follows while it fits in a
+ * slot and, under PBX_BLOCK, while there is room. */
+static void send_rest_locked(struct pbx_shm *m, struct send_rest *b, uint64_t until)
+{
+    struct pbx_header *h = m->h;
+    for (; b->done < b->n; b->done++) {
+        struct pbx_msgv *v = &b->msgs[b->done];
+        uint32_t len = (uint32_t) v->len;
+        if (pbx__chunks_for(len, m->geo.chunk_size) != 0)
+            return;
+        int dropped = 0;
+        if (!pbx__send_has_room(m, len)) {
+            if (m->geo.overflow == PBX_BLOCK)
+                return;
+            if (m->geo.overflow == PBX_DROP_NEWEST) {
+                PBX_STORE(&h->send.dropped, h->send.dropped + 1);
+                v->result = -ENOBUFS;
+                continue;
+            }
+            struct pbx_cancel c;
+            pbx__cancel_off(&c);
+            dropped = pbx__drop_oldest(m, len, until);
+            pbx__cancel_restore(&c);
+            if (dropped < 0) {
+                b->stop = dropped;
+                return;
+            }
+            if (!pbx__send_has_room(m, len)) {
+                b->carry = dropped;
+                return; /* what holds the room is in flight: a round of its own waits */
+            }
+        }
+        PBX_CRASH_POINT("sendv.next");
+        uint32_t slot;
+        uint64_t pos;
+        m->send_noted = 1;
+        int err = pbx__send_alloc(m, v->type, v->data, len, &slot, -1, &pos);
+        m->send_noted = 0;
+        if (err < 0) {
+            b->stop = err;
+            return;
+        }
+        v->result = dropped;
+    }
+}
+
 /* lend: NULL for a send; for a send loan (loan.c), where the LENT slot goes, and nothing is
  * published. */
 static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t len, int flags,
-                     uint64_t deadline_ns, struct pbx_sigguard *g, int sync, uint32_t *lend)
+                     uint64_t deadline_ns, struct pbx_sigguard *g, int sync, uint32_t *lend,
+                     struct send_rest *rest)
 {
     struct pbx_header *h = m->h;
     int dropped = 0, spun = 0;
@@ -631,6 +697,8 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
                     return err;
                 pbx__send_publish(m, slot, sync, &pos);
             }
+            if (rest && err >= 0)
+                send_rest_locked(m, rest, until); /* BATCHES */
             pbx__send_unlock(m);
             if (err < 0)
                 return err;
@@ -720,7 +788,7 @@ static int sync_send(struct pbx_shm *m, long type, const void *data, uint32_t le
     struct sync_hold hold = {m, sync};
     int r;
     pthread_cleanup_push(sync_let_go, &hold);
-    r = send_loop(m, type, data, len, flags, deadline_ns, g, sync, NULL);
+    r = send_loop(m, type, data, len, flags, deadline_ns, g, sync, NULL, NULL);
     if (r >= 0) {
         int w = pbx__sync_wait(m, sync, deadline_ns, g);
         r = w < 0 ? w : r;
@@ -739,7 +807,7 @@ static int shm_send(void *state, long type, const void *data, uint32_t len, int 
     struct pbx_sigguard g;
     pbx__os_sig_guard_init(&g);
     if (PBX_LIKELY(!(flags & PBX_SYNC))) {
-        int r = send_loop(m, type, data, len, flags, deadline_ns, &g, -1, NULL);
+        int r = send_loop(m, type, data, len, flags, deadline_ns, &g, -1, NULL, NULL);
         pbx__os_sig_restore(&g);
         return r;
     }
@@ -752,6 +820,41 @@ static int shm_send(void *state, long type, const void *data, uint32_t len, int 
     pbx__cancel_restore(&c);
     pbx__os_sig_restore(&g);
     return r;
+}
+
+/* pbx_sendv (BATCHES above): a lock round per run, until every entry is processed. */
+static ssize_t shm_sendv(void *state, struct pbx_msgv *msgs, size_t n, int flags,
+                         uint64_t deadline_ns)
+{
+    struct pbx_shm *m = state;
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].len > m->geo.max_msg_size) {
+            msgs[i].result = -EMSGSIZE;
+            return -EMSGSIZE;
+        }
+    pbx__peer_note(m, PBX_PEER_SENT, pbx__os_self()->pid);
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
+    size_t k = 0;
+    int carry = 0;
+    while (k < n) {
+        struct pbx_msgv *v = &msgs[k];
+        struct send_rest rest = {v + 1, n - k - 1, 0, 0, 0};
+        int r = send_loop(m, v->type, v->data, (uint32_t) v->len, flags, deadline_ns, &g, -1, NULL,
+                          &rest);
+        v->result = r >= 0 ? r + carry : r;
+        carry = rest.carry;
+        if (r < 0 && r != -ENOBUFS)
+            break; /* the first of the round was not processed: nor was anything after it */
+        pbx__cancel_hold(); /* messages are in: the count must reach the caller */
+        k += 1 + rest.done;
+        if (rest.stop) {
+            msgs[k].result = rest.stop;
+            break;
+        }
+    }
+    pbx__os_sig_restore(&g);
+    return k ? (ssize_t) k : msgs[0].result;
 }
 
 /* Under the receive lock, with a message picked: hand it to the caller. */
@@ -867,6 +970,7 @@ static int select_locked(struct pbx_shm *m, long type, int except, struct pbx_pi
     }
     if (err == -EBADMSG)
         err = select_after_rebuild(m, type, except, &e);
+    p->arrival = m->h->recv.inbox_head; /* the index had nothing: the next arrival lands here */
     if (err)
         return err;
     p->entry = e;
@@ -888,9 +992,77 @@ static const uint32_t *peer_cpu_of_sender(const struct pbx_header *h)
     return PBX_LOAD(&h->recv.last_pid) != self ? &h->recv.cpu : &unknown;
 }
 
+/* Under the receive lock, with a message picked: take it and what else matches, up to n
+ * (BATCHES above). Gives the lock back. */
+static ssize_t deliver_batch(struct pbx_shm *m, struct pbx_pick *p, long type, int flags,
+                             struct pbx_msgv *msgs, size_t n)
+{
+    size_t k = 0;
+    ssize_t stop = 0;
+    int fire = 0, locked = 1;
+    for (;;) {
+        struct pbx_msgv *v = &msgs[k];
+        uint32_t s = p->slot;
+        if (s >= m->geo.nslots || m->slots[s].len > m->geo.max_msg_size) {
+            PBX_STORE(&m->h->recv.needs_rebuild, 1u);
+            stop = -EBADMSG;
+            break;
+        }
+        uint32_t len = m->slots[s].len;
+        long mtype = (long) m->slots[s].type;
+        uint32_t cap = v->len > UINT32_MAX ? UINT32_MAX : (uint32_t) v->len;
+        if (len > cap && !(flags & PBX_NOERROR)) {
+            stop = -E2BIG;
+            break;
+        }
+        uint32_t nb = len < cap ? len : cap;
+        m->recv_noted = k > 0;
+        int fired = 0; /* this take's own: an edge claimed earlier must not be overwritten */
+        int err = pbx__recv_take(m, p, v->data, nb, &s, &fired);
+        fire |= fired;
+        m->recv_noted = 0;
+        if (err == PBX_PENDING) {
+            /* The slot is ours (READING): copied outside the lock, as deliver() does. */
+            struct pbx_cancel c;
+            pbx__cancel_off(&c);
+            pbx__recv_unlock(m);
+            PBX_CRASH_POINT("recv.copying");
+            pbx__copy_out(m, s, v->data, nb);
+            locked = (err = pbx__recv_lock(m)) == 0;
+            if (locked)
+                err = pbx__recv_finish(m, s);
+            pbx__cancel_restore(&c);
+        }
+        if (err < 0) {
+            stop = err;
+            break;
+        }
+        v->type = mtype;
+        v->result = (ssize_t) nb;
+        if (++k == n)
+            break;
+        PBX_CRASH_POINT("recvv.next");
+        if (removed(m)) {
+            stop = -EIDRM;
+            break;
+        }
+        if ((stop = select_locked(m, type, (flags & PBX_EXCEPT) != 0, p)) != 0)
+            break;
+    }
+    if (locked)
+        pbx__recv_unlock(m);
+    if (PBX_UNLIKELY(fire))
+        fire_listeners(m);
+    if (k && pbx__event_signal(&m->h->space_ev))
+        pbx__look_after_dead_peers(m, 0); /* counted sleepers, none woken */
+    if (k < n)
+        msgs[k].result = stop;
+    return k ? (ssize_t) k : stop;
+}
+
 static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, int flags,
                          long *type_out, uint64_t deadline_ns, struct pbx_sigguard *g,
-                         uint64_t *claim)
+                         uint64_t *claim, struct pbx_msgv *batch, size_t nbatch)
 {
     struct pbx_header *h = m->h;
     int spun = 0;
@@ -901,6 +1073,24 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
      * two loads of one line. */
     if (PBX_UNLIKELY(PBX_LOAD(&h->recv.inflight) | PBX_LOAD(&h->recv.claimed)))
         pbx__look_after_dead_peers(m, 0);
+    /* LOOK-AHEAD (queue.c): a typed receive that a look without the lock finds nothing for
+     * waits for the next arrival before its first look under the lock. One mailbox used both
+     * ways (System V's shape) has each side ask for its answer right after sending, while the
+     * peer takes that message under the same receive lock: the look would only contend with
+     * it. A wrong hint costs a spin, never a message: the locked look follows either way. */
+    uint64_t at;
+    if (type > 0 && !(flags & PBX_NOWAIT) &&
+        pbx__recv_nothing_for(m, type, flags & PBX_EXCEPT, &at)) {
+        uint64_t *watch = &m->inbox[at & m->geo.inbox_mask];
+        uint64_t old = PBX_ACQUIRE(watch);
+        if (!pbx__inbox_published(m, at, old)) {
+            pbx__os_sig_block(g); /* a no-op before the first sleep (see send_loop) */
+            spun = 1;
+            if (!pbx__spin_until_change(watch, old, 1, peer_cpu_of_sender(h), &h->send.inflight,
+                                        &m->recv_spin))
+                pbx__os_sig_block(g);
+        }
+    }
     for (;;) {
         int err = pbx__recv_lock_until(m, until);
         if (err)
@@ -911,6 +1101,8 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
         }
         struct pbx_pick pick;
         err = select_locked(m, type, (flags & PBX_EXCEPT) != 0, &pick);
+        if (err == 0 && batch)
+            return deliver_batch(m, &pick, type, flags, batch, nbatch);
         if (err == 0)
             return deliver(m, &pick, buf, cap, flags, type_out, claim);
         if (err != -ENOMSG) {
@@ -918,10 +1110,11 @@ static ssize_t recv_loop(struct pbx_shm *m, long type, void *buf, uint32_t cap, 
             return err;
         }
 
-        /* Nothing matches. The next publication lands at inbox_head: watch that entry. It may
+        /* Nothing matches. The next publication lands at inbox_head, or past the entries the
+         * look-ahead left there: watch that entry. It may
          * have been published since the drain looked; then the wait is over before it began.
          * Otherwise it holds last lap's value, and any change to it is the publication. */
-        uint64_t head = h->recv.inbox_head;
+        uint64_t head = pick.arrival;
         uint64_t *watch = &m->inbox[head & m->geo.inbox_mask];
         uint64_t old = PBX_ACQUIRE(watch);
         if (pbx__inbox_published(m, head, old)) {
@@ -978,7 +1171,19 @@ static ssize_t shm_recv(void *state, long type, void *buf, uint32_t cap, int fla
     pbx__peer_note(m, PBX_PEER_RECEIVED, pbx__os_self()->pid);
     struct pbx_sigguard g;
     pbx__os_sig_guard_init(&g);
-    ssize_t r = recv_loop(m, type, buf, cap, flags, type_out, deadline_ns, &g, NULL);
+    ssize_t r = recv_loop(m, type, buf, cap, flags, type_out, deadline_ns, &g, NULL, NULL, 0);
+    pbx__os_sig_restore(&g);
+    return r;
+}
+
+static ssize_t shm_recvv(void *state, long type, struct pbx_msgv *msgs, size_t n, int flags,
+                         uint64_t deadline_ns)
+{
+    struct pbx_shm *m = state;
+    pbx__peer_note(m, PBX_PEER_RECEIVED, pbx__os_self()->pid);
+    struct pbx_sigguard g;
+    pbx__os_sig_guard_init(&g);
+    ssize_t r = recv_loop(m, type, NULL, 0, flags, NULL, deadline_ns, &g, NULL, msgs, n);
     pbx__os_sig_restore(&g);
     return r;
 }
@@ -990,7 +1195,7 @@ static ssize_t shm_claim(void *state, long type, void *buf, uint32_t cap, int fl
     pbx__peer_note(m, PBX_PEER_RECEIVED, pbx__os_self()->pid);
     struct pbx_sigguard g;
     pbx__os_sig_guard_init(&g);
-    ssize_t r = recv_loop(m, type, buf, cap, flags, type_out, deadline_ns, &g, claim);
+    ssize_t r = recv_loop(m, type, buf, cap, flags, type_out, deadline_ns, &g, claim, NULL, 0);
     pbx__os_sig_restore(&g);
     return r;
 }
@@ -1005,7 +1210,7 @@ static int shm_lend(void *state, uint32_t len, int flags, uint64_t deadline_ns, 
     struct pbx_sigguard g;
     pbx__os_sig_guard_init(&g);
     uint32_t slot = PBX_NONE;
-    int r = send_loop(m, 1, NULL, len, flags, deadline_ns, &g, -1, &slot);
+    int r = send_loop(m, 1, NULL, len, flags, deadline_ns, &g, -1, &slot, NULL);
     pbx__os_sig_restore(&g);
     if (r < 0)
         return r;
@@ -1025,7 +1230,8 @@ static ssize_t shm_recv_lend(void *state, long type, int flags, uint64_t deadlin
     pbx__os_sig_guard_init(&g);
     uint64_t claim = 0;
     long mtype = 0;
-    ssize_t r = recv_loop(m, type, NULL, UINT32_MAX, flags, &mtype, deadline_ns, &g, &claim);
+    ssize_t r =
+        recv_loop(m, type, NULL, UINT32_MAX, flags, &mtype, deadline_ns, &g, &claim, NULL, 0);
     pbx__os_sig_restore(&g);
     if (r < 0)
         return r;
@@ -1186,4 +1392,6 @@ const struct pbx_transport pbx__shm_transport = {
     .recv_lend = shm_recv_lend,
     .give_back = pbx__shm_give_back,
     .piece = pbx__shm_piece,
+    .sendv = shm_sendv,
+    .recvv = shm_recvv,
 };

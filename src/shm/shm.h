@@ -47,8 +47,11 @@ struct pbx_shm {
     uint32_t ahead_set; /* this handle set send.index_ahead and has not seen it cleared (ahead.c) */
     uint32_t ahead_runs; /* FIFO receives in a row (ahead.c) */
     uint32_t ahead_sel;  /* selective receives since the last look at send.index_ahead (ahead.c) */
-    char *dir;           /* directory of a named mailbox; NULL for a private one */
-    char *file;          /* its file name in dir */
+    /* Set under a side's lock around the steps of a batch after its first message (BATCHES in
+     * shm.c): the first noted the caller as last sender or receiver, so the rest do not. */
+    uint8_t send_noted, recv_noted;
+    char *dir;  /* directory of a named mailbox; NULL for a private one */
+    char *file; /* its file name in dir */
     /* This handle's peer entry (peer.c): index in h->peers, or -1 if the table was full. It
      * belongs to process peer_pid; a fork()ed child that uses the handle claims its own. */
     int peer;
@@ -165,12 +168,23 @@ void pbx__copy_out(struct pbx_shm *m, uint32_t slot, void *buf, uint32_t n);
 struct pbx_pick {
     uint32_t entry;
     uint32_t slot;
+    uint64_t arrival; /* when nothing was picked: the first inbox position the look found
+                         unpublished, where the next publication lands (LOOK-AHEAD) */
 };
 /* Under the receive lock, with the index empty and type >= 0: pick the message at the inbox head
  * if it is published, matches (type 0; type; anything but type with except) and fits in its
- * slot. 0 (picked), -ENOMSG (nothing published), or 1: not this way — drain into the index and
- * select there (a large message, no match, or damage: the drain deals with that). */
+ * slot. 0 (picked), -ENOMSG (no published message matches among the first PBX_PICK_AHEAD,
+ * which stay in the inbox: LOOK-AHEAD in queue.c; p->arrival is where the look stopped), or 1: not
+ * this way — drain into the index and select there (a match behind the head, a large message, more
+ * published entries than the look-ahead, or damage: the drain deals with that). */
 int pbx__recv_pick_inbox(struct pbx_shm *m, long type, int except, struct pbx_pick *p);
+/* Without the receive lock, for a receive of type > 0: 1 with *arrival when, as far as a
+ * lock-free look can tell, nothing queued matches (the index is empty and the published entries
+ * from the head are all of other types) and *arrival is where the next publication lands; else
+ * 0. A hint: the caller always looks again under the lock (LOOK-AHEAD, queue.c). */
+int pbx__recv_nothing_for(const struct pbx_shm *m, long type, int except, uint64_t *arrival);
+/* How far pbx__recv_pick_inbox() looks past a head that does not match (LOOK-AHEAD, queue.c). */
+#define PBX_PICK_AHEAD 8
 /* Under the receive lock: take the picked message out of the index or the inbox. A small
  * payload is copied to buf (n bytes) and the slot freed (PBX_DONE); a large one is marked
  * READING for the caller to copy outside the lock and then give back with pbx__recv_finish()

@@ -71,7 +71,8 @@ files_and_command)
     for fn in pbx_options_init pbx_strerror pbx_version pbx_open pbx_open_private pbx_close \
               pbx_remove pbx_unlink pbx_send pbx_timedsend pbx_recv pbx_timedrecv pbx_stat \
               pbx_claim pbx_timedclaim pbx_ack pbx_release pbx_notify pbx_fd pbx_peers \
-              pbx_loan pbx_commit pbx_cancel pbx_recv_loan pbx_return pbx_loan_piece; do
+              pbx_loan pbx_commit pbx_cancel pbx_recv_loan pbx_return pbx_loan_piece \
+              pbx_sendv pbx_timedsendv pbx_recvv pbx_timedrecvv; do
         [ -f "$prefix/share/man/man3/$fn.3" ] || fail "no man page for $fn"
     done
     for f in libpostbox.a libpostbox.so.0 pkgconfig/postbox.pc cmake/postbox/postboxConfig.cmake \
