@@ -71,6 +71,17 @@ static void spawn(struct natsd *d)
             dup2(fd, 1);
             dup2(fd, 2);
         }
+        if (d->max_payload) {
+            char conf[600];
+            snprintf(conf, sizeof conf, "%s/server.conf", d->dir);
+            FILE *f = fopen(conf, "w");
+            if (f) {
+                fprintf(f, "max_payload: %ld\n", d->max_payload);
+                fclose(f);
+            }
+            execl(find_server(), "nats-server", "-c", conf, "-a", "127.0.0.1", "-p", portarg, "-js",
+                  "-sd", d->store, "--ports_file_dir", d->dir, (char *) NULL);
+        }
         execl(find_server(), "nats-server", "-a", "127.0.0.1", "-p", portarg, "-js", "-sd",
               d->store, "--ports_file_dir", d->dir, (char *) NULL);
         _exit(127);
@@ -109,6 +120,16 @@ void natsd_start(struct natsd *d, const char *base, const char *name, int port)
     snprintf(d->store, sizeof d->store, "%s/%s/store", base, name);
     ASSERT_TRUE(mkdir(d->dir, 0700) == 0 || errno == EEXIST);
     d->port = port;
+    spawn(d);
+}
+
+void natsd_start_limited(struct natsd *d, const char *base, const char *name, long max_payload)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "%s/%s", base, name);
+    snprintf(d->store, sizeof d->store, "%s/%s/store", base, name);
+    ASSERT_TRUE(mkdir(d->dir, 0700) == 0 || errno == EEXIST);
+    d->max_payload = max_payload;
     spawn(d);
 }
 
@@ -250,4 +271,50 @@ int host_dead_letters(const struct host *h)
             n++;
     closedir(d);
     return n;
+}
+
+int host_dead_letter_says(const struct host *h, const char *text)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/dead", h->state);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        if (!strstr(e->d_name, ".msg"))
+            continue;
+        char file[1200], buf[4096] = {0};
+        snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+        FILE *f = fopen(file, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        found = strstr(buf, text) != NULL;
+    }
+    closedir(d);
+    return found;
+}
+
+const char *host_relay_status(const struct host *h, ...)
+{
+    static char out[1 << 16];
+    char cmd[2048];
+    int n = snprintf(cmd, sizeof cmd, "'%s' status --state '%s'", PBX_RELAY_BIN, h->state);
+    va_list ap;
+    va_start(ap, h);
+    for (const char *a; (a = va_arg(ap, const char *)) && n < (int) sizeof cmd - 64;)
+        n += snprintf(cmd + n, sizeof cmd - (size_t) n, " '%s'", a);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    ASSERT_TRUE(p != NULL);
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = 0;
+    int st = pclose(p);
+    if (st != 0)
+        fprintf(stderr, "natsd: %s -> status %d:\n%s\n", cmd, st, out);
+    ASSERT_EQ(st, 0);
+    return out;
 }

@@ -21,6 +21,7 @@ struct natsd {
     char url[128];
     int port;
     pid_t pid;
+    long max_payload; /* if set before natsd_spawn (see natsd_start_limited): the server's */
 };
 
 /* Skip the test (77, naming the Debian package) unless nats-server and postbox-relay exist. */
@@ -28,6 +29,8 @@ void natsd_require(void);
 /* Start a server with its store in base/NAME (port 0: any free port; else that port). Waits
  * until it accepts connections. Returns 0 or fails the test. */
 void natsd_start(struct natsd *d, const char *base, const char *name, int port);
+/* The same with the server's max_payload set (bytes; through a config file). */
+void natsd_start_limited(struct natsd *d, const char *base, const char *name, long max_payload);
 /* Start again on the same port and store. */
 void natsd_restart(struct natsd *d);
 /* Send sig to the server; with SIGKILL or SIGTERM also reap it. */
@@ -55,5 +58,11 @@ void host_relay_stop(struct host *h);
 long long host_status(const struct host *h, const char *dir, const char *key);
 /* Count the files in h's dead-letter spool. */
 int host_dead_letters(const struct host *h);
+/* Whether some file in h's dead-letter spool contains text. */
+int host_dead_letter_says(const struct host *h, const char *text);
+/* Run `postbox-relay status --state STATE` for h (args: more arguments, NULL-terminated) and
+ * return its output (static buffer, overwritten by the next call); fails the test if it does
+ * not exit 0. */
+const char *host_relay_status(const struct host *h, ...);
 
 #endif

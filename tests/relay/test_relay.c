@@ -436,7 +436,8 @@ static void drop_policy(enum pbx_overflow policy)
     for (int i = 0; i < 6000; i++) {
         long long d = host_status(&w.b, "in", "delivered");
         long long x = host_status(&w.b, "in", "dropped");
-        if (d >= 0 && x >= 0 && d + x >= 100)
+        /* DROP_NEWEST: each message delivered or dropped; DROP_OLDEST: each one delivered. */
+        if (d >= 0 && x >= 0 && (policy == PBX_DROP_NEWEST ? d + x : d) >= 100)
             break;
         pbx_test_sleep_ms(10);
     }
@@ -448,6 +449,11 @@ static void drop_policy(enum pbx_overflow policy)
         ASSERT_EQ(host_status(&w.b, "in", "dropped"), 90); /* counted by the relay */
         expect_stream(in, 1, 10, 0);                       /* the first ten stayed */
     } else {
+        /* Each send that pushed an older message out is delivered, not a dead letter, and
+         * what it pushed out is counted. */
+        ASSERT_EQ(host_status(&w.b, "in", "delivered"), 100);
+        ASSERT_EQ(host_status(&w.b, "in", "dropped"), 90);
+        ASSERT_EQ(host_dead_letters(&w.b), 0);
         expect_stream(in, 91, 10, 0); /* the last ten stayed */
     }
     host_relay_stop(&w.a);
@@ -534,4 +540,83 @@ TEST(claim_ids_are_stable_while_a_message_stays_in_the_mailbox)
         ASSERT_OK(pbx_remove(q));
         pbx_close(q);
     }
+}
+
+/* The line of `postbox relay status` text output that starts with prefix, or NULL. */
+static const char *status_line(const char *text, const char *prefix)
+{
+    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (!strncmp(l, prefix, strlen(prefix)))
+            return l;
+    return NULL;
+}
+
+TEST(a_message_over_the_server_max_payload_is_a_dead_letter_shown_by_relay_status)
+{
+    struct world w;
+    natsd_require();
+    snprintf(w.base, sizeof w.base, "%s", getenv("POSTBOX_DIR"));
+    setenv("PBX_RELAY_TEST_BASE", w.base, 1);
+    natsd_start_limited(&w.server, w.base, "nats", 2048); /* room for 1 KiB after headers */
+    host_init(&w.a, w.base, "a");
+    host_init(&w.b, w.base, "b");
+    struct pbx_options o = big_options();
+    pbx_t *out = open_on(&w.a, "jobs.b", &o);
+    pbx_t *in = open_on(&w.b, "jobs", &o);
+    relays_start(&w, NULL, NULL);
+    static unsigned char buf[4000];
+    memset(buf, 'y', sizeof buf);
+    ASSERT_OK(pbx_send(out, 1, buf, 10, 0));
+    ASSERT_OK(pbx_send(out, 2, buf, 3000, 0)); /* more than the server takes */
+    ASSERT_OK(pbx_send(out, 3, buf, 20, 0));
+    long type;
+    struct timespec to = {60, 0};
+    ASSERT_EQ(pbx_timedrecv(in, 0, buf, sizeof buf, 0, &type, &to), 10);
+    ASSERT_EQ(pbx_timedrecv(in, 0, buf, sizeof buf, 0, &type, &to), 20);
+    ASSERT_EQ(type, 3);
+    /* It waits on a's side, with its reason, never silently away. */
+    ASSERT_EQ(host_dead_letters(&w.a), 1);
+    ASSERT_TRUE(host_dead_letter_says(&w.a, "reason: larger than the NATS server's max_payload"));
+    ASSERT_TRUE(host_dead_letter_says(&w.a, "length: 3000"));
+    for (int i = 0; i < 6000 && (host_status(&w.a, "out", "published") != 2 ||
+                                 host_status(&w.b, "in", "delivered") != 2);
+         i++)
+        pbx_test_sleep_ms(10);
+    ASSERT_EQ(host_status(&w.a, "out", "dead_letters"), 1);
+
+    /* The table: a's route moved 2 and has 1 dead letter; b's delivered 2. */
+    const char *text = host_relay_status(&w.a, (char *) NULL);
+    ASSERT_TRUE(strstr(text, "relay node a: running (pid ") != NULL);
+    ASSERT_TRUE(strstr(text, "NATS connected") != NULL);
+    const char *line = status_line(text, "out ");
+    ASSERT_TRUE(line != NULL);
+    unsigned long long v[8];
+    ASSERT_EQ(sscanf(line, "out jobs.b -> jobs@b %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+                     &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]),
+              8);
+    ASSERT_EQ(v[0], 2); /* moved */
+    ASSERT_EQ(v[1], 0); /* in flight */
+    ASSERT_EQ(v[7], 1); /* dead */
+    text = host_relay_status(&w.b, (char *) NULL);
+    line = status_line(text, "in ");
+    ASSERT_TRUE(line != NULL);
+    ASSERT_EQ(sscanf(line, "in -> jobs %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+                     &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]),
+              8);
+    ASSERT_EQ(v[0], 2); /* delivered */
+    ASSERT_EQ(v[7], 0); /* no dead letters on b */
+    text = host_relay_status(&w.a, "--json", (char *) NULL);
+    ASSERT_TRUE(strstr(text, "\"running\": true") != NULL);
+    ASSERT_TRUE(strstr(text, "\"dead_letters\": 1") != NULL);
+
+    /* Stopped, the relay's last figures stay readable and say so. */
+    host_relay_stop(&w.a);
+    text = host_relay_status(&w.a, (char *) NULL);
+    ASSERT_TRUE(strstr(text, "relay node a: not running") != NULL);
+    line = status_line(text, "out ");
+    ASSERT_TRUE(line != NULL);
+    ASSERT_EQ(sscanf(line, "out jobs.b -> jobs@b %llu", &v[0]), 1);
+    ASSERT_EQ(v[0], 2);
+    host_relay_stop(&w.b);
+    natsd_kill(&w.server, SIGTERM);
 }
