@@ -13,8 +13,8 @@
  * It never judges speed. Options: --msgs N (default 50000), --lat N (default 300), --repeat N
  * (rounds, taking turns; medians reported), --quick, --compare PATH (also run another
  * postbox-relay binary, e.g. one built from an older commit, with a shared-memory outbox: a
- * before/after measured in the same run; may be repeated), --only-shm (leave out the spool
- * outbox).
+ * before/after measured in the same run; may be repeated), --window N (also this relay with
+ * --window N: pipelined), --only-shm (leave out the spool outbox).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +36,7 @@ static char base[256];
 static char url[128];
 static pid_t server_pid, relay_a, relay_b;
 static const char *relay_bin = PBX_RELAY_BIN;
+static const char *relay_window; /* --window for the sending relay, or NULL */
 
 static double now_s(void)
 {
@@ -242,6 +243,9 @@ static pid_t start_relay(const char *host, const char *node, const char *a1, con
         const char *log = getenv("PBX_RELAY_BENCH_LOG");
         int fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0600) : open("/dev/null", O_WRONLY);
         dup2(fd, 2);
+        if (relay_window && !strcmp(a1, "--out"))
+            execl(relay_bin, "postbox-relay", "--nats", url, "--node", node, "--state", state, a1,
+                  a2, "--window", relay_window, (char *) NULL);
         execl(relay_bin, "postbox-relay", "--nats", url, "--node", node, "--state", state, a1, a2,
               (char *) NULL);
         _exit(127);
@@ -366,7 +370,7 @@ int main(int argc, char **argv)
 {
     long n = 50000;
     int lat = 300, only_shm = 0, repeat = 1;
-    const char *compare[MAX_SCEN];
+    const char *compare[MAX_SCEN], *window = NULL;
     int ncompare = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--msgs") && i + 1 < argc)
@@ -377,6 +381,8 @@ int main(int argc, char **argv)
             repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--compare") && i + 1 < argc && ncompare < MAX_SCEN - 3)
             compare[ncompare++] = argv[++i];
+        else if (!strcmp(argv[i], "--window") && i + 1 < argc)
+            window = argv[++i];
         else if (!strcmp(argv[i], "--only-shm"))
             only_shm = 1;
         else if (!strcmp(argv[i], "--quick")) {
@@ -384,7 +390,7 @@ int main(int argc, char **argv)
             lat = 50;
         } else {
             fprintf(stderr, "usage: pbx_bench_relay [--msgs N] [--lat N] [--repeat N] [--quick] "
-                            "[--compare PATH]... [--only-shm]\n");
+                            "[--window N] [--compare PATH]... [--only-shm]\n");
             return 2;
         }
     }
@@ -408,7 +414,9 @@ int main(int argc, char **argv)
         char name[64];
         const char *bin;
         int spool;
+        const char *window;
     } sc[MAX_SCEN];
+    memset(sc, 0, sizeof sc);
     int ns = 0;
     snprintf(sc[ns].name, sizeof sc[ns].name, "raw nats.c");
     sc[ns++].bin = NULL;
@@ -419,6 +427,11 @@ int main(int argc, char **argv)
         snprintf(sc[ns].name, sizeof sc[ns].name, "relay, spool outbox");
         sc[ns].bin = PBX_RELAY_BIN;
         sc[ns++].spool = 1;
+    }
+    if (window) {
+        snprintf(sc[ns].name, sizeof sc[ns].name, "relay, shm, window %.8s", window);
+        sc[ns].bin = PBX_RELAY_BIN;
+        sc[ns++].window = window;
     }
     for (int c = 0; c < ncompare; c++) {
         snprintf(sc[ns].name, sizeof sc[ns].name, "compared #%d, shm", c + 1);
@@ -437,6 +450,7 @@ int main(int argc, char **argv)
                     raw_run(sizes[k], count, lat, rt, NULL, NULL, samples);
                 } else {
                     relay_bin = sc[s].bin;
+                    relay_window = sc[s].window;
                     relay_run(sc[s].spool, sizes[k], count, lat, rt, samples);
                 }
                 qsort(samples, (size_t) lat, sizeof *samples, cmp_double);
