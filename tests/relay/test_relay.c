@@ -311,6 +311,40 @@ TEST(crash_after_ack_is_exactly_once)
     crash_at("in-acked:3", 1);
 }
 
+/* PIPELINE (--window larger than --batch): several batches published and unanswered when the
+ * sending relay dies; restarted, still exactly once and in order. */
+static void pipelined_crash_at(const char *point)
+{
+    struct world w;
+    world_start(&w);
+    struct pbx_options o = big_options();
+    pbx_t *out = open_on(&w.a, "jobs.b", &o);
+    pbx_t *in = open_on(&w.b, "jobs", &o);
+    const uint64_t n = 3000;
+    send_stream(out, 1, n, 0);
+    host_relay_start(&w.b, w.server.url, NULL, "--in", "jobs", (char *) NULL);
+    host_relay_start(&w.a, w.server.url, point, "--out", "jobs@b", "--batch", "64", "--window",
+                     "1024", (char *) NULL);
+    ASSERT_EQ(host_relay_wait(&w.a), 128 + SIGKILL); /* it reached the crash point */
+    host_relay_start(&w.a, w.server.url, NULL, "--out", "jobs@b", "--batch", "64", "--window",
+                     "1024", (char *) NULL);
+    expect_stream(in, 1, n, 0);
+    expect_no_more(&w, in);
+    host_relay_stop(&w.a);
+    host_relay_stop(&w.b);
+    natsd_kill(&w.server, SIGTERM);
+}
+
+TEST(pipelined_relay_killed_with_batches_in_flight_is_exactly_once)
+{
+    pipelined_crash_at("out-published:6");
+}
+
+TEST(pipelined_relay_killed_between_pub_acks_is_exactly_once)
+{
+    pipelined_crash_at("out-confirmed:4");
+}
+
 struct producer {
     struct host *h;
     uint64_t n;
