@@ -654,3 +654,50 @@ TEST(a_message_over_the_server_max_payload_is_a_dead_letter_shown_by_relay_statu
     host_relay_stop(&w.b);
     natsd_kill(&w.server, SIGTERM);
 }
+
+/* `postbox ls` on host h (its POSTBOX_DIR): the output (static buffer). */
+static const char *ls_on(const struct host *h)
+{
+    static char out[1 << 16];
+    char cli[600], cmd[1400];
+    snprintf(cli, sizeof cli, "%s", PBX_RELAY_BIN);
+    char *slash = strrchr(cli, '/');
+    ASSERT_TRUE(slash != NULL);
+    snprintf(slash + 1, sizeof cli - (size_t) (slash + 1 - cli), "postbox");
+    snprintf(cmd, sizeof cmd, "POSTBOX_DIR='%s' '%s' ls", h->shm, cli);
+    FILE *p = popen(cmd, "r");
+    ASSERT_TRUE(p != NULL);
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = 0;
+    ASSERT_EQ(pclose(p), 0);
+    return out;
+}
+
+TEST(ls_shows_which_mailboxes_a_running_relay_carries)
+{
+    struct world w;
+    world_start(&w);
+    struct pbx_options o = big_options();
+    pbx_t *out = open_on(&w.a, "jobs.b", &o);
+    pbx_t *in = open_on(&w.b, "jobs", &o);
+    pbx_close(open_on(&w.a, "local", &o)); /* not relayed */
+    ASSERT_TRUE(strstr(ls_on(&w.a), "relayed:") == NULL);
+    relays_start(&w, NULL, NULL);
+    /* Once a message has crossed, both relays have opened their routes. */
+    ASSERT_OK(pbx_send(out, 1, "x", 1, 0));
+    char c;
+    long type;
+    struct timespec to = {60, 0};
+    ASSERT_EQ(pbx_timedrecv(in, 0, &c, 1, 0, &type, &to), 1);
+    const char *text = ls_on(&w.a);
+    ASSERT_TRUE(strstr(text, "relayed: jobs.b -> jobs@b (postbox relay status --state ") != NULL);
+    ASSERT_TRUE(strstr(text, "local ->") == NULL);
+    ASSERT_TRUE(strstr(ls_on(&w.b), "relayed: -> jobs (inbound)") != NULL);
+    /* A relay that is gone no longer counts: killed (its marker stays) or stopped. */
+    kill(w.a.relay, SIGKILL);
+    ASSERT_EQ(host_relay_wait(&w.a), 128 + SIGKILL);
+    ASSERT_TRUE(strstr(ls_on(&w.a), "relayed:") == NULL);
+    host_relay_stop(&w.b);
+    ASSERT_TRUE(strstr(ls_on(&w.b), "relayed:") == NULL);
+    natsd_kill(&w.server, SIGTERM);
+}

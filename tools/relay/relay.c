@@ -654,6 +654,35 @@ static int declare(void)
 
 /* ---- outbound --------------------------------------------------------------------------- */
 
+/* RELAYED MARKERS: `postbox ls` tells which mailboxes are relayed from .pbx-relay.NAME in the
+ * mailbox directory ($POSTBOX_DIR or /dev/shm): the route and this relay's state directory,
+ * whose lock says whether the relay still runs (a marker a killed relay leaves is ignored). */
+static const char *mailbox_dir(void)
+{
+    const char *d = getenv("POSTBOX_DIR");
+    return d && *d ? d : "/dev/shm";
+}
+
+static void marker_path(char *out, size_t cap, const char *mailbox)
+{
+    snprintf(out, cap, "%s/.pbx-relay.%.200s", mailbox_dir(), mailbox);
+}
+
+static void marker_write(const char *mailbox, const char *route)
+{
+    char path[RELAY_PATH_MAX], tmp[RELAY_PATH_MAX + 32], state[RELAY_PATH_MAX];
+    marker_path(path, sizeof path, mailbox);
+    snprintf(tmp, sizeof tmp, "%s.%d", path, (int) getpid());
+    if (!realpath(R.state_dir, state))
+        snprintf(state, sizeof state, "%s", R.state_dir);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return; /* only a hint for ls */
+    fprintf(f, "route %s\nstate %s\n", route, state);
+    if (fclose(f) != 0 || rename(tmp, path) < 0)
+        unlink(tmp);
+}
+
 static void out_open(struct route_out *o, const char *spec)
 {
     snprintf(o->spec, sizeof o->spec, "%s", spec);
@@ -690,6 +719,11 @@ static void out_open(struct route_out *o, const char *spec)
     int r = pbx_open(o->outbox, PBX_CREATE, NULL, &o->q);
     if (r < 0)
         die("outbox %s: %s", o->outbox, pbx_strerror(r));
+    if (strncmp(o->outbox, "spool:", 6)) { /* ls lists shared-memory mailboxes only */
+        char route[3 * RELAY_NAME_MAX + 16];
+        snprintf(route, sizeof route, "%.200s -> %s@%s", o->outbox, o->mailbox, o->node);
+        marker_write(o->outbox, route);
+    }
     /* RECOVERY: a dead relay's claims go back in their place before anything newer is taken.
      * Whoever opens the mailbox looks after dead peers (at most every 100 ms): reopen until
      * the outbox shows no claims (the relay is its only consumer). */
@@ -1036,6 +1070,9 @@ static void in_open(struct route_in *in, const char *mailbox)
     int r = pbx_open(mailbox, PBX_CREATE, NULL, &in->q);
     if (r < 0)
         die("mailbox %s: %s", mailbox, pbx_strerror(r));
+    char route[RELAY_NAME_MAX + 16];
+    snprintf(route, sizeof route, "-> %s (inbound)", mailbox);
+    marker_write(mailbox, route);
     r = pbx_stat(in->q, &in->qst);
     if (r < 0)
         die("mailbox %s: %s", mailbox, pbx_strerror(r));
@@ -1579,7 +1616,15 @@ int main(int argc, char **argv)
     }
     status_write();
     logmsg("stopping");
+    char marker[RELAY_PATH_MAX];
+    for (int i = 0; i < R.nouts; i++) {
+        marker_path(marker, sizeof marker, R.outs[i].outbox);
+        if (strncmp(R.outs[i].outbox, "spool:", 6))
+            unlink(marker);
+    }
     for (int i = 0; i < R.nins; i++) {
+        marker_path(marker, sizeof marker, R.ins[i].mailbox);
+        unlink(marker);
         sync_state(R.ins[i].hwm, sizeof *R.ins[i].hwm);
         if (R.ins[i].sub)
             natsSubscription_Destroy(R.ins[i].sub);
