@@ -22,7 +22,19 @@ struct natsd {
     int port;
     pid_t pid;
     long max_payload; /* if set before natsd_spawn (see natsd_start_limited): the server's */
+    /* Cluster members (natsd_start_cluster): the server name, the route port the server chose,
+     * and the routes it is started with. */
+    char server_name[16];
+    int cluster_port;
+    char routes[512];
 };
+
+/* Start a three-server JetStream cluster on 127.0.0.1, every port chosen by the servers: the
+ * first with a placeholder route (JetStream will not start a cluster without one), the others
+ * with a route to the first's port, read from its ports file. */
+void natsd_start_cluster(struct natsd d[3], const char *base);
+/* Restart member i of a cluster (same ports and store), routed to the other two. */
+void natsd_restart_member(struct natsd d[3], int i);
 
 /* Skip the test (77, naming the Debian package) unless nats-server and postbox-relay exist. */
 void natsd_require(void);

@@ -701,3 +701,55 @@ TEST(ls_shows_which_mailboxes_a_running_relay_carries)
     ASSERT_TRUE(strstr(ls_on(&w.b), "relayed:") == NULL);
     natsd_kill(&w.server, SIGTERM);
 }
+
+/* ---- make torture only ------------------------------------------------------------------ */
+
+/* Not in make check: the CMake list takes only lines starting "TEST(". Run by make torture. */
+#define TORTURE(name) PBX_TEST_DEFINE(name)
+
+/* A three-server JetStream cluster, R3 streams; while messages flow, each server in turn is
+ * killed with SIGKILL and restarted on its store, so the stream's leader (and the servers the
+ * relays are connected to) die mid-run. Every message arrives once, in order. Knobs:
+ * PBX_RELAY_CLUSTER_MSGS (default 20000), PBX_RELAY_CLUSTER_KILLS (default 6). */
+TORTURE(cluster_r3_servers_killed_in_turn_is_exactly_once_in_order)
+{
+    natsd_require();
+    char base[512];
+    snprintf(base, sizeof base, "%s", getenv("POSTBOX_DIR"));
+    setenv("PBX_RELAY_TEST_BASE", base, 1);
+    struct natsd d[3];
+    natsd_start_cluster(d, base);
+    char urls[400];
+    snprintf(urls, sizeof urls, "%s,%s,%s", d[0].url, d[1].url, d[2].url);
+    struct host a, b;
+    host_init(&a, base, "a");
+    host_init(&b, base, "b");
+    struct pbx_options o = big_options();
+    pbx_close(open_on(&a, "jobs.b", &o));
+    pbx_t *in = open_on(&b, "jobs", &o);
+    host_relay_start(&b, urls, NULL, "--in", "jobs", "--replicas", "3", (char *) NULL);
+    host_relay_start(&a, urls, NULL, "--out", "jobs@b", (char *) NULL);
+    const char *env = getenv("PBX_RELAY_CLUSTER_MSGS");
+    struct producer p = {&a, env ? strtoull(env, NULL, 10) : 20000, 0};
+    env = getenv("PBX_RELAY_CLUSTER_KILLS");
+    int kills = env ? atoi(env) : 6;
+    pid_t prod = pbx_test_fork(produce, &p);
+    uint64_t chunk = p.n / (uint64_t) (kills + 1), got = 0;
+    for (int k = 0; k < kills; k++) {
+        expect_stream(in, got + 1, chunk, 0);
+        got += chunk;
+        int victim = k % 3;
+        fprintf(stderr, "cluster: %llu received; kill -9 %s\n", (unsigned long long) got,
+                d[victim].server_name);
+        natsd_kill(&d[victim], SIGKILL);
+        pbx_test_sleep_ms(1000);
+        natsd_restart_member(d, victim);
+    }
+    expect_stream(in, got + 1, p.n - got, 0);
+    pbx_test_wait_ok(prod);
+    expect_no_more(&(struct world){.b = b}, in);
+    host_relay_stop(&a);
+    host_relay_stop(&b);
+    for (int i = 0; i < 3; i++)
+        natsd_kill(&d[i], SIGTERM);
+}
