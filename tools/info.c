@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <signal.h>
@@ -72,7 +73,10 @@ static const char ls_help[] =
     "\n"
     "A mailbox this user may not open is listed with the owner, mode and size of its file\n"
     "and ? for the rest, and said so on standard error; any other file that does not open\n"
-    "as a mailbox is reported on standard error and skipped.\n";
+    "as a mailbox is reported on standard error and skipped.\n"
+    "\n"
+    "Below the table, one line \"relayed: ROUTE\" for each mailbox a running postbox relay\n"
+    "carries to or from another host (docs/relay.md).\n";
 
 static const char stat_help[] =
     "Usage: postbox stat NAME [--json]\n"
@@ -595,6 +599,41 @@ static void print_table(const struct row *rows, size_t n, int wide)
     }
 }
 
+/* Mailboxes a running postbox-relay carries (docs/relay.md): it leaves .pbx-relay.NAME in the
+ * mailbox directory, holding the route and its state directory; the relay is running while
+ * it holds the lock on STATE/lock. One "relayed:" line each, after the table. */
+static void print_relayed(void)
+{
+    DIR *d = opendir(mailbox_dir());
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, ".pbx-relay.", 11))
+            continue;
+        char path[4096], route[512] = "", state[3500] = "", line[4096];
+        snprintf(path, sizeof path, "%s/%s", mailbox_dir(), e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\n")] = 0;
+            if (!strncmp(line, "route ", 6))
+                snprintf(route, sizeof route, "%.500s", line + 6);
+            else if (!strncmp(line, "state ", 6))
+                snprintf(state, sizeof state, "%.3400s", line + 6);
+        }
+        fclose(f);
+        snprintf(path, sizeof path, "%s/lock", state);
+        int fd = state[0] ? open(path, O_RDWR | O_CLOEXEC) : -1;
+        int running = fd >= 0 && lockf(fd, F_TEST, 0) < 0 && (errno == EACCES || errno == EAGAIN);
+        if (fd >= 0)
+            close(fd);
+        if (running && route[0])
+            printf("relayed: %s (postbox relay status --state %s)\n", route, state);
+    }
+    closedir(d);
+}
+
 int cmd_ls(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", no_argument, NULL, 'J'},
@@ -669,6 +708,8 @@ int cmd_ls(int argc, char **argv)
         printf(shown ? "\n]\n" : "]\n");
     else if (!only_names && rows)
         print_table(rows, shown, wide);
+    if (!json && !only_names)
+        print_relayed();
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);

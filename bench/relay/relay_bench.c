@@ -10,7 +10,11 @@
  * the relay with a spool outbox (a tenth of the messages: it is bound by the spool's own
  * speed, see make bench-spool); sizes 16 B and 4 KiB. One line per figure
  * ("relay-bench scenario=... size=... msgs_per_s=... p50_us=... p99_us=..."), then a table.
- * It never judges speed. Options: --msgs N (default 50000), --lat N (default 300), --quick.
+ * It never judges speed. Options: --msgs N (default 50000), --lat N (default 300), --repeat N
+ * (rounds, taking turns; medians reported), --quick, --compare PATH (also run another
+ * postbox-relay binary, e.g. one built from an older commit, with a shared-memory outbox: a
+ * before/after measured in the same run; may be repeated), --window N (also this relay with
+ * --window N: pipelined), --only-shm (leave out the spool outbox).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +35,8 @@
 static char base[256];
 static char url[128];
 static pid_t server_pid, relay_a, relay_b;
+static const char *relay_bin = PBX_RELAY_BIN;
+static const char *relay_window; /* --window for the sending relay, or NULL */
 
 static double now_s(void)
 {
@@ -38,6 +44,27 @@ static double now_s(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
 }
+
+/* CPU time (user + system, in µs) a child has used so far, from /proc/PID/stat. */
+static double proc_cpu_us(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return 0;
+    return (double) (ut + st) * 1e6 / (double) sysconf(_SC_CLK_TCK);
+}
+
+/* CPU per message of the last throughput phase: the server's and the two relays'. */
+static double cpu_server, cpu_relays;
 
 static void fail(const char *what)
 {
@@ -166,6 +193,7 @@ static void raw_run(size_t size, long n, int lat, double *rate, double *p50, dou
     char *buf = calloc(1, size);
     pthread_t th;
     pthread_create(&th, NULL, raw_consume, &r);
+    double s0 = proc_cpu_us(server_pid);
     double t0 = now_s();
     for (long i = 1; i <= n; i++) {
         uint64_t seq = (uint64_t) i;
@@ -176,6 +204,8 @@ static void raw_run(size_t size, long n, int lat, double *rate, double *p50, dou
     js_PublishAsyncComplete(js, NULL);
     pthread_join(th, NULL);
     *rate = (double) n / (r.t_end - t0);
+    cpu_server = (proc_cpu_us(server_pid) - s0) / (double) n;
+    cpu_relays = 0;
     /* Latency: one at a time. */
     for (int i = 0; i < lat; i++) {
         uint64_t seq = 1;
@@ -209,10 +239,15 @@ static pid_t start_relay(const char *host, const char *node, const char *a1, con
     pid_t pid = fork();
     if (pid == 0) {
         setenv("POSTBOX_DIR", dir, 1);
-        int fd = open("/dev/null", O_WRONLY);
+        /* The relays' messages are thrown away unless PBX_RELAY_BENCH_LOG names a file. */
+        const char *log = getenv("PBX_RELAY_BENCH_LOG");
+        int fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0600) : open("/dev/null", O_WRONLY);
         dup2(fd, 2);
-        execl(PBX_RELAY_BIN, "postbox-relay", "--nats", url, "--node", node, "--state", state, a1,
-              a2, (char *) NULL);
+        if (relay_window && !strcmp(a1, "--out"))
+            execl(relay_bin, "postbox-relay", "--nats", url, "--node", node, "--state", state, a1,
+                  a2, "--window", relay_window, (char *) NULL);
+        execl(relay_bin, "postbox-relay", "--nats", url, "--node", node, "--state", state, a1, a2,
+              (char *) NULL);
         _exit(127);
     }
     return pid;
@@ -287,6 +322,7 @@ static void relay_run(int spool, size_t size, long n, int lat, double *rate, dou
     struct relay_consumer c = {in, n, 0};
     pthread_t th;
     pthread_create(&th, NULL, relay_consume, &c);
+    double s0 = proc_cpu_us(server_pid), r0 = proc_cpu_us(relay_a) + proc_cpu_us(relay_b);
     double t0 = now_s();
     for (long i = 1; i <= n; i++) {
         uint64_t seq = (uint64_t) i;
@@ -296,6 +332,8 @@ static void relay_run(int spool, size_t size, long n, int lat, double *rate, dou
     }
     pthread_join(th, NULL);
     *rate = (double) n / (c.t_end - t0);
+    cpu_server = (proc_cpu_us(server_pid) - s0) / (double) n;
+    cpu_relays = (proc_cpu_us(relay_a) + proc_cpu_us(relay_b) - r0) / (double) n;
     for (int i = 0; i < lat; i++) {
         double t = now_s();
         pbx_send(out, 1, buf, size, 0);
@@ -319,23 +357,47 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static double median(double *v, int n)
+{
+    qsort(v, (size_t) n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+#define MAX_SCEN 8
+#define MAX_REP  15
+
 int main(int argc, char **argv)
 {
     long n = 50000;
-    int lat = 300;
+    int lat = 300, only_shm = 0, repeat = 1;
+    const char *compare[MAX_SCEN], *window = NULL;
+    int ncompare = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--msgs") && i + 1 < argc)
             n = atol(argv[++i]);
         else if (!strcmp(argv[i], "--lat") && i + 1 < argc)
             lat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--compare") && i + 1 < argc && ncompare < MAX_SCEN - 3)
+            compare[ncompare++] = argv[++i];
+        else if (!strcmp(argv[i], "--window") && i + 1 < argc)
+            window = argv[++i];
+        else if (!strcmp(argv[i], "--only-shm"))
+            only_shm = 1;
         else if (!strcmp(argv[i], "--quick")) {
             n = 5000;
             lat = 50;
         } else {
-            fprintf(stderr, "usage: pbx_bench_relay [--msgs N] [--lat N] [--quick]\n");
+            fprintf(stderr, "usage: pbx_bench_relay [--msgs N] [--lat N] [--repeat N] [--quick] "
+                            "[--window N] [--compare PATH]... [--only-shm]\n");
             return 2;
         }
     }
+    if (lat < 1)
+        lat = 1;
+    if (repeat < 1 || repeat > MAX_REP)
+        repeat = repeat < 1 ? 1 : MAX_REP;
     snprintf(base, sizeof base, "/tmp/pbx-relay-bench.XXXXXX");
     if (!mkdtemp(base))
         fail("mkdtemp");
@@ -344,31 +406,84 @@ int main(int argc, char **argv)
     atexit(cleanup);
     start_server();
 
-    static const char *names[] = {"raw nats.c", "relay, shm outbox", "relay, spool outbox"};
+    /* The scenarios: raw nats.c, this relay (shm, then spool outbox), then each --compare
+     * binary with a shm outbox. Repetitions take turns (raw, relay, ..., raw, relay, ...) so
+     * that a change in the machine's load falls on all of them alike; the figures are medians
+     * and each ratio is of two medians of the same run. */
+    struct scen {
+        char name[64];
+        const char *bin;
+        int spool;
+        const char *window;
+    } sc[MAX_SCEN];
+    memset(sc, 0, sizeof sc);
+    int ns = 0;
+    snprintf(sc[ns].name, sizeof sc[ns].name, "raw nats.c");
+    sc[ns++].bin = NULL;
+    snprintf(sc[ns].name, sizeof sc[ns].name, "relay, shm outbox");
+    sc[ns].bin = PBX_RELAY_BIN;
+    sc[ns++].spool = 0;
+    if (!only_shm) {
+        snprintf(sc[ns].name, sizeof sc[ns].name, "relay, spool outbox");
+        sc[ns].bin = PBX_RELAY_BIN;
+        sc[ns++].spool = 1;
+    }
+    if (window) {
+        snprintf(sc[ns].name, sizeof sc[ns].name, "relay, shm, window %.8s", window);
+        sc[ns].bin = PBX_RELAY_BIN;
+        sc[ns++].window = window;
+    }
+    for (int c = 0; c < ncompare; c++) {
+        snprintf(sc[ns].name, sizeof sc[ns].name, "compared #%d, shm", c + 1);
+        sc[ns].bin = compare[c];
+        sc[ns++].spool = 0;
+    }
     static const size_t sizes[] = {16, 4096};
-    double rate[3][2], p50[3][2], p99[3][2];
+    static double rate[MAX_SCEN][2][MAX_REP], p50[MAX_SCEN][2][MAX_REP], p99[MAX_SCEN][2][MAX_REP];
     double *samples = calloc((size_t) lat + 1, sizeof *samples);
     for (int k = 0; k < 2; k++)
-        for (int s = 0; s < 3; s++) {
-            long count = s == 2 ? (n + 9) / 10 : n;
-            if (s == 0)
-                raw_run(sizes[k], count, lat, &rate[s][k], NULL, NULL, samples);
-            else
-                relay_run(s == 2, sizes[k], count, lat, &rate[s][k], samples);
-            qsort(samples, (size_t) lat, sizeof *samples, cmp_double);
-            p50[s][k] = samples[lat / 2];
-            p99[s][k] = samples[(lat * 99) / 100 < lat ? (lat * 99) / 100 : lat - 1];
-            printf("relay-bench scenario=\"%s\" size=%zu msgs=%ld msgs_per_s=%.0f p50_us=%.0f "
-                   "p99_us=%.0f\n",
-                   names[s], sizes[k], count, rate[s][k], p50[s][k], p99[s][k]);
-            fflush(stdout);
+        for (int r = 0; r < repeat; r++)
+            for (int s = 0; s < ns; s++) {
+                long count = sc[s].spool ? (n + 9) / 10 : n;
+                double *rt = &rate[s][k][r];
+                if (!sc[s].bin) {
+                    raw_run(sizes[k], count, lat, rt, NULL, NULL, samples);
+                } else {
+                    relay_bin = sc[s].bin;
+                    relay_window = sc[s].window;
+                    relay_run(sc[s].spool, sizes[k], count, lat, rt, samples);
+                }
+                qsort(samples, (size_t) lat, sizeof *samples, cmp_double);
+                p50[s][k][r] = samples[lat / 2];
+                p99[s][k][r] = samples[(lat * 99) / 100 < lat ? (lat * 99) / 100 : lat - 1];
+                printf("relay-bench scenario=\"%s\" size=%zu msgs=%ld round=%d msgs_per_s=%.0f "
+                       "p50_us=%.0f p99_us=%.0f server_cpu_us_per_msg=%.1f "
+                       "relays_cpu_us_per_msg=%.1f\n",
+                       sc[s].name, sizes[k], count, r + 1, *rt, p50[s][k][r], p99[s][k][r],
+                       cpu_server, cpu_relays);
+                fflush(stdout);
+            }
+    for (int c = 0; c < ncompare; c++)
+        printf("compared #%d: %s\n", c + 1, compare[c]);
+    printf("\nmedians of %d round(s)\n%-22s %6s %12s %10s %10s %14s\n", repeat, "scenario", "size",
+           "msgs/s", "p50 us", "p99 us", "vs raw nats.c");
+    for (int k = 0; k < 2; k++) {
+        double raw = median(rate[0][k], repeat);
+        for (int s = 0; s < ns; s++) {
+            double m = median(rate[s][k], repeat);
+            printf("%-22s %6zu %12.0f %10.0f %10.0f %13.2fx\n", sc[s].name, sizes[k], m,
+                   median(p50[s][k], repeat), median(p99[s][k], repeat), m / raw);
         }
-    printf("\n%-22s %6s %12s %10s %10s %14s\n", "scenario", "size", "msgs/s", "p50 us", "p99 us",
-           "vs raw nats.c");
+    }
+    /* The ratio of each round (relay and raw measured one after the other), as a spread. */
+    printf("\nper-round ratios to raw nats.c:\n");
     for (int k = 0; k < 2; k++)
-        for (int s = 0; s < 3; s++)
-            printf("%-22s %6zu %12.0f %10.0f %10.0f %13.2fx\n", names[s], sizes[k], rate[s][k],
-                   p50[s][k], p99[s][k], rate[s][k] / rate[0][k]);
+        for (int s = 1; s < ns; s++) {
+            printf("%-22s %6zu ", sc[s].name, sizes[k]);
+            for (int r = 0; r < repeat; r++)
+                printf(" %.2f", rate[s][k][r] / rate[0][k][r]);
+            printf("\n");
+        }
     free(samples);
     return 0;
 }

@@ -71,8 +71,42 @@ static void spawn(struct natsd *d)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        execl(find_server(), "nats-server", "-a", "127.0.0.1", "-p", portarg, "-js", "-sd",
-              d->store, "--ports_file_dir", d->dir, (char *) NULL);
+        const char *argv[32];
+        int n = 0;
+        argv[n++] = "nats-server";
+        char conf[600], cl[64];
+        if (d->max_payload) {
+            snprintf(conf, sizeof conf, "%s/server.conf", d->dir);
+            FILE *f = fopen(conf, "w");
+            if (f) {
+                fprintf(f, "max_payload: %ld\n", d->max_payload);
+                fclose(f);
+            }
+            argv[n++] = "-c";
+            argv[n++] = conf;
+        }
+        argv[n++] = "-a";
+        argv[n++] = "127.0.0.1";
+        argv[n++] = "-p";
+        argv[n++] = portarg;
+        argv[n++] = "-js";
+        argv[n++] = "-sd";
+        argv[n++] = d->store;
+        argv[n++] = "--ports_file_dir";
+        argv[n++] = d->dir;
+        if (d->server_name[0]) {
+            snprintf(cl, sizeof cl, "nats://127.0.0.1:%d", d->cluster_port ? d->cluster_port : -1);
+            argv[n++] = "--server_name";
+            argv[n++] = d->server_name;
+            argv[n++] = "--cluster_name";
+            argv[n++] = "pbx";
+            argv[n++] = "--cluster";
+            argv[n++] = cl;
+            argv[n++] = "--routes";
+            argv[n++] = d->routes;
+        }
+        argv[n] = NULL;
+        execv(find_server(), (char **) argv);
         _exit(127);
     }
     d->pid = pid;
@@ -89,7 +123,11 @@ static void spawn(struct natsd *d)
             size_t n = fread(buf, 1, sizeof buf - 1, f);
             fclose(f);
             char *p = n ? strstr(buf, "nats://127.0.0.1:") : NULL;
-            if (p) {
+            char *c =
+                n && d->server_name[0] ? strstr(buf, "\"cluster\":[\"nats://127.0.0.1:") : NULL;
+            if (c)
+                d->cluster_port = atoi(c + strlen("\"cluster\":[\"nats://127.0.0.1:"));
+            if (p && (!d->server_name[0] || c)) {
                 d->port = atoi(p + strlen("nats://127.0.0.1:"));
                 if (can_connect(d->port))
                     break;
@@ -110,6 +148,43 @@ void natsd_start(struct natsd *d, const char *base, const char *name, int port)
     ASSERT_TRUE(mkdir(d->dir, 0700) == 0 || errno == EEXIST);
     d->port = port;
     spawn(d);
+}
+
+void natsd_start_limited(struct natsd *d, const char *base, const char *name, long max_payload)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "%s/%s", base, name);
+    snprintf(d->store, sizeof d->store, "%s/%s/store", base, name);
+    ASSERT_TRUE(mkdir(d->dir, 0700) == 0 || errno == EEXIST);
+    d->max_payload = max_payload;
+    spawn(d);
+}
+
+void natsd_start_cluster(struct natsd d[3], const char *base)
+{
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "n%d", i + 1);
+        memset(&d[i], 0, sizeof d[i]);
+        snprintf(d[i].dir, sizeof d[i].dir, "%s/%s", base, name);
+        snprintf(d[i].store, sizeof d[i].store, "%s/%s/store", base, name);
+        ASSERT_TRUE(mkdir(d[i].dir, 0700) == 0 || errno == EEXIST);
+        snprintf(d[i].server_name, sizeof d[i].server_name, "%s", name);
+        if (i == 0) /* port 1: nothing listens there; the others connect to us */
+            snprintf(d[i].routes, sizeof d[i].routes, "nats://127.0.0.1:1");
+        else
+            snprintf(d[i].routes, sizeof d[i].routes, "nats://127.0.0.1:%d", d[0].cluster_port);
+        spawn(&d[i]);
+        ASSERT_GT(d[i].cluster_port, 0);
+    }
+}
+
+void natsd_restart_member(struct natsd d[3], int i)
+{
+    int a = (i + 1) % 3, b = (i + 2) % 3;
+    snprintf(d[i].routes, sizeof d[i].routes, "nats://127.0.0.1:%d,nats://127.0.0.1:%d",
+             d[a].cluster_port, d[b].cluster_port);
+    spawn(&d[i]);
 }
 
 void natsd_restart(struct natsd *d)
@@ -250,4 +325,50 @@ int host_dead_letters(const struct host *h)
             n++;
     closedir(d);
     return n;
+}
+
+int host_dead_letter_says(const struct host *h, const char *text)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/dead", h->state);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        if (!strstr(e->d_name, ".msg"))
+            continue;
+        char file[1200], buf[4096] = {0};
+        snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+        FILE *f = fopen(file, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        found = strstr(buf, text) != NULL;
+    }
+    closedir(d);
+    return found;
+}
+
+const char *host_relay_status(const struct host *h, ...)
+{
+    static char out[1 << 16];
+    char cmd[2048];
+    int n = snprintf(cmd, sizeof cmd, "'%s' status --state '%s'", PBX_RELAY_BIN, h->state);
+    va_list ap;
+    va_start(ap, h);
+    for (const char *a; (a = va_arg(ap, const char *)) && n < (int) sizeof cmd - 64;)
+        n += snprintf(cmd + n, sizeof cmd - (size_t) n, " '%s'", a);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    ASSERT_TRUE(p != NULL);
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = 0;
+    int st = pclose(p);
+    if (st != 0)
+        fprintf(stderr, "natsd: %s -> status %d:\n%s\n", cmd, st, out);
+    ASSERT_EQ(st, 0);
+    return out;
 }

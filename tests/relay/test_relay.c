@@ -311,6 +311,40 @@ TEST(crash_after_ack_is_exactly_once)
     crash_at("in-acked:3", 1);
 }
 
+/* PIPELINE (--window larger than --batch): several batches published and unanswered when the
+ * sending relay dies; restarted, still exactly once and in order. */
+static void pipelined_crash_at(const char *point)
+{
+    struct world w;
+    world_start(&w);
+    struct pbx_options o = big_options();
+    pbx_t *out = open_on(&w.a, "jobs.b", &o);
+    pbx_t *in = open_on(&w.b, "jobs", &o);
+    const uint64_t n = 3000;
+    send_stream(out, 1, n, 0);
+    host_relay_start(&w.b, w.server.url, NULL, "--in", "jobs", (char *) NULL);
+    host_relay_start(&w.a, w.server.url, point, "--out", "jobs@b", "--batch", "64", "--window",
+                     "1024", (char *) NULL);
+    ASSERT_EQ(host_relay_wait(&w.a), 128 + SIGKILL); /* it reached the crash point */
+    host_relay_start(&w.a, w.server.url, NULL, "--out", "jobs@b", "--batch", "64", "--window",
+                     "1024", (char *) NULL);
+    expect_stream(in, 1, n, 0);
+    expect_no_more(&w, in);
+    host_relay_stop(&w.a);
+    host_relay_stop(&w.b);
+    natsd_kill(&w.server, SIGTERM);
+}
+
+TEST(pipelined_relay_killed_with_batches_in_flight_is_exactly_once)
+{
+    pipelined_crash_at("out-published:6");
+}
+
+TEST(pipelined_relay_killed_between_pub_acks_is_exactly_once)
+{
+    pipelined_crash_at("out-confirmed:4");
+}
+
 struct producer {
     struct host *h;
     uint64_t n;
@@ -436,7 +470,8 @@ static void drop_policy(enum pbx_overflow policy)
     for (int i = 0; i < 6000; i++) {
         long long d = host_status(&w.b, "in", "delivered");
         long long x = host_status(&w.b, "in", "dropped");
-        if (d >= 0 && x >= 0 && d + x >= 100)
+        /* DROP_NEWEST: each message delivered or dropped; DROP_OLDEST: each one delivered. */
+        if (d >= 0 && x >= 0 && (policy == PBX_DROP_NEWEST ? d + x : d) >= 100)
             break;
         pbx_test_sleep_ms(10);
     }
@@ -448,6 +483,11 @@ static void drop_policy(enum pbx_overflow policy)
         ASSERT_EQ(host_status(&w.b, "in", "dropped"), 90); /* counted by the relay */
         expect_stream(in, 1, 10, 0);                       /* the first ten stayed */
     } else {
+        /* Each send that pushed an older message out is delivered, not a dead letter, and
+         * what it pushed out is counted. */
+        ASSERT_EQ(host_status(&w.b, "in", "delivered"), 100);
+        ASSERT_EQ(host_status(&w.b, "in", "dropped"), 90);
+        ASSERT_EQ(host_dead_letters(&w.b), 0);
         expect_stream(in, 91, 10, 0); /* the last ten stayed */
     }
     host_relay_stop(&w.a);
@@ -534,4 +574,182 @@ TEST(claim_ids_are_stable_while_a_message_stays_in_the_mailbox)
         ASSERT_OK(pbx_remove(q));
         pbx_close(q);
     }
+}
+
+/* The line of `postbox relay status` text output that starts with prefix, or NULL. */
+static const char *status_line(const char *text, const char *prefix)
+{
+    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (!strncmp(l, prefix, strlen(prefix)))
+            return l;
+    return NULL;
+}
+
+TEST(a_message_over_the_server_max_payload_is_a_dead_letter_shown_by_relay_status)
+{
+    struct world w;
+    natsd_require();
+    snprintf(w.base, sizeof w.base, "%s", getenv("POSTBOX_DIR"));
+    setenv("PBX_RELAY_TEST_BASE", w.base, 1);
+    natsd_start_limited(&w.server, w.base, "nats", 2048); /* room for 1 KiB after headers */
+    host_init(&w.a, w.base, "a");
+    host_init(&w.b, w.base, "b");
+    struct pbx_options o = big_options();
+    pbx_t *out = open_on(&w.a, "jobs.b", &o);
+    pbx_t *in = open_on(&w.b, "jobs", &o);
+    relays_start(&w, NULL, NULL);
+    static unsigned char buf[4000];
+    memset(buf, 'y', sizeof buf);
+    ASSERT_OK(pbx_send(out, 1, buf, 10, 0));
+    ASSERT_OK(pbx_send(out, 2, buf, 3000, 0)); /* more than the server takes */
+    ASSERT_OK(pbx_send(out, 3, buf, 20, 0));
+    long type;
+    struct timespec to = {60, 0};
+    ASSERT_EQ(pbx_timedrecv(in, 0, buf, sizeof buf, 0, &type, &to), 10);
+    ASSERT_EQ(pbx_timedrecv(in, 0, buf, sizeof buf, 0, &type, &to), 20);
+    ASSERT_EQ(type, 3);
+    /* It waits on a's side, with its reason, never silently away. */
+    ASSERT_EQ(host_dead_letters(&w.a), 1);
+    ASSERT_TRUE(host_dead_letter_says(&w.a, "reason: larger than the NATS server's max_payload"));
+    ASSERT_TRUE(host_dead_letter_says(&w.a, "length: 3000"));
+    for (int i = 0; i < 6000 && (host_status(&w.a, "out", "published") != 2 ||
+                                 host_status(&w.b, "in", "delivered") != 2);
+         i++)
+        pbx_test_sleep_ms(10);
+    ASSERT_EQ(host_status(&w.a, "out", "dead_letters"), 1);
+
+    /* The table: a's route moved 2 and has 1 dead letter; b's delivered 2. */
+    const char *text = host_relay_status(&w.a, (char *) NULL);
+    ASSERT_TRUE(strstr(text, "relay node a: running (pid ") != NULL);
+    ASSERT_TRUE(strstr(text, "NATS connected") != NULL);
+    const char *line = status_line(text, "out ");
+    ASSERT_TRUE(line != NULL);
+    unsigned long long v[8];
+    ASSERT_EQ(sscanf(line, "out jobs.b -> jobs@b %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+                     &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]),
+              8);
+    ASSERT_EQ(v[0], 2); /* moved */
+    ASSERT_EQ(v[1], 0); /* in flight */
+    ASSERT_EQ(v[7], 1); /* dead */
+    text = host_relay_status(&w.b, (char *) NULL);
+    line = status_line(text, "in ");
+    ASSERT_TRUE(line != NULL);
+    ASSERT_EQ(sscanf(line, "in -> jobs %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+                     &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]),
+              8);
+    ASSERT_EQ(v[0], 2); /* delivered */
+    ASSERT_EQ(v[7], 0); /* no dead letters on b */
+    text = host_relay_status(&w.a, "--json", (char *) NULL);
+    ASSERT_TRUE(strstr(text, "\"running\": true") != NULL);
+    ASSERT_TRUE(strstr(text, "\"dead_letters\": 1") != NULL);
+
+    /* Stopped, the relay's last figures stay readable and say so. */
+    host_relay_stop(&w.a);
+    text = host_relay_status(&w.a, (char *) NULL);
+    ASSERT_TRUE(strstr(text, "relay node a: not running") != NULL);
+    line = status_line(text, "out ");
+    ASSERT_TRUE(line != NULL);
+    ASSERT_EQ(sscanf(line, "out jobs.b -> jobs@b %llu", &v[0]), 1);
+    ASSERT_EQ(v[0], 2);
+    host_relay_stop(&w.b);
+    natsd_kill(&w.server, SIGTERM);
+}
+
+/* `postbox ls` on host h (its POSTBOX_DIR): the output (static buffer). */
+static const char *ls_on(const struct host *h)
+{
+    static char out[1 << 16];
+    char cli[600], cmd[1400];
+    snprintf(cli, sizeof cli, "%s", PBX_RELAY_BIN);
+    char *slash = strrchr(cli, '/');
+    ASSERT_TRUE(slash != NULL);
+    snprintf(slash + 1, sizeof cli - (size_t) (slash + 1 - cli), "postbox");
+    snprintf(cmd, sizeof cmd, "POSTBOX_DIR='%s' '%s' ls", h->shm, cli);
+    FILE *p = popen(cmd, "r");
+    ASSERT_TRUE(p != NULL);
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = 0;
+    ASSERT_EQ(pclose(p), 0);
+    return out;
+}
+
+TEST(ls_shows_which_mailboxes_a_running_relay_carries)
+{
+    struct world w;
+    world_start(&w);
+    struct pbx_options o = big_options();
+    pbx_t *out = open_on(&w.a, "jobs.b", &o);
+    pbx_t *in = open_on(&w.b, "jobs", &o);
+    pbx_close(open_on(&w.a, "local", &o)); /* not relayed */
+    ASSERT_TRUE(strstr(ls_on(&w.a), "relayed:") == NULL);
+    relays_start(&w, NULL, NULL);
+    /* Once a message has crossed, both relays have opened their routes. */
+    ASSERT_OK(pbx_send(out, 1, "x", 1, 0));
+    char c;
+    long type;
+    struct timespec to = {60, 0};
+    ASSERT_EQ(pbx_timedrecv(in, 0, &c, 1, 0, &type, &to), 1);
+    const char *text = ls_on(&w.a);
+    ASSERT_TRUE(strstr(text, "relayed: jobs.b -> jobs@b (postbox relay status --state ") != NULL);
+    ASSERT_TRUE(strstr(text, "local ->") == NULL);
+    ASSERT_TRUE(strstr(ls_on(&w.b), "relayed: -> jobs (inbound)") != NULL);
+    /* A relay that is gone no longer counts: killed (its marker stays) or stopped. */
+    kill(w.a.relay, SIGKILL);
+    ASSERT_EQ(host_relay_wait(&w.a), 128 + SIGKILL);
+    ASSERT_TRUE(strstr(ls_on(&w.a), "relayed:") == NULL);
+    host_relay_stop(&w.b);
+    ASSERT_TRUE(strstr(ls_on(&w.b), "relayed:") == NULL);
+    natsd_kill(&w.server, SIGTERM);
+}
+
+/* ---- make torture only ------------------------------------------------------------------ */
+
+/* Not in make check: the CMake list takes only lines starting "TEST(". Run by make torture. */
+#define TORTURE(name) PBX_TEST_DEFINE(name)
+
+/* A three-server JetStream cluster, R3 streams; while messages flow, each server in turn is
+ * killed with SIGKILL and restarted on its store, so the stream's leader (and the servers the
+ * relays are connected to) die mid-run. Every message arrives once, in order. Knobs:
+ * PBX_RELAY_CLUSTER_MSGS (default 20000), PBX_RELAY_CLUSTER_KILLS (default 6). */
+TORTURE(cluster_r3_servers_killed_in_turn_is_exactly_once_in_order)
+{
+    natsd_require();
+    char base[512];
+    snprintf(base, sizeof base, "%s", getenv("POSTBOX_DIR"));
+    setenv("PBX_RELAY_TEST_BASE", base, 1);
+    struct natsd d[3];
+    natsd_start_cluster(d, base);
+    char urls[400];
+    snprintf(urls, sizeof urls, "%s,%s,%s", d[0].url, d[1].url, d[2].url);
+    struct host a, b;
+    host_init(&a, base, "a");
+    host_init(&b, base, "b");
+    struct pbx_options o = big_options();
+    pbx_close(open_on(&a, "jobs.b", &o));
+    pbx_t *in = open_on(&b, "jobs", &o);
+    host_relay_start(&b, urls, NULL, "--in", "jobs", "--replicas", "3", (char *) NULL);
+    host_relay_start(&a, urls, NULL, "--out", "jobs@b", (char *) NULL);
+    const char *env = getenv("PBX_RELAY_CLUSTER_MSGS");
+    struct producer p = {&a, env ? strtoull(env, NULL, 10) : 20000, 0};
+    env = getenv("PBX_RELAY_CLUSTER_KILLS");
+    int kills = env ? atoi(env) : 6;
+    pid_t prod = pbx_test_fork(produce, &p);
+    uint64_t chunk = p.n / (uint64_t) (kills + 1), got = 0;
+    for (int k = 0; k < kills; k++) {
+        expect_stream(in, got + 1, chunk, 0);
+        got += chunk;
+        int victim = k % 3;
+        fprintf(stderr, "cluster: %llu received; kill -9 %s\n", (unsigned long long) got,
+                d[victim].server_name);
+        natsd_kill(&d[victim], SIGKILL);
+        pbx_test_sleep_ms(1000);
+        natsd_restart_member(d, victim);
+    }
+    expect_stream(in, got + 1, p.n - got, 0);
+    pbx_test_wait_ok(prod);
+    expect_no_more(&(struct world){.b = b}, in);
+    host_relay_stop(&a);
+    host_relay_stop(&b);
+    for (int i = 0; i < 3; i++)
+        natsd_kill(&d[i], SIGTERM);
 }
