@@ -41,6 +41,7 @@ static PyObject *FullError;        /* BlockingIOError, queue.Full; errno EAGAIN 
 static PyObject *RecvTimeoutError; /* Empty, TimeoutError; errno ETIMEDOUT */
 static PyObject *SendTimeoutError; /* Full, TimeoutError; errno ETIMEDOUT */
 static PyObject *RemovedError;     /* OSError; errno EIDRM */
+static PyObject *ReadOnlyError;    /* PermissionError; errno EBADF (a readonly=True handle) */
 
 static PyTypeObject MessageType;
 static PyTypeObject StatType;
@@ -58,10 +59,12 @@ enum kw {
     KW_EXCLUDE,
     KW_TRUNCATE,
     KW_BUFFER,
+    KW_MESSAGES,
+    KW_MAX,
     KW_COUNT
 };
-static const char *const kw_names[KW_COUNT] = {"data", "type",    "block",    "timeout",
-                                               "sync", "exclude", "truncate", "buffer"};
+static const char *const kw_names[KW_COUNT] = {"data",    "type",     "block",  "timeout",  "sync",
+                                               "exclude", "truncate", "buffer", "messages", "max"};
 static PyObject *kw_strings[KW_COUNT];
 
 /* Incremented in the child after fork(): see LIFETIME. */
@@ -96,6 +99,9 @@ static PyObject *raise_pbx(int err, int sending, PyObject *name)
         break;
     case EIDRM:
         cls = RemovedError;
+        break;
+    case EBADF:
+        cls = ReadOnlyError;
         break;
     default:
         cls = PyExc_OSError;
@@ -231,6 +237,7 @@ typedef struct {
     int closed;
     unsigned long generation;
     uint32_t max_msg_size;
+    int readonly; /* opened with PBX_RDONLY: only stat() and peers() work */
     PyObject *weakrefs;
 } Mailbox;
 
@@ -289,7 +296,10 @@ struct op {
     size_t cap;
     long type_out;
     uint64_t claim;
-    enum { OP_SEND, OP_RECV, OP_CLAIM } kind;
+    /* batches: msgv[0..n-1] */
+    struct pbx_msgv *msgv;
+    size_t n;
+    enum { OP_SEND, OP_RECV, OP_CLAIM, OP_SENDV, OP_RECVV } kind;
 };
 
 static ssize_t op_run(struct op *op, int flags, const struct timespec *ts)
@@ -302,6 +312,10 @@ static ssize_t op_run(struct op *op, int flags, const struct timespec *ts)
     case OP_CLAIM:
         return pbx_timedclaim(op->q, op->type, op->buf, op->cap, flags, &op->type_out, &op->claim,
                               ts);
+    case OP_SENDV:
+        return pbx_timedsendv(op->q, op->msgv, op->n, flags, ts);
+    case OP_RECVV:
+        return pbx_timedrecvv(op->q, op->type, op->msgv, op->n, flags, ts);
     }
     return -EINVAL;
 }
@@ -328,7 +342,7 @@ static void to_timespec(double s, struct timespec *ts)
 
 static ssize_t run_blocking(struct op *op, const struct wait_spec *w)
 {
-    int would_block = op->kind == OP_SEND ? -EAGAIN : -ENOMSG;
+    int would_block = (op->kind == OP_SEND || op->kind == OP_SENDV) ? -EAGAIN : -ENOMSG;
     int sync = op->flags & PBX_SYNC;
     int flags = op->flags;
     PyThreadState *ts_gil;
@@ -529,10 +543,11 @@ static PyObject *Mailbox_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     PyThreadState *ts;
     static char *kwlist[] = {"name",      "create",       "exclusive", "mode",       "max_msgs",
-                             "max_bytes", "max_msg_size", "overflow",  "durability", NULL};
+                             "max_bytes", "max_msg_size", "overflow",  "durability", "readonly",
+                             NULL};
     PyObject *name_obj;
     PyObject *path = NULL;
-    int create = 0, exclusive = 0;
+    int create = 0, exclusive = 0, readonly = 0;
     PyObject *mode = NULL, *max_msgs = NULL, *max_bytes = NULL, *max_msg_size = NULL;
     PyObject *overflow = NULL, *durability = NULL;
     struct pbx_options o;
@@ -541,9 +556,9 @@ static PyObject *Mailbox_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     int flags = 0;
     int r;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$ppOOOOOO:Mailbox", kwlist, &name_obj, &create,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$ppOOOOOOp:Mailbox", kwlist, &name_obj, &create,
                                      &exclusive, &mode, &max_msgs, &max_bytes, &max_msg_size,
-                                     &overflow, &durability))
+                                     &overflow, &durability, &readonly))
         return NULL;
     if (!PyUnicode_Check(name_obj)) {
         PyErr_Format(PyExc_TypeError, "mailbox name must be a str, not '%.100s'",
@@ -557,6 +572,11 @@ static PyObject *Mailbox_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "exclusive=True needs create=True");
         return NULL;
     }
+    if (readonly && create) {
+        Py_DECREF(path);
+        PyErr_SetString(PyExc_ValueError, "readonly=True cannot create a mailbox");
+        return NULL;
+    }
     if (fill_options(&o, mode, max_msgs, max_bytes, max_msg_size, overflow, durability) < 0) {
         Py_DECREF(path);
         return NULL;
@@ -565,6 +585,8 @@ static PyObject *Mailbox_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         flags |= PBX_CREATE;
     if (exclusive)
         flags |= PBX_EXCL;
+    if (readonly)
+        flags |= PBX_RDONLY;
     ts = PyEval_SaveThread();
     r = pbx_open(PyBytes_AS_STRING(path), flags, &o, &q);
     PyEval_RestoreThread(ts);
@@ -577,6 +599,8 @@ static PyObject *Mailbox_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return raise_pbx(r, 0, name_obj);
     }
     res = mailbox_adopt(type, q, name_obj);
+    if (res != NULL)
+        ((Mailbox *) res)->readonly = readonly;
     return res;
 }
 
@@ -902,6 +926,290 @@ static PyObject *Mailbox_recv_into(Mailbox *self, PyObject *const *args, Py_ssiz
     if (r < 0)
         return raise_pbx((int) r, 0, NULL);
     return Py_BuildValue("(nl)", (Py_ssize_t) r, op.type_out);
+}
+
+/* ---- Mailbox: batches (send_many, recv_many) ----------------------------------------------
+ * On top of pbx_sendv()/pbx_recvv() and their timed forms, through run_blocking() as the single
+ * calls go: one try with PBX_NOWAIT holding the GIL, the wait without it. */
+
+/* Sets `sent` on the exception being raised (the messages queued before a hard error). */
+static PyObject *raise_with_sent(int err, Py_ssize_t sent)
+{
+    PyObject *et, *ev, *tb, *n;
+
+    raise_pbx(err, 1, NULL);
+    if (sent <= 0)
+        return NULL;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyErr_NormalizeException(&et, &ev, &tb);
+    n = PyLong_FromSsize_t(sent);
+    if (ev != NULL && n != NULL)
+        (void) PyObject_SetAttrString(ev, "sent", n); /* fails only on memory: keep the error */
+    Py_XDECREF(n);
+    PyErr_Clear();
+    PyErr_Restore(et, ev, tb);
+    return NULL;
+}
+
+PyDoc_STRVAR(send_many_doc,
+             "send_many(messages, type=1, *, block=True, timeout=None) -> int\n\n"
+             "Queue many messages in order, taking the send lock once for as many as fit:\n"
+             "messages is an iterable of bytes-like objects (sent with `type`) or of\n"
+             "(data, type) pairs (a received Message is one). Every entry is checked first:\n"
+             "a bad type or a payload above max_msg_size raises with nothing sent.\n"
+             "Returns how many were processed: all of them, unless block=False found the\n"
+             "mailbox full or the timeout ran out after some were queued (then fewer; the\n"
+             "rest were not sent). Raises Full / SendTimeout only when none was queued.\n"
+             "Another error after some were queued (Removed, ...) is raised with the count\n"
+             "in the exception's `sent` attribute. Under DROP_NEWEST a message that found no\n"
+             "room is discarded and counted as processed, as send() would discard it.");
+
+static const enum kw send_many_order[] = {KW_MESSAGES, KW_TYPE};
+static const enum kw send_many_allowed[] = {KW_MESSAGES, KW_TYPE, KW_BLOCK, KW_TIMEOUT};
+
+static PyObject *Mailbox_send_many(Mailbox *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    PyObject *a[KW_COUNT];
+    struct wait_spec w;
+    struct op op;
+    PyObject *seq;
+    Py_buffer *views = NULL;
+    struct pbx_msgv *msgv = NULL;
+    Py_ssize_t n, nviews = 0, sent = 0;
+    PyObject *result = NULL;
+    double deadline = 0;
+    long dflt_type;
+    ssize_t r;
+
+    if (parse_args("send_many", args, nargs, kwnames, send_many_order, 2, send_many_allowed, 4, a) <
+        0)
+        return NULL;
+    if (a[KW_MESSAGES] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "send_many() missing required argument 'messages'");
+        return NULL;
+    }
+    if (arg_type(a[KW_TYPE], 1, &dflt_type) < 0 || arg_wait(a[KW_BLOCK], a[KW_TIMEOUT], &w) < 0)
+        return NULL;
+    if (dflt_type < 1) {
+        PyErr_SetString(PyExc_ValueError, "message type must be >= 1");
+        return NULL;
+    }
+    seq = PySequence_Fast(a[KW_MESSAGES], "send_many() needs an iterable of messages");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0) {
+        Py_DECREF(seq);
+        return PyLong_FromLong(0);
+    }
+    views = PyMem_Calloc((size_t) n, sizeof *views);
+    msgv = PyMem_Calloc((size_t) n, sizeof *msgv);
+    if (views == NULL || msgv == NULL) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *data = item;
+        long type = dflt_type;
+
+        if (PyTuple_Check(item)) {
+            if (PyTuple_GET_SIZE(item) != 2) {
+                PyErr_Format(PyExc_TypeError,
+                             "send_many(): message %zd: a tuple must be (data, type)", i);
+                goto out;
+            }
+            data = PyTuple_GET_ITEM(item, 0);
+            if (arg_type(PyTuple_GET_ITEM(item, 1), 1, &type) < 0)
+                goto out;
+            if (type < 1) {
+                PyErr_Format(PyExc_ValueError, "send_many(): message %zd: type must be >= 1", i);
+                goto out;
+            }
+        }
+        msgv[i].type = type;
+        if (PyBytes_CheckExact(data)) { /* immutable: read in place, no view to hold */
+            msgv[i].data = PyBytes_AS_STRING(data);
+            msgv[i].len = (size_t) PyBytes_GET_SIZE(data);
+            continue;
+        }
+        if (PyObject_GetBuffer(data, &views[i], PyBUF_SIMPLE) < 0)
+            goto out;
+        nviews = i + 1;
+        msgv[i].data = views[i].buf;
+        msgv[i].len = (size_t) views[i].len;
+    }
+    memset(&op, 0, sizeof op);
+    op.kind = OP_SENDV;
+    op.q = handle_get(self);
+    if (op.q == NULL)
+        goto out;
+    if (w.timed)
+        deadline = now_monotonic() + w.seconds;
+    for (;;) {
+        op.msgv = msgv + sent;
+        op.n = (size_t) (n - sent);
+        r = run_blocking(&op, &w);
+        if (r == PBX_PYERR) {
+            if (sent > 0) { /* a signal handler raised: say how many went before */
+                PyObject *et, *ev, *tb, *c = PyLong_FromSsize_t(sent);
+
+                PyErr_Fetch(&et, &ev, &tb);
+                PyErr_NormalizeException(&et, &ev, &tb);
+                if (ev != NULL && c != NULL && PyObject_SetAttrString(ev, "sent", c) < 0)
+                    PyErr_Clear();
+                Py_XDECREF(c);
+                PyErr_Restore(et, ev, tb);
+            }
+            break;
+        }
+        if (r < 0) {
+            if (sent > 0 && (r == -EAGAIN || r == -ETIMEDOUT))
+                result = PyLong_FromSsize_t(sent);
+            else
+                raise_with_sent((int) r, sent);
+            break;
+        }
+        sent += r;
+        if (sent >= n) {
+            result = PyLong_FromSsize_t(sent);
+            break;
+        }
+        /* Stopped at msgv[sent]: its result says why. */
+        r = msgv[sent].result;
+        if (r == -EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                PyObject *et, *ev, *tb, *c = PyLong_FromSsize_t(sent);
+
+                PyErr_Fetch(&et, &ev, &tb);
+                PyErr_NormalizeException(&et, &ev, &tb);
+                if (ev != NULL && c != NULL && PyObject_SetAttrString(ev, "sent", c) < 0)
+                    PyErr_Clear();
+                Py_XDECREF(c);
+                PyErr_Restore(et, ev, tb);
+                break;
+            }
+        } else if (r != -EAGAIN || !w.block) {
+            if (r == -EAGAIN || r == -ETIMEDOUT)
+                result = PyLong_FromSsize_t(sent);
+            else
+                raise_with_sent((int) r, sent);
+            break;
+        }
+        if (w.timed) {
+            w.seconds = deadline - now_monotonic();
+            if (w.seconds <= 0) {
+                result = PyLong_FromSsize_t(sent);
+                break;
+            }
+        }
+    }
+    handle_put(self);
+out:
+    for (Py_ssize_t i = 0; i < nviews; i++)
+        if (views[i].obj != NULL) /* entries of exact bytes have none */
+            PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(msgv);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* recv_many() receives into one scratch area of max x max_msg_size bytes, capped here: a
+ * mailbox of large messages takes fewer per call (recv_many returns "up to max" anyway). */
+#define RECV_MANY_SCRATCH (1u << 20)
+
+PyDoc_STRVAR(recv_many_doc,
+             "recv_many(max, type=0, *, block=True, timeout=None, exclude=False, "
+             "truncate=False) -> list[Message]\n\n"
+             "Take up to max messages under one take of the receive lock, each selected by\n"
+             "type as recv() would select it. Waits (unless block=False: raise Empty) until\n"
+             "one matches, then takes what matches without waiting for more: the list has\n"
+             "1 to max messages (fewer than max per call when max x max_msg_size exceeds\n"
+             "1 MiB). timeout raises RecvTimeout when none matched in time. With\n"
+             "truncate=False a message longer than max_msg_size cannot occur.");
+
+static const enum kw recv_many_order[] = {KW_MAX, KW_TYPE};
+static const enum kw recv_many_allowed[] = {KW_MAX,     KW_TYPE,    KW_BLOCK,
+                                            KW_TIMEOUT, KW_EXCLUDE, KW_TRUNCATE};
+
+static PyObject *Mailbox_recv_many(Mailbox *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    PyObject *a[KW_COUNT];
+    struct wait_spec w;
+    struct op op;
+    Py_ssize_t max;
+    size_t room, n;
+    char *scratch;
+    PyObject *list;
+    ssize_t r;
+
+    if (parse_args("recv_many", args, nargs, kwnames, recv_many_order, 2, recv_many_allowed, 6, a) <
+        0)
+        return NULL;
+    if (a[KW_MAX] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "recv_many() missing required argument 'max'");
+        return NULL;
+    }
+    if (!PyLong_Check(a[KW_MAX])) {
+        PyErr_Format(PyExc_TypeError, "max must be an int, not '%.100s'",
+                     Py_TYPE(a[KW_MAX])->tp_name);
+        return NULL;
+    }
+    max = PyLong_AsSsize_t(a[KW_MAX]);
+    if (max == -1 && PyErr_Occurred())
+        return NULL;
+    if (max < 1) {
+        PyErr_SetString(PyExc_ValueError, "max must be >= 1");
+        return NULL;
+    }
+    memset(&op, 0, sizeof op);
+    op.kind = OP_RECVV;
+    if (recv_args(a, &op, &w) < 0)
+        return NULL;
+    room = self->max_msg_size > 0 ? self->max_msg_size : 1;
+    n = (size_t) max;
+    if (n > RECV_MANY_SCRATCH / room)
+        n = RECV_MANY_SCRATCH / room > 0 ? RECV_MANY_SCRATCH / room : 1;
+    scratch = PyMem_Malloc(n * room);
+    op.msgv = PyMem_Calloc(n, sizeof *op.msgv);
+    if (scratch == NULL || op.msgv == NULL) {
+        PyMem_Free(scratch);
+        PyMem_Free(op.msgv);
+        return PyErr_NoMemory();
+    }
+    for (size_t i = 0; i < n; i++) {
+        op.msgv[i].data = scratch + i * room;
+        op.msgv[i].len = room;
+    }
+    op.n = n;
+    list = NULL;
+    op.q = handle_get(self);
+    if (op.q != NULL) {
+        r = run_blocking(&op, &w);
+        handle_put(self);
+        if (r == PBX_PYERR)
+            ;
+        else if (r < 0)
+            raise_pbx((int) r, 0, NULL);
+        else if ((list = PyList_New(r)) != NULL) {
+            for (ssize_t i = 0; i < r; i++) {
+                PyObject *m = make_message(
+                    PyBytes_FromStringAndSize(op.msgv[i].data, op.msgv[i].result), op.msgv[i].type);
+
+                if (m == NULL) { /* the messages are taken; only memory can fail here */
+                    Py_CLEAR(list);
+                    break;
+                }
+                PyList_SET_ITEM(list, i, m);
+            }
+        }
+    }
+    PyMem_Free(scratch);
+    PyMem_Free(op.msgv);
+    return list;
 }
 
 /* ---- Claim -------------------------------------------------------------------------------- */
@@ -1337,6 +1645,12 @@ static PyObject *Mailbox_get_max_msg_size(Mailbox *self, void *unused)
     return PyLong_FromUnsignedLong(self->max_msg_size);
 }
 
+static PyObject *Mailbox_get_readonly(Mailbox *self, void *unused)
+{
+    (void) unused;
+    return PyBool_FromLong(self->readonly);
+}
+
 static PyMethodDef Mailbox_methods[] = {
     {"send", (PyCFunction) (void (*)(void)) Mailbox_send, METH_FASTCALL | METH_KEYWORDS, send_doc},
     {"recv", (PyCFunction) (void (*)(void)) Mailbox_recv, METH_FASTCALL | METH_KEYWORDS, recv_doc},
@@ -1345,6 +1659,10 @@ static PyMethodDef Mailbox_methods[] = {
      recv_into_doc},
     {"claim", (PyCFunction) (void (*)(void)) Mailbox_claim, METH_FASTCALL | METH_KEYWORDS,
      claim_doc},
+    {"send_many", (PyCFunction) (void (*)(void)) Mailbox_send_many, METH_FASTCALL | METH_KEYWORDS,
+     send_many_doc},
+    {"recv_many", (PyCFunction) (void (*)(void)) Mailbox_recv_many, METH_FASTCALL | METH_KEYWORDS,
+     recv_many_doc},
     {"stat", (PyCFunction) Mailbox_stat, METH_NOARGS, stat_doc},
     {"peers", (PyCFunction) Mailbox_peers, METH_NOARGS, peers_doc},
     {"notify", (PyCFunction) (void (*)(void)) Mailbox_notify, METH_VARARGS | METH_KEYWORDS,
@@ -1363,6 +1681,8 @@ static PyGetSetDef Mailbox_getset[] = {
     {"name", (getter) Mailbox_get_name, NULL, "the name it was opened with (None if private)",
      NULL},
     {"max_msg_size", (getter) Mailbox_get_max_msg_size, NULL, "the largest payload it takes", NULL},
+    {"readonly", (getter) Mailbox_get_readonly, NULL,
+     "True if opened with readonly=True (only stat() and peers() work)", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject MailboxType = {
@@ -1372,11 +1692,14 @@ static PyTypeObject MailboxType = {
     .tp_repr = (reprfunc) Mailbox_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Mailbox(name, *, create=False, exclusive=False, mode=0o600, max_msgs=None,\n"
-              "        max_bytes=None, max_msg_size=None, overflow=BLOCK, durability=None)\n\n"
+              "        max_bytes=None, max_msg_size=None, overflow=BLOCK, durability=None,\n"
+              "        readonly=False)\n\n"
               "Open the mailbox called name (\"jobs\", or \"spool:/path\" for a durable spool),\n"
               "creating it with create=True (exclusive=True: it must not exist yet). The\n"
-              "limits apply only when this call creates it. A context manager; iterating\n"
-              "receives messages until the mailbox is removed.",
+              "limits apply only when this call creates it. readonly=True opens it for looking\n"
+              "(read permission is enough): stat() and peers() work, every other call raises\n"
+              "ReadOnly. A context manager; iterating receives messages until the mailbox is\n"
+              "removed.",
     .tp_weaklistoffset = offsetof(Mailbox, weakrefs),
     .tp_iter = (getiterfunc) Mailbox_iter,
     .tp_iternext = (iternextfunc) Mailbox_iternext,
@@ -1546,6 +1869,14 @@ PyMODINIT_FUNC PyInit__postbox(void)
     if (RemovedError == NULL || PyModule_AddObject(mod, "Removed", RemovedError) < 0)
         goto fail;
     Py_INCREF(RemovedError);
+    ReadOnlyError = PyErr_NewExceptionWithDoc(
+        "postbox.ReadOnly",
+        "The call needs a read-write handle; this one was opened with readonly=True\n"
+        "(errno EBADF, as write(2) on a descriptor opened O_RDONLY).",
+        PyExc_PermissionError, NULL);
+    if (ReadOnlyError == NULL || PyModule_AddObject(mod, "ReadOnly", ReadOnlyError) < 0)
+        goto fail;
+    Py_INCREF(ReadOnlyError);
 
     Py_INCREF(&MailboxType);
     if (PyModule_AddObject(mod, "Mailbox", (PyObject *) &MailboxType) < 0)
