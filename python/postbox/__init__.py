@@ -34,6 +34,7 @@ from ._postbox import (  # noqa: F401  (re-exported)
     Claim,
     Empty,
     Full,
+    Loan,
     Message,
     Peer,
     ReadOnly,
@@ -49,7 +50,7 @@ from ._postbox import (  # noqa: F401  (re-exported)
 __version__ = library_version
 
 __all__ = [
-    "Mailbox", "Message", "Claim", "Stat", "Peer",
+    "Mailbox", "Message", "Claim", "Loan", "Stat", "Peer",
     "Empty", "Full", "RecvTimeout", "SendTimeout", "Removed", "ReadOnly",
     "unlink", "strerror",
     "BLOCK", "DROP_NEWEST", "DROP_OLDEST",

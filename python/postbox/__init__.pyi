@@ -83,6 +83,24 @@ class Claim:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+class Loan:
+    @property
+    def data(self) -> Union[memoryview, bytes]: ...
+    @property
+    def type(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int) -> memoryview: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Loan: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
 class Mailbox:
     def __new__(
         cls,
@@ -162,6 +180,13 @@ class Mailbox:
         exclude: bool = ...,
         truncate: bool = ...,
     ) -> Claim: ...
+    def recv_loan(
+        self,
+        type: int = ...,
+        *,
+        block: bool = ...,
+        exclude: bool = ...,
+    ) -> Loan: ...
     def send_many(
         self,
         messages: Iterable[Union[Buffer, Tuple[Buffer, int]]],

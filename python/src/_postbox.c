@@ -1409,6 +1409,290 @@ static PyTypeObject ClaimType = {
     .tp_getset = Claim_getset,
 };
 
+/* ---- Loan: a message read in place (pbx_recv_loan) ----------------------------------------
+ * SAFETY. The payload of a receive loan lies in the mailbox's shared memory and is valid only
+ * until pbx_return(). A one-piece payload is handed out as a read-only memoryview of the loan
+ * object itself (its buffer protocol), and the loan counts the views exported: close() returns
+ * the loan only when that count is zero, else raises BufferError and keeps it. Every exported
+ * view holds a reference to the loan, so a loan with views cannot be deallocated either; its
+ * dealloc returns a loan still held. The loan also holds a call on its Mailbox (handle_get), so
+ * Mailbox.close() defers pbx_close() — which would unmap the memory — until the loan ends. A
+ * payload in several pieces is copied into bytes (the loan still ends at close()). */
+
+typedef struct {
+    PyObject_HEAD Mailbox *mailbox;
+    struct pbx_loan loan;
+    void *piece;     /* the payload, when it is one piece */
+    PyObject *bytes; /* the payload copied, when it is not */
+    Py_ssize_t exports;
+    int held;
+} Loan;
+
+static PyTypeObject LoanType;
+
+static int loan_end(Loan *l)
+{
+    int r;
+
+    if (!l->held)
+        return 0;
+    r = pbx_return(&l->loan);
+    l->held = 0;
+    l->piece = NULL;
+    handle_put(l->mailbox);
+    return r;
+}
+
+PyDoc_STRVAR(recv_loan_doc,
+             "recv_loan(type=0, *, block=True, exclude=False) -> Loan\n\n"
+             "Select a message as recv() does and lend it in place, without copying:\n"
+             "loan.data is a read-only memoryview of the mailbox's memory when the payload\n"
+             "lies in one piece (bytes otherwise), loan.type its type. The message is removed\n"
+             "when the loan is closed (as a context manager: when the block ends, even by an\n"
+             "exception). Every memoryview of the data must be released first, else close()\n"
+             "raises BufferError and the loan stays held. No timeout: block=False raises Empty.");
+
+static const enum kw loan_allowed[] = {KW_TYPE, KW_BLOCK, KW_EXCLUDE};
+
+static PyObject *Mailbox_recv_loan(Mailbox *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    PyObject *a[KW_COUNT];
+    struct pbx_loan loan;
+    PyThreadState *ts;
+    long type;
+    int block, exclude, flags = 0;
+    ssize_t r;
+    pbx_t *q;
+    Loan *l;
+
+    if (parse_args("recv_loan", args, nargs, kwnames, recv_order, 1, loan_allowed, 3, a) < 0)
+        return NULL;
+    if (arg_type(a[KW_TYPE], 0, &type) < 0)
+        return NULL;
+    block = arg_bool(a[KW_BLOCK], 1);
+    exclude = arg_bool(a[KW_EXCLUDE], 0);
+    if (block < 0 || exclude < 0)
+        return NULL;
+    if (exclude) {
+        if (type <= 0) {
+            PyErr_SetString(PyExc_ValueError, "exclude=True needs a type > 0");
+            return NULL;
+        }
+        flags |= PBX_EXCEPT;
+    }
+    q = handle_get(self);
+    if (q == NULL)
+        return NULL;
+    memset(&loan, 0, sizeof loan);
+    r = pbx_recv_loan(q, type, flags | PBX_NOWAIT, &loan);
+    if (block) {
+        while (r == -ENOMSG || r == -EAGAIN || r == -EINTR) {
+            ts = PyEval_SaveThread();
+            r = pbx_recv_loan(q, type, flags, &loan);
+            PyEval_RestoreThread(ts);
+            if (r == -EINTR && PyErr_CheckSignals() < 0) {
+                handle_put(self);
+                return NULL;
+            }
+        }
+    }
+    if (r < 0) {
+        handle_put(self);
+        return raise_pbx((int) r, 0, NULL);
+    }
+    l = PyObject_New(Loan, &LoanType);
+    if (l == NULL) {
+        pbx_return(&loan); /* taken: only memory failed */
+        handle_put(self);
+        return NULL;
+    }
+    Py_INCREF(self);
+    l->mailbox = self;
+    l->loan = loan;
+    l->piece = NULL;
+    l->bytes = NULL;
+    l->exports = 0;
+    l->held = 1; /* from here the loan owns the call on the handle */
+    if (loan.len > 0) {
+        void *p;
+        ssize_t n = pbx_loan_piece(&l->loan, 0, &p);
+
+        if (n == (ssize_t) loan.len) {
+            l->piece = p;
+        } else if (n > 0) {
+            char *dst;
+
+            l->bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t) loan.len);
+            if (l->bytes == NULL) {
+                Py_DECREF(l);
+                return NULL;
+            }
+            dst = PyBytes_AS_STRING(l->bytes);
+            for (size_t off = 0; off < loan.len; off += (size_t) n) {
+                n = pbx_loan_piece(&l->loan, off, &p);
+                if (n <= 0)
+                    break;
+                memcpy(dst + off, p, (size_t) n);
+            }
+        }
+        if (n <= 0) {
+            Py_DECREF(l);
+            return raise_pbx(n < 0 ? (int) n : -EBADMSG, 0, NULL);
+        }
+    } else {
+        l->bytes = PyBytes_FromStringAndSize(NULL, 0);
+        if (l->bytes == NULL) {
+            Py_DECREF(l);
+            return NULL;
+        }
+    }
+    return (PyObject *) l;
+}
+
+static int Loan_getbuffer(Loan *l, Py_buffer *view, int flags)
+{
+    if (!l->held || l->piece == NULL) {
+        PyErr_SetString(PyExc_BufferError, l->held ? "this loan's payload is in several pieces: "
+                                                     "use loan.data (bytes)"
+                                                   : "the loan has ended");
+        view->obj = NULL;
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *) l, l->piece, (Py_ssize_t) l->loan.len, 1, flags) < 0)
+        return -1;
+    l->exports++;
+    return 0;
+}
+
+static void Loan_releasebuffer(Loan *l, Py_buffer *view)
+{
+    (void) view;
+    l->exports--;
+}
+
+static PyBufferProcs Loan_as_buffer = {(getbufferproc) Loan_getbuffer,
+                                       (releasebufferproc) Loan_releasebuffer};
+
+static PyObject *Loan_close(Loan *l, PyObject *unused)
+{
+    int r;
+
+    (void) unused;
+    if (!l->held)
+        Py_RETURN_NONE;
+    if (l->exports > 0) {
+        PyErr_Format(PyExc_BufferError,
+                     "%zd memoryview(s) of the loan's payload still exist: release them "
+                     "(view.release() or del) before the loan ends",
+                     l->exports);
+        return NULL;
+    }
+    r = loan_end(l);
+    if (r < 0)
+        return raise_pbx(r, 0, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Loan_enter(Loan *l, PyObject *unused)
+{
+    (void) unused;
+    Py_INCREF(l);
+    return (PyObject *) l;
+}
+
+static PyObject *Loan_exit(Loan *l, PyObject *args)
+{
+    PyObject *exc_type = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : Py_None;
+    PyObject *r;
+
+    /* The block raised and a view is still referenced (by its traceback, say): do not hide
+     * that exception; the loan ends when the last view goes (dealloc). */
+    if (exc_type != Py_None && l->exports > 0)
+        Py_RETURN_FALSE;
+    r = Loan_close(l, NULL);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static void Loan_dealloc(Loan *l)
+{
+    /* No view exists (each holds a reference): returning is safe. */
+    if (l->held) {
+        PyObject *et, *ev, *tb;
+
+        PyErr_Fetch(&et, &ev, &tb);
+        (void) loan_end(l);
+        PyErr_Restore(et, ev, tb);
+    }
+    Py_CLEAR(l->mailbox);
+    Py_CLEAR(l->bytes);
+    PyObject_Free(l);
+}
+
+static PyObject *Loan_get_data(Loan *l, void *unused)
+{
+    (void) unused;
+    if (!l->held) {
+        PyErr_SetString(PyExc_ValueError, "the loan has ended");
+        return NULL;
+    }
+    if (l->bytes != NULL) {
+        Py_INCREF(l->bytes);
+        return l->bytes;
+    }
+    return PyMemoryView_FromObject((PyObject *) l);
+}
+
+static PyObject *Loan_get_type(Loan *l, void *unused)
+{
+    (void) unused;
+    return PyLong_FromLong(l->loan.type);
+}
+
+static PyObject *Loan_get_closed(Loan *l, void *unused)
+{
+    (void) unused;
+    return PyBool_FromLong(!l->held);
+}
+
+static Py_ssize_t Loan_len(Loan *l)
+{
+    return (Py_ssize_t) l->loan.len;
+}
+
+static PySequenceMethods Loan_as_sequence = {.sq_length = (lenfunc) Loan_len};
+
+static PyMethodDef Loan_methods[] = {
+    {"close", (PyCFunction) Loan_close, METH_NOARGS,
+     "close()\n\nEnd the loan: the message is removed for good. Raises BufferError (and\n"
+     "keeps the loan) while a memoryview of the data exists. Idempotent."},
+    {"__enter__", (PyCFunction) Loan_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction) Loan_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef Loan_getset[] = {
+    {"data", (getter) Loan_get_data, NULL,
+     "the payload: a read-only memoryview in place (one piece) or bytes", NULL},
+    {"type", (getter) Loan_get_type, NULL, "the message type", NULL},
+    {"closed", (getter) Loan_get_closed, NULL, "True once the loan has ended", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject LoanType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "postbox.Loan",
+    .tp_basicsize = sizeof(Loan),
+    .tp_dealloc = (destructor) Loan_dealloc,
+    .tp_as_buffer = &Loan_as_buffer,
+    .tp_as_sequence = &Loan_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A message lent in place (Mailbox.recv_loan()): .data, .type, len(); close(),\n"
+              "or use it as a context manager. Views of .data must not outlive it.",
+    .tp_methods = Loan_methods,
+    .tp_getset = Loan_getset,
+};
+
 /* ---- Mailbox: the rest -------------------------------------------------------------------- */
 
 PyDoc_STRVAR(stat_doc, "stat() -> Stat\n\nThe mailbox's limits, contents and counters.");
@@ -1659,6 +1943,8 @@ static PyMethodDef Mailbox_methods[] = {
      recv_into_doc},
     {"claim", (PyCFunction) (void (*)(void)) Mailbox_claim, METH_FASTCALL | METH_KEYWORDS,
      claim_doc},
+    {"recv_loan", (PyCFunction) (void (*)(void)) Mailbox_recv_loan, METH_FASTCALL | METH_KEYWORDS,
+     recv_loan_doc},
     {"send_many", (PyCFunction) (void (*)(void)) Mailbox_send_many, METH_FASTCALL | METH_KEYWORDS,
      send_many_doc},
     {"recv_many", (PyCFunction) (void (*)(void)) Mailbox_recv_many, METH_FASTCALL | METH_KEYWORDS,
@@ -1830,7 +2116,8 @@ PyMODINIT_FUNC PyInit__postbox(void)
          PyStructSequence_InitType2(&StatType, &stat_desc) < 0 ||
          PyStructSequence_InitType2(&PeerType, &peer_desc) < 0))
         return NULL;
-    if (PyType_Ready(&MailboxType) < 0 || PyType_Ready(&ClaimType) < 0)
+    if (PyType_Ready(&MailboxType) < 0 || PyType_Ready(&ClaimType) < 0 ||
+        PyType_Ready(&LoanType) < 0)
         return NULL;
     mod = PyModule_Create(&module_def);
     if (mod == NULL)
@@ -1883,6 +2170,9 @@ PyMODINIT_FUNC PyInit__postbox(void)
         goto fail;
     Py_INCREF(&ClaimType);
     if (PyModule_AddObject(mod, "Claim", (PyObject *) &ClaimType) < 0)
+        goto fail;
+    Py_INCREF(&LoanType);
+    if (PyModule_AddObject(mod, "Loan", (PyObject *) &LoanType) < 0)
         goto fail;
     Py_INCREF(&MessageType);
     if (PyModule_AddObject(mod, "Message", (PyObject *) &MessageType) < 0)

@@ -32,6 +32,7 @@ def test_looking_handle_sees_stat_and_peers(mb):
         lambda ro: ro.peek(),
         lambda ro: ro.recv_into(bytearray(16)),
         lambda ro: ro.claim(),
+        lambda ro: ro.recv_loan(),
         lambda ro: ro.notify(0),
         lambda ro: ro.fileno(),
         lambda ro: ro.remove(),
