@@ -1559,8 +1559,10 @@ static int Loan_getbuffer(Loan *l, Py_buffer *view, int flags)
         view->obj = NULL;
         return -1;
     }
-    if (PyBuffer_FillInfo(view, (PyObject *) l, l->piece, (Py_ssize_t) l->loan.len, 1, flags) < 0)
+    if (PyBuffer_FillInfo(view, (PyObject *) l, l->piece, (Py_ssize_t) l->loan.len, 1, flags) < 0) {
+        view->obj = NULL; /* e.g. a writable buffer was asked for */
         return -1;
+    }
     l->exports++;
     return 0;
 }

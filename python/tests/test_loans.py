@@ -108,3 +108,19 @@ def test_loan_is_not_a_writable_buffer(mb):
         with pytest.raises((BufferError, TypeError)):
             io.BytesIO(b"XY").readinto(loan)  # asks for a writable buffer
         assert loan.data == b"ro"  # a temporary view, released at once
+
+
+def test_spool_loans_by_copying_follow_the_same_rules(tmp_path):
+    path = "spool:" + str(tmp_path / "box")
+    with postbox.Mailbox(path, create=True) as mb:
+        mb.send(b"durable", type=3)
+        loan = mb.recv_loan()
+        view = loan.data
+        with pytest.raises(BufferError):
+            loan.close()
+        assert bytes(view) == b"durable" and loan.type == 3
+        view.release()
+        loan.close()
+        with pytest.raises(postbox.Empty):
+            mb.recv(block=False)
+        mb.remove()
