@@ -1,6 +1,7 @@
 /*
- * _postbox.c — the CPython extension behind `import postbox`: the Mailbox, Message, Claim, Stat
- * and Peer types and the exceptions, over the C library (include/postbox.h), linked statically.
+ * _postbox.c — the CPython extension behind `import postbox`: the Mailbox, Message, Claim,
+ * Loan, Stat and Peer types and the exceptions, over the C library (include/postbox.h), linked
+ * statically.
  * It is a C extension rather than ctypes or cffi because the per-call cost is the point: a
  * 16-byte send + receive should cost little more than the interpreter's own method calls.
  * Three rules shape every call (docs/python.md states them for users):
