@@ -6,8 +6,13 @@ Three scenarios, each with 16-byte messages, each run for four transports in the
   pingpong   two processes bounce a message: type 1 one way, type 2 back (round-trip latency)
   stream     one process sends, another receives, as fast as they can (throughput)
 (the two processes of pingpong and stream are pinned to two different CPUs, when there are two)
+and two more that compare the binding's batches with its single calls (same run, same pattern):
+  call-batch     one process sends --batch messages, then receives them: send_many()+recv_many()
+                 against as many send()s then recv()s (ns per message sent and received)
+  stream-batch   as stream, the producer calling send_many() and the consumer recv_many()
 transports:
   postbox          the binding (postbox.Mailbox)
+  postbox-batch    the binding's send_many()/recv_many() (the batch cases only)
   sysv-kernel      the sysv_ipc module (Debian python3-sysv-ipc) on the kernel's queues
   sysv-postbox     the same sysv_ipc code with LD_PRELOAD=libpostbox-sysv.so
   mp-queue         multiprocessing.Queue (pipes, pickling and a feeder thread)
@@ -22,7 +27,7 @@ targets. Every message is checked; the benchmark never judges speed by itself (i
 whatever the ratios).
 
 Usage: bench.py --preload build/sysv/libpostbox-sysv.so [--quick] [--repeat N]
-                [--calls N] [--rounds N] [--stream N]
+                [--calls N] [--rounds N] [--stream N] [--batch N] [--no-batch]
 """
 import argparse
 import os
@@ -35,6 +40,9 @@ import time
 PAYLOAD = b"0123456789abcdef"  # 16 bytes
 TRANSPORTS = ["postbox", "sysv-kernel", "sysv-postbox", "mp-queue"]
 CASES = ["call", "pingpong", "stream"]
+BATCH_TRANSPORTS = ["postbox", "postbox-batch"]
+BATCH_CASES = ["call-batch", "stream-batch"]
+BATCH = 32  # messages per batch (--batch); the default mailbox holds 4096
 
 
 # ---- the transports, each as (send, recv, cleanup) factories -------------------------------
@@ -113,7 +121,7 @@ def flush(tr):
 
 
 def make_transport(name):
-    if name == "postbox":
+    if name.startswith("postbox"):
         return PostboxT()
     if name.startswith("sysv"):
         return SysvT()
@@ -227,9 +235,70 @@ def case_stream(tr, n):
     return n / (t1 - t0) / 1e6, "M msg/s"
 
 
+def case_call_batch(tr, n, many):
+    """n messages in rounds of BATCH: all sent, then all received."""
+    mb = tr.mb
+    batch = [PAYLOAD] * BATCH
+    expect = [(PAYLOAD, 1)] * BATCH
+    rounds = max(n // BATCH, 1)
+    send, recv, send_many, recv_many = mb.send, mb.recv, mb.send_many, mb.recv_many
+    for warm in (True, False):
+        t0 = time.perf_counter()
+        for _ in range(rounds // 10 if warm else rounds):
+            if many:
+                if send_many(batch) != BATCH or recv_many(BATCH) != expect:
+                    raise SystemExit("bench: wrong batch")
+            else:
+                for m in batch:
+                    send(m)
+                for _ in batch:
+                    if recv()[0] != PAYLOAD:
+                        raise SystemExit("bench: wrong payload")
+        t1 = time.perf_counter()
+    return (t1 - t0) / (rounds * BATCH) * 1e9, "ns/message"
+
+
+def case_stream_batch(tr, n, many):
+    mb = tr.mb
+    batch = [PAYLOAD] * BATCH
+    n = max(n // BATCH, 1) * BATCH
+
+    def produce():
+        if many:
+            for _ in range(n // BATCH):
+                mb.send_many(batch)
+        else:
+            for _ in range(n):
+                mb.send(PAYLOAD)
+
+    pin(0)
+    t0 = time.perf_counter()
+    pid = fork_run(produce)
+    got = 0
+    if many:
+        while got < n:
+            ms = mb.recv_many(BATCH)
+            for m in ms:
+                if m[0] != PAYLOAD:
+                    raise SystemExit("bench: wrong payload")
+            got += len(ms)
+    else:
+        for _ in range(n):
+            if mb.recv()[0] != PAYLOAD:
+                raise SystemExit("bench: wrong payload")
+    t1 = time.perf_counter()
+    reap(pid)
+    return n / (t1 - t0) / 1e6, "M msg/s"
+
+
 def worker(transport, case, n):
     tr = make_transport(transport)
     try:
+        if case in BATCH_CASES:
+            fn = case_call_batch if case == "call-batch" else case_stream_batch
+            value, unit = fn(tr, n, transport == "postbox-batch")
+            print("RESULT %r %s" % (value, unit))
+            return
         if case == "call":
             fn = case_call_mp if isinstance(tr, MpQueueT) else case_call
         else:
@@ -248,7 +317,7 @@ def run_worker(args, transport, case, n, workdir):
     if transport == "sysv-postbox":
         env["LD_PRELOAD"] = args.preload
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", transport, case,
-                          str(n)], env=env, check=True, capture_output=True, text=True,
+                          str(n), str(args.batch)], env=env, check=True, capture_output=True, text=True,
                          timeout=900).stdout
     line = [l for l in out.splitlines() if l.startswith("RESULT ")][-1]
     _, value, unit = line.split(" ", 2)
@@ -257,6 +326,8 @@ def run_worker(args, transport, case, n, workdir):
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        global BATCH
+        BATCH = int(sys.argv[5])
         worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -266,6 +337,8 @@ def main():
     p.add_argument("--calls", type=int, default=None)
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--stream", type=int, default=None)
+    p.add_argument("--batch", type=int, default=BATCH, help="messages per batch (batch cases)")
+    p.add_argument("--no-batch", action="store_true", help="leave out the batch cases")
     args = p.parse_args()
     try:
         import sysv_ipc  # noqa: F401
@@ -276,10 +349,17 @@ def main():
     counts = {"call": 200000, "pingpong": 20000, "stream": 300000}
     if args.quick:
         counts = {"call": 20000, "pingpong": 2000, "stream": 20000}
+    if not 1 <= args.batch <= 4096:
+        raise SystemExit("bench-python: --batch must be 1 to 4096 (the mailbox's capacity)")
     for case, opt in (("call", args.calls), ("pingpong", args.rounds), ("stream", args.stream)):
         if opt:
             counts[case] = opt
     repeat = args.repeat or (1 if args.quick else 5)
+    counts["call-batch"] = counts["call"]
+    counts["stream-batch"] = counts["stream"]
+    plan = [(case, TRANSPORTS) for case in CASES]
+    if not args.no_batch:
+        plan += [(case, BATCH_TRANSPORTS) for case in BATCH_CASES]
 
     # The transports take turns within each repetition, so that the load of a shared machine,
     # which changes from second to second, weighs on all of them alike; a ratio is also taken
@@ -288,12 +368,12 @@ def main():
     runs = {}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="pbx-bench-py.") as workdir:
-        for case in CASES:
+        for case, transports in plan:
             for _ in range(repeat):
-                for transport in TRANSPORTS:
+                for transport in transports:
                     runs.setdefault((case, transport), []).append(
                         run_worker(args, transport, case, counts[case], workdir))
-            for transport in TRANSPORTS:
+            for transport in transports:
                 value = statistics.median(v for v, _ in runs[case, transport])
                 unit = runs[case, transport][0][1]
                 results[case, transport] = value
@@ -331,6 +411,19 @@ def main():
           "stream %.1fx" % (ratio("call", "sysv-kernel", "sysv-postbox"),
                             ratio("pingpong", "sysv-kernel", "sysv-postbox"),
                             ratio("stream", "sysv-postbox", "sysv-kernel")))
+    if args.no_batch:
+        return
+    print()
+    print("batches of %d, 16-byte messages, median of %d runs:" % (args.batch, repeat))
+    print("%-14s %-18s %14s %14s" % ("case", "unit", *BATCH_TRANSPORTS))
+    print("%-14s %-18s %14.4g %14.4g" % ("call-batch", "ns per message", *[
+        results["call-batch", t] for t in BATCH_TRANSPORTS]))
+    print("%-14s %-18s %14.4g %14.4g" % ("stream-batch", "M msg/s", *[
+        results["stream-batch", t] for t in BATCH_TRANSPORTS]))
+    print("call-batch:   send_many+recv_many %.2fx faster per message than send+recv" % (
+        ratio("call-batch", "postbox", "postbox-batch")))
+    print("stream-batch: send_many/recv_many %.2fx the throughput of send/recv" % (
+        ratio("stream-batch", "postbox-batch", "postbox")))
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,8 @@ links the library statically). The guide is docs/python.md; in short::
 
 Errors are OSError subclasses with ``errno`` set: Empty (also queue.Empty and
 BlockingIOError), Full (also queue.Full), RecvTimeout/SendTimeout (also TimeoutError),
-Removed (EIDRM), and the builtin FileNotFoundError, FileExistsError, PermissionError.
+Removed (EIDRM), ReadOnly (EBADF: a call a readonly=True handle may not make; also
+PermissionError), and the builtin FileNotFoundError, FileExistsError, PermissionError.
 """
 
 import sys as _sys
@@ -33,8 +34,10 @@ from ._postbox import (  # noqa: F401  (re-exported)
     Claim,
     Empty,
     Full,
+    Loan,
     Message,
     Peer,
+    ReadOnly,
     RecvTimeout,
     Removed,
     SendTimeout,
@@ -47,8 +50,8 @@ from ._postbox import (  # noqa: F401  (re-exported)
 __version__ = library_version
 
 __all__ = [
-    "Mailbox", "Message", "Claim", "Stat", "Peer",
-    "Empty", "Full", "RecvTimeout", "SendTimeout", "Removed",
+    "Mailbox", "Message", "Claim", "Loan", "Stat", "Peer",
+    "Empty", "Full", "RecvTimeout", "SendTimeout", "Removed", "ReadOnly",
     "unlink", "strerror",
     "BLOCK", "DROP_NEWEST", "DROP_OLDEST",
     "DURABLE_ALWAYS", "DURABLE_BATCH", "DURABLE_NONE",

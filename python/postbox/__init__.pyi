@@ -1,6 +1,6 @@
 # Type hints for the postbox package (the C extension postbox._postbox and its Python part).
 import queue
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, NamedTuple, Optional, Tuple, Type, Union
 
@@ -26,6 +26,7 @@ class Full(BlockingIOError, queue.Full): ...
 class RecvTimeout(Empty, TimeoutError): ...
 class SendTimeout(Full, TimeoutError): ...
 class Removed(OSError): ...
+class ReadOnly(PermissionError): ...
 
 class Message(Tuple[bytes, int]):
     @property
@@ -82,6 +83,24 @@ class Claim:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+class Loan:
+    @property
+    def data(self) -> Union[memoryview, bytes]: ...
+    @property
+    def type(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int) -> memoryview: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Loan: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
 class Mailbox:
     def __new__(
         cls,
@@ -95,6 +114,7 @@ class Mailbox:
         max_msg_size: Optional[int] = ...,
         overflow: Optional[int] = ...,
         durability: Optional[int] = ...,
+        readonly: bool = ...,
     ) -> Self: ...
     @classmethod
     def private(
@@ -112,6 +132,8 @@ class Mailbox:
     def closed(self) -> bool: ...
     @property
     def max_msg_size(self) -> int: ...
+    @property
+    def readonly(self) -> bool: ...
     def send(
         self,
         data: Buffer,
@@ -158,6 +180,31 @@ class Mailbox:
         exclude: bool = ...,
         truncate: bool = ...,
     ) -> Claim: ...
+    def recv_loan(
+        self,
+        type: int = ...,
+        *,
+        block: bool = ...,
+        exclude: bool = ...,
+    ) -> Loan: ...
+    def send_many(
+        self,
+        messages: Iterable[Union[Buffer, Tuple[Buffer, int]]],
+        type: int = ...,
+        *,
+        block: bool = ...,
+        timeout: Optional[float] = ...,
+    ) -> int: ...
+    def recv_many(
+        self,
+        max: int,
+        type: int = ...,
+        *,
+        block: bool = ...,
+        timeout: Optional[float] = ...,
+        exclude: bool = ...,
+        truncate: bool = ...,
+    ) -> list[Message]: ...
     def stat(self) -> Stat: ...
     def peers(self) -> list[Peer]: ...
     def notify(self, signal: int, value: int = ...) -> None: ...

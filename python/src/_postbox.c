@@ -1,6 +1,7 @@
 /*
- * _postbox.c — the CPython extension behind `import postbox`: the Mailbox, Message, Claim, Stat
- * and Peer types and the exceptions, over the C library (include/postbox.h), linked statically.
+ * _postbox.c — the CPython extension behind `import postbox`: the Mailbox, Message, Claim,
+ * Loan, Stat and Peer types and the exceptions, over the C library (include/postbox.h), linked
+ * statically.
  * It is a C extension rather than ctypes or cffi because the per-call cost is the point: a
  * 16-byte send + receive should cost little more than the interpreter's own method calls.
  * Three rules shape every call (docs/python.md states them for users):
@@ -41,6 +42,7 @@ static PyObject *FullError;        /* BlockingIOError, queue.Full; errno EAGAIN 
 static PyObject *RecvTimeoutError; /* Empty, TimeoutError; errno ETIMEDOUT */
 static PyObject *SendTimeoutError; /* Full, TimeoutError; errno ETIMEDOUT */
 static PyObject *RemovedError;     /* OSError; errno EIDRM */
+static PyObject *ReadOnlyError;    /* PermissionError; errno EBADF (a readonly=True handle) */
 
 static PyTypeObject MessageType;
 static PyTypeObject StatType;
@@ -58,10 +60,12 @@ enum kw {
     KW_EXCLUDE,
     KW_TRUNCATE,
     KW_BUFFER,
+    KW_MESSAGES,
+    KW_MAX,
     KW_COUNT
 };
-static const char *const kw_names[KW_COUNT] = {"data", "type",    "block",    "timeout",
-                                               "sync", "exclude", "truncate", "buffer"};
+static const char *const kw_names[KW_COUNT] = {"data",    "type",     "block",  "timeout",  "sync",
+                                               "exclude", "truncate", "buffer", "messages", "max"};
 static PyObject *kw_strings[KW_COUNT];
 
 /* Incremented in the child after fork(): see LIFETIME. */
@@ -96,6 +100,9 @@ static PyObject *raise_pbx(int err, int sending, PyObject *name)
         break;
     case EIDRM:
         cls = RemovedError;
+        break;
+    case EBADF:
+        cls = ReadOnlyError;
         break;
     default:
         cls = PyExc_OSError;
@@ -231,6 +238,7 @@ typedef struct {
     int closed;
     unsigned long generation;
     uint32_t max_msg_size;
+    int readonly; /* opened with PBX_RDONLY: only stat() and peers() work */
     PyObject *weakrefs;
 } Mailbox;
 
@@ -289,7 +297,10 @@ struct op {
     size_t cap;
     long type_out;
     uint64_t claim;
-    enum { OP_SEND, OP_RECV, OP_CLAIM } kind;
+    /* batches: msgv[0..n-1] */
+    struct pbx_msgv *msgv;
+    size_t n;
+    enum { OP_SEND, OP_RECV, OP_CLAIM, OP_SENDV, OP_RECVV } kind;
 };
 
 static ssize_t op_run(struct op *op, int flags, const struct timespec *ts)
@@ -302,6 +313,10 @@ static ssize_t op_run(struct op *op, int flags, const struct timespec *ts)
     case OP_CLAIM:
         return pbx_timedclaim(op->q, op->type, op->buf, op->cap, flags, &op->type_out, &op->claim,
                               ts);
+    case OP_SENDV:
+        return pbx_timedsendv(op->q, op->msgv, op->n, flags, ts);
+    case OP_RECVV:
+        return pbx_timedrecvv(op->q, op->type, op->msgv, op->n, flags, ts);
     }
     return -EINVAL;
 }
@@ -328,7 +343,7 @@ static void to_timespec(double s, struct timespec *ts)
 
 static ssize_t run_blocking(struct op *op, const struct wait_spec *w)
 {
-    int would_block = op->kind == OP_SEND ? -EAGAIN : -ENOMSG;
+    int would_block = (op->kind == OP_SEND || op->kind == OP_SENDV) ? -EAGAIN : -ENOMSG;
     int sync = op->flags & PBX_SYNC;
     int flags = op->flags;
     PyThreadState *ts_gil;
@@ -529,10 +544,11 @@ static PyObject *Mailbox_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     PyThreadState *ts;
     static char *kwlist[] = {"name",      "create",       "exclusive", "mode",       "max_msgs",
-                             "max_bytes", "max_msg_size", "overflow",  "durability", NULL};
+                             "max_bytes", "max_msg_size", "overflow",  "durability", "readonly",
+                             NULL};
     PyObject *name_obj;
     PyObject *path = NULL;
-    int create = 0, exclusive = 0;
+    int create = 0, exclusive = 0, readonly = 0;
     PyObject *mode = NULL, *max_msgs = NULL, *max_bytes = NULL, *max_msg_size = NULL;
     PyObject *overflow = NULL, *durability = NULL;
     struct pbx_options o;
@@ -541,9 +557,9 @@ static PyObject *Mailbox_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     int flags = 0;
     int r;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$ppOOOOOO:Mailbox", kwlist, &name_obj, &create,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$ppOOOOOOp:Mailbox", kwlist, &name_obj, &create,
                                      &exclusive, &mode, &max_msgs, &max_bytes, &max_msg_size,
-                                     &overflow, &durability))
+                                     &overflow, &durability, &readonly))
         return NULL;
     if (!PyUnicode_Check(name_obj)) {
         PyErr_Format(PyExc_TypeError, "mailbox name must be a str, not '%.100s'",
@@ -557,6 +573,11 @@ static PyObject *Mailbox_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "exclusive=True needs create=True");
         return NULL;
     }
+    if (readonly && create) {
+        Py_DECREF(path);
+        PyErr_SetString(PyExc_ValueError, "readonly=True cannot create a mailbox");
+        return NULL;
+    }
     if (fill_options(&o, mode, max_msgs, max_bytes, max_msg_size, overflow, durability) < 0) {
         Py_DECREF(path);
         return NULL;
@@ -565,6 +586,8 @@ static PyObject *Mailbox_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         flags |= PBX_CREATE;
     if (exclusive)
         flags |= PBX_EXCL;
+    if (readonly)
+        flags |= PBX_RDONLY;
     ts = PyEval_SaveThread();
     r = pbx_open(PyBytes_AS_STRING(path), flags, &o, &q);
     PyEval_RestoreThread(ts);
@@ -577,6 +600,8 @@ static PyObject *Mailbox_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return raise_pbx(r, 0, name_obj);
     }
     res = mailbox_adopt(type, q, name_obj);
+    if (res != NULL)
+        ((Mailbox *) res)->readonly = readonly;
     return res;
 }
 
@@ -904,6 +929,290 @@ static PyObject *Mailbox_recv_into(Mailbox *self, PyObject *const *args, Py_ssiz
     return Py_BuildValue("(nl)", (Py_ssize_t) r, op.type_out);
 }
 
+/* ---- Mailbox: batches (send_many, recv_many) ----------------------------------------------
+ * On top of pbx_sendv()/pbx_recvv() and their timed forms, through run_blocking() as the single
+ * calls go: one try with PBX_NOWAIT holding the GIL, the wait without it. */
+
+/* Sets `sent` on the exception being raised (the messages queued before a hard error). */
+static PyObject *raise_with_sent(int err, Py_ssize_t sent)
+{
+    PyObject *et, *ev, *tb, *n;
+
+    raise_pbx(err, 1, NULL);
+    if (sent <= 0)
+        return NULL;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyErr_NormalizeException(&et, &ev, &tb);
+    n = PyLong_FromSsize_t(sent);
+    if (ev != NULL && n != NULL)
+        (void) PyObject_SetAttrString(ev, "sent", n); /* fails only on memory: keep the error */
+    Py_XDECREF(n);
+    PyErr_Clear();
+    PyErr_Restore(et, ev, tb);
+    return NULL;
+}
+
+PyDoc_STRVAR(send_many_doc,
+             "send_many(messages, type=1, *, block=True, timeout=None) -> int\n\n"
+             "Queue many messages in order, taking the send lock once for as many as fit:\n"
+             "messages is an iterable of bytes-like objects (sent with `type`) or of\n"
+             "(data, type) pairs (a received Message is one). Every entry is checked first:\n"
+             "a bad type or a payload above max_msg_size raises with nothing sent.\n"
+             "Returns how many were processed: all of them, unless block=False found the\n"
+             "mailbox full or the timeout ran out after some were queued (then fewer; the\n"
+             "rest were not sent). Raises Full / SendTimeout only when none was queued.\n"
+             "Another error after some were queued (Removed, ...) is raised with the count\n"
+             "in the exception's `sent` attribute. Under DROP_NEWEST a message that found no\n"
+             "room is discarded and counted as processed, as send() would discard it.");
+
+static const enum kw send_many_order[] = {KW_MESSAGES, KW_TYPE};
+static const enum kw send_many_allowed[] = {KW_MESSAGES, KW_TYPE, KW_BLOCK, KW_TIMEOUT};
+
+static PyObject *Mailbox_send_many(Mailbox *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    PyObject *a[KW_COUNT];
+    struct wait_spec w;
+    struct op op;
+    PyObject *seq;
+    Py_buffer *views = NULL;
+    struct pbx_msgv *msgv = NULL;
+    Py_ssize_t n, nviews = 0, sent = 0;
+    PyObject *result = NULL;
+    double deadline = 0;
+    long dflt_type;
+    ssize_t r;
+
+    if (parse_args("send_many", args, nargs, kwnames, send_many_order, 2, send_many_allowed, 4, a) <
+        0)
+        return NULL;
+    if (a[KW_MESSAGES] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "send_many() missing required argument 'messages'");
+        return NULL;
+    }
+    if (arg_type(a[KW_TYPE], 1, &dflt_type) < 0 || arg_wait(a[KW_BLOCK], a[KW_TIMEOUT], &w) < 0)
+        return NULL;
+    if (dflt_type < 1) {
+        PyErr_SetString(PyExc_ValueError, "message type must be >= 1");
+        return NULL;
+    }
+    seq = PySequence_Fast(a[KW_MESSAGES], "send_many() needs an iterable of messages");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0) {
+        Py_DECREF(seq);
+        return PyLong_FromLong(0);
+    }
+    views = PyMem_Calloc((size_t) n, sizeof *views);
+    msgv = PyMem_Calloc((size_t) n, sizeof *msgv);
+    if (views == NULL || msgv == NULL) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *data = item;
+        long type = dflt_type;
+
+        if (PyTuple_Check(item)) {
+            if (PyTuple_GET_SIZE(item) != 2) {
+                PyErr_Format(PyExc_TypeError,
+                             "send_many(): message %zd: a tuple must be (data, type)", i);
+                goto out;
+            }
+            data = PyTuple_GET_ITEM(item, 0);
+            if (arg_type(PyTuple_GET_ITEM(item, 1), 1, &type) < 0)
+                goto out;
+            if (type < 1) {
+                PyErr_Format(PyExc_ValueError, "send_many(): message %zd: type must be >= 1", i);
+                goto out;
+            }
+        }
+        msgv[i].type = type;
+        if (PyBytes_CheckExact(data)) { /* immutable: read in place, no view to hold */
+            msgv[i].data = PyBytes_AS_STRING(data);
+            msgv[i].len = (size_t) PyBytes_GET_SIZE(data);
+            continue;
+        }
+        if (PyObject_GetBuffer(data, &views[i], PyBUF_SIMPLE) < 0)
+            goto out;
+        nviews = i + 1;
+        msgv[i].data = views[i].buf;
+        msgv[i].len = (size_t) views[i].len;
+    }
+    memset(&op, 0, sizeof op);
+    op.kind = OP_SENDV;
+    op.q = handle_get(self);
+    if (op.q == NULL)
+        goto out;
+    if (w.timed)
+        deadline = now_monotonic() + w.seconds;
+    for (;;) {
+        op.msgv = msgv + sent;
+        op.n = (size_t) (n - sent);
+        r = run_blocking(&op, &w);
+        if (r == PBX_PYERR) {
+            if (sent > 0) { /* a signal handler raised: say how many went before */
+                PyObject *et, *ev, *tb, *c = PyLong_FromSsize_t(sent);
+
+                PyErr_Fetch(&et, &ev, &tb);
+                PyErr_NormalizeException(&et, &ev, &tb);
+                if (ev != NULL && c != NULL && PyObject_SetAttrString(ev, "sent", c) < 0)
+                    PyErr_Clear();
+                Py_XDECREF(c);
+                PyErr_Restore(et, ev, tb);
+            }
+            break;
+        }
+        if (r < 0) {
+            if (sent > 0 && (r == -EAGAIN || r == -ETIMEDOUT))
+                result = PyLong_FromSsize_t(sent);
+            else
+                raise_with_sent((int) r, sent);
+            break;
+        }
+        sent += r;
+        if (sent >= n) {
+            result = PyLong_FromSsize_t(sent);
+            break;
+        }
+        /* Stopped at msgv[sent]: its result says why. */
+        r = msgv[sent].result;
+        if (r == -EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                PyObject *et, *ev, *tb, *c = PyLong_FromSsize_t(sent);
+
+                PyErr_Fetch(&et, &ev, &tb);
+                PyErr_NormalizeException(&et, &ev, &tb);
+                if (ev != NULL && c != NULL && PyObject_SetAttrString(ev, "sent", c) < 0)
+                    PyErr_Clear();
+                Py_XDECREF(c);
+                PyErr_Restore(et, ev, tb);
+                break;
+            }
+        } else if (r != -EAGAIN || !w.block) {
+            if (r == -EAGAIN || r == -ETIMEDOUT)
+                result = PyLong_FromSsize_t(sent);
+            else
+                raise_with_sent((int) r, sent);
+            break;
+        }
+        if (w.timed) {
+            w.seconds = deadline - now_monotonic();
+            if (w.seconds <= 0) {
+                result = PyLong_FromSsize_t(sent);
+                break;
+            }
+        }
+    }
+    handle_put(self);
+out:
+    for (Py_ssize_t i = 0; i < nviews; i++)
+        if (views[i].obj != NULL) /* entries of exact bytes have none */
+            PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(msgv);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* recv_many() receives into one scratch area of max x max_msg_size bytes, capped here: a
+ * mailbox of large messages takes fewer per call (recv_many returns "up to max" anyway). */
+#define RECV_MANY_SCRATCH (1u << 20)
+
+PyDoc_STRVAR(recv_many_doc,
+             "recv_many(max, type=0, *, block=True, timeout=None, exclude=False, "
+             "truncate=False) -> list[Message]\n\n"
+             "Take up to max messages under one take of the receive lock, each selected by\n"
+             "type as recv() would select it. Waits (unless block=False: raise Empty) until\n"
+             "one matches, then takes what matches without waiting for more: the list has\n"
+             "1 to max messages (fewer than max per call when max x max_msg_size exceeds\n"
+             "1 MiB). timeout raises RecvTimeout when none matched in time. With\n"
+             "truncate=False a message longer than max_msg_size cannot occur.");
+
+static const enum kw recv_many_order[] = {KW_MAX, KW_TYPE};
+static const enum kw recv_many_allowed[] = {KW_MAX,     KW_TYPE,    KW_BLOCK,
+                                            KW_TIMEOUT, KW_EXCLUDE, KW_TRUNCATE};
+
+static PyObject *Mailbox_recv_many(Mailbox *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    PyObject *a[KW_COUNT];
+    struct wait_spec w;
+    struct op op;
+    Py_ssize_t max;
+    size_t room, n;
+    char *scratch;
+    PyObject *list;
+    ssize_t r;
+
+    if (parse_args("recv_many", args, nargs, kwnames, recv_many_order, 2, recv_many_allowed, 6, a) <
+        0)
+        return NULL;
+    if (a[KW_MAX] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "recv_many() missing required argument 'max'");
+        return NULL;
+    }
+    if (!PyLong_Check(a[KW_MAX])) {
+        PyErr_Format(PyExc_TypeError, "max must be an int, not '%.100s'",
+                     Py_TYPE(a[KW_MAX])->tp_name);
+        return NULL;
+    }
+    max = PyLong_AsSsize_t(a[KW_MAX]);
+    if (max == -1 && PyErr_Occurred())
+        return NULL;
+    if (max < 1) {
+        PyErr_SetString(PyExc_ValueError, "max must be >= 1");
+        return NULL;
+    }
+    memset(&op, 0, sizeof op);
+    op.kind = OP_RECVV;
+    if (recv_args(a, &op, &w) < 0)
+        return NULL;
+    room = self->max_msg_size > 0 ? self->max_msg_size : 1;
+    n = (size_t) max;
+    if (n > RECV_MANY_SCRATCH / room)
+        n = RECV_MANY_SCRATCH / room > 0 ? RECV_MANY_SCRATCH / room : 1;
+    scratch = PyMem_Malloc(n * room);
+    op.msgv = PyMem_Calloc(n, sizeof *op.msgv);
+    if (scratch == NULL || op.msgv == NULL) {
+        PyMem_Free(scratch);
+        PyMem_Free(op.msgv);
+        return PyErr_NoMemory();
+    }
+    for (size_t i = 0; i < n; i++) {
+        op.msgv[i].data = scratch + i * room;
+        op.msgv[i].len = room;
+    }
+    op.n = n;
+    list = NULL;
+    op.q = handle_get(self);
+    if (op.q != NULL) {
+        r = run_blocking(&op, &w);
+        handle_put(self);
+        if (r == PBX_PYERR)
+            ;
+        else if (r < 0)
+            raise_pbx((int) r, 0, NULL);
+        else if ((list = PyList_New(r)) != NULL) {
+            for (ssize_t i = 0; i < r; i++) {
+                PyObject *m = make_message(
+                    PyBytes_FromStringAndSize(op.msgv[i].data, op.msgv[i].result), op.msgv[i].type);
+
+                if (m == NULL) { /* the messages are taken; only memory can fail here */
+                    Py_CLEAR(list);
+                    break;
+                }
+                PyList_SET_ITEM(list, i, m);
+            }
+        }
+    }
+    PyMem_Free(scratch);
+    PyMem_Free(op.msgv);
+    return list;
+}
+
 /* ---- Claim -------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1099,6 +1408,292 @@ static PyTypeObject ClaimType = {
               "or use it as a context manager.",
     .tp_methods = Claim_methods,
     .tp_getset = Claim_getset,
+};
+
+/* ---- Loan: a message read in place (pbx_recv_loan) ----------------------------------------
+ * SAFETY. The payload of a receive loan lies in the mailbox's shared memory and is valid only
+ * until pbx_return(). A one-piece payload is handed out as a read-only memoryview of the loan
+ * object itself (its buffer protocol), and the loan counts the views exported: close() returns
+ * the loan only when that count is zero, else raises BufferError and keeps it. Every exported
+ * view holds a reference to the loan, so a loan with views cannot be deallocated either; its
+ * dealloc returns a loan still held. The loan also holds a call on its Mailbox (handle_get), so
+ * Mailbox.close() defers pbx_close() — which would unmap the memory — until the loan ends. A
+ * payload in several pieces is copied into bytes (the loan still ends at close()). */
+
+typedef struct {
+    PyObject_HEAD Mailbox *mailbox;
+    struct pbx_loan loan;
+    void *piece;     /* the payload, when it is one piece */
+    PyObject *bytes; /* the payload copied, when it is not */
+    Py_ssize_t exports;
+    int held;
+} Loan;
+
+static PyTypeObject LoanType;
+
+static int loan_end(Loan *l)
+{
+    int r;
+
+    if (!l->held)
+        return 0;
+    r = pbx_return(&l->loan);
+    l->held = 0;
+    l->piece = NULL;
+    handle_put(l->mailbox);
+    return r;
+}
+
+PyDoc_STRVAR(recv_loan_doc,
+             "recv_loan(type=0, *, block=True, exclude=False) -> Loan\n\n"
+             "Select a message as recv() does and lend it in place, without copying:\n"
+             "loan.data is a read-only memoryview of the mailbox's memory when the payload\n"
+             "lies in one piece (bytes otherwise), loan.type its type. The message is removed\n"
+             "when the loan is closed (as a context manager: when the block ends, even by an\n"
+             "exception). Every memoryview of the data must be released first, else close()\n"
+             "raises BufferError and the loan stays held. No timeout: block=False raises Empty.");
+
+static const enum kw loan_allowed[] = {KW_TYPE, KW_BLOCK, KW_EXCLUDE};
+
+static PyObject *Mailbox_recv_loan(Mailbox *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    PyObject *a[KW_COUNT];
+    struct pbx_loan loan;
+    PyThreadState *ts;
+    long type;
+    int block, exclude, flags = 0;
+    ssize_t r;
+    pbx_t *q;
+    Loan *l;
+
+    if (parse_args("recv_loan", args, nargs, kwnames, recv_order, 1, loan_allowed, 3, a) < 0)
+        return NULL;
+    if (arg_type(a[KW_TYPE], 0, &type) < 0)
+        return NULL;
+    block = arg_bool(a[KW_BLOCK], 1);
+    exclude = arg_bool(a[KW_EXCLUDE], 0);
+    if (block < 0 || exclude < 0)
+        return NULL;
+    if (exclude) {
+        if (type <= 0) {
+            PyErr_SetString(PyExc_ValueError, "exclude=True needs a type > 0");
+            return NULL;
+        }
+        flags |= PBX_EXCEPT;
+    }
+    q = handle_get(self);
+    if (q == NULL)
+        return NULL;
+    memset(&loan, 0, sizeof loan);
+    r = pbx_recv_loan(q, type, flags | PBX_NOWAIT, &loan);
+    if (block) {
+        while (r == -ENOMSG || r == -EAGAIN || r == -EINTR) {
+            ts = PyEval_SaveThread();
+            r = pbx_recv_loan(q, type, flags, &loan);
+            PyEval_RestoreThread(ts);
+            if (r == -EINTR && PyErr_CheckSignals() < 0) {
+                handle_put(self);
+                return NULL;
+            }
+        }
+    }
+    if (r < 0) {
+        handle_put(self);
+        return raise_pbx((int) r, 0, NULL);
+    }
+    l = PyObject_New(Loan, &LoanType);
+    if (l == NULL) {
+        pbx_return(&loan); /* taken: only memory failed */
+        handle_put(self);
+        return NULL;
+    }
+    Py_INCREF(self);
+    l->mailbox = self;
+    l->loan = loan;
+    l->piece = NULL;
+    l->bytes = NULL;
+    l->exports = 0;
+    l->held = 1; /* from here the loan owns the call on the handle */
+    if (loan.len > 0) {
+        void *p;
+        ssize_t n = pbx_loan_piece(&l->loan, 0, &p);
+
+        if (n == (ssize_t) loan.len) {
+            l->piece = p;
+        } else if (n > 0) {
+            char *dst;
+
+            l->bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t) loan.len);
+            if (l->bytes == NULL) {
+                Py_DECREF(l);
+                return NULL;
+            }
+            dst = PyBytes_AS_STRING(l->bytes);
+            for (size_t off = 0; off < loan.len; off += (size_t) n) {
+                n = pbx_loan_piece(&l->loan, off, &p);
+                if (n <= 0)
+                    break;
+                memcpy(dst + off, p, (size_t) n);
+            }
+        }
+        if (n <= 0) {
+            Py_DECREF(l);
+            return raise_pbx(n < 0 ? (int) n : -EBADMSG, 0, NULL);
+        }
+    } else {
+        l->bytes = PyBytes_FromStringAndSize(NULL, 0);
+        if (l->bytes == NULL) {
+            Py_DECREF(l);
+            return NULL;
+        }
+    }
+    return (PyObject *) l;
+}
+
+static int Loan_getbuffer(Loan *l, Py_buffer *view, int flags)
+{
+    if (!l->held || l->piece == NULL) {
+        PyErr_SetString(PyExc_BufferError, l->held ? "this loan's payload is in several pieces: "
+                                                     "use loan.data (bytes)"
+                                                   : "the loan has ended");
+        view->obj = NULL;
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *) l, l->piece, (Py_ssize_t) l->loan.len, 1, flags) < 0) {
+        view->obj = NULL; /* e.g. a writable buffer was asked for */
+        return -1;
+    }
+    l->exports++;
+    return 0;
+}
+
+static void Loan_releasebuffer(Loan *l, Py_buffer *view)
+{
+    (void) view;
+    l->exports--;
+}
+
+static PyBufferProcs Loan_as_buffer = {(getbufferproc) Loan_getbuffer,
+                                       (releasebufferproc) Loan_releasebuffer};
+
+static PyObject *Loan_close(Loan *l, PyObject *unused)
+{
+    int r;
+
+    (void) unused;
+    if (!l->held)
+        Py_RETURN_NONE;
+    if (l->exports > 0) {
+        PyErr_Format(PyExc_BufferError,
+                     "%zd memoryview(s) of the loan's payload still exist: release them "
+                     "(view.release() or del) before the loan ends",
+                     l->exports);
+        return NULL;
+    }
+    r = loan_end(l);
+    if (r < 0)
+        return raise_pbx(r, 0, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Loan_enter(Loan *l, PyObject *unused)
+{
+    (void) unused;
+    Py_INCREF(l);
+    return (PyObject *) l;
+}
+
+static PyObject *Loan_exit(Loan *l, PyObject *args)
+{
+    PyObject *exc_type = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : Py_None;
+    PyObject *r;
+
+    /* The block raised and a view is still referenced (by its traceback, say): do not hide
+     * that exception; the loan ends when the last view goes (dealloc). */
+    if (exc_type != Py_None && l->exports > 0)
+        Py_RETURN_FALSE;
+    r = Loan_close(l, NULL);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static void Loan_dealloc(Loan *l)
+{
+    /* No view exists (each holds a reference): returning is safe. */
+    if (l->held) {
+        PyObject *et, *ev, *tb;
+
+        PyErr_Fetch(&et, &ev, &tb);
+        (void) loan_end(l);
+        PyErr_Restore(et, ev, tb);
+    }
+    Py_CLEAR(l->mailbox);
+    Py_CLEAR(l->bytes);
+    PyObject_Free(l);
+}
+
+static PyObject *Loan_get_data(Loan *l, void *unused)
+{
+    (void) unused;
+    if (!l->held) {
+        PyErr_SetString(PyExc_ValueError, "the loan has ended");
+        return NULL;
+    }
+    if (l->bytes != NULL) {
+        Py_INCREF(l->bytes);
+        return l->bytes;
+    }
+    return PyMemoryView_FromObject((PyObject *) l);
+}
+
+static PyObject *Loan_get_type(Loan *l, void *unused)
+{
+    (void) unused;
+    return PyLong_FromLong(l->loan.type);
+}
+
+static PyObject *Loan_get_closed(Loan *l, void *unused)
+{
+    (void) unused;
+    return PyBool_FromLong(!l->held);
+}
+
+static Py_ssize_t Loan_len(Loan *l)
+{
+    return (Py_ssize_t) l->loan.len;
+}
+
+static PySequenceMethods Loan_as_sequence = {.sq_length = (lenfunc) Loan_len};
+
+static PyMethodDef Loan_methods[] = {
+    {"close", (PyCFunction) Loan_close, METH_NOARGS,
+     "close()\n\nEnd the loan: the message is removed for good. Raises BufferError (and\n"
+     "keeps the loan) while a memoryview of the data exists. Idempotent."},
+    {"__enter__", (PyCFunction) Loan_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction) Loan_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef Loan_getset[] = {
+    {"data", (getter) Loan_get_data, NULL,
+     "the payload: a read-only memoryview in place (one piece) or bytes", NULL},
+    {"type", (getter) Loan_get_type, NULL, "the message type", NULL},
+    {"closed", (getter) Loan_get_closed, NULL, "True once the loan has ended", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject LoanType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "postbox.Loan",
+    .tp_basicsize = sizeof(Loan),
+    .tp_dealloc = (destructor) Loan_dealloc,
+    .tp_as_buffer = &Loan_as_buffer,
+    .tp_as_sequence = &Loan_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A message lent in place (Mailbox.recv_loan()): .data, .type, len(); close(),\n"
+              "or use it as a context manager. Views of .data must not outlive it.",
+    .tp_methods = Loan_methods,
+    .tp_getset = Loan_getset,
 };
 
 /* ---- Mailbox: the rest -------------------------------------------------------------------- */
@@ -1337,6 +1932,12 @@ static PyObject *Mailbox_get_max_msg_size(Mailbox *self, void *unused)
     return PyLong_FromUnsignedLong(self->max_msg_size);
 }
 
+static PyObject *Mailbox_get_readonly(Mailbox *self, void *unused)
+{
+    (void) unused;
+    return PyBool_FromLong(self->readonly);
+}
+
 static PyMethodDef Mailbox_methods[] = {
     {"send", (PyCFunction) (void (*)(void)) Mailbox_send, METH_FASTCALL | METH_KEYWORDS, send_doc},
     {"recv", (PyCFunction) (void (*)(void)) Mailbox_recv, METH_FASTCALL | METH_KEYWORDS, recv_doc},
@@ -1345,6 +1946,12 @@ static PyMethodDef Mailbox_methods[] = {
      recv_into_doc},
     {"claim", (PyCFunction) (void (*)(void)) Mailbox_claim, METH_FASTCALL | METH_KEYWORDS,
      claim_doc},
+    {"recv_loan", (PyCFunction) (void (*)(void)) Mailbox_recv_loan, METH_FASTCALL | METH_KEYWORDS,
+     recv_loan_doc},
+    {"send_many", (PyCFunction) (void (*)(void)) Mailbox_send_many, METH_FASTCALL | METH_KEYWORDS,
+     send_many_doc},
+    {"recv_many", (PyCFunction) (void (*)(void)) Mailbox_recv_many, METH_FASTCALL | METH_KEYWORDS,
+     recv_many_doc},
     {"stat", (PyCFunction) Mailbox_stat, METH_NOARGS, stat_doc},
     {"peers", (PyCFunction) Mailbox_peers, METH_NOARGS, peers_doc},
     {"notify", (PyCFunction) (void (*)(void)) Mailbox_notify, METH_VARARGS | METH_KEYWORDS,
@@ -1363,6 +1970,8 @@ static PyGetSetDef Mailbox_getset[] = {
     {"name", (getter) Mailbox_get_name, NULL, "the name it was opened with (None if private)",
      NULL},
     {"max_msg_size", (getter) Mailbox_get_max_msg_size, NULL, "the largest payload it takes", NULL},
+    {"readonly", (getter) Mailbox_get_readonly, NULL,
+     "True if opened with readonly=True (only stat() and peers() work)", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject MailboxType = {
@@ -1372,11 +1981,14 @@ static PyTypeObject MailboxType = {
     .tp_repr = (reprfunc) Mailbox_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Mailbox(name, *, create=False, exclusive=False, mode=0o600, max_msgs=None,\n"
-              "        max_bytes=None, max_msg_size=None, overflow=BLOCK, durability=None)\n\n"
+              "        max_bytes=None, max_msg_size=None, overflow=BLOCK, durability=None,\n"
+              "        readonly=False)\n\n"
               "Open the mailbox called name (\"jobs\", or \"spool:/path\" for a durable spool),\n"
               "creating it with create=True (exclusive=True: it must not exist yet). The\n"
-              "limits apply only when this call creates it. A context manager; iterating\n"
-              "receives messages until the mailbox is removed.",
+              "limits apply only when this call creates it. readonly=True opens it for looking\n"
+              "(read permission is enough): stat() and peers() work, every other call raises\n"
+              "ReadOnly. A context manager; iterating receives messages until the mailbox is\n"
+              "removed.",
     .tp_weaklistoffset = offsetof(Mailbox, weakrefs),
     .tp_iter = (getiterfunc) Mailbox_iter,
     .tp_iternext = (iternextfunc) Mailbox_iternext,
@@ -1507,7 +2119,8 @@ PyMODINIT_FUNC PyInit__postbox(void)
          PyStructSequence_InitType2(&StatType, &stat_desc) < 0 ||
          PyStructSequence_InitType2(&PeerType, &peer_desc) < 0))
         return NULL;
-    if (PyType_Ready(&MailboxType) < 0 || PyType_Ready(&ClaimType) < 0)
+    if (PyType_Ready(&MailboxType) < 0 || PyType_Ready(&ClaimType) < 0 ||
+        PyType_Ready(&LoanType) < 0)
         return NULL;
     mod = PyModule_Create(&module_def);
     if (mod == NULL)
@@ -1546,12 +2159,23 @@ PyMODINIT_FUNC PyInit__postbox(void)
     if (RemovedError == NULL || PyModule_AddObject(mod, "Removed", RemovedError) < 0)
         goto fail;
     Py_INCREF(RemovedError);
+    ReadOnlyError = PyErr_NewExceptionWithDoc(
+        "postbox.ReadOnly",
+        "The call needs a read-write handle; this one was opened with readonly=True\n"
+        "(errno EBADF, as write(2) on a descriptor opened O_RDONLY).",
+        PyExc_PermissionError, NULL);
+    if (ReadOnlyError == NULL || PyModule_AddObject(mod, "ReadOnly", ReadOnlyError) < 0)
+        goto fail;
+    Py_INCREF(ReadOnlyError);
 
     Py_INCREF(&MailboxType);
     if (PyModule_AddObject(mod, "Mailbox", (PyObject *) &MailboxType) < 0)
         goto fail;
     Py_INCREF(&ClaimType);
     if (PyModule_AddObject(mod, "Claim", (PyObject *) &ClaimType) < 0)
+        goto fail;
+    Py_INCREF(&LoanType);
+    if (PyModule_AddObject(mod, "Loan", (PyObject *) &LoanType) < 0)
         goto fail;
     Py_INCREF(&MessageType);
     if (PyModule_AddObject(mod, "Message", (PyObject *) &MessageType) < 0)

@@ -88,3 +88,37 @@ def test_large_receives_leak_nothing(name, size):
             assert len(mb.recv().data) == size // 2
         grown = rss_kib() - rss
         assert grown < 4 * size // 1024 + 2048, "RSS grew by %d KiB" % grown
+
+
+def test_batches_leak_nothing(mb):
+    data = b"0123456789abcdef"
+    view = bytearray(b"v" * 24)
+    batch = [data, (view, 2), (memoryview(data), 3)] * 8
+    for _ in range(2000):
+        mb.send_many(batch)
+        mb.recv_many(24)
+    refs = sys.getrefcount(data), sys.getrefcount(view), sys.getrefcount(batch)
+    objects = live_objects()
+    rss = rss_kib()
+    for _ in range(20_000):  # 480 000 messages each way
+        assert mb.send_many(batch) == 24
+        assert len(mb.recv_many(24)) == 24
+    for _ in range(20_000):  # the error paths: nothing to take, a bad entry
+        try:
+            mb.recv_many(8, block=False)
+        except postbox.Empty:
+            pass
+        try:
+            mb.send_many([data, (view, 0)])
+        except ValueError:
+            pass
+        try:
+            mb.send_many([(view, 2), "not bytes"])  # fails after a view was taken
+        except TypeError:
+            pass
+    grown = rss_kib() - rss
+    assert (sys.getrefcount(data), sys.getrefcount(view), sys.getrefcount(batch)) == refs
+    assert live_objects() - objects < 100
+    assert grown < 2048, "RSS grew by %d KiB" % grown
+    # A bytearray with an export cannot be resized: every view was released.
+    view.append(0)
