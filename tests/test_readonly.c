@@ -203,6 +203,29 @@ TEST(another_user_with_read_permission_only_may_look_at_a_0644_mailbox)
     }
 }
 
+/* As nobody, through a directory it may search but not list. */
+static int look_through_a_search_only_dir(void *arg)
+{
+    (void) arg;
+    if (setresgid(NOBODY, NOBODY, NOBODY) != 0 || setresuid(NOBODY, NOBODY, NOBODY) != 0)
+        return 77;
+    return looks_right("open");
+}
+
+TEST(a_directory_that_may_only_be_searched_is_enough_to_look)
+{
+    if (geteuid() != 0)
+        SKIP("needs root to become another user (nobody)");
+    ASSERT_EQ(chmod(getenv("POSTBOX_DIR"), 0711), 0); /* x for others, no r */
+    pbx_t *q = box_with_two("open", 0644);
+    int r = pbx_test_wait(pbx_test_fork(look_through_a_search_only_dir, NULL));
+    ASSERT_EQ(chmod(getenv("POSTBOX_DIR"), 0700), 0);
+    if (r == 77)
+        SKIP("setresuid to nobody (65534) is not permitted here");
+    ASSERT_EQ(r, 0);
+    pbx_close(q);
+}
+
 /* A region scribbled on by a hostile writer: counters and tables full of garbage. */
 TEST(a_scribbled_region_does_not_crash_the_stat_path)
 {

@@ -63,11 +63,12 @@ static const char *mailbox_dir(void)
 }
 
 /* A missing directory is -ENOTDIR, not -ENOENT: "no such mailbox" would send the user looking
- * for the wrong thing. */
+ * for the wrong thing. O_PATH: the directory is only a base for the *at() calls, so search
+ * permission is enough (a 0711 directory, as a home directory often is), as it is for a path. */
 static int open_dir(const char *dir)
 {
     struct pbx_os_calls *os = pbx__os_table();
-    int fd = os->openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    int fd = os->openat(AT_FDCWD, dir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
     return fd == -ENOENT ? -ENOTDIR : fd;
 }
 
