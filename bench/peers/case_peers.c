@@ -42,7 +42,7 @@ static ssize_t pb_recv(struct tr_chan *c, void *buf, size_t cap)
     return tr_postbox_ops.recv(c, 0, buf, cap, 0, NULL);
 }
 const struct peer_ops peer_postbox_ops = {
-    "postbox", "postbox", 0, NULL, pb_attach, NULL, pb_send, pb_recv, NULL,
+    "postbox", "postbox", 0, NULL, pb_attach, NULL, pb_send, pb_recv, NULL, NULL,
 };
 
 static int sv_attach(struct tr_chan *c, int sender)
@@ -59,7 +59,7 @@ static ssize_t sv_recv(struct tr_chan *c, void *buf, size_t cap)
     return tr_sysv_ops.recv(c, 0, buf, cap, 0, NULL);
 }
 const struct peer_ops peer_sysv_ops = {
-    "sysv", "System V msgsnd/msgrcv", 0, NULL, sv_attach, NULL, sv_send, sv_recv, NULL,
+    "sysv", "System V msgsnd/msgrcv", 0, NULL, sv_attach, NULL, sv_send, sv_recv, NULL, NULL,
 };
 
 /* The functions transport.h already has are taken from there at run time. */
@@ -112,6 +112,9 @@ static const struct peer_entry peers[] = {
      "durable (spool: mailboxes); a crashed sender or receiver loses nothing committed and "
      "leaves no lock held; a full queue blocks (or times out), fails (PBX_NOWAIT), or drops "
      "the newest or the oldest, as the mailbox was created"},
+    {&peer_pbx_loan_ops, "postbox-loan", NULL, NULL},
+    {&peer_pbx_loan_rw_ops, "postbox-loan-rw", NULL, NULL},
+    {&peer_pbx_batch_ops, "postbox-b32", NULL, NULL},
     {&sv_ops, "sysv", NULL,
      "typed receive; persistent until reboot (kernel); crash-safe (the kernel holds the "
      "queue); a full queue blocks or fails (IPC_NOWAIT)"},
@@ -173,13 +176,20 @@ static int stream_producer(struct peers_job *j, void *buf)
 {
     bench_barrier_wait(&j->sh->bar);
     for (unsigned long seq = 0; seq < j->warm + j->n; seq++) {
-        if (seq == j->warm)
+        if (seq == j->warm) {
+            int rc = j->p->flush ? j->p->flush(j->a) : 0;
+            if (rc < 0)
+                return bench_child_fail("%s: flush at %lu: %s", j->p->name, seq, strerror(-rc));
             bench_barrier_wait(&j->sh->bar);
+        }
         stamp(j, buf, MSG_WORD(0, seq));
         int rc = j->p->send(j->a, buf, j->size);
         if (rc < 0)
             return bench_child_fail("%s: send of message %lu: %s", j->p->name, seq, strerror(-rc));
     }
+    int rc = j->p->flush ? j->p->flush(j->a) : 0;
+    if (rc < 0)
+        return bench_child_fail("%s: flush at the end: %s", j->p->name, strerror(-rc));
     return 0;
 }
 
@@ -412,7 +422,8 @@ int case_peers_run(struct bench_ctx *ctx)
                         rtt ? "rtt" : "stream", size);
                 for (int k = 0; k < NPEERS && result != -EINTR; k++) {
                     const struct peer_ops *p = peers[k].ops;
-                    if (!use[k] || (!rtt && (p->flags & PEER_RTT_ONLY)))
+                    if (!use[k] || (!rtt && (p->flags & PEER_RTT_ONLY)) ||
+                        (rtt && (p->flags & PEER_STREAM_ONLY)))
                         continue;
                     int rc = measure(ctx, p, size, rtt, rtt ? rtt_n : n, sh, sorted, rep);
                     if (rc < 0)
@@ -532,6 +543,11 @@ void peers_md(FILE *f, const struct bench_ctx *ctx)
     for (int k = 0; k < NPEERS; k++)
         if (peers[k].offers)
             fprintf(f, "- %s: %s.\n", peers[k].name, peers[k].offers);
+    fprintf(f, "- the postbox rows: postbox-loan, zero-copy loans (pbx_loan/pbx_commit, "
+               "pbx_recv_loan/pbx_return), the payload left untouched (16 bytes written and read "
+               "through pbx_loan_piece); postbox-loan-rw: every byte written into the loan and "
+               "read back out of it in place; postbox-b32: pbx_sendv/pbx_recvv with 32 messages "
+               "per call (streaming only). Same mailbox, same guarantees as postbox.\n");
     fprintf(f, "- the iceoryx rows: iox, zero copy, the payload left untouched (16 bytes written "
                "and read); "
                "iox-inplace: every byte written into the chunk and read back; iox-poll: a "

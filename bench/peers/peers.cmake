@@ -1,7 +1,8 @@
 # The peers users would pick, measured beside postbox by pbx_bench's "peers" case
 # (bench/peers/, docs/performance.md "Peers"). Included from bench/CMakeLists.txt. Each peer is
 # built only when its library is found; the case names the Debian package of any that is not.
-target_sources(pbx_bench PRIVATE ${CMAKE_CURRENT_LIST_DIR}/case_peers.c)
+target_sources(pbx_bench PRIVATE ${CMAKE_CURRENT_LIST_DIR}/case_peers.c
+                                 ${CMAKE_CURRENT_LIST_DIR}/tr_pbxloan.c)
 target_include_directories(pbx_bench PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 set(_peers_found "")
 set(_peers_missing "")

@@ -25,11 +25,12 @@ extern "C" {
 
 /* Flags (struct peer_ops.flags). */
 #define PEER_HEADER_ONLY                                                                           \
-    0x1                   /* zero copy, payload untouched: only the first 16 bytes are             \
-                             written and read, so the case stamps and checks only those */
-#define PEER_EXIT     0x2 /* children must leave with exit(), not _exit() (iceoryx) */
-#define PEER_RTT_ONLY 0x4 /* measured in the round trip only */
-#define PEER_SPINS    0x8 /* the receiver busy-polls */
+    0x1                       /* zero copy, payload untouched: only the first 16 bytes are         \
+                                 written and read, so the case stamps and checks only those */
+#define PEER_EXIT        0x2  /* children must leave with exit(), not _exit() (iceoryx) */
+#define PEER_RTT_ONLY    0x4  /* measured in the round trip only */
+#define PEER_SPINS       0x8  /* the receiver busy-polls */
+#define PEER_STREAM_ONLY 0x10 /* measured in the stream only */
 
 struct peer_ops {
     const char *name;  /* short name, as in results.csv (at most 15 characters) */
@@ -47,6 +48,9 @@ struct peer_ops {
     int (*send)(struct tr_chan *c, void *buf, size_t len);
     ssize_t (*recv)(struct tr_chan *c, void *buf, size_t cap);
     void (*close)(struct tr_chan *c);
+    /* NULL, or: send what the sending end has gathered (batches); called by the case before
+     * each barrier and after the last message. Returns 0 or -errno. */
+    int (*flush)(struct tr_chan *c);
 };
 
 /* A peer as the case lists it: its ops when it was built, else NULL and the package. */
@@ -62,6 +66,9 @@ extern const struct peer_ops peer_sysv_ops;
 extern const struct peer_ops peer_zmq_ops;
 extern const struct peer_ops peer_nng_ops;
 extern const struct peer_ops peer_boost_ops;
+extern const struct peer_ops peer_pbx_loan_ops;    /* postbox loans, payload untouched */
+extern const struct peer_ops peer_pbx_loan_rw_ops; /* loans, written and read in place */
+extern const struct peer_ops peer_pbx_batch_ops;   /* pbx_sendv/pbx_recvv, 32 per call */
 extern const struct peer_ops peer_iox_ops;         /* zero copy, payload untouched */
 extern const struct peer_ops peer_iox_inplace_ops; /* payload written and read in the chunk */
 extern const struct peer_ops peer_iox_poll_ops;    /* untouched, polling subscriber */

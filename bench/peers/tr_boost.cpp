@@ -95,5 +95,5 @@ extern "C" const struct peer_ops peer_boost_ops = {
     0,         bq_open,
     bq_attach, bq_detach,
     bq_send,   bq_recv,
-    bq_close,
+    bq_close,  NULL,
 };
