@@ -374,7 +374,8 @@ struct pbx_msgv {
  * Under PBX_BLOCK the call waits for room as pbx_send() does, until every message is in.
  * Returns n when every entry was processed; otherwise the number k of entries processed
  * (0 < k < n), with the reason in msgs[k].result (-EAGAIN: full under PBX_NOWAIT, -ETIMEDOUT,
- * -EINTR, -EIDRM, -EBADMSG; entries after k untouched); when not even the first could be,
+ * -EINTR, -EIDRM, -EBADMSG; entries after k untouched; discards made for msgs[k], which still
+ * did not fit, are added to msgs[k - 1].result); when not even the first could be,
  * that error (as pbx_send(): -EINVAL, -EMSGSIZE, -EAGAIN, -EIDRM, -EINTR, -EBADMSG).
  * n == 0 returns 0. Thread-safe. Blocks only under PBX_BLOCK without PBX_NOWAIT. A cancellation
  * point only while it waits before its first message is in (then nothing was sent); once one

@@ -199,6 +199,40 @@ TEST(sendv_drop_oldest_counts_the_drops_in_each_message_result)
     BOTH_TRANSPORTS(sendv_drop_oldest);
 }
 
+/* Room held by a claimed message (not droppable): a batch discards every queued message for
+ * an entry that still does not fit, then stops there. Those discards were made by this call: they
+ * must be reported in a result (docs/api.md: every discard is reported to the sender that caused
+ * it), not only counted in pbx_stat(). The entry it stops at is small (the discards are made in
+ * the round of the entry before) or large (in a round of its own). Shared memory: a spool sends
+ * one message at a time. */
+static void sendv_stopped_after_discards(size_t last_len)
+{
+    static unsigned char big[64], small[5], last[64];
+    struct pbx_options o = pbx_test_options(8, 80, 64, PBX_DROP_OLDEST);
+    pbx_t *q = NULL;
+    ASSERT_OK(pbx_open("batchdrops", PBX_CREATE | PBX_EXCL, &o, &q));
+    uint64_t claim = 0;
+    ASSERT_OK(pbx_send(q, 1, big, sizeof(big), 0));
+    ASSERT_EQ(pbx_claim(q, 0, big, sizeof(big), PBX_NOWAIT, NULL, &claim), (long long) sizeof(big));
+    ASSERT_OK(pbx_send(q, 2, small, sizeof(small), 0)); /* queued: 69 of 80 bytes held */
+    struct pbx_msgv v[2] = {{3, small, sizeof(small), 12345}, {4, last, last_len, 12345}};
+    /* The first fits (74); the second does not, even with both queued ones dropped. */
+    ASSERT_EQ(pbx_sendv(q, v, 2, PBX_NOWAIT), 1);
+    ASSERT_EQ(v[1].result, -EAGAIN);
+    struct pbx_stat st;
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.dropped, 2);
+    ASSERT_EQ(st.msgs, 1);     /* the claimed one */
+    ASSERT_EQ(v[0].result, 2); /* the discards this call made, in the last entry it processed */
+    ASSERT_OK(pbx_ack(q, claim));
+    close_box(q);
+}
+TEST(sendv_stopped_after_discarding_for_the_last_entry_still_reports_the_discards)
+{
+    sendv_stopped_after_discards(20); /* inline: dropped for in the first entry's round */
+    sendv_stopped_after_discards(40); /* with chunks: a round of its own */
+}
+
 /* ---- receiving --------------------------------------------------------------------------- */
 
 static unsigned char rbuf[16][BIG];

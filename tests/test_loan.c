@@ -315,6 +315,49 @@ TEST(a_forked_child_cannot_end_its_parents_loans)
     pbx_close(shared_q);
 }
 
+/* The child's table is a copy of its parent's: an entry for a loan the parent has ended since
+ * must not make the child's close end the child's own loan on that slot, taken through another
+ * handle (one slot: the child's loan is on the very slot the stale entry names). */
+static int pipe_fds[2];
+static int child_keeps_its_own_loan(void *arg)
+{
+    (void) arg;
+    char c;
+    if (read(pipe_fds[0], &c, 1) != 1)
+        return 1;
+    pbx_t *mine;
+    if (pbx_open("l9", 0, NULL, &mine) != 0)
+        return 2;
+    struct pbx_loan own;
+    if (pbx_loan(mine, 100, PBX_NOWAIT, &own) != 0)
+        return 3;
+    fill_loan(&own, 5);
+    if (pbx_close(shared_q) != 0) /* the inherited handle: holds no loan of this process */
+        return 4;
+    if (pbx_commit(&own, 5, 0) != 0)
+        return 5;
+    return pbx_close(mine) == 0 ? 0 : 6;
+}
+
+TEST(closing_an_inherited_handle_leaves_the_childs_own_loans_alone)
+{
+    shared_q = open_box("l9", 1, PBX_BLOCK);
+    struct pbx_loan l;
+    ASSERT_OK(pbx_loan(shared_q, 100, 0, &l));
+    ASSERT_EQ(pipe(pipe_fds), 0);
+    pid_t kid = pbx_test_fork(child_keeps_its_own_loan, NULL);
+    fill_loan(&l, 4);
+    ASSERT_OK(pbx_commit(&l, 4, 0));
+    expect_copy(shared_q, 4, 100); /* the one slot is free again */
+    ASSERT_EQ(write(pipe_fds[1], "x", 1), 1);
+    pbx_test_wait_ok(kid);
+    expect_copy(shared_q, 5, 100);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    ASSERT_OK(pbx_remove(shared_q));
+    pbx_close(shared_q);
+}
+
 TEST(close_cancels_send_loans_and_puts_receive_loans_back_in_place)
 {
     pbx_t *q = open_box("l9", 8, PBX_BLOCK);

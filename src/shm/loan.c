@@ -52,14 +52,24 @@
 /* The loan's words of priv (PBX_LOAN_KIND is word 0). */
 #define PRIV_CURSOR 1 /* pbx_loan_piece(): (ordinal of a chunk + 1) << 32 | that chunk, or 0 */
 
+/* A table inherited through fork() names the parent's loans, none of which the child holds: it
+ * is emptied before the child records a loan of its own, lest closing the handle end the child's
+ * loan on a slot that a stale entry names (pbx__loans_end_all). */
 static int table_ready(struct pbx_shm *m)
 {
-    if (__atomic_load_n(&m->loans, __ATOMIC_ACQUIRE))
+    const int32_t me = pbx__os_self()->pid;
+    if (__atomic_load_n(&m->loans, __ATOMIC_ACQUIRE) &&
+        __atomic_load_n(&m->loans_pid, __ATOMIC_RELAXED) == me)
         return 0;
     int err = 0;
     pthread_mutex_lock(&m->reg_lock);
-    if (!m->loans) {
+    if (m->loans && m->loans_pid != me) {
+        for (uint32_t s = 0; s < m->geo.nslots; s++)
+            __atomic_store_n(&m->loans[s], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&m->loans_pid, me, __ATOMIC_RELAXED);
+    } else if (!m->loans) {
         uint64_t *t = calloc(m->geo.nslots, sizeof(*t));
+        __atomic_store_n(&m->loans_pid, me, __ATOMIC_RELAXED);
         if (t)
             __atomic_store_n(&m->loans, t, __ATOMIC_RELEASE);
         else
@@ -380,7 +390,8 @@ void pbx__loans_end_all(struct pbx_shm *m)
     uint64_t *t = m->loans;
     if (!t)
         return;
-    for (uint32_t s = 0; s < m->geo.nslots; s++) {
+    /* A table inherited through fork() and not used since holds none of our loans. */
+    for (uint32_t s = 0; m->loans_pid == pbx__os_self()->pid && s < m->geo.nslots; s++) {
         uint64_t id = t[s];
         if (!id)
             continue;

@@ -675,6 +675,8 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
                 return n;
             }
             dropped += n;
+            if (rest) /* BATCHES: discards for this message, should it not be sent after all */
+                rest->carry = dropped;
             room = pbx__send_has_room(m, len);
         }
         if (room && PBX_UNLIKELY(lend != NULL)) {
@@ -698,8 +700,10 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
                     return err;
                 pbx__send_publish(m, slot, sync, &pos);
             }
-            if (rest && err >= 0)
+            if (rest && err >= 0) {
+                rest->carry = 0; /* the round's first is in, with its discards in the result */
                 send_rest_locked(m, rest, until); /* BATCHES */
+            }
             pbx__send_unlock(m);
             if (err < 0)
                 return err;
@@ -844,9 +848,14 @@ static ssize_t shm_sendv(void *state, struct pbx_msgv *msgs, size_t n, int flags
         int r = send_loop(m, v->type, v->data, (uint32_t) v->len, flags, deadline_ns, &g, -1, NULL,
                           &rest);
         v->result = r >= 0 ? r + carry : r;
-        carry = rest.carry;
-        if (r < 0 && r != -ENOBUFS)
+        if (r < 0 && r != -ENOBUFS) {
+            /* The discards made for this entry (in an earlier round, and in this one before it
+             * stopped) are reported in the last entry processed: msgs[k] holds the reason. */
+            if (k)
+                msgs[k - 1].result += carry + rest.carry;
             break; /* the first of the round was not processed: nor was anything after it */
+        }
+        carry = rest.carry;
         pbx__cancel_hold(); /* messages are in: the count must reach the caller */
         k += 1 + rest.done;
         if (rest.stop) {

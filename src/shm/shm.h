@@ -62,6 +62,7 @@ struct pbx_shm {
     /* Loans held through this handle (LOANS in loan.c): per slot, the id of the loan or 0.
      * Allocated at the first loan, under reg_lock. */
     uint64_t *loans;
+    int32_t loans_pid; /* the process whose loans it holds: a fork()ed child inherits a copy */
     uint64_t loan_gen; /* makes send loan ids (atomic) */
 };
 
