@@ -80,16 +80,25 @@ static int wait_for(int *p, int want)
     return load(p);
 }
 
-static pbx_t *open_box(uint32_t max_msgs, uint32_t max_msg_size)
+/* Create the mailbox n (name and dir say where it is) on the transport of the run. */
+static pbx_t *open_named(const char *n, uint32_t max_msgs, uint32_t max_msg_size,
+                         enum pbx_overflow ov)
 {
-    struct pbx_options o = pbx_test_options(max_msgs, 1 << 20, max_msg_size, PBX_BLOCK);
+    struct pbx_options o = pbx_test_options(max_msgs, 1 << 20, max_msg_size, ov);
     pbx_t *q;
     if (on_spool()) {
-        spool_name(name, sizeof(name), "sig");
-        spool_dir(dir, sizeof(dir), "sig");
+        spool_name(name, sizeof(name), n);
+        spool_dir(dir, sizeof(dir), n);
+    } else {
+        snprintf(name, sizeof(name), "%s", n);
     }
     ASSERT_OK(pbx_open(name, PBX_CREATE, &o, &q));
     return q;
+}
+
+static pbx_t *open_box(uint32_t max_msgs, uint32_t max_msg_size)
+{
+    return open_named("sig", max_msgs, max_msg_size, PBX_BLOCK);
 }
 
 static pbx_t *open_spool(const char *n, uint32_t max_msgs, enum pbx_overflow ov)
@@ -238,7 +247,7 @@ TEST(a_peer_record_whose_pid_now_names_another_process_is_pruned)
 
 /* ---- claim / ack / release ------------------------------------------------------------- */
 
-TEST(a_claimed_message_is_invisible_until_released_back_in_its_place)
+TEST_BOTH(a_claimed_message_is_invisible_until_released_back_in_its_place)
 {
     pbx_t *q = open_box(16, 4096);
     ASSERT_OK(pbx_send(q, 1, "a1", 2, 0));
@@ -250,6 +259,8 @@ TEST(a_claimed_message_is_invisible_until_released_back_in_its_place)
     ASSERT_EQ(pbx_claim(q, 1, buf, sizeof(buf), PBX_NOWAIT, &type, &c1), 2);
     ASSERT_MEM_EQ(buf, "a1", 2);
     ASSERT_NE(c1, 0);
+    if (on_spool())
+        ASSERT_EQ(claim_files(), 1);
     struct pbx_stat st;
     ASSERT_OK(pbx_stat(q, &st));
     ASSERT_EQ(st.claimed, 1);
@@ -261,6 +272,8 @@ TEST(a_claimed_message_is_invisible_until_released_back_in_its_place)
     ASSERT_MEM_EQ(buf, "a2", 2);
     /* Back in its place: the oldest of all again, before a2 in its type. */
     ASSERT_OK(pbx_release(q, c1));
+    if (on_spool())
+        ASSERT_EQ(claim_files(), 0);
     ASSERT_ERR(pbx_release(q, c1), -ENOENT);
     ASSERT_ERR(pbx_ack(q, c1), -ENOENT);
     ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 2);
@@ -291,14 +304,23 @@ TEST(a_claimed_message_is_invisible_until_released_back_in_its_place)
     ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
     uint64_t received = (pbx_stat(q, &st), st.received);
     ASSERT_OK(pbx_ack(q, c));
+    if (on_spool()) {
+        ASSERT_EQ(claim_files(), 0);
+        ASSERT_EQ(count_queued_files(dir), 0);
+    }
     ASSERT_OK(pbx_stat(q, &st));
     ASSERT_EQ(st.msgs, 0);
     ASSERT_EQ(st.claimed, 0);
     ASSERT_EQ(st.received, received + 1);
     ASSERT_ERR(pbx_ack(q, c), -ENOENT);
+    ASSERT_ERR(pbx_release(q, c), -ENOENT);
     /* Ids that are no claim at all. */
     ASSERT_ERR(pbx_ack(q, 0), -EINVAL);
     ASSERT_ERR(pbx_ack(q, (1ull << 24) | 0xffffffu), -EINVAL);
+    if (on_spool()) { /* the spool's ids: a value without a sequence; one never claimed */
+        ASSERT_ERR(pbx_release(q, c & ~((1ull << 44) - 1)), -EINVAL);
+        ASSERT_ERR(pbx_ack(q, c + 1), -ENOENT);
+    }
     ASSERT_ERR(pbx_claim(q, 0, buf, sizeof(buf), PBX_PEEK, NULL, &c), -EINVAL);
     ASSERT_ERR(pbx_claim(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL, NULL), -EINVAL);
     ASSERT_ERR(pbx_claim(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL, &c), -ENOMSG);
@@ -307,24 +329,36 @@ TEST(a_claimed_message_is_invisible_until_released_back_in_its_place)
     ASSERT_ERR(pbx_claim(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL, &c), -E2BIG);
     ASSERT_OK(pbx_stat(q, &st));
     ASSERT_EQ(st.claimed, 0);
+    ASSERT_OK(pbx_remove(q));
     pbx_close(q);
 }
 
-static int ack_foreign_claim(void *arg)
+static int settle_foreign(void *arg)
 {
     pbx_t *q = arg;
-    return pbx_ack(q, board->claim) == -ENOENT && pbx_release(q, board->claim) == -ENOENT ? 0 : 1;
+    pbx_t *h;
+    if (pbx_open(name, 0, NULL, &h))
+        return 1;
+    int r = pbx_ack(q, board->claim) == -ENOENT && pbx_release(q, board->claim) == -ENOENT &&
+                    pbx_ack(h, board->claim) == -ENOENT
+                ? 0
+                : 2;
+    pbx_close(h);
+    return r;
 }
 
-TEST(another_process_cannot_settle_a_claim)
+TEST_BOTH(another_process_cannot_settle_a_claim)
 {
     board_init();
     pbx_t *q = open_box(16, 64);
     ASSERT_OK(pbx_send(q, 1, "m", 1, 0));
     char buf[8];
     ASSERT_OK(pbx_claim(q, 0, buf, sizeof(buf), 0, NULL, &board->claim));
-    pbx_test_wait_ok(pbx_test_fork(ack_foreign_claim, q));
+    pbx_test_wait_ok(pbx_test_fork(settle_foreign, q));
+    if (on_spool())
+        ASSERT_EQ(claim_files(), 1);
     ASSERT_OK(pbx_ack(q, board->claim));
+    ASSERT_OK(pbx_remove(q));
     pbx_close(q);
 }
 
@@ -423,47 +457,75 @@ static int receive_later(void *arg)
     return 0;
 }
 
-TEST(a_sync_send_returns_only_after_the_receive)
+TEST_BOTH(a_sync_send_returns_only_after_the_receive)
 {
-    for (int claim = 0; claim < 2; claim++) {
+    for (int claim = 0; claim < 3; claim++) {
         board_init();
         pbx_t *q = open_box(16, 64);
         pid_t r = pbx_test_fork(receive_later, (void *) (intptr_t) claim);
         ASSERT_OK(pbx_send(q, 1, "sync", 4, PBX_SYNC));
-        ASSERT_EQ(load(&board->go), claim ? 2 : 1);
+        ASSERT_EQ(load(&board->go), claim == 1 ? 2 : 1);
         struct pbx_stat st;
         ASSERT_OK(pbx_stat(q, &st));
         ASSERT_EQ(st.msgs, 0);
-        ASSERT_EQ(st.received, 1);
+        ASSERT_EQ(received_soon(q, 1), 1);
         pbx_test_wait_ok(r);
         ASSERT_OK(pbx_remove(q));
         pbx_close(q);
     }
 }
 
-static int sync_send(void *arg)
+static int open_and_sync_send(void *arg)
 {
-    pbx_t *q = arg;
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q))
+        return 1;
     board->result = pbx_send(q, 1, "s", 1, PBX_SYNC);
     return 0;
 }
 
-TEST(a_sync_sender_gets_eidrm_when_the_mailbox_is_removed)
+static void wait_queued(pbx_t *q, uint64_t want)
 {
-    board_init();
-    pbx_t *q = open_box(16, 64);
-    board->result = 1;
-    pid_t s = pbx_test_fork(sync_send, q);
-    double end = pbx_test_now_ms() + WAIT_MS;
     struct pbx_stat st;
+    double end = pbx_test_now_ms() + WAIT_MS;
     do {
         pbx_test_sleep_ms(5);
         ASSERT_OK(pbx_stat(q, &st));
-    } while (st.msgs == 0 && pbx_test_now_ms() < end);
-    ASSERT_EQ(st.msgs, 1);
+    } while (st.msgs < want && pbx_test_now_ms() < end);
+    ASSERT_EQ(st.msgs, want);
+}
+
+TEST_BOTH(a_sync_sender_gets_eidrm_etimedout_or_enobufs_and_the_message_stays)
+{
+    board_init();
+    pbx_t *q = open_box(16, 64);
+    /* Timeout: the message stays queued. */
+    const struct timespec ts = {0, 50000000};
+    ASSERT_ERR(pbx_timedsend(q, 1, "t", 1, PBX_SYNC, &ts), -ETIMEDOUT);
+    char buf[8];
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
+    /* Removal wakes the waiting sync sender. */
+    board->result = 1;
+    pid_t s = pbx_test_fork(open_and_sync_send, NULL);
+    wait_queued(q, 1);
     ASSERT_OK(pbx_remove(q));
     pbx_test_wait_ok(s);
     ASSERT_EQ(board->result, -EIDRM);
+    pbx_close(q);
+
+    /* Dropped by a later send under PBX_DROP_OLDEST: -ENOBUFS. */
+    q = open_named("drop", 1, 64, PBX_DROP_OLDEST);
+    board->result = 1;
+    s = pbx_test_fork(open_and_sync_send, NULL);
+    wait_queued(q, 1);
+    ASSERT_EQ(pbx_send(q, 2, "second", 6, 0), 1); /* one dropped: the sync sender's */
+    pbx_test_wait_ok(s);
+    ASSERT_EQ(board->result, -ENOBUFS);
+    long type;
+    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 6);
+    ASSERT_EQ(type, 2);
+    ASSERT_OK(pbx_remove(q));
     pbx_close(q);
 }
 
@@ -510,18 +572,29 @@ TEST(a_sync_sender_killed_while_waiting_leaves_nothing_wrong)
     pbx_close(q);
 }
 
-static int recv_wait_once(void *arg)
+static int open_and_recv_wait_once(void *arg)
 {
-    pbx_t *q = arg;
+    (void) arg;
+    pbx_t *q;
+    if (pbx_open(name, 0, NULL, &q))
+        return 1;
     char buf[8];
-    return pbx_recv(q, 0, buf, sizeof(buf), 0, NULL) == 1 ? 0 : 1;
+    return pbx_recv(q, 0, buf, sizeof(buf), 0, NULL) == 1 ? 0 : 2;
 }
 
-TEST(sync_nowait_is_sent_when_a_receiver_already_waits)
+TEST_BOTH(sync_nowait_is_sent_only_when_a_receiver_already_waits)
 {
     pbx_t *q = open_box(16, 64);
-    pid_t r = pbx_test_fork(recv_wait_once, q);
+    ASSERT_ERR(pbx_send(q, 1, "n", 1, PBX_SYNC | PBX_NOWAIT), -EAGAIN);
     struct pbx_stat st;
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.msgs, 0);
+    if (on_spool()) { /* nothing left behind either */
+        char t[4200];
+        snprintf(t, sizeof(t), "%s/tmp", dir);
+        ASSERT_EQ(count_entries(t), 0);
+    }
+    pid_t r = pbx_test_fork(open_and_recv_wait_once, NULL);
     double end = pbx_test_now_ms() + WAIT_MS;
     do {
         pbx_test_sleep_ms(5);
@@ -529,8 +602,10 @@ TEST(sync_nowait_is_sent_when_a_receiver_already_waits)
     } while (st.recv_waiters == 0 && pbx_test_now_ms() < end);
     ASSERT_OK(pbx_send(q, 1, "n", 1, PBX_SYNC | PBX_NOWAIT));
     ASSERT_OK(pbx_stat(q, &st));
-    ASSERT_EQ(st.received, 1);
+    ASSERT_EQ(st.msgs, 0);
+    ASSERT_EQ(received_soon(q, 1), 1);
     pbx_test_wait_ok(r);
+    ASSERT_OK(pbx_remove(q));
     pbx_close(q);
 }
 
@@ -1224,37 +1299,6 @@ TEST(after_a_storm_the_next_arrival_into_the_empty_mailbox_is_announced_once)
     pbx_close(q);
 }
 
-static int sync_send_into(void *arg)
-{
-    pbx_t *q = arg;
-    board->result = pbx_send(q, 1, "first", 5, PBX_SYNC);
-    return 0;
-}
-
-TEST(a_sync_message_dropped_by_drop_oldest_gives_its_sender_enobufs)
-{
-    board_init();
-    struct pbx_options o = pbx_test_options(1, 1024, 64, PBX_DROP_OLDEST);
-    pbx_t *q;
-    ASSERT_OK(pbx_open(name, PBX_CREATE, &o, &q));
-    board->result = 1;
-    pid_t s = pbx_test_fork(sync_send_into, q);
-    struct pbx_stat st;
-    double end = pbx_test_now_ms() + WAIT_MS;
-    do {
-        pbx_test_sleep_ms(2);
-        ASSERT_OK(pbx_stat(q, &st));
-    } while (st.msgs == 0 && pbx_test_now_ms() < end);
-    ASSERT_EQ(pbx_send(q, 2, "second", 6, 0), 1); /* one dropped: the sync sender's */
-    pbx_test_wait_ok(s);
-    ASSERT_EQ(board->result, -ENOBUFS);
-    char buf[8];
-    long type;
-    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 6);
-    ASSERT_EQ(type, 2);
-    pbx_close(q);
-}
-
 static int watch_and_wait(void *arg)
 {
     (void) arg;
@@ -1291,81 +1335,6 @@ TEST(a_watcher_killed_stops_costing_senders_a_wake)
 
 /* ---- spools only ------------------------------------------------------------------------ */
 
-TEST_SPOOL(spool_a_claimed_message_is_invisible_until_released_back_in_its_place)
-{
-    pbx_t *q = open_spool("cl", 16, PBX_BLOCK);
-    ASSERT_OK(pbx_send(q, 1, "a1", 2, 0));
-    ASSERT_OK(pbx_send(q, 2, "b1", 2, 0));
-    ASSERT_OK(pbx_send(q, 1, "a2", 2, 0));
-    char buf[64];
-    long type;
-    uint64_t c1 = 0;
-    ASSERT_EQ(pbx_claim(q, 1, buf, sizeof(buf), PBX_NOWAIT, &type, &c1), 2);
-    ASSERT_MEM_EQ(buf, "a1", 2);
-    ASSERT_NE(c1, 0);
-    ASSERT_EQ(claim_files(), 1);
-    struct pbx_stat st;
-    ASSERT_OK(pbx_stat(q, &st));
-    ASSERT_EQ(st.claimed, 1);
-    ASSERT_EQ(st.msgs, 3);
-    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT | PBX_PEEK, &type), 2);
-    ASSERT_MEM_EQ(buf, "b1", 2);
-    ASSERT_EQ(pbx_recv(q, 1, buf, sizeof(buf), PBX_NOWAIT | PBX_PEEK, &type), 2);
-    ASSERT_MEM_EQ(buf, "a2", 2);
-    ASSERT_OK(pbx_release(q, c1));
-    ASSERT_EQ(claim_files(), 0);
-    ASSERT_ERR(pbx_release(q, c1), -ENOENT);
-    ASSERT_ERR(pbx_ack(q, c1), -ENOENT);
-    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 2);
-    ASSERT_MEM_EQ(buf, "a1", 2);
-
-    /* Released into the middle of its type: a2 claimed, a4 sent after, a2 released. */
-    ASSERT_OK(pbx_send(q, 1, "a3", 2, 0));
-    uint64_t c3;
-    ASSERT_EQ(pbx_claim(q, 1, buf, sizeof(buf), PBX_NOWAIT, &type, &c3), 2);
-    ASSERT_MEM_EQ(buf, "a2", 2);
-    ASSERT_OK(pbx_send(q, 1, "a4", 2, 0));
-    ASSERT_OK(pbx_release(q, c3));
-    const char *want[] = {"b1", "a2", "a3", "a4"};
-    for (int i = 0; i < 4; i++) {
-        ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, &type), 2);
-        ASSERT_MEM_EQ(buf, want[i], 2);
-    }
-
-    /* Ack deletes it; it counts as received. */
-    static char big[3000], out[4096];
-    memset(big, 'x', sizeof(big));
-    ASSERT_OK(pbx_send(q, 7, big, sizeof(big), 0));
-    uint64_t c;
-    ASSERT_EQ(pbx_claim(q, 0, out, sizeof(out), 0, &type, &c), (ssize_t) sizeof(big));
-    ASSERT_EQ(type, 7);
-    ASSERT_MEM_EQ(out, big, sizeof(big));
-    ASSERT_ERR(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), -ENOMSG);
-    uint64_t received = (pbx_stat(q, &st), st.received);
-    ASSERT_OK(pbx_ack(q, c));
-    ASSERT_EQ(claim_files(), 0);
-    ASSERT_EQ(count_queued_files(dir), 0);
-    ASSERT_OK(pbx_stat(q, &st));
-    ASSERT_EQ(st.msgs, 0);
-    ASSERT_EQ(st.claimed, 0);
-    ASSERT_EQ(st.received, received + 1);
-    ASSERT_ERR(pbx_ack(q, c), -ENOENT);
-    ASSERT_ERR(pbx_release(q, c), -ENOENT);
-    /* Values that cannot be ids; an id of a message never claimed. */
-    ASSERT_ERR(pbx_ack(q, 0), -EINVAL);
-    ASSERT_ERR(pbx_ack(q, (1ull << 24) | 0xffffffu), -EINVAL);
-    ASSERT_ERR(pbx_release(q, c & ~((1ull << 44) - 1)), -EINVAL);
-    ASSERT_ERR(pbx_ack(q, c + 1), -ENOENT);
-    ASSERT_ERR(pbx_claim(q, 0, buf, sizeof(buf), PBX_PEEK, NULL, &c), -EINVAL);
-    ASSERT_ERR(pbx_claim(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL, &c), -ENOMSG);
-    ASSERT_OK(pbx_send(q, 1, big, 100, 0));
-    ASSERT_ERR(pbx_claim(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL, &c), -E2BIG);
-    ASSERT_OK(pbx_stat(q, &st));
-    ASSERT_EQ(st.claimed, 0);
-    ASSERT_OK(pbx_remove(q));
-    pbx_close(q);
-}
-
 TEST_SPOOL(spool_a_claim_outlives_pbx_close_and_belongs_to_the_process)
 {
     pbx_t *q = open_spool("keep", 16, PBX_BLOCK);
@@ -1387,34 +1356,6 @@ TEST_SPOOL(spool_a_claim_outlives_pbx_close_and_belongs_to_the_process)
     ASSERT_OK(pbx_remove(h));
     ASSERT_ERR(pbx_ack(h, c), -EIDRM);
     pbx_close(h);
-}
-
-static int settle_foreign(void *arg)
-{
-    pbx_t *q = arg;
-    pbx_t *h;
-    if (pbx_open(name, 0, NULL, &h))
-        return 1;
-    int r = pbx_ack(q, board->claim) == -ENOENT && pbx_release(q, board->claim) == -ENOENT &&
-                    pbx_ack(h, board->claim) == -ENOENT
-                ? 0
-                : 2;
-    pbx_close(h);
-    return r;
-}
-
-TEST_SPOOL(spool_another_process_cannot_settle_a_claim)
-{
-    board_init();
-    pbx_t *q = open_spool("foreign", 16, PBX_BLOCK);
-    ASSERT_OK(pbx_send(q, 1, "m", 1, 0));
-    char buf[8];
-    ASSERT_OK(pbx_claim(q, 0, buf, sizeof(buf), 0, NULL, &board->claim));
-    pbx_test_wait_ok(pbx_test_fork(settle_foreign, q));
-    ASSERT_EQ(claim_files(), 1);
-    ASSERT_OK(pbx_ack(q, board->claim));
-    ASSERT_OK(pbx_remove(q));
-    pbx_close(q);
 }
 
 TEST_SPOOL(spool_a_claimer_killed_has_its_message_redelivered_to_another_consumer_exactly_once)
@@ -1496,79 +1437,6 @@ TEST_SPOOL(spool_an_acker_killed_inside_ack_leaves_the_message_gone_once)
 
 /* ---- PBX_SYNC --------------------------------------------------------------------------- */
 
-TEST_SPOOL(spool_a_sync_send_returns_only_after_the_receive)
-{
-    for (int claim = 0; claim < 3; claim++) {
-        board_init();
-        char n[16];
-        snprintf(n, sizeof(n), "sync%d", claim);
-        pbx_t *q = open_spool(n, 16, PBX_BLOCK);
-        pid_t r = pbx_test_fork(receive_later, (void *) (intptr_t) claim);
-        ASSERT_OK(pbx_send(q, 1, "sync", 4, PBX_SYNC));
-        ASSERT_EQ(load(&board->go), claim == 1 ? 2 : 1);
-        struct pbx_stat st;
-        ASSERT_OK(pbx_stat(q, &st));
-        ASSERT_EQ(st.msgs, 0);
-        ASSERT_EQ(received_soon(q, 1), 1);
-        pbx_test_wait_ok(r);
-        ASSERT_OK(pbx_remove(q));
-        pbx_close(q);
-    }
-}
-
-static int open_and_sync_send(void *arg)
-{
-    (void) arg;
-    pbx_t *q;
-    if (pbx_open(name, 0, NULL, &q))
-        return 1;
-    board->result = pbx_send(q, 1, "s", 1, PBX_SYNC);
-    return 0;
-}
-
-static void wait_queued(pbx_t *q, uint64_t want)
-{
-    struct pbx_stat st;
-    double end = pbx_test_now_ms() + WAIT_MS;
-    do {
-        pbx_test_sleep_ms(5);
-        ASSERT_OK(pbx_stat(q, &st));
-    } while (st.msgs < want && pbx_test_now_ms() < end);
-    ASSERT_EQ(st.msgs, want);
-}
-
-TEST_SPOOL(spool_a_sync_sender_gets_eidrm_etimedout_or_enobufs_and_the_message_stays)
-{
-    board_init();
-    pbx_t *q = open_spool("rm", 16, PBX_BLOCK);
-    /* Timeout: the message stays queued. */
-    const struct timespec ts = {0, 50000000};
-    ASSERT_ERR(pbx_timedsend(q, 1, "t", 1, PBX_SYNC, &ts), -ETIMEDOUT);
-    char buf[8];
-    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
-    /* Removal wakes the waiting sync sender. */
-    board->result = 1;
-    pid_t s = pbx_test_fork(open_and_sync_send, NULL);
-    wait_queued(q, 1);
-    ASSERT_OK(pbx_remove(q));
-    pbx_test_wait_ok(s);
-    ASSERT_EQ(board->result, -EIDRM);
-    pbx_close(q);
-
-    /* Dropped by a later send under PBX_DROP_OLDEST: -ENOBUFS. */
-    q = open_spool("drop", 1, PBX_DROP_OLDEST);
-    board->result = 1;
-    s = pbx_test_fork(open_and_sync_send, NULL);
-    wait_queued(q, 1);
-    ASSERT_EQ(pbx_send(q, 2, "n", 1, 0), 1);
-    pbx_test_wait_ok(s);
-    ASSERT_EQ(board->result, -ENOBUFS);
-    ASSERT_EQ(pbx_recv(q, 0, buf, sizeof(buf), PBX_NOWAIT, NULL), 1);
-    ASSERT_EQ(buf[0], 'n');
-    ASSERT_OK(pbx_remove(q));
-    pbx_close(q);
-}
-
 static int sync_send_crash(void *arg)
 {
     (void) arg;
@@ -1611,41 +1479,6 @@ TEST_SPOOL(spool_a_sync_send_is_released_when_a_dead_claimers_message_is_receive
     ASSERT_EQ(pbx_timedrecv(q, 0, buf, sizeof(buf), 0, NULL, &ts), 1);
     pbx_test_wait_ok(s);
     ASSERT_EQ(board->result, 0);
-    ASSERT_OK(pbx_remove(q));
-    pbx_close(q);
-}
-
-static int open_and_recv_wait_once(void *arg)
-{
-    (void) arg;
-    pbx_t *q;
-    if (pbx_open(name, 0, NULL, &q))
-        return 1;
-    char buf[8];
-    return pbx_recv(q, 0, buf, sizeof(buf), 0, NULL) == 1 ? 0 : 2;
-}
-
-TEST_SPOOL(spool_sync_nowait_is_sent_only_when_a_receiver_already_waits)
-{
-    pbx_t *q = open_spool("nowait", 16, PBX_BLOCK);
-    ASSERT_ERR(pbx_send(q, 1, "n", 1, PBX_SYNC | PBX_NOWAIT), -EAGAIN);
-    struct pbx_stat st;
-    ASSERT_OK(pbx_stat(q, &st));
-    ASSERT_EQ(st.msgs, 0);
-    char t[4200];
-    snprintf(t, sizeof(t), "%s/tmp", dir);
-    ASSERT_EQ(count_entries(t), 0);
-    pid_t r = pbx_test_fork(open_and_recv_wait_once, NULL);
-    double end = pbx_test_now_ms() + WAIT_MS;
-    do {
-        pbx_test_sleep_ms(5);
-        ASSERT_OK(pbx_stat(q, &st));
-    } while (st.recv_waiters == 0 && pbx_test_now_ms() < end);
-    ASSERT_OK(pbx_send(q, 1, "n", 1, PBX_SYNC | PBX_NOWAIT));
-    ASSERT_OK(pbx_stat(q, &st));
-    ASSERT_EQ(st.msgs, 0);
-    ASSERT_EQ(received_soon(q, 1), 1);
-    pbx_test_wait_ok(r);
     ASSERT_OK(pbx_remove(q));
     pbx_close(q);
 }
