@@ -2,11 +2,11 @@
  * test_signals.c — participants, claims, synchronous send, notification and the descriptor
  * (docs/signals.md), across processes, on both transports from this one source.
  *
- * TRANSPORTS. TEST(name) runs on shared memory only (it looks inside the region or tests what
- * only shared memory has), registered as signals.NAME; TEST_SPOOL(name) on spools only (spool
- * files, spool crash points), as spool_signals.NAME; TEST_BOTH(name) on both, as signals.NAME
- * and spool_signals.NAME, the latter with PBX_TEST_SPOOL=1 in its environment, which makes
- * open_box() create a spool (CMakeLists.txt registers them).
+ * TRANSPORTS. TEST(name) runs on shared memory only (it looks inside the region, tests what
+ * only shared memory has, or was never written for spools), registered as signals.NAME;
+ * TEST_SPOOL(name) on spools only (spool files, spool crash points), as spool_signals.NAME;
+ * TEST_BOTH(name) on both, as signals.NAME and spool_signals.NAME, the latter with PBX_TEST_SPOOL=1
+ * in its environment, which makes open_box() create a spool (CMakeLists.txt registers them).
  *
  * Helpers report through a page of MAP_SHARED memory (struct board) that the test reads; every
  * wait is bounded, so a lost signal or wake-up shows as a failure, never as a hung test.
@@ -1389,6 +1389,32 @@ TEST(a_watcher_killed_stops_costing_senders_a_wake)
     pbx_close(q);
 }
 
+static int use_inherited(void *arg)
+{
+    pbx_t *q = arg;
+    if (pbx_send(q, 1, "c", 1, 0))
+        return 1;
+    struct pbx_peer p[8];
+    ssize_t n = pbx_peers(q, p, 8);
+    const struct pbx_peer *me = find_peer(p, n, getpid());
+    const struct pbx_peer *parent = find_peer(p, n, getppid());
+    if (n != 2 || !me || !parent || me->roles != (PBX_PEER_OPENED | PBX_PEER_SENT))
+        return 2;
+    pbx_close(q); /* frees the child's entry, not the parent's */
+    return 0;
+}
+
+TEST_BOTH(a_child_using_an_inherited_handle_is_a_peer_of_its_own)
+{
+    pbx_t *q = open_box(16, 64);
+    pbx_test_wait_ok(pbx_test_fork(use_inherited, q));
+    struct pbx_peer p[8];
+    ASSERT_EQ(pbx_peers(q, p, 8), 1);
+    ASSERT_EQ(p[0].pid, getpid());
+    ASSERT_OK(pbx_remove(q));
+    pbx_close(q);
+}
+
 /* ---- spools only ------------------------------------------------------------------------ */
 
 TEST_SPOOL(spool_a_claim_outlives_pbx_close_and_belongs_to_the_process)
@@ -1503,32 +1529,6 @@ TEST_SPOOL(spool_a_sync_send_is_released_when_a_dead_claimers_message_is_receive
 }
 
 /* ---- pbx_peers -------------------------------------------------------------------------- */
-
-static int use_inherited(void *arg)
-{
-    pbx_t *q = arg;
-    if (pbx_send(q, 1, "c", 1, 0))
-        return 1;
-    struct pbx_peer p[8];
-    ssize_t n = pbx_peers(q, p, 8);
-    const struct pbx_peer *me = find_peer(p, n, getpid());
-    const struct pbx_peer *parent = find_peer(p, n, getppid());
-    if (n != 2 || !me || !parent || me->roles != (PBX_PEER_OPENED | PBX_PEER_SENT))
-        return 2;
-    pbx_close(q); /* frees the child's entry, not the parent's */
-    return 0;
-}
-
-TEST_SPOOL(spool_a_child_using_an_inherited_handle_is_a_peer_of_its_own)
-{
-    pbx_t *q = open_spool("inherit", 16, PBX_BLOCK);
-    pbx_test_wait_ok(pbx_test_fork(use_inherited, q));
-    struct pbx_peer p[8];
-    ASSERT_EQ(pbx_peers(q, p, 8), 1);
-    ASSERT_EQ(p[0].pid, getpid());
-    ASSERT_OK(pbx_remove(q));
-    pbx_close(q);
-}
 
 /* ---- pbx_fd ----------------------------------------------------------------------------- */
 
