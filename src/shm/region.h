@@ -179,7 +179,7 @@ struct pbx_send_side {
     uint64_t dropped __attribute__((aligned(PBX_CACHELINE))); /* PBX_DROP_NEWEST discards */
     int64_t last_time;
     int32_t last_pid;
-    uint32_t cpu; /* CPU the last sender ran on, plus one (0: unknown); see wait.h */
+    uint32_t cpu;         /* CPU the last sender ran on, plus one (0: unknown); see wait.h */
     uint32_t index_ahead; /* 1: a selective receiver is present, senders index a deep backlog
                              (INDEX AHEAD in ahead.c); on a line senders write anyway */
     /* Line 4: the send lock's bias: read by every take of the lock, written by its owner. */
