@@ -68,8 +68,9 @@ struct pbx_transport {
     /* open: name is this transport's (the API layer chose it by the name); flags are PBX_CREATE,
      * PBX_EXCL only with PBX_CREATE, PBX_RDONLY only without PBX_CREATE (LOOKING below); opts
      * is NULL or valid. Errors: -ENOENT, -EEXIST, -ENOTDIR, -EACCES, -EPERM, -EBADMSG, -EPROTO,
-     * -EXDEV, -EINVAL (a name only the transport can judge), OS errors. On an error *state is
-     * not set and nothing is left to close. Waits for nobody but a lock's holder. */
+     * -EXDEV, -EINVAL (a name only the transport can judge), the spool's -EAGAIN (created and
+     * removed under it eight times running), OS errors. On an error *state is not set and nothing
+     * is left to close. Waits for nobody but a lock's holder. */
     int (*open)(const char *name, int flags, const struct pbx_options *opts, void **state);
     /* pbx_open_private(): opts NULL or valid. The API layer calls only the shared-memory
      * transport's (the spool's returns -EOPNOTSUPP). */
@@ -82,7 +83,8 @@ struct pbx_transport {
     /* pbx_remove(): marks the mailbox removed and wakes every waiter, who return -EIDRM;
      * -EIDRM when it already was. Does not free state. */
     int (*remove)(void *state);
-    /* pbx_unlink(): name is this transport's. -ENOENT, -EACCES, -EPERM, -EXDEV, OS errors. */
+    /* pbx_unlink(): name is this transport's. -ENOENT, -EACCES, -EPERM, -EXDEV, -EBADMSG (not a
+     * mailbox), -EINVAL (a name only the transport can judge), OS errors. */
     int (*unlink)(const char *name);
     /* pbx_send(), pbx_timedsend(): type >= 1; data non-NULL when len > 0; len <= UINT32_MAX
      * (the transport checks max_msg_size: -EMSGSIZE); flags PBX_NOWAIT and PBX_SYNC, the latter
