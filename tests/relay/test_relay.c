@@ -457,6 +457,68 @@ TEST(block_destination_full_fills_the_outbox_and_blocks_senders_then_drains_in_o
     natsd_kill(&w.server, SIGTERM);
 }
 
+/* On a three-server cluster (R3), a block destination's stream must not refuse: JetStream
+ * applies a DiscardNew limit on each replica by itself, and replicas that refuse different
+ * messages lose acknowledged ones at the next leader change (docs/relay.md, the cluster
+ * torture). The sending relay holds the stream to the mailbox's size instead: the outbox
+ * still fills and blocks its senders, and no publish is ever refused (none re-published). */
+TEST(block_destination_on_a_cluster_is_held_by_the_sender_and_never_refuses)
+{
+    natsd_require();
+    char base[512];
+    snprintf(base, sizeof base, "%s", getenv("POSTBOX_DIR"));
+    setenv("PBX_RELAY_TEST_BASE", base, 1);
+    struct natsd d[3];
+    natsd_start_cluster(d, base);
+    char urls[400];
+    snprintf(urls, sizeof urls, "%s,%s,%s", d[0].url, d[1].url, d[2].url);
+    struct host a, b;
+    host_init(&a, base, "a");
+    host_init(&b, base, "b");
+    struct pbx_options small = pbx_test_options(20, 1u << 20, 1024, PBX_BLOCK);
+    pbx_t *out = open_on(&a, "jobs.b", &small);
+    pbx_t *in = open_on(&b, "jobs", &small);
+    host_relay_start(&b, urls, NULL, "--in", "jobs", "--replicas", "3", (char *) NULL);
+    host_relay_start(&a, urls, NULL, "--out", "jobs@b", (char *) NULL);
+    /* A new cluster elects its leaders first: once message 1 has crossed, the route works. */
+    static unsigned char buf[256];
+    msg_make(buf, 1, msg_len(1, 0));
+    ASSERT_OK(pbx_send(out, msg_type(1), buf, msg_len(1, 0), 0));
+    expect_stream(in, 1, 1, 0);
+    /* Publishes refused before b's relay declared the stream (no responders) are counted
+     * before message 1 is: the count from then on must not move. */
+    for (int i = 0; i < 2000 && host_status(&a, "out", "published") < 1; i++)
+        pbx_test_sleep_ms(10);
+    ASSERT_EQ(host_status(&a, "out", "published"), 1);
+    long long republished = host_status(&a, "out", "republished");
+    uint64_t sent = 1;
+    for (;;) {
+        size_t len = msg_len(sent + 1, 0);
+        msg_make(buf, sent + 1, len);
+        int r = pbx_send(out, msg_type(sent + 1), buf, len, PBX_NOWAIT);
+        if (r == -EAGAIN) {
+            pbx_test_sleep_ms(2000);
+            r = pbx_send(out, msg_type(sent + 1), buf, len, PBX_NOWAIT);
+            if (r == -EAGAIN)
+                break;
+        }
+        ASSERT_OK(r);
+        sent++;
+        ASSERT_LT(sent, 1000); /* the sending relay must hold the stream to 20 */
+    }
+    ASSERT_GE(sent, 20 + 20 + 20);
+    if (host_status(&a, "out", "republished") != republished)
+        dump_logs();
+    ASSERT_EQ(host_status(&a, "out", "republished"), republished); /* the stream never refused */
+    expect_stream(in, 2, sent - 1, 0);
+    expect_no_more(&(struct world){.b = b}, in);
+    ASSERT_EQ(host_status(&a, "out", "republished"), republished);
+    host_relay_stop(&a);
+    host_relay_stop(&b);
+    for (int i = 0; i < 3; i++)
+        natsd_kill(&d[i], SIGTERM);
+}
+
 static void drop_policy(enum pbx_overflow policy)
 {
     struct world w;

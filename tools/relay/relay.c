@@ -304,11 +304,14 @@ struct pending { /* a journalled record held in memory until published */
  * R.wake: the loop sets R.sleeping before it looks at acks_seen a last time, both sequentially
  * consistent, so an ack is either seen or wakes the loop.
  */
-#define WINDOW_MAX  8192
-#define ACK_RING    (2 * WINDOW_MAX)
-#define ACK_WAIT_MS 15000       /* a published record unanswered for this long counts as failed */
-#define JOURNAL_MAX (32u << 20) /* claiming pauses while the journal is this large */
-#define CALM_MS     10000       /* no pipelining for this long after a full stream refused */
+#define WINDOW_MAX   8192
+#define ACK_RING     (2 * WINDOW_MAX)
+#define ACK_WAIT_MS  15000       /* a published record unanswered for this long counts as failed */
+#define JOURNAL_MAX  (32u << 20) /* claiming pauses while the journal is this large */
+#define CALM_MS      10000       /* no pipelining for this long after a full stream refused */
+#define SOFT_DESC    "postbox mailbox; sending relays hold it to max_msgs " /* SOFT LIMIT */
+#define LIMITS_MS    2000 /* how often a route reads its destination stream's limits again */
+#define SOFT_POLL_MS 20   /* near a soft limit, the stream's count is asked at most this often */
 
 struct route_out {
     char spec[2 * RELAY_NAME_MAX + 16];
@@ -343,6 +346,11 @@ struct route_out {
     uint64_t retry_at;
     unsigned backoff;
     int publishing_failed;
+    /* SOFT LIMIT (a replicated destination, see declare()): the mailbox's max_msgs that this
+     * relay holds the stream to, 0 for none; the stream's count when last asked, when, and
+     * how many records were stored since. */
+    uint64_t soft_max, soft_msgs, soft_stored, soft_at;
+    uint64_t limits_at; /* when out_limits() last read the stream */
     struct route_stats stats;
 };
 
@@ -558,12 +566,14 @@ static int link_up(void)
 }
 
 /* PIPELINE: a destination stream that refuses when full (DiscardNew) takes a window of at most
- * its MaxMsgs. Looked up at every declaration and after a failed publish; a stream not there
- * yet (its relay has not declared it) leaves the window as it is. */
+ * its MaxMsgs; one with a SOFT LIMIT in its description, at most that. Looked up at every
+ * declaration, after a failed publish and every LIMITS_MS; a stream not there yet (its relay
+ * has not declared it) leaves the window as it is. */
 static void out_limits(struct route_out *o)
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
+    o->limits_at = now_ms();
     if (js_GetStreamInfo(&si, R.js, o->stream, NULL, &jerr) != NATS_OK || !si || !si->Config) {
         jsStreamInfo_Destroy(si);
         return;
@@ -571,6 +581,15 @@ static void out_limits(struct route_out *o)
     int w = R.window;
     if (si->Config->Discard == js_DiscardNew && si->Config->MaxMsgs > 0 && si->Config->MaxMsgs < w)
         w = (int) si->Config->MaxMsgs;
+    const char *d = si->Config->Description;
+    o->soft_max = 0;
+    if (d && !strncmp(d, SOFT_DESC, strlen(SOFT_DESC)))
+        o->soft_max = strtoull(d + strlen(SOFT_DESC), NULL, 10);
+    if (o->soft_max && o->soft_max < (uint64_t) w)
+        w = (int) o->soft_max;
+    o->soft_msgs = si->State.Msgs;
+    o->soft_stored = 0;
+    o->soft_at = now_ms();
     if (w != o->window)
         logmsg("route %s: window %d (stream %s)", o->spec, w, o->stream);
     o->window = w;
@@ -592,7 +611,19 @@ static int declare(void)
         sc.Retention = js_WorkQueuePolicy;
         sc.Storage = js_FileStorage;
         sc.Replicas = R.replicas;
-        if (in->qst.overflow == PBX_BLOCK) {
+        char desc[64];
+        if (in->qst.overflow == PBX_BLOCK && in->qst.max_msgs && R.replicas > 1) {
+            /* SOFT LIMIT. Not DiscardNew on a replicated stream: JetStream (2.9) applies that
+             * limit on each replica by itself, when it applies the message, to a count the
+             * work-queue consumer's acks lower on each server at its own moment (the acks are
+             * not in the stream's log). Replicas then disagree on which messages were refused:
+             * the leader acknowledges a message a follower refused, and once that follower
+             * leads, the message is gone (the cluster torture lost thousands so). Instead the
+             * stream has no limit and says the mailbox's in its description; the sending
+             * relays read it and stop claiming while the stream holds that many. */
+            snprintf(desc, sizeof desc, SOFT_DESC "%" PRIu64, (uint64_t) in->qst.max_msgs);
+            sc.Description = desc;
+        } else if (in->qst.overflow == PBX_BLOCK) {
             /* BACK-PRESSURE: the stream holds at most what the mailbox holds, and refuses more;
              * the sending relay retries and stops claiming, so its outbox fills. */
             sc.Discard = js_DiscardNew;
@@ -952,6 +983,7 @@ static size_t out_collect(struct route_out *o)
         return 0;
     crash_point("out-confirmed");
     size_t n = h - o->phead;
+    o->soft_stored += n;
     o->st->published_through = o->pend[h - 1].seq;
     o->stats.published += n;
     for (size_t i = o->phead; i < h; i++)
@@ -1010,6 +1042,31 @@ static void out_fail(struct route_out *o)
         out_limits(o);
 }
 
+/* SOFT LIMIT: how many more records the destination stream may take, by the count it gave
+ * when last asked, the records stored since and those in flight (an over-estimate: a record
+ * stored and not yet acked counts twice). Near the limit it asks again, at most every
+ * SOFT_POLL_MS; the receiver draining the stream makes room. */
+static uint64_t out_soft_room(struct route_out *o)
+{
+    if (!o->soft_max)
+        return UINT64_MAX;
+    uint64_t flight = o->npend - o->phead;
+    uint64_t est = o->soft_msgs + o->soft_stored + flight;
+    uint64_t now = now_ms();
+    if (est + (uint64_t) R.batch > o->soft_max && now - o->soft_at >= SOFT_POLL_MS && link_up()) {
+        jsStreamInfo *si = NULL;
+        jsErrCode jerr = 0;
+        o->soft_at = now;
+        if (js_GetStreamInfo(&si, R.js, o->stream, NULL, &jerr) == NATS_OK && si) {
+            o->soft_msgs = si->State.Msgs;
+            o->soft_stored = 0;
+            est = o->soft_msgs + flight;
+        }
+        jsStreamInfo_Destroy(si);
+    }
+    return est < o->soft_max ? o->soft_max - est : 0;
+}
+
 /* Can the route claim more now? (Not while publishing fails, nor with a full window.) */
 static int out_can_take(const struct route_out *o)
 {
@@ -1035,6 +1092,8 @@ static int out_step(struct route_out *o)
     }
     if (!link_up() || !R.max_payload || now < o->retry_at)
         return busy;
+    if (now - o->limits_at >= LIMITS_MS)
+        out_limits(o); /* the destination's relay may have declared (or changed) it since */
     int r = out_publish(o);
     if (r < 0) {
         out_fail(o);
@@ -1043,6 +1102,9 @@ static int out_step(struct route_out *o)
     busy |= r > 0;
     if (out_can_take(o)) {
         size_t room = (size_t) o->window - (o->npend - o->phead);
+        uint64_t soft = out_soft_room(o);
+        if (soft < room)
+            room = (size_t) soft;
         int n = out_take(o, room < (size_t) R.batch ? (int) room : R.batch);
         if (n > 0) {
             busy = 1;
