@@ -268,7 +268,9 @@ PBX_API int pbx_unlink(const char *name);
  *   PBX_BLOCK        sleep until there is room (PBX_NOWAIT: return -EAGAIN at once);
  *   PBX_DROP_NEWEST  discard this message, count it in pbx_stat().dropped, return -ENOBUFS;
  *   PBX_DROP_OLDEST  discard the oldest queued messages (counted in dropped) until this one
- *                    fits, queue it, and return the number of messages discarded (> 0).
+ *                    fits, queue it, and return the number of messages discarded (> 0). If
+ *                    even discarding every queued message would not make room (the rest is
+ *                    claimed, lent or being copied), nothing is discarded: as PBX_BLOCK.
  * Returns 0 (queued, nothing dropped), a positive drop count (PBX_DROP_OLDEST only), or:
  *   -EINVAL     q is NULL, type < 1, data is NULL with len > 0, unknown flag
  *   -EMSGSIZE   len > max_msg_size (System V says EINVAL here)

@@ -199,18 +199,22 @@ TEST(sendv_drop_oldest_counts_the_drops_in_each_message_result)
     BOTH_TRANSPORTS(sendv_drop_oldest);
 }
 
-/* Room held by a claimed message (not droppable): a batch discards every queued message for
- * an entry that still does not fit, then stops there. Those discards were made by this call: they
- * must be reported in a result (docs/api.md: every discard is reported to the sender that caused
- * it), not only counted in pbx_stat(). The entry it stops at is small (the discards are made in
- * the round of the entry before) or large (in a round of its own). Shared memory: a spool sends
- * one message at a time. */
-static void sendv_stopped_after_discards(size_t last_len)
+/* Room held by a claimed message (not droppable): discarding every queued message would not
+ * make room for an entry, so none is discarded for it (docs/api.md, the overflow policies), and
+ * the batch stops there with the queue intact. The entry it stops at is small (a run of the
+ * entry before) or large (a round of its own). Then the same for a single pbx_send(). */
+static void nothing_dropped_for_what_cannot_fit(size_t last_len)
 {
     static unsigned char big[64], small[5], last[64];
+    char name[4096];
+    if (on_spool)
+        snprintf(name, sizeof(name), "spool:%s/dropspool", getenv("POSTBOX_DIR"));
+    else
+        snprintf(name, sizeof(name), "batchdrops");
     struct pbx_options o = pbx_test_options(8, 80, 64, PBX_DROP_OLDEST);
+    o.durability = PBX_DURABLE_NONE;
     pbx_t *q = NULL;
-    ASSERT_OK(pbx_open("batchdrops", PBX_CREATE | PBX_EXCL, &o, &q));
+    ASSERT_OK(pbx_open(name, PBX_CREATE | PBX_EXCL, &o, &q));
     uint64_t claim = 0;
     ASSERT_OK(pbx_send(q, 1, big, sizeof(big), 0));
     ASSERT_EQ(pbx_claim(q, 0, big, sizeof(big), PBX_NOWAIT, NULL, &claim), (long long) sizeof(big));
@@ -218,19 +222,34 @@ static void sendv_stopped_after_discards(size_t last_len)
     struct pbx_msgv v[2] = {{3, small, sizeof(small), 12345}, {4, last, last_len, 12345}};
     /* The first fits (74); the second does not, even with both queued ones dropped. */
     ASSERT_EQ(pbx_sendv(q, v, 2, PBX_NOWAIT), 1);
+    ASSERT_EQ(v[0].result, 0);
     ASSERT_EQ(v[1].result, -EAGAIN);
     struct pbx_stat st;
     ASSERT_OK(pbx_stat(q, &st));
-    ASSERT_EQ(st.dropped, 2);
-    ASSERT_EQ(st.msgs, 1);     /* the claimed one */
-    ASSERT_EQ(v[0].result, 2); /* the discards this call made, in the last entry it processed */
+    ASSERT_EQ(st.dropped, 0);
+    ASSERT_EQ(st.msgs, 3); /* the claimed one and both queued ones */
+    ASSERT_ERR(pbx_send(q, 4, last, last_len, PBX_NOWAIT), -EAGAIN);
+    struct timespec t = {0, 20 * 1000 * 1000};
+    ASSERT_ERR(pbx_timedsend(q, 4, last, last_len, 0, &t), -ETIMEDOUT);
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.dropped, 0);
+    ASSERT_EQ(st.msgs, 3);
+    /* Once the claim is acked there is room, and every message is still there. */
     ASSERT_OK(pbx_ack(q, claim));
+    ASSERT_OK(pbx_send(q, 4, last, last_len, PBX_NOWAIT));
+    ASSERT_OK(pbx_stat(q, &st));
+    ASSERT_EQ(st.msgs, 3);
+    ASSERT_EQ(st.dropped, 0);
     close_box(q);
 }
-TEST(sendv_stopped_after_discarding_for_the_last_entry_still_reports_the_discards)
+static void nothing_dropped_both_sizes(void)
 {
-    sendv_stopped_after_discards(20); /* inline: dropped for in the first entry's round */
-    sendv_stopped_after_discards(40); /* with chunks: a round of its own */
+    nothing_dropped_for_what_cannot_fit(20); /* inline: the entry before's run */
+    nothing_dropped_for_what_cannot_fit(40); /* with chunks: a round of its own */
+}
+TEST(drop_oldest_discards_nothing_for_a_message_that_would_not_fit_even_then)
+{
+    BOTH_TRANSPORTS(nothing_dropped_both_sizes);
 }
 
 /* ---- receiving --------------------------------------------------------------------------- */

@@ -632,6 +632,33 @@ int pbx__slot_free(struct pbx_shm *m, uint32_t s, enum pbx_free_why why)
     return 0;
 }
 
+/* Under both locks, with no room for len: would discarding every queued message make room?
+ * Room held otherwise — a message claimed or lent, or being written or read outside a lock — is
+ * not for this sender to free, and discarding the queue for a message that still would not fit
+ * loses those messages for nothing: the send fails or waits all the same. Exact, since only the
+ * holders of these two locks move a slot into or out of QUEUED or change the counts. The usual
+ * case, nothing held outside the queue, reads three counters; otherwise the slots are counted. */
+static int dropping_makes_room(struct pbx_shm *m, uint32_t len)
+{
+    const struct pbx_send_side *s = &m->h->send;
+    uint64_t msgs = s->sent_msgs - s->seen_msgs, bytes = s->sent_bytes - s->seen_bytes;
+    uint64_t kept_msgs = 0, kept_bytes = 0; /* what stays after every queued message goes */
+    if (PBX_LOAD(&m->h->recv.claimed) | PBX_LOAD(&m->h->recv.inflight) | PBX_LOAD(&s->inflight)) {
+        uint64_t queued_msgs = 0, queued_bytes = 0;
+        for (uint32_t i = 0; i < m->geo.nslots; i++)
+            if (PBX_LOAD(&m->slots[i].state) == PBX_SLOT_QUEUED) {
+                queued_msgs++;
+                queued_bytes += m->slots[i].len;
+            }
+        kept_msgs = msgs > queued_msgs ? msgs - queued_msgs : 0;
+        kept_bytes = bytes > queued_bytes ? bytes - queued_bytes : 0;
+    }
+    uint64_t lim = PBX_LOAD(&m->h->soft_limit);
+    if (lim && (kept_msgs + 1 > lim || kept_bytes + len > lim))
+        return 0;
+    return kept_msgs + 1 <= m->geo.max_msgs && kept_bytes + len <= m->geo.max_bytes;
+}
+
 int pbx__drop_oldest(struct pbx_shm *m, uint32_t len, uint64_t limit)
 {
     int err = pbx__recv_lock_until(m, limit);
@@ -641,6 +668,10 @@ int pbx__drop_oldest(struct pbx_shm *m, uint32_t len, uint64_t limit)
     err = pbx__index_ready(m);
     if (!err)
         err = pbx__recv_drain(m);
+    if (!err && !pbx__send_has_room(m, len) && !dropping_makes_room(m, len)) {
+        pbx__recv_unlock(m);
+        return 0; /* nothing discarded: the caller fails or waits as a full PBX_BLOCK does */
+    }
     while (!err && !pbx__send_has_room(m, len)) {
         uint32_t e;
         if (pbx__index_select(m, 0, 0, &e) != 0)

@@ -2026,6 +2026,17 @@ static void forget_missing(struct spool *s, uint64_t seq, const char *name)
 
 /* Discard the oldest queued message to make room (lock held). 1 dropped, 2 it had vanished
  * already (look again), 0 none to drop, or -errno. */
+/* With the lock, no room for len: would discarding every queued message make room? What is
+ * claimed (held by a claim or being read) is not the sender's to free, and discarding the queue
+ * for a message that still would not fit loses it for nothing (as in the shm transport). */
+static int dropping_makes_room(const struct spool *s, uint32_t len)
+{
+    uint64_t kept_bytes = 0;
+    for (const struct pbx_sidx_msg *c = s->idx.claimed; c; c = c->cnext)
+        kept_bytes += c->len;
+    return s->idx.nclaimed + 1 <= s->meta.max_msgs && kept_bytes + len <= s->meta.max_bytes;
+}
+
 static int drop_oldest(struct spool *s)
 {
     struct pbx_sidx_msg *m = pbx__sidx_select(&s->idx, 0, 0);
@@ -2086,7 +2097,8 @@ static int send_loop(struct spool *s, long type, const char *tmpname, uint32_t l
                 spool_unlock(s);
                 return -ENOBUFS;
             }
-            if (s->meta.overflow != PBX_DROP_OLDEST || (err = drop_oldest(s)) == 0)
+            if (s->meta.overflow != PBX_DROP_OLDEST || !dropping_makes_room(s, len) ||
+                (err = drop_oldest(s)) == 0)
                 break;
             if (err < 0) {
                 spool_unlock(s);
