@@ -116,25 +116,11 @@ int pbx__send_lend(struct pbx_shm *m, uint32_t len, uint32_t *slot_out)
 {
     struct pbx_send_side *side = &m->h->send;
     const uint32_t k = pbx__chunks_for(len, m->geo.chunk_size);
-    uint64_t fh = side->free_head;
-    uint32_t s = PBX_LOAD(&m->slot_ring[fh & m->geo.slot_ring_mask]);
-    if (s >= m->geo.nslots || PBX_LOAD(&m->slots[s].state) != PBX_SLOT_FREE)
-        return -EBADMSG;
-    /* Chained before the log, as pbx__send_alloc() does: free chunks, nobody relies on them. */
-    uint64_t ch = side->chunk_head;
-    uint32_t first = PBX_NONE, prev = PBX_NONE;
-    for (uint32_t i = 0; i < k; i++) {
-        uint32_t c = PBX_LOAD(&m->chunk_ring[(ch + i) & m->geo.chunk_ring_mask]);
-        if (c >= m->geo.nchunks)
-            return -EBADMSG;
-        if (prev == PBX_NONE)
-            first = c;
-        else
-            m->chunk_next[prev] = c;
-        prev = c;
-    }
-    if (prev != PBX_NONE)
-        m->chunk_next[prev] = PBX_NONE;
+    const uint64_t fh = side->free_head, ch = side->chunk_head;
+    uint32_t s, first;
+    int err = pbx__send_take(m, k, &s, &first); /* as pbx__send_alloc() does */
+    if (err)
+        return err;
 
     pbx__send_log(m, PBX_LOG_ALLOC, s, len);
     side->free_head = fh + 1;

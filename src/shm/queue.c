@@ -222,33 +222,50 @@ static inline void prefetch_next_slot(const struct pbx_shm *m)
         prefetch_slot_at(m, side->free_head + SEND_AHEAD - 1);
 }
 
-int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len,
-                    uint32_t *slot_out, int sync, uint64_t *pos)
+/* Under the send lock: the next free slot, and the k chunks after chunk_head chained to one
+ * another (the first in *first, PBX_NONE for none), without taking them yet. The chunks are
+ * chained before anything is logged: they are free, so linking them changes nothing anyone
+ * else relies on, and a damaged ring entry is found before any state changes. 0 or -EBADMSG. */
+static inline int take_room(struct pbx_shm *m, uint32_t k, uint32_t *slot, uint32_t *first)
 {
-    struct pbx_send_side *side = &m->h->send;
-    const uint32_t k = pbx__chunks_for(len, m->geo.chunk_size);
-
-    uint64_t fh = side->free_head;
-    uint32_t s = PBX_LOAD(&m->slot_ring[fh & m->geo.slot_ring_mask]);
+    const struct pbx_send_side *side = &m->h->send;
+    uint32_t s = PBX_LOAD(&m->slot_ring[side->free_head & m->geo.slot_ring_mask]);
     if (s >= m->geo.nslots || PBX_LOAD(&m->slots[s].state) != PBX_SLOT_FREE)
         return -EBADMSG;
-
-    /* Chain the chunks before logging: they are free, so linking them changes nothing anyone
-     * else relies on, and a damaged ring entry is found before any state changes. */
-    uint64_t ch = side->chunk_head;
-    uint32_t first = PBX_NONE, prev = PBX_NONE;
+    uint32_t head = PBX_NONE, prev = PBX_NONE;
     for (uint32_t i = 0; i < k; i++) {
-        uint32_t c = PBX_LOAD(&m->chunk_ring[(ch + i) & m->geo.chunk_ring_mask]);
+        uint32_t c = PBX_LOAD(&m->chunk_ring[(side->chunk_head + i) & m->geo.chunk_ring_mask]);
         if (c >= m->geo.nchunks)
             return -EBADMSG;
         if (prev == PBX_NONE)
-            first = c;
+            head = c;
         else
             m->chunk_next[prev] = c;
         prev = c;
     }
     if (prev != PBX_NONE)
         m->chunk_next[prev] = PBX_NONE;
+    *slot = s;
+    *first = head;
+    return 0;
+}
+
+int pbx__send_take(struct pbx_shm *m, uint32_t k, uint32_t *slot, uint32_t *first)
+{
+    return take_room(m, k, slot, first);
+}
+
+int pbx__send_alloc(struct pbx_shm *m, long type, const void *data, uint32_t len,
+                    uint32_t *slot_out, int sync, uint64_t *pos)
+{
+    struct pbx_send_side *side = &m->h->send;
+    const uint32_t k = pbx__chunks_for(len, m->geo.chunk_size);
+
+    const uint64_t fh = side->free_head, ch = side->chunk_head;
+    uint32_t s, first;
+    int err = take_room(m, k, &s, &first);
+    if (err)
+        return err;
 
     log_send(m, k ? PBX_LOG_ALLOC : PBX_LOG_ALLOC_PUBLISH, s, len);
     side->free_head = fh + 1;

@@ -213,6 +213,9 @@ int pbx__drop_oldest(struct pbx_shm *m, uint32_t len, uint64_t limit);
 
 /* Under the send lock, with room: take a slot (and chunks) for a send loan of len bytes: LENT
  * by this process, unpublished (loan.c). 0 with *slot_out, or -EBADMSG. */
+/* Under the send lock: the next free slot and k chunks chained from *first, not yet taken
+ * (queue.c, the first step of pbx__send_alloc()). 0 or -EBADMSG. */
+int pbx__send_take(struct pbx_shm *m, uint32_t k, uint32_t *slot, uint32_t *first);
 int pbx__send_lend(struct pbx_shm *m, uint32_t len, uint32_t *slot_out);
 /* The send side's undo log, for loan.c (RECOVERY). */
 void pbx__send_log(struct pbx_shm *m, enum pbx_log_op op, uint32_t slot, uint32_t len);
