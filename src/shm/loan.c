@@ -181,27 +181,15 @@ int pbx__loan_record_send(struct pbx_shm *m, uint32_t s, uint32_t len, struct pb
     return 0;
 }
 
-struct sync_hold {
-    struct pbx_shm *m;
-    int sync;
-};
-
-static void sync_let_go(void *arg)
-{
-    pbx__cancel_landed();
-    const struct sync_hold *h = arg;
-    pbx__sync_end(h->m, h->sync);
-}
-
 /* PBX_SYNC: wait for the take of the message published with sync entry sync, which a cancel
  * (the wait is a cancellation point, as a PBX_SYNC send's) gives back. */
 static int wait_taken(struct pbx_shm *m, int sync)
 {
     struct pbx_sigguard g;
     pbx__os_sig_guard_init(&g);
-    struct sync_hold hold = {m, sync};
+    struct pbx_sync_hold hold = {m, sync};
     int r;
-    pthread_cleanup_push(sync_let_go, &hold);
+    pthread_cleanup_push(pbx__sync_let_go, &hold);
     r = pbx__sync_wait(m, sync, 0, &g);
     pthread_cleanup_pop(1);
     pbx__os_sig_restore(&g);

@@ -771,18 +771,6 @@ static int send_loop(struct pbx_shm *m, long type, const void *data, uint32_t le
     }
 }
 
-struct sync_hold {
-    struct pbx_shm *m;
-    int sync;
-};
-
-static void sync_let_go(void *arg)
-{
-    pbx__cancel_landed();
-    const struct sync_hold *h = arg;
-    pbx__sync_end(h->m, h->sync);
-}
-
 /* PBX_SYNC: send, then wait for the take, holding a sync entry that a cancel gives back. */
 static int sync_send(struct pbx_shm *m, long type, const void *data, uint32_t len, int flags,
                      uint64_t deadline_ns, struct pbx_sigguard *g)
@@ -790,9 +778,9 @@ static int sync_send(struct pbx_shm *m, long type, const void *data, uint32_t le
     int sync = pbx__sync_begin(m);
     if (sync < 0)
         return sync;
-    struct sync_hold hold = {m, sync};
+    struct pbx_sync_hold hold = {m, sync};
     int r;
-    pthread_cleanup_push(sync_let_go, &hold);
+    pthread_cleanup_push(pbx__sync_let_go, &hold);
     r = send_loop(m, type, data, len, flags, deadline_ns, g, sync, NULL, NULL);
     if (r >= 0) {
         int w = pbx__sync_wait(m, sync, deadline_ns, g);

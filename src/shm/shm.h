@@ -344,6 +344,14 @@ void pbx__sync_complete(struct pbx_shm *m, uint64_t seq, int dropped);
 int pbx__sync_wait(struct pbx_shm *m, int sync, uint64_t deadline_ns, struct pbx_sigguard *g);
 /* Give the entry back. */
 void pbx__sync_end(struct pbx_shm *m, int sync);
+/* The entry a PBX_SYNC wait holds, and the cleanup handler (pthread_cleanup_push) that gives
+ * it back when the waiting thread is cancelled or the wait ends: a sync send (shm.c) and a
+ * loan's PBX_SYNC commit (loan.c). */
+struct pbx_sync_hold {
+    struct pbx_shm *m;
+    int sync;
+};
+void pbx__sync_let_go(void *hold);
 /* Free the entries of sync senders that died waiting. Returns how many. */
 int pbx__sync_prune(struct pbx_shm *m);
 /* Wake every waiting sync sender (a removal). */

@@ -142,6 +142,13 @@ void pbx__sync_end(struct pbx_shm *m, int sync)
     }
 }
 
+void pbx__sync_let_go(void *hold)
+{
+    pbx__cancel_landed();
+    const struct pbx_sync_hold *h = hold;
+    pbx__sync_end(h->m, h->sync);
+}
+
 int pbx__sync_prune(struct pbx_shm *m)
 {
     int n = 0;
